@@ -1,0 +1,240 @@
+//! The master's own durable data, in one redb file: the minion data cache (the grains and
+//! pillar each minion last reported through `_pillar`) and the per-minion session keys of
+//! 3007+ request channels.
+//!
+//! Owns: the tables, their encoding (Salt's msgpack, so a value read back is byte-identical
+//! to what the minion sent), and session-key rotation by age. Must not: hold keys that Salt
+//! keeps as PEM files (those stay in the pki dir), know about sockets, or decide policy.
+//!
+//! Session keys are cached in memory after the first read: every v3 request needs one, and a
+//! read transaction per request would put the disk on the hot path.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use halite_proto::crypticle::Crypticle;
+use halite_proto::payload::{self, Value};
+use redb::{Database, ReadableTable, TableDefinition};
+
+const MINION_DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("minion_data");
+const SESSIONS: TableDefinition<&str, (u64, &str)> = TableDefinition::new("sessions");
+/// Job returns keyed `(jid, minion id)`; the full job cache arrives with the jobs work.
+const RETURNS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("returns");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Open { path: PathBuf, source: redb::DatabaseError },
+    #[error("store {path}: {what} for minion {id:?}: {detail}")]
+    Io { path: PathBuf, what: &'static str, id: String, detail: String },
+}
+
+/// What the minion data cache holds for one minion: Salt's `{"grains": ..., "pillar": ...}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinionData {
+    pub grains: Value,
+    pub pillar: Value,
+}
+
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    sessions: RwLock<HashMap<String, (u64, Crypticle)>>,
+}
+
+impl Store {
+    /// Opens or creates the store file (its directory must exist).
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
+        let store = Self { db, path: path.to_owned(), sessions: RwLock::new(HashMap::new()) };
+        // Create the tables up front so readers never meet a missing table.
+        store.write("creating tables", "", |txn| {
+            txn.open_table(MINION_DATA)?;
+            txn.open_table(SESSIONS)?;
+            txn.open_table(RETURNS)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    fn err(&self, what: &'static str, id: &str, detail: impl ToString) -> StoreError {
+        StoreError::Io { path: self.path.clone(), what, id: id.to_owned(), detail: detail.to_string() }
+    }
+
+    fn write<T>(
+        &self,
+        what: &'static str,
+        id: &str,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(what, id, e))?;
+        let out = f(&txn).map_err(|e| self.err(what, id, e))?;
+        txn.commit().map_err(|e| self.err(what, id, e))?;
+        Ok(out)
+    }
+
+    /// Records what a minion reported in `_pillar`.
+    pub fn put_minion_data(&self, id: &str, data: &MinionData) -> Result<(), StoreError> {
+        let bytes = payload::encode(&payload::map([("grains", data.grains.clone()), ("pillar", data.pillar.clone())]));
+        self.write("saving minion data", id, |txn| {
+            txn.open_table(MINION_DATA)?.insert(id, bytes.as_slice())?;
+            Ok(())
+        })
+    }
+
+    pub fn minion_data(&self, id: &str) -> Result<Option<MinionData>, StoreError> {
+        let what = "reading minion data";
+        let txn = self.db.begin_read().map_err(|e| self.err(what, id, e))?;
+        let table = txn.open_table(MINION_DATA).map_err(|e| self.err(what, id, e))?;
+        let Some(raw) = table.get(id).map_err(|e| self.err(what, id, e))? else {
+            return Ok(None);
+        };
+        let value = payload::decode(raw.value()).map_err(|e| self.err(what, id, e))?;
+        use payload::ValueExt;
+        Ok(Some(MinionData {
+            grains: value.get("grains").cloned().unwrap_or(Value::Nil),
+            pillar: value.get("pillar").cloned().unwrap_or(Value::Nil),
+        }))
+    }
+
+    /// The minion's session key, made anew when missing or older than `max_age_secs` (Salt's
+    /// `publish_session`). `now` is seconds since the epoch.
+    pub fn session_key(&self, id: &str, now: u64, max_age_secs: u64) -> Result<Crypticle, StoreError> {
+        let fresh = |created: u64| now.saturating_sub(created) < max_age_secs;
+        if let Ok(cache) = self.sessions.read() {
+            if let Some((created, key)) = cache.get(id) {
+                if fresh(*created) {
+                    return Ok(key.clone());
+                }
+            }
+        }
+        let what = "loading session key";
+        let stored = {
+            let txn = self.db.begin_read().map_err(|e| self.err(what, id, e))?;
+            let table = txn.open_table(SESSIONS).map_err(|e| self.err(what, id, e))?;
+            let row = table.get(id).map_err(|e| self.err(what, id, e))?;
+            row.map(|r| {
+                let (created, key) = r.value();
+                (created, key.to_owned())
+            })
+        };
+        let (created, key) = match stored {
+            Some((created, text)) if fresh(created) => match Crypticle::from_key_string(&text) {
+                Ok(key) => (created, key),
+                Err(_) => self.new_session(id, now)?,
+            },
+            _ => self.new_session(id, now)?,
+        };
+        if let Ok(mut cache) = self.sessions.write() {
+            cache.insert(id.to_owned(), (created, key.clone()));
+        }
+        Ok(key)
+    }
+
+    fn new_session(&self, id: &str, now: u64) -> Result<(u64, Crypticle), StoreError> {
+        let key = Crypticle::generate().map_err(|e| self.err("generating session key", id, e))?;
+        self.write("saving session key", id, |txn| {
+            txn.open_table(SESSIONS)?.insert(id, (now, key.key_string()))?;
+            Ok(())
+        })?;
+        Ok((now, key))
+    }
+
+    /// Records a minion's `_return` load exactly as it arrived.
+    pub fn put_return(&self, jid: &str, id: &str, load: &Value) -> Result<(), StoreError> {
+        let bytes = payload::encode(load);
+        self.write("saving job return", id, |txn| {
+            txn.open_table(RETURNS)?.insert((jid, id), bytes.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Every stored return of a job, by minion id.
+    pub fn returns(&self, jid: &str) -> Result<Vec<(String, Value)>, StoreError> {
+        let what = "reading job returns";
+        let txn = self.db.begin_read().map_err(|e| self.err(what, "*", e))?;
+        let table = txn.open_table(RETURNS).map_err(|e| self.err(what, "*", e))?;
+        let mut out = Vec::new();
+        for row in table.range((jid, "")..).map_err(|e| self.err(what, "*", e))? {
+            let (k, v) = row.map_err(|e| self.err(what, "*", e))?;
+            let (row_jid, id) = k.value();
+            if row_jid != jid {
+                break;
+            }
+            out.push((id.to_owned(), payload::decode(v.value()).map_err(|e| self.err(what, id, e))?));
+        }
+        Ok(out)
+    }
+
+    /// Forgets everything about a minion whose key was deleted.
+    pub fn forget_minion(&self, id: &str) -> Result<(), StoreError> {
+        if let Ok(mut cache) = self.sessions.write() {
+            cache.remove(id);
+        }
+        self.write("forgetting minion", id, |txn| {
+            txn.open_table(MINION_DATA)?.remove(id)?;
+            txn.open_table(SESSIONS)?.remove(id)?;
+            Ok(())
+        })
+    }
+
+    /// Ids that have a minion data cache entry.
+    pub fn minions_with_data(&self) -> Result<Vec<String>, StoreError> {
+        let what = "listing minion data";
+        let txn = self.db.begin_read().map_err(|e| self.err(what, "*", e))?;
+        let table = txn.open_table(MINION_DATA).map_err(|e| self.err(what, "*", e))?;
+        let mut ids = Vec::new();
+        for row in table.iter().map_err(|e| self.err(what, "*", e))? {
+            let (k, _) = row.map_err(|e| self.err(what, "*", e))?;
+            ids.push(k.value().to_owned());
+        }
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minion_data_round_trips_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("halite.redb")).unwrap();
+        let data = MinionData {
+            grains: payload::map([("roles", Value::Array(vec![Value::from("db")])), ("blob", Value::Binary(vec![0xff]))]),
+            pillar: payload::map::<_, String>([]),
+        };
+        store.put_minion_data("db1", &data).unwrap();
+        // Salt packs bytes as str, so the blob comes back str-typed: compare on the wire form.
+        let back = store.minion_data("db1").unwrap().unwrap();
+        assert_eq!(payload::encode(&back.grains), payload::encode(&data.grains));
+        assert_eq!(payload::encode(&back.pillar), payload::encode(&data.pillar));
+        assert_eq!(store.minion_data("db2").unwrap(), None);
+        assert_eq!(store.minions_with_data().unwrap(), vec!["db1".to_string()]);
+    }
+
+    #[test]
+    fn returns_are_kept_per_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("halite.redb")).unwrap();
+        store.put_return("20240101120000000001", "b", &Value::from(2)).unwrap();
+        store.put_return("20240101120000000001", "a", &Value::from(1)).unwrap();
+        store.put_return("20240101120000000002", "a", &Value::from(3)).unwrap();
+        let got = store.returns("20240101120000000001").unwrap();
+        assert_eq!(got, vec![("a".to_string(), Value::from(1)), ("b".to_string(), Value::from(2))]);
+    }
+
+    #[test]
+    fn session_key_persists_and_rotates_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("halite.redb");
+        let first = Store::open(&path).unwrap().session_key("m", 1000, 86400).unwrap();
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.session_key("m", 2000, 86400).unwrap(), first, "survives a restart");
+        let rotated = store.session_key("m", 1000 + 86400, 86400).unwrap();
+        assert_ne!(rotated, first, "rotated after publish_session");
+        store.forget_minion("m").unwrap();
+        assert_ne!(store.session_key("m", 1000 + 86400, 86400).unwrap(), rotated);
+    }
+}
