@@ -32,11 +32,7 @@ const DEFAULT_LOG_FILE: &str = "/var/log/salt/master";
 
 /// Merges `overrides` over `defaults` and derives paths as Salt does. `cwd` resolves a
 /// relative root_dir (Salt uses `os.path.abspath`).
-pub(crate) fn apply_master_config(
-    defaults: Layer,
-    mut overrides: Layer,
-    cwd: &str,
-) -> Result<Layer, ConfigError> {
+pub(crate) fn apply_master_config(defaults: Layer, mut overrides: Layer, cwd: &str) -> Result<Layer, ConfigError> {
     adjust_log_file_override(&mut overrides)?;
     let ipc_write_buffer_set = overrides.contains("ipc_write_buffer");
     let mut opts = defaults;
@@ -45,21 +41,12 @@ pub(crate) fn apply_master_config(
     let cachedir = path_str(&opts, "cachedir")?;
     // Unix socket paths are short; Salt moves a long sock_dir under cachedir.
     if path_str(&opts, "sock_dir")?.chars().count() > cachedir.chars().count() + 10 {
-        opts.replace(
-            "sock_dir",
-            Value::from(pypath::join(&cachedir, ".salt-unix")),
-        );
+        opts.replace("sock_dir", Value::from(pypath::join(&cachedir, ".salt-unix")));
     }
     opts.replace("token_dir", Value::from(pypath::join(&cachedir, "tokens")));
-    opts.replace(
-        "syndic_dir",
-        Value::from(pypath::join(&cachedir, "syndics")),
-    );
+    opts.replace("syndic_dir", Value::from(pypath::join(&cachedir, "syndics")));
     if !opts.get("extension_modules").is_some_and(truthy) {
-        opts.replace(
-            "extension_modules",
-            Value::from(pypath::join(&cachedir, "extmods")),
-        );
+        opts.replace("extension_modules", Value::from(pypath::join(&cachedir, "extmods")));
     }
     if !opts.get("utils_dirs").is_some_and(truthy) {
         // Built before extension_modules is re-rooted, and never re-rooted itself: Salt's
@@ -85,33 +72,15 @@ pub(crate) fn apply_master_config(
 
 /// `_adjust_log_file_override`: `log_dir` moves a relative (or the default) log_file into it.
 fn adjust_log_file_override(overrides: &mut Layer) -> Result<(), ConfigError> {
-    let Some(dir) = overrides
-        .entry("log_dir")
-        .filter(|e| truthy(&e.value))
-        .cloned()
-    else {
+    let Some(dir) = overrides.entry("log_dir").filter(|e| truthy(&e.value)).cloned() else {
         return Ok(());
     };
-    let log_dir = dir
-        .value
-        .as_str()
-        .ok_or_else(|| not_a_path("log_dir", &dir.origin))?;
-    match overrides
-        .entry("log_file")
-        .filter(|e| truthy(&e.value))
-        .cloned()
-    {
+    let log_dir = dir.value.as_str().ok_or_else(|| not_a_path("log_dir", &dir.origin))?;
+    match overrides.entry("log_file").filter(|e| truthy(&e.value)).cloned() {
         Some(file) => {
-            let log_file = file
-                .value
-                .as_str()
-                .ok_or_else(|| not_a_path("log_file", &file.origin))?;
+            let log_file = file.value.as_str().ok_or_else(|| not_a_path("log_file", &file.origin))?;
             if !log_file.starts_with('/') {
-                overrides.set(
-                    "log_file",
-                    Value::from(pypath::join(log_dir, log_file)),
-                    file.origin,
-                );
+                overrides.set("log_file", Value::from(pypath::join(log_dir, log_file)), file.origin);
             }
         }
         None => {
@@ -147,15 +116,11 @@ fn reroot(path: &str, root_dir: &str) -> Option<String> {
     // With the default root dir "/" stripped of its separator (""), every absolute path
     // "starts with the default root dir".
     let under_default = (path.is_empty() || path.starts_with('/')).then_some(path);
-    let under_root = (!root_dir.is_empty()
-        && (path == root_dir || path.starts_with(&format!("{root_dir}/"))))
-    .then(|| &path[root_dir.len()..]);
+    let under_root = (!root_dir.is_empty() && (path == root_dir || path.starts_with(&format!("{root_dir}/"))))
+        .then(|| &path[root_dir.len()..]);
     // Salt tests these for truthiness: an empty remainder counts as no match, which is why a
     // path equal to root_dir gets root_dir prepended a second time.
-    let chosen = match (
-        under_default.filter(|p| !p.is_empty()),
-        under_root.filter(|p| !p.is_empty()),
-    ) {
+    let chosen = match (under_default.filter(|p| !p.is_empty()), under_root.filter(|p| !p.is_empty())) {
         (_, Some(rest)) => rest,
         (Some(whole), None) => whole,
         (None, None) if path.starts_with('/') => return None,
@@ -166,11 +131,7 @@ fn reroot(path: &str, root_dir: &str) -> Option<String> {
 
 fn path_str(opts: &Layer, key: &str) -> Result<String, ConfigError> {
     match opts.entry(key) {
-        Some(e) => e
-            .value
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| not_a_path(key, &e.origin)),
+        Some(e) => e.value.as_str().map(str::to_owned).ok_or_else(|| not_a_path(key, &e.origin)),
         None => Err(ConfigError::InvalidValue {
             key: key.to_owned(),
             origin: Origin::SaltDefaults,
@@ -193,18 +154,9 @@ mod tests {
 
     #[test]
     fn reroot_like_salt() {
-        assert_eq!(
-            reroot("/etc/salt/pki/master", "/").as_deref(),
-            Some("/etc/salt/pki/master")
-        );
-        assert_eq!(
-            reroot("/etc/salt/pki/master", "/srv/r").as_deref(),
-            Some("/srv/r/etc/salt/pki/master")
-        );
-        assert_eq!(
-            reroot("/srv/r/pki", "/srv/r").as_deref(),
-            Some("/srv/r/pki")
-        );
+        assert_eq!(reroot("/etc/salt/pki/master", "/").as_deref(), Some("/etc/salt/pki/master"));
+        assert_eq!(reroot("/etc/salt/pki/master", "/srv/r").as_deref(), Some("/srv/r/etc/salt/pki/master"));
+        assert_eq!(reroot("/srv/r/pki", "/srv/r").as_deref(), Some("/srv/r/pki"));
         assert_eq!(reroot("pki", "/srv/r").as_deref(), Some("/srv/r/pki"));
         assert_eq!(reroot("/srv/r", "/srv/r").as_deref(), Some("/srv/r/srv/r"));
         assert_eq!(reroot("", "/srv/r").as_deref(), Some("/srv/r"));

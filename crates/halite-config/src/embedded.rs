@@ -11,9 +11,7 @@ pub(crate) fn overrides(cwd: &Path) -> Layer {
     let repo = find_repo(cwd);
     let root = |dir: &str| {
         let key = Value::from("base");
-        let dirs = Value::Array(vec![Value::from(
-            repo.join(dir).to_string_lossy().into_owned(),
-        )]);
+        let dirs = Value::Array(vec![Value::from(repo.join(dir).to_string_lossy().into_owned())]);
         Value::Map(vec![(key, dirs)])
     };
     let mut layer = Layer::default();
@@ -21,10 +19,7 @@ pub(crate) fn overrides(cwd: &Path) -> Layer {
     // path Salt re-roots (pidfile, extension_modules, ...), so nothing lands outside it.
     for (key, value) in [
         ("interface", Value::from("127.0.0.1")),
-        (
-            "root_dir",
-            Value::from(cwd.join(".halite").to_string_lossy().into_owned()),
-        ),
+        ("root_dir", Value::from(cwd.join(".halite").to_string_lossy().into_owned())),
         ("pki_dir", Value::from("pki/master")),
         ("cachedir", Value::from("cache")),
         ("sock_dir", Value::from("run")),
@@ -40,11 +35,7 @@ pub(crate) fn overrides(cwd: &Path) -> Layer {
 /// The nearest directory at or above `cwd` holding `states/`, `pillar/` and `Cargo.toml`.
 fn find_repo(cwd: &Path) -> PathBuf {
     cwd.ancestors()
-        .find(|dir| {
-            dir.join("states").is_dir()
-                && dir.join("pillar").is_dir()
-                && dir.join("Cargo.toml").is_file()
-        })
+        .find(|dir| dir.join("states").is_dir() && dir.join("pillar").is_dir() && dir.join("Cargo.toml").is_file())
         .unwrap_or(cwd)
         .to_path_buf()
 }

@@ -53,11 +53,7 @@ pub enum ConfigError {
     IncludeCycle { path: PathBuf, chain: Vec<PathBuf> },
     /// An option whose value Salt's types (or halite's bounds) do not allow.
     #[error("{origin}: option '{key}': {problem}")]
-    InvalidValue {
-        key: String,
-        origin: Origin,
-        problem: String,
-    },
+    InvalidValue { key: String, origin: Origin, problem: String },
     #[error("cannot determine the current directory: {0}")]
     CurrentDir(#[source] std::io::Error),
     /// The copy of Salt's defaults compiled into halite does not load: a build defect.
@@ -74,46 +70,22 @@ pub enum Warning {
     /// `default_include` directory is normal and not reported).
     IncludeMatchedNothing { pattern: String, file: PathBuf },
     /// A deprecated option that still takes effect.
-    Deprecated {
-        key: String,
-        file: PathBuf,
-        replacement: &'static str,
-    },
+    Deprecated { key: String, file: PathBuf, replacement: &'static str },
     /// A value Salt replaces with another when it loads the config.
-    Adjusted {
-        key: String,
-        file: PathBuf,
-        message: String,
-    },
+    Adjusted { key: String, file: PathBuf, message: String },
 }
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Warning::UnknownKey { key, file } => {
-                write!(
-                    f,
-                    "{}: unknown option '{key}' (Salt's master does not know it)",
-                    file.display()
-                )
+                write!(f, "{}: unknown option '{key}' (Salt's master does not know it)", file.display())
             }
             Warning::IncludeMatchedNothing { pattern, file } => {
-                write!(
-                    f,
-                    "{}: include '{pattern}' matches no files",
-                    file.display()
-                )
+                write!(f, "{}: include '{pattern}' matches no files", file.display())
             }
-            Warning::Deprecated {
-                key,
-                file,
-                replacement,
-            } => {
-                write!(
-                    f,
-                    "{}: option '{key}' is deprecated, use '{replacement}'",
-                    file.display()
-                )
+            Warning::Deprecated { key, file, replacement } => {
+                write!(f, "{}: option '{key}' is deprecated, use '{replacement}'", file.display())
             }
             Warning::Adjusted { key, file, message } => {
                 write!(f, "{}: option '{key}': {message}", file.display())

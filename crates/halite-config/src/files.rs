@@ -21,49 +21,27 @@ pub(crate) struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(home: Option<String>, warnings: &'a mut Vec<Warning>) -> Reader<'a> {
-        Reader {
-            home,
-            warnings,
-            files: Vec::new(),
-            reading: Vec::new(),
-        }
+        Reader { home, warnings, files: Vec::new(), reading: Vec::new() }
     }
 
     /// `load_config` + the include handling of `master_config`: the options of `main` (none
     /// if it does not exist) updated by its `default_include`, then by its `include`.
-    pub fn read_master(
-        &mut self,
-        main: &str,
-        default_include: &Value,
-    ) -> Result<Layer, ConfigError> {
+    pub fn read_master(&mut self, main: &str, default_include: &Value) -> Result<Layer, ConfigError> {
         let mut overrides = if Path::new(main).is_file() {
             let mut layer = self.read_file(main)?;
-            layer.set(
-                "conf_file",
-                Value::from(main),
-                Origin::File(PathBuf::from(main)),
-            );
+            layer.set("conf_file", Value::from(main), Origin::File(PathBuf::from(main)));
             layer
         } else {
             Layer::default()
         };
         // The main file's own value wins, even when it is null (which then includes nothing).
-        let default_include = overrides.entry("default_include").map_or_else(
-            || (default_include.clone(), Origin::SaltDefaults),
-            |e| (e.value.clone(), e.origin.clone()),
-        );
-        let include = overrides
-            .entry("include")
-            .map(|e| (e.value.clone(), e.origin.clone()));
+        let default_include = overrides
+            .entry("default_include")
+            .map_or_else(|| (default_include.clone(), Origin::SaltDefaults), |e| (e.value.clone(), e.origin.clone()));
+        let include = overrides.entry("include").map(|e| (e.value.clone(), e.origin.clone()));
 
         self.reading.push(PathBuf::from(main));
-        let from_default = self.include(
-            "default_include",
-            &default_include.0,
-            &default_include.1,
-            main,
-            false,
-        )?;
+        let from_default = self.include("default_include", &default_include.0, &default_include.1, main, false)?;
         overrides.update(from_default);
         if let Some((include, origin)) = include {
             let from_include = self.include("include", &include, &origin, main, true)?;
@@ -102,18 +80,13 @@ impl<'a> Reader<'a> {
             }
             let matches = pypath::glob(&path);
             if matches.is_empty() && verbose {
-                self.warnings.push(Warning::IncludeMatchedNothing {
-                    pattern: path.clone(),
-                    file: PathBuf::from(including),
-                });
+                self.warnings
+                    .push(Warning::IncludeMatchedNothing { pattern: path.clone(), file: PathBuf::from(including) });
             }
             for file in matches {
                 let path = PathBuf::from(&file);
                 if self.reading.contains(&path) {
-                    return Err(ConfigError::IncludeCycle {
-                        path,
-                        chain: self.reading.clone(),
-                    });
+                    return Err(ConfigError::IncludeCycle { path, chain: self.reading.clone() });
                 }
                 let mut opts = self.read_file(&file)?;
                 // Salt first replaces whole jobs of an earlier file's `schedule` with this
@@ -140,25 +113,14 @@ impl<'a> Reader<'a> {
     /// `_read_conf_file`: a YAML mapping (an empty or false-y document is no options).
     fn read_file(&mut self, file: &str) -> Result<Layer, ConfigError> {
         let path = PathBuf::from(file);
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let value = halite_yaml::load(&text).map_err(|source| ConfigError::Yaml {
-            path: path.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let value = halite_yaml::load(&text).map_err(|source| ConfigError::Yaml { path: path.clone(), source })?;
         self.files.push(path.clone());
         let origin = Origin::File(path.clone());
         let mut layer = match value {
             Value::Map(pairs) => Layer::from_map(pairs, &origin),
             v if !truthy(&v) => Layer::default(),
-            v => {
-                return Err(ConfigError::NotAMapping {
-                    path,
-                    found: kind(&v),
-                })
-            }
+            v => return Err(ConfigError::NotAMapping { path, found: kind(&v) }),
         };
         // Salt allows numeric minion ids and turns them into strings.
         if let Some(id) = layer.get("id").filter(|v| !v.is_str()).and_then(py::str) {

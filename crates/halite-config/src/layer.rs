@@ -57,19 +57,13 @@ impl Layer {
                 e.value = value;
                 e.origin = origin;
             }
-            None => self.entries.push(Entry {
-                key: key.to_owned(),
-                value,
-                origin,
-            }),
+            None => self.entries.push(Entry { key: key.to_owned(), value, origin }),
         }
     }
 
     /// Replaces a value Salt derives from others, keeping the key's origin for messages.
     pub fn replace(&mut self, key: &str, value: Value) {
-        let origin = self
-            .entry(key)
-            .map_or(Origin::SaltDefaults, |e| e.origin.clone());
+        let origin = self.entry(key).map_or(Origin::SaltDefaults, |e| e.origin.clone());
         self.set(key, value, origin);
     }
 
@@ -109,10 +103,7 @@ fn merge_value(dest: &mut Value, upd: Value) {
         (Value::Array(dest), Value::Array(upd)) => {
             // `merged.extend([x for x in upd if x not in merged])`: the filter runs against
             // the list before extending, so duplicates within `upd` all stay.
-            let fresh: Vec<Value> = upd
-                .into_iter()
-                .filter(|item| !dest.iter().any(|d| py::eq(d, item)))
-                .collect();
+            let fresh: Vec<Value> = upd.into_iter().filter(|item| !dest.iter().any(|d| py::eq(d, item))).collect();
             dest.extend(fresh);
         }
         (dest, upd) => *dest = upd,
@@ -149,21 +140,10 @@ mod tests {
     #[test]
     fn merge_is_salts_dictupdate_with_merge_lists() {
         let mut a = layer("m: {x: 1, n: {p: 1}}\nl: [1, a]\ns: old\n");
-        a.merge(layer(
-            "m: {y: 2, n: {q: 2}}\nl: [a, true, b, b]\ns: new\nt: added\n",
-        ));
-        let expected =
-            layer("m: {x: 1, n: {p: 1, q: 2}, y: 2}\nl: [1, a, b, b]\ns: new\nt: added\n");
-        let got: Vec<_> = a
-            .entries()
-            .iter()
-            .map(|e| (e.key.clone(), e.value.clone()))
-            .collect();
-        let want: Vec<_> = expected
-            .entries()
-            .iter()
-            .map(|e| (e.key.clone(), e.value.clone()))
-            .collect();
+        a.merge(layer("m: {y: 2, n: {q: 2}}\nl: [a, true, b, b]\ns: new\nt: added\n"));
+        let expected = layer("m: {x: 1, n: {p: 1, q: 2}, y: 2}\nl: [1, a, b, b]\ns: new\nt: added\n");
+        let got: Vec<_> = a.entries().iter().map(|e| (e.key.clone(), e.value.clone())).collect();
+        let want: Vec<_> = expected.entries().iter().map(|e| (e.key.clone(), e.value.clone())).collect();
         assert_eq!(got, want);
     }
 

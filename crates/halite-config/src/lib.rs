@@ -176,10 +176,7 @@ pub struct Roots(pub Vec<(String, Vec<PathBuf>)>);
 impl Roots {
     /// The directories of `saltenv`.
     pub fn get(&self, saltenv: &str) -> Option<&[PathBuf]> {
-        self.0
-            .iter()
-            .find(|(env, _)| env == saltenv)
-            .map(|(_, dirs)| dirs.as_slice())
+        self.0.iter().find(|(env, _)| env == saltenv).map(|(_, dirs)| dirs.as_slice())
     }
 }
 
@@ -200,10 +197,7 @@ impl MasterConfig {
 
     /// [`MasterConfig::load`] as if the process ran in `cwd`: a relative `config_dir` or
     /// `root_dir`, and the embedded defaults' `.halite/` and repository, are found from it.
-    pub fn load_at(
-        config_dir: Option<&Path>,
-        cwd: &Path,
-    ) -> Result<(MasterConfig, Vec<Warning>), ConfigError> {
+    pub fn load_at(config_dir: Option<&Path>, cwd: &Path) -> Result<(MasterConfig, Vec<Warning>), ConfigError> {
         let cwd_str = cwd.to_string_lossy().into_owned();
         let home = std::env::var("HOME").ok().filter(|h| !h.is_empty());
         let defaults = salt_data::defaults(home.as_deref())?;
@@ -211,19 +205,12 @@ impl MasterConfig {
 
         let (overrides, files, config_dir) = match config_dir {
             Some(dir) => {
-                let dir = if dir.is_absolute() {
-                    dir.to_path_buf()
-                } else {
-                    cwd.join(dir)
-                };
+                let dir = if dir.is_absolute() { dir.to_path_buf() } else { cwd.join(dir) };
                 if !dir.is_dir() {
                     return Err(ConfigError::MissingConfigDir(dir));
                 }
                 let main = pypath::join(&dir.to_string_lossy(), "master");
-                let default_include = defaults
-                    .get("default_include")
-                    .cloned()
-                    .unwrap_or(Value::Nil);
+                let default_include = defaults.get("default_include").cloned().unwrap_or(Value::Nil);
                 let mut reader = files::Reader::new(home, &mut warnings);
                 let overrides = reader.read_master(&main, &default_include)?;
                 let files = std::mem::take(&mut reader.files);
@@ -252,9 +239,6 @@ fn warn_unknown_keys(overrides: &Layer, warnings: &mut Vec<Warning>) {
         if entry.key.contains('.') || salt_data::is_known_key(&entry.key) {
             continue;
         }
-        warnings.push(Warning::UnknownKey {
-            key: entry.key.clone(),
-            file: file.clone(),
-        });
+        warnings.push(Warning::UnknownKey { key: entry.key.clone(), file: file.clone() });
     }
 }

@@ -103,13 +103,8 @@ pub(crate) fn has_url_scheme(value: &str) -> bool {
         return false;
     };
     let scheme = &value[..colon];
-    scheme
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic())
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// `glob.has_magic`.
@@ -139,11 +134,7 @@ pub(crate) fn glob(pattern: &str) -> Vec<String> {
         let mut out = Vec::new();
         for d in dirs {
             if has_magic(base) {
-                out.extend(
-                    match_in_dir(&d, base)
-                        .into_iter()
-                        .map(|name| join(&d, &name)),
-                );
+                out.extend(match_in_dir(&d, base).into_iter().map(|name| join(&d, &name)));
             } else if base.is_empty() {
                 if Path::new(&d).is_dir() {
                     out.push(join(&d, ""));
@@ -167,10 +158,7 @@ fn split(path: &str) -> (&str, &str) {
     let cut = path.rfind('/').map_or(0, |i| i + 1);
     let head = &path[..cut];
     let trimmed = head.trim_end_matches('/');
-    (
-        if trimmed.is_empty() { head } else { trimmed },
-        &path[cut..],
-    )
+    (if trimmed.is_empty() { head } else { trimmed }, &path[cut..])
 }
 
 fn match_in_dir(dir: &str, pattern: &str) -> Vec<String> {
@@ -299,10 +287,7 @@ mod tests {
 
     #[test]
     fn salt_join_reroots_absolute_paths() {
-        assert_eq!(
-            salt_join("/srv/root", "/etc/salt/pki"),
-            "/srv/root/etc/salt/pki"
-        );
+        assert_eq!(salt_join("/srv/root", "/etc/salt/pki"), "/srv/root/etc/salt/pki");
         assert_eq!(salt_join("/", "/etc/salt/pki"), "/etc/salt/pki");
         assert_eq!(salt_join("/srv/root", "pki"), "/srv/root/pki");
         assert_eq!(salt_join("/srv/root", ""), "/srv/root");

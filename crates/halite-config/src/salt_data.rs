@@ -19,19 +19,13 @@ pub(crate) fn defaults(home: Option<&str>) -> Result<Layer, ConfigError> {
     };
     let mut layer = Layer::from_map(pairs, &Origin::SaltDefaults);
     if let Some(home) = home {
-        layer.set(
-            "ssh_config_file",
-            Value::from(pypath::join(home, ".ssh/config")),
-            Origin::SaltDefaults,
-        );
+        layer.set("ssh_config_file", Value::from(pypath::join(home, ".ssh/config")), Origin::SaltDefaults);
     }
     Ok(layer)
 }
 
 pub(crate) fn is_known_key(key: &str) -> bool {
-    KNOWN_KEYS
-        .lines()
-        .any(|line| !line.starts_with('#') && line == key)
+    KNOWN_KEYS.lines().any(|line| !line.starts_with('#') && line == key)
 }
 
 #[cfg(test)]
@@ -43,10 +37,7 @@ mod tests {
         let layer = defaults(Some("/home/u")).unwrap();
         assert!(layer.entries().len() > 300);
         assert_eq!(layer.get("publish_port"), Some(&Value::from(4505)));
-        assert_eq!(
-            layer.get("ssh_config_file"),
-            Some(&Value::from("/home/u/.ssh/config"))
-        );
+        assert_eq!(layer.get("ssh_config_file"), Some(&Value::from("/home/u/.ssh/config")));
     }
 
     #[test]

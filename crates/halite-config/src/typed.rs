@@ -17,9 +17,8 @@ use crate::{MasterConfig, Roots, StateAggregate};
 const SIGNING_ALGORITHMS: &[&str] = &["PKCS1v15-SHA1", "PKCS1v15-SHA224"];
 
 /// The names of `salt._logging.LOG_LEVELS`.
-const LOG_LEVELS: &[&str] = &[
-    "all", "garbage", "trace", "debug", "profile", "info", "warning", "error", "critical", "quiet",
-];
+const LOG_LEVELS: &[&str] =
+    &["all", "garbage", "trace", "debug", "profile", "info", "warning", "error", "critical", "quiet"];
 
 const C_INT_MAX: u64 = i32::MAX as u64;
 
@@ -34,10 +33,7 @@ pub(crate) fn master_config(
     files: Vec<PathBuf>,
     warnings: &mut Vec<Warning>,
 ) -> Result<MasterConfig, ConfigError> {
-    let o = Options {
-        opts: &opts,
-        fields: RefCell::default(),
-    };
+    let o = Options { opts: &opts, fields: RefCell::default() };
     let config = MasterConfig {
         config_dir,
         files,
@@ -100,12 +96,8 @@ pub(crate) fn master_config(
     };
     // Every option read into a field above leaves `extra`.
     let fields = o.fields.into_inner();
-    let mut extra: Vec<(String, Value)> = opts
-        .into_entries()
-        .into_iter()
-        .filter(|e| !fields.contains(&e.key))
-        .map(|e| (e.key, e.value))
-        .collect();
+    let mut extra: Vec<(String, Value)> =
+        opts.into_entries().into_iter().filter(|e| !fields.contains(&e.key)).map(|e| (e.key, e.value)).collect();
     extra.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(MasterConfig { extra, ..config })
 }
@@ -117,15 +109,11 @@ fn worker_threads(o: &Options<'_>, warnings: &mut Vec<Warning>) -> Result<u32, C
     let peer = o.opts.entry("peer").filter(|e| truthy(&e.value));
     match (threads < 3, peer) {
         (true, Some(peer)) => {
-            if let Some(file) =
-                file_of(&o.origin("worker_threads")).or_else(|| file_of(&peer.origin))
-            {
+            if let Some(file) = file_of(&o.origin("worker_threads")).or_else(|| file_of(&peer.origin)) {
                 warnings.push(Warning::Adjusted {
                     key: "worker_threads".to_owned(),
                     file,
-                    message: format!(
-                        "raised from {threads} to 3, the least that works with 'peer'"
-                    ),
+                    message: format!("raised from {threads} to 3, the least that works with 'peer'"),
                 });
             }
             Ok(3)
@@ -144,11 +132,7 @@ fn keep_jobs_seconds(o: &Options<'_>, warnings: &mut Vec<Warning>) -> Result<u64
         return Ok(seconds);
     }
     if let Some(file) = file_of(&o.origin("keep_jobs")) {
-        warnings.push(Warning::Deprecated {
-            key: "keep_jobs".to_owned(),
-            file,
-            replacement: "keep_jobs_seconds",
-        });
+        warnings.push(Warning::Deprecated { key: "keep_jobs".to_owned(), file, replacement: "keep_jobs_seconds" });
     }
     Ok(hours * 3600)
 }
@@ -168,17 +152,11 @@ struct Options<'a> {
 
 impl Options<'_> {
     fn origin(&self, key: &str) -> Origin {
-        self.opts
-            .entry(key)
-            .map_or(Origin::SaltDefaults, |e| e.origin.clone())
+        self.opts.entry(key).map_or(Origin::SaltDefaults, |e| e.origin.clone())
     }
 
     fn invalid(&self, key: &str, problem: impl Into<String>) -> ConfigError {
-        ConfigError::InvalidValue {
-            key: key.to_owned(),
-            origin: self.origin(key),
-            problem: problem.into(),
-        }
+        ConfigError::InvalidValue { key: key.to_owned(), origin: self.origin(key), problem: problem.into() }
     }
 
     fn expected(&self, key: &str, what: &str, found: &Value) -> ConfigError {
@@ -187,8 +165,7 @@ impl Options<'_> {
 
     /// The value of a field's option, or an error when Salt's defaults lack it too.
     fn value(&self, key: &str) -> Result<&Value, ConfigError> {
-        self.optional(key)
-            .ok_or_else(|| self.invalid(key, "is missing"))
+        self.optional(key).ok_or_else(|| self.invalid(key, "is missing"))
     }
 
     /// The value of a field's option, if it has one.
@@ -221,10 +198,7 @@ impl Options<'_> {
 
     /// [`Options::int_in`] for an option that is not itself a field.
     fn parse_int<T: TryFrom<u64>>(&self, key: &str, min: u64, max: u64) -> Result<T, ConfigError> {
-        let value = self
-            .opts
-            .get(key)
-            .ok_or_else(|| self.invalid(key, "is missing"))?;
+        let value = self.opts.get(key).ok_or_else(|| self.invalid(key, "is missing"))?;
         let Value::Integer(n) = value else {
             return Err(self.expected(key, "an integer", value));
         };
@@ -249,19 +223,14 @@ impl Options<'_> {
         };
         match seconds {
             Some(s) if s.is_finite() && s >= 0.0 => Ok(s),
-            Some(_) => {
-                Err(self.invalid(key, format!("{} is not a number of seconds", shown(value))))
-            }
+            Some(_) => Err(self.invalid(key, format!("{} is not a number of seconds", shown(value)))),
             None => Err(self.expected(key, "a number of seconds", value)),
         }
     }
 
     fn string(&self, key: &str) -> Result<String, ConfigError> {
         let value = self.value(key)?;
-        value
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| self.expected(key, "a string", value))
+        value.as_str().map(str::to_owned).ok_or_else(|| self.expected(key, "a string", value))
     }
 
     fn opt_string(&self, key: &str) -> Result<Option<String>, ConfigError> {
@@ -283,10 +252,7 @@ impl Options<'_> {
     /// is lower case (log levels), exactly otherwise (signing algorithms).
     fn one_of(&self, key: &str, allowed: &[&str]) -> Result<String, ConfigError> {
         let raw = self.string(key)?;
-        let folded = if allowed
-            .iter()
-            .all(|a| a.chars().all(|c| !c.is_ascii_uppercase()))
-        {
+        let folded = if allowed.iter().all(|a| a.chars().all(|c| !c.is_ascii_uppercase())) {
             raw.to_lowercase()
         } else {
             raw.clone()
@@ -305,11 +271,7 @@ impl Options<'_> {
         };
         items
             .iter()
-            .map(|item| {
-                item.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| self.expected(key, "a list of strings", value))
-            })
+            .map(|item| item.as_str().map(str::to_owned).ok_or_else(|| self.expected(key, "a list of strings", value)))
             .collect()
     }
 
@@ -322,8 +284,7 @@ impl Options<'_> {
         pairs
             .iter()
             .map(|(k, v)| {
-                let name = py::str(k)
-                    .ok_or_else(|| self.invalid(key, format!("{} cannot be a name", shown(k))))?;
+                let name = py::str(k).ok_or_else(|| self.invalid(key, format!("{} cannot be a name", shown(k))))?;
                 Ok((name, v.clone()))
             })
             .collect()
@@ -336,21 +297,14 @@ impl Options<'_> {
         let mut roots: Vec<(String, Vec<PathBuf>)> = Vec::new();
         for (saltenv, dirs) in self.mapping(key)? {
             let Value::Array(items) = &dirs else {
-                return Err(self.invalid(
-                    key,
-                    format!(
-                        "saltenv '{saltenv}' must list directories, found {}",
-                        shown(&dirs)
-                    ),
-                ));
+                return Err(
+                    self.invalid(key, format!("saltenv '{saltenv}' must list directories, found {}", shown(&dirs)))
+                );
             };
             let mut expanded = Vec::new();
             for item in items {
                 let dir = item.as_str().ok_or_else(|| {
-                    self.invalid(
-                        key,
-                        format!("saltenv '{saltenv}': {} is not a directory", shown(item)),
-                    )
+                    self.invalid(key, format!("saltenv '{saltenv}': {} is not a directory", shown(item)))
                 })?;
                 if pypath::has_magic(dir) {
                     expanded.extend(pypath::glob(dir).into_iter().map(PathBuf::from));
@@ -374,23 +328,12 @@ impl Options<'_> {
                 let mut repacked = Vec::new();
                 for item in items {
                     match item {
-                        Value::Map(pairs) if pairs.len() == 1 => {
-                            repacked.extend(pairs.iter().cloned())
-                        }
-                        other => {
-                            return Err(self.expected(key, "a mapping of nodegroup names", other))
-                        }
+                        Value::Map(pairs) if pairs.len() == 1 => repacked.extend(pairs.iter().cloned()),
+                        other => return Err(self.expected(key, "a mapping of nodegroup names", other)),
                     }
                 }
-                let o = Layer::from_map(
-                    vec![(Value::from(key), Value::Map(repacked))],
-                    &self.origin(key),
-                );
-                Options {
-                    opts: &o,
-                    fields: RefCell::default(),
-                }
-                .mapping(key)
+                let o = Layer::from_map(vec![(Value::from(key), Value::Map(repacked))], &self.origin(key));
+                Options { opts: &o, fields: RefCell::default() }.mapping(key)
             }
             Some(_) => self.mapping(key),
         }

@@ -26,21 +26,14 @@ fn error_for(text: &str) -> (ConfigError, PathBuf) {
 fn assert_invalid(text: &str, key: &str) {
     let (err, file) = error_for(text);
     match &err {
-        ConfigError::InvalidValue {
-            key: k,
-            origin: Origin::File(f),
-            ..
-        } => {
+        ConfigError::InvalidValue { key: k, origin: Origin::File(f), .. } => {
             assert_eq!(k, key, "{err}");
             assert_eq!(f, &file, "{err}");
         }
         other => panic!("{text:?}: expected an invalid value of {key}, got {other:?}"),
     }
     let message = err.to_string();
-    assert!(
-        message.contains(key) && message.contains(&*file.to_string_lossy()),
-        "{message}"
-    );
+    assert!(message.contains(key) && message.contains(&*file.to_string_lossy()), "{message}");
 }
 
 #[test]
@@ -62,30 +55,15 @@ fn embedded_defaults_live_under_dot_halite_and_serve_the_repo() {
     assert_eq!(c.cachedir, halite.join("cache"));
     assert_eq!(c.sock_dir, halite.join("run"));
     assert_eq!(c.log_file, halite.join("master.log").to_string_lossy());
-    assert_eq!(
-        c.file_roots.get("base"),
-        Some(&[repo.path().join("states")][..])
-    );
-    assert_eq!(
-        c.pillar_roots.get("base"),
-        Some(&[repo.path().join("pillar")][..])
-    );
+    assert_eq!(c.file_roots.get("base"), Some(&[repo.path().join("states")][..]));
+    assert_eq!(c.pillar_roots.get("base"), Some(&[repo.path().join("pillar")][..]));
     // Everything else Salt re-roots stays inside .halite too.
-    for key in [
-        "pidfile",
-        "extension_modules",
-        "token_dir",
-        "sqlite_queue_dir",
-        "key_logfile",
-    ] {
+    for key in ["pidfile", "extension_modules", "token_dir", "sqlite_queue_dir", "key_logfile"] {
         let path = c.extra(key).and_then(Value::as_str).unwrap_or_default();
         assert!(Path::new(path).starts_with(&halite), "{key}: {path}");
     }
     // Salt's defaults otherwise.
-    assert_eq!(
-        (c.publish_port, c.ret_port, c.keysize, c.worker_threads),
-        (4505, 4506, 2048, 5)
-    );
+    assert_eq!((c.publish_port, c.ret_port, c.keysize, c.worker_threads), (4505, 4506, 2048, 5));
     assert_eq!(c.extra("gather_job_timeout"), Some(&Value::from(10)));
 }
 
@@ -93,39 +71,21 @@ fn embedded_defaults_live_under_dot_halite_and_serve_the_repo() {
 fn embedded_defaults_without_a_repo_use_the_current_directory() {
     let cwd = tempfile::tempdir().expect("tempdir");
     let (c, _) = MasterConfig::load_at(None, cwd.path()).expect("embedded defaults");
-    assert_eq!(
-        c.file_roots.get("base"),
-        Some(&[cwd.path().join("states")][..])
-    );
+    assert_eq!(c.file_roots.get("base"), Some(&[cwd.path().join("states")][..]));
 }
 
 #[test]
 fn master_d_files_override_master_in_sorted_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    write(
-        d,
-        "master",
-        "publish_port: 4000\nret_port: 4001\ntimeout: 9\n",
-    );
+    write(d, "master", "publish_port: 4000\nret_port: 4001\ntimeout: 9\n");
     write(d, "master.d/20-b.conf", "publish_port: 5001\n");
-    write(
-        d,
-        "master.d/10-a.conf",
-        "publish_port: 5000\nret_port: 5002\n",
-    );
+    write(d, "master.d/10-a.conf", "publish_port: 5000\nret_port: 5002\n");
     write(d, "master.d/30-c.txt", "publish_port: 1\n");
     let (c, warnings) = load(d).expect("load");
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!((c.publish_port, c.ret_port, c.timeout), (5001, 5002, 9));
-    assert_eq!(
-        c.files,
-        vec![
-            d.join("master"),
-            d.join("master.d/10-a.conf"),
-            d.join("master.d/20-b.conf")
-        ]
-    );
+    assert_eq!(c.files, vec![d.join("master"), d.join("master.d/10-a.conf"), d.join("master.d/20-b.conf")]);
     assert_eq!(c.config_dir.as_deref(), Some(d));
 }
 
@@ -147,10 +107,7 @@ fn an_empty_config_dir_is_salts_defaults() {
     assert!(c.files.is_empty());
     assert_eq!(c.interface, "0.0.0.0");
     assert_eq!(c.pki_dir, Path::new("/etc/salt/pki/master"));
-    assert_eq!(
-        c.file_roots.get("base"),
-        Some(&[PathBuf::from("/srv/salt"), PathBuf::from("/srv/spm/salt")][..])
-    );
+    assert_eq!(c.file_roots.get("base"), Some(&[PathBuf::from("/srv/salt"), PathBuf::from("/srv/spm/salt")][..]));
     assert_eq!(c.extra("conf_file"), Some(&Value::from("/etc/salt/master")));
 }
 
@@ -165,29 +122,15 @@ fn a_missing_config_dir_is_an_error() {
 fn each_unknown_key_is_reported_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    write(
-        d,
-        "master",
-        "publsh_port: 4505\nmysql.host: db\npeer_run: {}\npresence_events: true\n",
-    );
-    write(
-        d,
-        "master.d/a.conf",
-        "publsh_port: 4506\nauto_acept: true\n",
-    );
+    write(d, "master", "publsh_port: 4505\nmysql.host: db\npeer_run: {}\npresence_events: true\n");
+    write(d, "master.d/a.conf", "publsh_port: 4506\nauto_acept: true\n");
     let (c, warnings) = load(d).expect("load");
     let conf = d.join("master.d/a.conf");
     assert_eq!(
         warnings,
         vec![
-            Warning::UnknownKey {
-                key: "publsh_port".into(),
-                file: conf.clone()
-            },
-            Warning::UnknownKey {
-                key: "auto_acept".into(),
-                file: conf
-            },
+            Warning::UnknownKey { key: "publsh_port".into(), file: conf.clone() },
+            Warning::UnknownKey { key: "auto_acept".into(), file: conf },
         ]
     );
     // Unknown and module options are kept as written.
@@ -200,16 +143,8 @@ fn each_unknown_key_is_reported_once() {
 fn include_follows_patterns_and_nested_includes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    write(
-        d,
-        "master",
-        "include:\n  - extra/*.conf\n  - nowhere/*.conf\n",
-    );
-    write(
-        d,
-        "extra/a.conf",
-        "ret_port: 4600\ninclude: deeper/b.conf\n",
-    );
+    write(d, "master", "include:\n  - extra/*.conf\n  - nowhere/*.conf\n");
+    write(d, "extra/a.conf", "ret_port: 4600\ninclude: deeper/b.conf\n");
     write(d, "extra/deeper/b.conf", "publish_port: 4601\n");
     let (c, warnings) = load(d).expect("load");
     assert_eq!((c.publish_port, c.ret_port), (4601, 4600));
@@ -247,15 +182,9 @@ fn broken_files_name_the_file() {
         other => panic!("{other:?}"),
     }
     let (err, file) = error_for("- a list\n- not options\n");
-    assert!(
-        matches!(&err, ConfigError::NotAMapping { path, .. } if *path == file),
-        "{err:?}"
-    );
+    assert!(matches!(&err, ConfigError::NotAMapping { path, .. } if *path == file), "{err:?}");
     let (err, _) = error_for("a: 1\na: 2\n");
-    assert!(
-        matches!(err, ConfigError::Yaml { .. }),
-        "duplicate keys are refused like Salt: {err:?}"
-    );
+    assert!(matches!(err, ConfigError::Yaml { .. }), "duplicate keys are refused like Salt: {err:?}");
 }
 
 #[test]
@@ -268,10 +197,7 @@ fn invalid_values_name_the_option_and_file() {
     assert_invalid("open_mode: 'yes'\n", "open_mode");
     assert_invalid("interface: 10\n", "interface");
     assert_invalid("log_level: loud\n", "log_level");
-    assert_invalid(
-        "publish_signing_algorithm: SHA256\n",
-        "publish_signing_algorithm",
-    );
+    assert_invalid("publish_signing_algorithm: SHA256\n", "publish_signing_algorithm");
     assert_invalid("worker_threads: 0\n", "worker_threads");
     assert_invalid("timeout: 2.5\n", "timeout");
     assert_invalid("file_roots: /srv/salt\n", "file_roots");
@@ -305,53 +231,30 @@ fn salt_value_fix_ups() {
     assert_eq!(c.keep_jobs_seconds, 7200);
     assert_eq!(
         warnings,
-        vec![Warning::Deprecated {
-            key: "keep_jobs".into(),
-            file: d.join("master"),
-            replacement: "keep_jobs_seconds"
-        }]
+        vec![Warning::Deprecated { key: "keep_jobs".into(), file: d.join("master"), replacement: "keep_jobs_seconds" }]
     );
     assert!(c.nodegroups.is_empty());
     assert_eq!(c.hash_type, "sha512");
     assert_eq!(c.log_level, "debug");
     assert_eq!(
         c.file_roots.get("base"),
-        Some(
-            &[
-                d.join("roots/a"),
-                d.join("roots/b"),
-                PathBuf::from("/srv/plain")
-            ][..]
-        )
+        Some(&[d.join("roots/a"), d.join("roots/b"), PathBuf::from("/srv/plain")][..])
     );
-    assert_eq!(
-        c.pillar_roots.get("1"),
-        Some(&[PathBuf::from("/srv/one")][..])
-    );
-    assert_eq!(
-        c.state_aggregate,
-        halite_config::StateAggregate::States(vec!["pkg".into()])
-    );
+    assert_eq!(c.pillar_roots.get("1"), Some(&[PathBuf::from("/srv/one")][..]));
+    assert_eq!(c.state_aggregate, halite_config::StateAggregate::States(vec!["pkg".into()]));
     assert_eq!(c.extra("id"), Some(&Value::from("1234")));
 }
 
 #[test]
 fn nodegroups_as_a_list_of_mappings_are_repacked() {
     let dir = tempfile::tempdir().expect("tempdir");
-    write(
-        dir.path(),
-        "master",
-        "nodegroups:\n  - web: 'G@role:web'\n  - db: [db1, db2]\n",
-    );
+    write(dir.path(), "master", "nodegroups:\n  - web: 'G@role:web'\n  - db: [db1, db2]\n");
     let (c, _) = load(dir.path()).expect("load");
     assert_eq!(
         c.nodegroups,
         vec![
             ("web".to_owned(), Value::from("G@role:web")),
-            (
-                "db".to_owned(),
-                Value::Array(vec![Value::from("db1"), Value::from("db2")])
-            ),
+            ("db".to_owned(), Value::Array(vec![Value::from("db1"), Value::from("db2")])),
         ]
     );
 }

@@ -21,17 +21,13 @@ fn salt_python() -> Result<PathBuf, String> {
     }
     let cache = match std::env::var_os("HALITE_MINION_CACHE") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").ok_or("HOME is not set")?)
-            .join(".cache/halite/minions"),
+        None => PathBuf::from(std::env::var_os("HOME").ok_or("HOME is not set")?).join(".cache/halite/minions"),
     };
     let python = cache.join("salt-3007.8/bin/python");
     if python.is_file() {
         Ok(python)
     } else {
-        Err(format!(
-            "{} not found (run tests/install-minions.sh)",
-            python.display()
-        ))
+        Err(format!("{} not found (run tests/install-minions.sh)", python.display()))
     }
 }
 
@@ -64,11 +60,7 @@ fn salt_opts(python: &Path, dir: &Path) -> Map<String, Json> {
         .stdin(Stdio::null())
         .output()
         .expect("run the Salt venv's python");
-    assert!(
-        output.status.success(),
-        "master_config failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "master_config failed: {}", String::from_utf8_lossy(&output.stderr));
     match serde_json::from_slice(&output.stdout).expect("master_config JSON") {
         Json::Object(map) => map,
         other => panic!("master_config gave {other}"),
@@ -85,12 +77,9 @@ fn to_json(v: &Value) -> Json {
         Value::String(s) => json!(s.as_str()),
         Value::Binary(b) => json!(b),
         Value::Array(items) => Json::Array(items.iter().map(to_json).collect()),
-        Value::Map(pairs) => Json::Object(
-            pairs
-                .iter()
-                .map(|(k, v)| (halite_yaml::py::str(k).unwrap_or_default(), to_json(v)))
-                .collect(),
-        ),
+        Value::Map(pairs) => {
+            Json::Object(pairs.iter().map(|(k, v)| (halite_yaml::py::str(k).unwrap_or_default(), to_json(v))).collect())
+        }
         Value::Ext(..) => Json::Null,
     }
 }
@@ -112,19 +101,11 @@ fn seconds(s: f64) -> Json {
 fn halite_opts(c: &MasterConfig) -> Map<String, Json> {
     let roots = |r: &halite_config::Roots| -> Json {
         Json::Object(
-            r.0.iter()
-                .map(|(env, dirs)| {
-                    (
-                        env.clone(),
-                        Json::Array(dirs.iter().map(|d| path(d)).collect()),
-                    )
-                })
-                .collect(),
+            r.0.iter().map(|(env, dirs)| (env.clone(), Json::Array(dirs.iter().map(|d| path(d)).collect()))).collect(),
         )
     };
-    let pairs = |p: &[(String, Value)]| -> Json {
-        Json::Object(p.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
-    };
+    let pairs =
+        |p: &[(String, Value)]| -> Json { Json::Object(p.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()) };
     let mut m = Map::new();
     let mut put = |k: &str, v: Json| {
         m.insert(k.to_owned(), v);
@@ -160,10 +141,7 @@ fn halite_opts(c: &MasterConfig) -> Map<String, Json> {
     put("auth_events", json!(c.auth_events));
     put("permissive_pki_access", json!(c.permissive_pki_access));
     put("request_server_ttl", json!(c.request_server_ttl));
-    put(
-        "publish_signing_algorithm",
-        json!(c.publish_signing_algorithm),
-    );
+    put("publish_signing_algorithm", json!(c.publish_signing_algorithm));
     put("ping_on_rotate", json!(c.ping_on_rotate));
     put("rotate_aes_key", json!(c.rotate_aes_key));
     put("timeout", json!(c.timeout));
@@ -178,10 +156,7 @@ fn halite_opts(c: &MasterConfig) -> Map<String, Json> {
     put("file_buffer_size", json!(c.file_buffer_size));
     put("state_top", json!(c.state_top));
     put("renderer", json!(c.renderer));
-    put(
-        "top_file_merging_strategy",
-        json!(c.top_file_merging_strategy),
-    );
+    put("top_file_merging_strategy", json!(c.top_file_merging_strategy));
     put("env_order", json!(c.env_order));
     put("default_top", json!(c.default_top));
     put("failhard", json!(c.failhard));
@@ -228,12 +203,7 @@ fn assert_reads_like_salt(python: &Path, dir: &Path) -> MasterConfig {
             problems.push(format!("{key}: halite has it, salt does not"));
         }
     }
-    assert!(
-        problems.is_empty(),
-        "{} differs from Salt:\n{}",
-        dir.display(),
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "{} differs from Salt:\n{}", dir.display(), problems.join("\n"));
     config
 }
 
@@ -289,10 +259,7 @@ fn root_dir_prefixing_is_salts() {
         ),
     );
     let config = assert_reads_like_salt(&python, dir.path());
-    assert_eq!(
-        config.pki_dir,
-        Path::new(&format!("{root}/etc/salt/pki/master"))
-    );
+    assert_eq!(config.pki_dir, Path::new(&format!("{root}/etc/salt/pki/master")));
 }
 
 #[test]
@@ -323,11 +290,7 @@ fn includes_merge_like_salt() {
          keep_jobs: 48\n\
          mysql.host: db.example.com\n",
     );
-    write(
-        d,
-        "master.d/10-net.conf",
-        "publish_port: 4511\nret_port: 4512\nlist: [a, b]\nm: {x: 1, n: {p: 1}}\n",
-    );
+    write(d, "master.d/10-net.conf", "publish_port: 4511\nret_port: 4512\nlist: [a, b]\nm: {x: 1, n: {p: 1}}\n");
     write(
         d,
         "master.d/20-more.conf",
@@ -339,11 +302,7 @@ fn includes_merge_like_salt() {
         "master.d/30-sched.conf",
         "schedule:\n  job1: {function: test.echo}\n  job2: {function: x}\ninclude: nested.conf\n",
     );
-    write(
-        d,
-        "master.d/nested.conf",
-        "worker_threads: 7\nauto_accept: true\n",
-    );
+    write(d, "master.d/nested.conf", "worker_threads: 7\nauto_accept: true\n");
     write(d, "master.d/ignored.txt", "publish_port: 1\n");
     write(
         d,

@@ -29,10 +29,8 @@ pub struct AuthRequest {
 impl AuthRequest {
     /// Reads an `_auth` load. An id that is not a string is an error: Salt raises on it.
     pub fn from_load(load: &Value) -> Result<Self, ProtoError> {
-        let id = load
-            .get_text("id")
-            .ok_or_else(|| ProtoError::Malformed("_auth load has no string id".into()))?
-            .to_owned();
+        let id =
+            load.get_text("id").ok_or_else(|| ProtoError::Malformed("_auth load has no string id".into()))?.to_owned();
         let pub_pem = load.get_text("pub").unwrap_or_default().to_owned();
         Ok(Self {
             id,
@@ -83,15 +81,16 @@ pub fn bad_algo_reply(what: &'static str) -> Vec<u8> {
 
 /// `_clear_signed`: `{"enc": "clear", "load": mp(load), "sig": sign(mp(load))}`. Unsigned
 /// (version < 2) requests get `{"enc": "clear", "load": load}` instead.
-pub fn signed_reply(master_key: &PrivateKey, load: &Value, sig_algo: SigAlgo, sign: bool) -> Result<Vec<u8>, ProtoError> {
+pub fn signed_reply(
+    master_key: &PrivateKey,
+    load: &Value,
+    sig_algo: SigAlgo,
+    sign: bool,
+) -> Result<Vec<u8>, ProtoError> {
     let reply = if sign {
         let inner = payload::encode(load);
         let sig = master_key.sign(&inner, sig_algo)?;
-        map([
-            ("enc", Value::from("clear")),
-            ("load", payload::blob(inner)),
-            ("sig", payload::blob(sig)),
-        ])
+        map([("enc", Value::from("clear")), ("load", payload::blob(inner)), ("sig", payload::blob(sig))])
     } else {
         let mut load = load.clone();
         payload::remove(&mut load, "nonce");
@@ -101,7 +100,12 @@ pub fn signed_reply(master_key: &PrivateKey, load: &Value, sig_algo: SigAlgo, si
 }
 
 /// A signed refusal, pending or full answer: `{"ret": ..., "nonce": ...}`.
-pub fn status_reply(master_key: &PrivateKey, req: &AuthRequest, status: AuthStatus, sign: bool) -> Result<Vec<u8>, ProtoError> {
+pub fn status_reply(
+    master_key: &PrivateKey,
+    req: &AuthRequest,
+    status: AuthStatus,
+    sign: bool,
+) -> Result<Vec<u8>, ProtoError> {
     let sig_algo = req.sig_algo().unwrap_or(SigAlgo::Pkcs1v15Sha1);
     signed_reply(master_key, &map([("ret", status.ret()), ("nonce", req.nonce.clone())]), sig_algo, sign)
 }
@@ -149,19 +153,13 @@ pub fn accept_reply(req: &AuthRequest, acc: &Acceptance<'_>, sign: bool) -> Resu
     }
     let aes = acc.aes.key_string().as_bytes();
     reply.push(("aes", payload::blob(acc.minion_key.encrypt_oaep(aes, enc_algo)?)));
-    reply.push((
-        "session",
-        payload::blob(acc.minion_key.encrypt_oaep(acc.session.key_string().as_bytes(), enc_algo)?),
-    ));
+    reply.push(("session", payload::blob(acc.minion_key.encrypt_oaep(acc.session.key_string().as_bytes(), enc_algo)?)));
     reply.push(("sig", payload::blob(acc.master_key.encrypt_x931(sha256_hex(aes).as_bytes())?)));
     if sign {
         reply.push(("nonce", req.nonce.clone()));
     }
-    let body = if sign {
-        signed_reply(acc.master_key, &map(reply), sig_algo, true)?
-    } else {
-        payload::encode(&map(reply))
-    };
+    let body =
+        if sign { signed_reply(acc.master_key, &map(reply), sig_algo, true)? } else { payload::encode(&map(reply)) };
     Ok(AcceptReply::Reply(body))
 }
 

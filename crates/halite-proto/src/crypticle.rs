@@ -107,7 +107,7 @@ impl Crypticle {
 
     /// Verifies the HMAC in constant time, then decrypts.
     pub fn decrypt(&self, blob: &[u8]) -> Result<Vec<u8>, ProtoError> {
-        if blob.len() < IV_LEN + IV_LEN + MAC_LEN || (blob.len() - IV_LEN - MAC_LEN) % IV_LEN != 0 {
+        if blob.len() < IV_LEN + IV_LEN + MAC_LEN || !(blob.len() - IV_LEN - MAC_LEN).is_multiple_of(IV_LEN) {
             return Err(ProtoError::Authentication);
         }
         let (signed, mac) = blob.split_at(blob.len() - MAC_LEN);

@@ -173,10 +173,9 @@ pub trait ValueExt {
 impl ValueExt for Value {
     fn get(&self, key: &str) -> Option<&Value> {
         match self {
-            Value::Map(entries) => entries
-                .iter()
-                .find(|(k, _)| k.as_bytes_any() == Some(key.as_bytes()))
-                .map(|(_, v)| v),
+            Value::Map(entries) => {
+                entries.iter().find(|(k, _)| k.as_bytes_any() == Some(key.as_bytes())).map(|(_, v)| v)
+            }
             _ => None,
         }
     }

@@ -105,10 +105,8 @@ pub fn parse(body: &[u8]) -> Result<Request, Refusal> {
             Ok(Request::Clear { load: load.clone(), version })
         }
         Some("aes") => {
-            let blob = load
-                .as_bytes_any()
-                .ok_or_else(|| Refusal::BadLoad("aes load is not a byte string".into()))?
-                .to_vec();
+            let blob =
+                load.as_bytes_any().ok_or_else(|| Refusal::BadLoad("aes load is not a byte string".into()))?.to_vec();
             let text = |k: &str| env.get_text(k).map(str::to_owned);
             Ok(Request::Aes(SealedRequest {
                 version,
@@ -182,10 +180,7 @@ pub fn open(sealed: SealedRequest, key: &Crypticle) -> Result<OpenedRequest, Ref
     if sealed.version > 2 {
         let load_id = load.get_text("id");
         if load_id.is_none() || load_id != sealed.id.as_deref() {
-            return Err(Refusal::BadLoad(format!(
-                "request id mismatch: envelope {:?}, load {:?}",
-                sealed.id, load_id
-            )));
+            return Err(Refusal::BadLoad(format!("request id mismatch: envelope {:?}, load {:?}", sealed.id, load_id)));
         }
     }
     let tok = payload::remove(&mut load, "tok").and_then(|t| t.as_bytes_any().map(<[u8]>::to_vec));

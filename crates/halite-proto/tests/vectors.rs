@@ -3,8 +3,8 @@
 use halite_proto::auth::aes_digest_hex;
 use halite_proto::crypticle::Crypticle;
 use halite_proto::payload::{self, map, Value, ValueExt};
-use halite_proto::rsa::{clean_key, EncAlgo, PrivateKey, PublicKey, SigAlgo};
 use halite_proto::publish;
+use halite_proto::rsa::{clean_key, EncAlgo, PrivateKey, PublicKey, SigAlgo};
 use serde_json::Value as Json;
 
 fn vectors() -> Json {

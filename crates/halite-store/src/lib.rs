@@ -43,6 +43,9 @@ pub struct Store {
     sessions: RwLock<HashMap<String, (u64, Crypticle)>>,
 }
 
+// The closures handed to `write` return redb's own error type, which is large; boxing it would
+// only add an allocation on a path that already ends in an fsync.
+#[allow(clippy::result_large_err)]
 impl Store {
     /// Opens or creates the store file (its directory must exist).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -179,17 +182,20 @@ impl Store {
         })
     }
 
-    /// Ids that have a minion data cache entry.
-    pub fn minions_with_data(&self) -> Result<Vec<String>, StoreError> {
-        let what = "listing minion data";
+    /// Ids the store holds anything for (minion data or a session key), sorted.
+    pub fn known_minions(&self) -> Result<Vec<String>, StoreError> {
+        let what = "listing known minions";
         let txn = self.db.begin_read().map_err(|e| self.err(what, "*", e))?;
-        let table = txn.open_table(MINION_DATA).map_err(|e| self.err(what, "*", e))?;
-        let mut ids = Vec::new();
-        for row in table.iter().map_err(|e| self.err(what, "*", e))? {
-            let (k, _) = row.map_err(|e| self.err(what, "*", e))?;
-            ids.push(k.value().to_owned());
+        let mut ids = std::collections::BTreeSet::new();
+        let data = txn.open_table(MINION_DATA).map_err(|e| self.err(what, "*", e))?;
+        for row in data.iter().map_err(|e| self.err(what, "*", e))? {
+            ids.insert(row.map_err(|e| self.err(what, "*", e))?.0.value().to_owned());
         }
-        Ok(ids)
+        let sessions = txn.open_table(SESSIONS).map_err(|e| self.err(what, "*", e))?;
+        for row in sessions.iter().map_err(|e| self.err(what, "*", e))? {
+            ids.insert(row.map_err(|e| self.err(what, "*", e))?.0.value().to_owned());
+        }
+        Ok(ids.into_iter().collect())
     }
 }
 
@@ -202,7 +208,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("halite.redb")).unwrap();
         let data = MinionData {
-            grains: payload::map([("roles", Value::Array(vec![Value::from("db")])), ("blob", Value::Binary(vec![0xff]))]),
+            grains: payload::map([
+                ("roles", Value::Array(vec![Value::from("db")])),
+                ("blob", Value::Binary(vec![0xff])),
+            ]),
             pillar: payload::map::<_, String>([]),
         };
         store.put_minion_data("db1", &data).unwrap();
@@ -211,7 +220,11 @@ mod tests {
         assert_eq!(payload::encode(&back.grains), payload::encode(&data.grains));
         assert_eq!(payload::encode(&back.pillar), payload::encode(&data.pillar));
         assert_eq!(store.minion_data("db2").unwrap(), None);
-        assert_eq!(store.minions_with_data().unwrap(), vec!["db1".to_string()]);
+        assert_eq!(store.known_minions().unwrap(), vec!["db1".to_string()]);
+        store.session_key("app1", 0, 86400).unwrap();
+        assert_eq!(store.known_minions().unwrap(), vec!["app1".to_string(), "db1".to_string()]);
+        store.forget_minion("db1").unwrap();
+        assert_eq!(store.known_minions().unwrap(), vec!["app1".to_string()]);
     }
 
     #[test]

@@ -35,11 +35,7 @@ pub(crate) fn libyaml_value(text: &str, mark_index: usize, value: &str) -> Optio
     } else {
         let line_start = text[..mark].rfind('\n').map_or(0, |i| i + 1);
         let line_end = text[mark..].find('\n').map_or(text.len(), |i| mark + i);
-        let after = if line_end < text.len() {
-            &text[line_end + 1..]
-        } else {
-            ""
-        };
+        let after = if line_end < text.len() { &text[line_end + 1..] } else { "" };
         (&text[line_start..line_end], after)
     };
     let chomping = header_chomping(header_line)?;
@@ -56,9 +52,7 @@ pub(crate) fn libyaml_value(text: &str, mark_index: usize, value: &str) -> Optio
         });
     }
 
-    let indent = text[text[..mark].rfind('\n').map_or(0, |i| i + 1)..mark]
-        .chars()
-        .count();
+    let indent = text[text[..mark].rfind('\n').map_or(0, |i| i + 1)..mark].chars().count();
     let mut last_content_end = None;
     let mut offset = 0;
     for line in after_header.split_inclusive('\n') {

@@ -109,11 +109,7 @@ pub(crate) fn compose(text: &str) -> Result<Document, ComposeError> {
         let mark = Mark::from_marker(&marker);
         if !matches!(
             event,
-            Event::SequenceEnd
-                | Event::MappingEnd
-                | Event::DocumentEnd
-                | Event::StreamEnd
-                | Event::Nothing
+            Event::SequenceEnd | Event::MappingEnd | Event::DocumentEnd | Event::StreamEnd | Event::Nothing
         ) {
             last_block = None;
         }
@@ -122,9 +118,7 @@ pub(crate) fn compose(text: &str) -> Result<Document, ComposeError> {
             Event::DocumentStart => {
                 if documents == 1 {
                     return Err(mark
-                        .error(
-                            "expected a single document in the stream, but found another document",
-                        )
+                        .error("expected a single document in the stream, but found another document")
                         .into());
                 }
                 documents += 1;
@@ -137,11 +131,7 @@ pub(crate) fn compose(text: &str) -> Result<Document, ComposeError> {
                 composer.anchor(anchor, id, mark)?;
                 composer.attach(id);
                 if block {
-                    last_block = Some(LastBlock {
-                        id,
-                        mark_index: marker.index(),
-                        resolved,
-                    });
+                    last_block = Some(LastBlock { id, mark_index: marker.index(), resolved });
                 }
             }
             Event::Alias(anchor) => {
@@ -167,10 +157,7 @@ pub(crate) fn compose(text: &str) -> Result<Document, ComposeError> {
     if let Some(last) = last_block {
         composer.fix_block_at_eof(text, &last);
     }
-    Ok(Document {
-        nodes: composer.nodes,
-        root: composer.root,
-    })
+    Ok(Document { nodes: composer.nodes, root: composer.root })
 }
 
 impl Composer {
@@ -179,13 +166,7 @@ impl Composer {
         self.nodes.len() - 1
     }
 
-    fn scalar(
-        &mut self,
-        value: String,
-        style: &TScalarStyle,
-        tag: Option<&EventTag>,
-        mark: Mark,
-    ) -> NodeId {
+    fn scalar(&mut self, value: String, style: &TScalarStyle, tag: Option<&EventTag>, mark: Mark) -> NodeId {
         let tag = match tag.map(full_tag) {
             // libyaml marks a scalar tagged `!` as plain-implicit whatever its style, so even
             // `! "12"` goes through resolution.
@@ -211,13 +192,7 @@ impl Composer {
         node.kind = NodeKind::Scalar(fixed);
     }
 
-    fn open(
-        &mut self,
-        kind: NodeKind,
-        tag: Tag,
-        anchor: usize,
-        mark: Mark,
-    ) -> Result<(), YamlError> {
+    fn open(&mut self, kind: NodeKind, tag: Tag, anchor: usize, mark: Mark) -> Result<(), YamlError> {
         if self.open.len() >= MAX_DEPTH {
             return Err(mark.error(format!("collections nested deeper than {MAX_DEPTH} levels")));
         }
@@ -225,10 +200,7 @@ impl Composer {
         // Registered before the children exist, so an alias inside refers back to it; that is
         // caught as recursion in `alias`.
         self.anchor(anchor, id, mark)?;
-        self.open.push(Open {
-            id,
-            pending_key: None,
-        });
+        self.open.push(Open { id, pending_key: None });
         Ok(())
     }
 
@@ -250,10 +222,7 @@ impl Composer {
     }
 
     fn alias(&self, anchor: usize, mark: Mark) -> Result<NodeId, YamlError> {
-        let id = *self
-            .anchors
-            .get(&anchor)
-            .ok_or_else(|| mark.error("found undefined alias"))?;
+        let id = *self.anchors.get(&anchor).ok_or_else(|| mark.error("found undefined alias"))?;
         if self.open.iter().any(|o| o.id == id) {
             // Python builds a self-containing object here; a Value tree cannot hold one.
             return Err(mark.error("found a recursive alias (an alias inside its own anchor)"));
@@ -303,10 +272,7 @@ fn anchor_names(text: &str) -> Vec<String> {
 fn scan_error(e: &yaml_rust2::ScanError) -> ComposeError {
     let error = Mark::from_marker(e.marker()).error(e.info());
     if e.info() == TAB_AFTER_COLON {
-        ComposeError::TabAfterColon {
-            at: e.marker().index(),
-            error,
-        }
+        ComposeError::TabAfterColon { at: e.marker().index(), error }
     } else {
         ComposeError::Yaml(error)
     }

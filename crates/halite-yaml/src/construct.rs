@@ -13,10 +13,7 @@ use crate::scalar::{construct_bool, construct_float, construct_int, Tag};
 use crate::{YamlError, MAX_ALIAS_EXPANSION, MAX_DEPTH};
 
 pub(crate) fn construct_document(doc: &Document, root: NodeId) -> Result<Value, YamlError> {
-    let mut constructor = Constructor {
-        doc,
-        budget: doc.nodes.len().saturating_add(MAX_ALIAS_EXPANSION),
-    };
+    let mut constructor = Constructor { doc, budget: doc.nodes.len().saturating_add(MAX_ALIAS_EXPANSION) };
     constructor.construct(root, 0)
 }
 
@@ -35,14 +32,10 @@ impl<'d> Constructor<'d> {
     fn charge(&mut self, id: NodeId, count: usize, depth: usize) -> Result<(), YamlError> {
         let mark = self.node(id).mark;
         if depth > MAX_DEPTH {
-            return Err(mark.error(format!(
-                "aliases nest collections deeper than {MAX_DEPTH} levels"
-            )));
+            return Err(mark.error(format!("aliases nest collections deeper than {MAX_DEPTH} levels")));
         }
         self.budget = self.budget.checked_sub(count).ok_or_else(|| {
-            mark.error(format!(
-                "aliases expand the document by more than {MAX_ALIAS_EXPANSION} values"
-            ))
+            mark.error(format!("aliases expand the document by more than {MAX_ALIAS_EXPANSION} values"))
         })?;
         Ok(())
     }
@@ -63,24 +56,18 @@ impl<'d> Constructor<'d> {
                 let NodeKind::Sequence(items) = &node.kind else {
                     return Err(expected(node, "a sequence node"));
                 };
-                let items = items
-                    .iter()
-                    .map(|&item| self.construct(item, depth + 1))
-                    .collect::<Result<_, _>>()?;
+                let items = items.iter().map(|&item| self.construct(item, depth + 1)).collect::<Result<_, _>>()?;
                 Ok(Value::Array(items))
             }
             Tag::Map => self.mapping(id, depth).map(Value::Map),
             Tag::Set => {
                 let members = self.mapping(id, depth)?;
-                Ok(Value::Map(
-                    members.into_iter().map(|(k, _)| (k, Value::Nil)).collect(),
-                ))
+                Ok(Value::Map(members.into_iter().map(|(k, _)| (k, Value::Nil)).collect()))
             }
             Tag::Omap | Tag::Pairs => self.pairs(node, depth),
-            Tag::Merge | Tag::Value | Tag::Other(_) => Err(node.mark.error(format!(
-                "could not determine a constructor for the tag '{}'",
-                node.tag.full_name()
-            ))),
+            Tag::Merge | Tag::Value | Tag::Other(_) => Err(node
+                .mark
+                .error(format!("could not determine a constructor for the tag '{}'", node.tag.full_name()))),
         }
     }
 
@@ -110,17 +97,13 @@ impl<'d> Constructor<'d> {
                 self.construct(key_id, depth + 1)?
             };
             if matches!(key, Value::Array(_) | Value::Map(_)) {
-                return Err(key_node
-                    .mark
-                    .error("found unacceptable key (Python cannot hash it)"));
+                return Err(key_node.mark.error("found unacceptable key (Python cannot hash it)"));
             }
             let value = self.construct(value_id, depth + 1)?;
             if let Some(identity) = PyKey::of(&key) {
                 if !seen.insert(identity) {
                     let shown = py::str(&key).unwrap_or_default();
-                    return Err(key_node
-                        .mark
-                        .error(format!("found conflicting ID '{shown}'")));
+                    return Err(key_node.mark.error(format!("found conflicting ID '{shown}'")));
                 }
             }
             out.push((key, value));
@@ -160,9 +143,9 @@ impl<'d> Constructor<'d> {
                     merged.extend(parts.into_iter().rev().flatten());
                 }
                 NodeKind::Scalar(_) => {
-                    return Err(value_node.mark.error(
-                        "expected a mapping or list of mappings for merging, but found scalar",
-                    ))
+                    return Err(value_node
+                        .mark
+                        .error("expected a mapping or list of mappings for merging, but found scalar"))
                 }
             }
         }
@@ -170,16 +153,10 @@ impl<'d> Constructor<'d> {
             return Ok(own);
         }
         self.charge(id, merged.len(), depth)?;
-        let own_texts: HashSet<&str> = own
-            .iter()
-            .filter_map(|&(k, _)| self.scalar(self.node(k)).ok())
-            .collect();
+        let own_texts: HashSet<&str> = own.iter().filter_map(|&(k, _)| self.scalar(self.node(k)).ok()).collect();
         let mut out: Vec<_> = merged
             .into_iter()
-            .filter(|&(k, _)| {
-                self.scalar(self.node(k))
-                    .map_or(true, |text| !own_texts.contains(text))
-            })
+            .filter(|&(k, _)| self.scalar(self.node(k)).map_or(true, |text| !own_texts.contains(text)))
             .collect();
         out.extend(own);
         Ok(out)
@@ -199,16 +176,14 @@ impl<'d> Constructor<'d> {
             let pair = match &item_node.kind {
                 NodeKind::Mapping(pairs) if pairs.len() == 1 => pairs[0],
                 NodeKind::Mapping(pairs) => {
-                    return Err(item_node.mark.error(format!(
-                        "expected a single mapping item, but found {} items",
-                        pairs.len()
-                    )))
+                    return Err(item_node
+                        .mark
+                        .error(format!("expected a single mapping item, but found {} items", pairs.len())))
                 }
                 other => {
-                    return Err(item_node.mark.error(format!(
-                        "expected a mapping of length 1, but found {}",
-                        other.name()
-                    )))
+                    return Err(item_node
+                        .mark
+                        .error(format!("expected a mapping of length 1, but found {}", other.name())))
                 }
             };
             let key = self.construct(pair.0, depth + 1)?;
@@ -220,8 +195,7 @@ impl<'d> Constructor<'d> {
 }
 
 fn expected(node: &Node, what: &str) -> YamlError {
-    node.mark
-        .error(format!("expected {what}, but found {}", node.kind.name()))
+    node.mark.error(format!("expected {what}, but found {}", node.kind.name()))
 }
 
 /// `construct_yaml_binary`: ASCII only, then `base64.decodebytes`, which skips characters
@@ -230,18 +204,12 @@ fn decode_binary(text: &str) -> Result<Value, String> {
     if !text.is_ascii() {
         return Err("failed to convert base64 data: not ASCII".to_owned());
     }
-    let kept: String = text
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
-        .collect();
+    let kept: String = text.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=')).collect();
     let engine = GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         GeneralPurposeConfig::new()
             .with_decode_padding_mode(DecodePaddingMode::RequireCanonical)
             .with_decode_allow_trailing_bits(true),
     );
-    engine
-        .decode(kept)
-        .map(Value::Binary)
-        .map_err(|e| format!("failed to decode base64 data: {e}"))
+    engine.decode(kept).map(Value::Binary).map_err(|e| format!("failed to decode base64 data: {e}"))
 }

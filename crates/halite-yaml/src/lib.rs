@@ -117,18 +117,11 @@ pub(crate) struct Mark {
 impl Mark {
     fn from_marker(m: &yaml_rust2::scanner::Marker) -> Mark {
         // yaml-rust2 counts lines from 1 but columns from 0.
-        Mark {
-            line: m.line(),
-            column: m.col() + 1,
-        }
+        Mark { line: m.line(), column: m.col() + 1 }
     }
 
     pub(crate) fn error(self, message: impl Into<String>) -> YamlError {
-        YamlError {
-            line: self.line,
-            column: self.column,
-            message: message.into(),
-        }
+        YamlError { line: self.line, column: self.column, message: message.into() }
     }
 }
 
@@ -174,10 +167,5 @@ fn tabs_after_colon_to_spaces(text: &str, at: usize) -> Option<String> {
     if !text[..start].ends_with(':') || !text[start..end].contains('\t') {
         return None;
     }
-    Some(format!(
-        "{}{}{}",
-        &text[..start],
-        " ".repeat(blanks),
-        &text[end..]
-    ))
+    Some(format!("{}{}{}", &text[..start], " ".repeat(blanks), &text[end..]))
 }

@@ -53,11 +53,7 @@ pub fn float_repr(f: f64) -> String {
         format!("{sign}{body}")
     } else {
         let (lead, rest) = digits.split_at(1.min(digits.len()));
-        let frac = if rest.is_empty() {
-            String::new()
-        } else {
-            format!(".{rest}")
-        };
+        let frac = if rest.is_empty() { String::new() } else { format!(".{rest}") };
         let esign = if exp < 0 { '-' } else { '+' };
         format!("{sign}{lead}{frac}e{esign}{:02}", exp.unsigned_abs())
     }
@@ -67,13 +63,9 @@ pub fn float_repr(f: f64) -> String {
 /// never equals `bytes`, dicts compare regardless of order.
 pub fn eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| eq(p, q))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| eq(p, q)),
         (Value::Map(x), Value::Map(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.iter().any(|(k2, v2)| eq(k, k2) && eq(v, v2)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.iter().any(|(k2, v2)| eq(k, k2) && eq(v, v2)))
         }
         _ => match (PyKey::of(a), PyKey::of(b)) {
             (Some(p), Some(q)) => p == q,
@@ -99,11 +91,7 @@ impl PyKey {
         Some(match value {
             Value::Nil => PyKey::None,
             Value::Boolean(b) => PyKey::Int(i128::from(*b)),
-            Value::Integer(i) => PyKey::Int(
-                i.as_i64()
-                    .map(i128::from)
-                    .or_else(|| i.as_u64().map(i128::from))?,
-            ),
+            Value::Integer(i) => PyKey::Int(i.as_i64().map(i128::from).or_else(|| i.as_u64().map(i128::from))?),
             Value::F64(f) => return float_key(*f),
             Value::F32(f) => return float_key(f64::from(*f)),
             Value::String(s) => PyKey::Str(s.as_bytes().to_vec()),

@@ -205,9 +205,7 @@ fn is_float(v: &str) -> bool {
     }
     // `[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?`
     let end = frac.find(['e', 'E']).unwrap_or(frac.len());
-    is_digits_lead(whole)
-        && all(&frac[..end], is_digit_or_underscore)
-        && is_exponent_or_empty(&frac[end..])
+    is_digits_lead(whole) && all(&frac[..end], is_digit_or_underscore) && is_exponent_or_empty(&frac[end..])
 }
 
 fn is_int(v: &str) -> bool {
@@ -240,11 +238,7 @@ pub(crate) fn construct_bool(value: &str) -> Result<bool, String> {
 pub(crate) fn construct_int(value: &str) -> Result<Value, String> {
     // Salt's loader strips the leading zeros of an int-tagged scalar so that file modes
     // written `0644` read as 644. Signed values and 0b/0x escape the strip.
-    let value = if value != "0"
-        && value.starts_with('0')
-        && !value.starts_with("0b")
-        && !value.starts_with("0x")
-    {
+    let value = if value != "0" && value.starts_with('0') && !value.starts_with("0b") && !value.starts_with("0x") {
         match value.trim_start_matches('0') {
             "" => "0",
             rest => rest,
@@ -253,16 +247,9 @@ pub(crate) fn construct_int(value: &str) -> Result<Value, String> {
         value
     };
     let digits = value.replace('_', "");
-    let first = digits
-        .chars()
-        .next()
-        .ok_or_else(|| "empty integer".to_owned())?;
+    let first = digits.chars().next().ok_or_else(|| "empty integer".to_owned())?;
     let negative = first == '-';
-    let body = if matches!(first, '-' | '+') {
-        &digits[1..]
-    } else {
-        &digits[..]
-    };
+    let body = if matches!(first, '-' | '+') { &digits[1..] } else { &digits[..] };
     let magnitude = if body == "0" {
         0
     } else if let Some(bits) = body.strip_prefix("0b") {
@@ -275,20 +262,13 @@ pub(crate) fn construct_int(value: &str) -> Result<Value, String> {
         let mut total: i128 = 0;
         for part in body.split(':') {
             let part = py_int(part, 10)?;
-            total = total
-                .checked_mul(60)
-                .and_then(|t| t.checked_add(part))
-                .ok_or_else(|| out_of_range(value))?;
+            total = total.checked_mul(60).and_then(|t| t.checked_add(part)).ok_or_else(|| out_of_range(value))?;
         }
         total
     } else {
         py_int(body, 10)?
     };
-    let n = if negative {
-        magnitude.checked_neg().ok_or_else(|| out_of_range(value))?
-    } else {
-        magnitude
-    };
+    let n = if negative { magnitude.checked_neg().ok_or_else(|| out_of_range(value))? } else { magnitude };
     int_value(n).ok_or_else(|| out_of_range(value))
 }
 
@@ -331,16 +311,9 @@ fn py_int(text: &str, base: u32) -> Result<i128, String> {
 /// PyYAML's `construct_yaml_float`.
 pub(crate) fn construct_float(value: &str) -> Result<f64, String> {
     let text = value.replace('_', "").to_lowercase();
-    let first = text
-        .chars()
-        .next()
-        .ok_or_else(|| "empty float".to_owned())?;
+    let first = text.chars().next().ok_or_else(|| "empty float".to_owned())?;
     let sign = if first == '-' { -1.0 } else { 1.0 };
-    let body = if matches!(first, '-' | '+') {
-        &text[1..]
-    } else {
-        &text[..]
-    };
+    let body = if matches!(first, '-' | '+') { &text[1..] } else { &text[..] };
     if body == ".inf" {
         return Ok(sign * f64::INFINITY);
     }
@@ -362,7 +335,5 @@ pub(crate) fn construct_float(value: &str) -> Result<f64, String> {
 /// Python's `float(text)`: surrounding whitespace allowed; `inf`, `infinity` and `nan` in any
 /// case, which Rust's parser also accepts.
 fn py_float(text: &str) -> Result<f64, String> {
-    text.trim()
-        .parse::<f64>()
-        .map_err(|_| format!("could not convert string to float: {text:?}"))
+    text.trim().parse::<f64>().map_err(|_| format!("could not convert string to float: {text:?}"))
 }

@@ -237,30 +237,12 @@ const CASES: &[&str] = &[
 /// Documents where halite deliberately reads differently from Salt, and why. The test checks
 /// they still differ, so this list cannot go stale.
 const DEVIATIONS: &[(&str, &str)] = &[
-    (
-        "k: 72559411200000000000\n",
-        "Python keeps a big integer; a Value holds 64 bits, so halite refuses it",
-    ),
-    (
-        "k: !!python/unicode [1]",
-        "PyYAML leaks its internal node objects; halite refuses the tag on a collection",
-    ),
-    (
-        "&a [*a]",
-        "Python builds a list containing itself; a Value tree cannot, so halite refuses it",
-    ),
-    (
-        "-  a\n-\tb",
-        "libyaml refuses a tab after `-`; yaml-rust2 reads it as a separator",
-    ),
-    (
-        "- \ta",
-        "libyaml refuses a tab after `- `; yaml-rust2 reads it as a separator",
-    ),
-    (
-        "[a, |\n]",
-        "libyaml refuses `|` inside a flow collection; yaml-rust2 reads a plain scalar",
-    ),
+    ("k: 72559411200000000000\n", "Python keeps a big integer; a Value holds 64 bits, so halite refuses it"),
+    ("k: !!python/unicode [1]", "PyYAML leaks its internal node objects; halite refuses the tag on a collection"),
+    ("&a [*a]", "Python builds a list containing itself; a Value tree cannot, so halite refuses it"),
+    ("-  a\n-\tb", "libyaml refuses a tab after `-`; yaml-rust2 reads it as a separator"),
+    ("- \ta", "libyaml refuses a tab after `- `; yaml-rust2 reads it as a separator"),
+    ("[a, |\n]", "libyaml refuses `|` inside a flow collection; yaml-rust2 reads a plain scalar"),
 ];
 
 fn salt_python() -> Result<PathBuf, String> {
@@ -269,17 +251,13 @@ fn salt_python() -> Result<PathBuf, String> {
     }
     let cache = match std::env::var_os("HALITE_MINION_CACHE") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").ok_or("HOME is not set")?)
-            .join(".cache/halite/minions"),
+        None => PathBuf::from(std::env::var_os("HOME").ok_or("HOME is not set")?).join(".cache/halite/minions"),
     };
     let python = cache.join("salt-3007.8/bin/python");
     if python.is_file() {
         Ok(python)
     } else {
-        Err(format!(
-            "{} not found (run tests/install-minions.sh)",
-            python.display()
-        ))
+        Err(format!("{} not found (run tests/install-minions.sh)", python.display()))
     }
 }
 
@@ -325,18 +303,9 @@ fn run_oracle(python: &PathBuf, texts: &[&str]) -> Vec<Json> {
         .spawn()
         .expect("start the Salt venv's python");
     let input = serde_json::to_vec(texts).expect("cases as JSON");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&input)
-        .expect("write cases");
+    child.stdin.take().expect("stdin").write_all(&input).expect("write cases");
     let output = child.wait_with_output().expect("oracle output");
-    assert!(
-        output.status.success(),
-        "oracle failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "oracle failed: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("oracle JSON")
 }
 
@@ -368,9 +337,7 @@ fn same(expected: &Json, actual: &Json) -> bool {
             let members = expected["v"].as_array().cloned().unwrap_or_default();
             let pairs = actual["v"].as_array().cloned().unwrap_or_default();
             members.len() == pairs.len()
-                && pairs
-                    .iter()
-                    .all(|p| p[1] == json!({"t": "null"}) && members.iter().any(|m| same(m, &p[0])))
+                && pairs.iter().all(|p| p[1] == json!({"t": "null"}) && members.iter().any(|m| same(m, &p[0])))
         }
         (Some("float"), Some("float")) => {
             let parse = |j: &Json| j["v"].as_str().and_then(|s| s.parse::<f64>().ok());
@@ -384,14 +351,10 @@ fn same(expected: &Json, actual: &Json) -> bool {
             match (x, y) {
                 (Some(x), Some(y)) => {
                     x.len() == y.len()
-                        && x.iter()
-                            .zip(y)
-                            .all(|(p, q)| match (p.as_array(), q.as_array()) {
-                                (Some(p), Some(q)) => {
-                                    p.len() == q.len() && p.iter().zip(q).all(|(a, b)| same(a, b))
-                                }
-                                _ => same(p, q),
-                            })
+                        && x.iter().zip(y).all(|(p, q)| match (p.as_array(), q.as_array()) {
+                            (Some(p), Some(q)) => p.len() == q.len() && p.iter().zip(q).all(|(a, b)| same(a, b)),
+                            _ => same(p, q),
+                        })
                 }
                 _ => false,
             }
@@ -430,11 +393,8 @@ fn loads_like_salt_3007() {
     };
     let expected = run_oracle(&python, CASES);
     assert_eq!(expected.len(), CASES.len());
-    let failures: Vec<String> = CASES
-        .iter()
-        .zip(&expected)
-        .filter_map(|(text, salt)| agrees(text, salt).err())
-        .collect();
+    let failures: Vec<String> =
+        CASES.iter().zip(&expected).filter_map(|(text, salt)| agrees(text, salt).err()).collect();
     assert!(
         failures.is_empty(),
         "{} of {} cases differ from Salt:\n{}",
@@ -456,9 +416,6 @@ fn deliberate_deviations_still_differ() {
     let texts: Vec<&str> = DEVIATIONS.iter().map(|(text, _)| *text).collect();
     let expected = run_oracle(&python, &texts);
     for ((text, why), salt) in DEVIATIONS.iter().zip(&expected) {
-        assert!(
-            agrees(text, salt).is_err(),
-            "{text:?} now reads like Salt; drop it from DEVIATIONS ({why})"
-        );
+        assert!(agrees(text, salt).is_err(), "{text:?} now reads like Salt; drop it from DEVIATIONS ({why})");
     }
 }

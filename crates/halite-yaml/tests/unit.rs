@@ -27,7 +27,8 @@ fn salt_reads_leading_zero_integers_as_decimal() {
 
 #[test]
 fn yaml_1_1_scalars() {
-    let v = load("[yes, No, ON, off, y, n, ~, null, '', 12:30, 0x1F, 0b11, 1_000, 1e3, 1.0e+3, .inf, 2001-12-14]").unwrap();
+    let v =
+        load("[yes, No, ON, off, y, n, ~, null, '', 12:30, 0x1F, 0b11, 1_000, 1e3, 1.0e+3, .inf, 2001-12-14]").unwrap();
     let expected = Value::Array(vec![
         Value::Boolean(true),
         Value::Boolean(false),
@@ -55,29 +56,14 @@ fn yaml_1_1_scalars() {
 fn quoting_and_tags_decide_the_type() {
     assert_eq!(
         load("['12', \"yes\", !!str 12, ! '12', !!float 1]").unwrap(),
-        Value::Array(vec![
-            s("12"),
-            s("yes"),
-            s("12"),
-            Value::from(12),
-            Value::F64(1.0),
-        ])
+        Value::Array(vec![s("12"), s("yes"), s("12"), Value::from(12), Value::F64(1.0),])
     );
-    assert_eq!(
-        load("!!binary aGVsbG8=").unwrap(),
-        Value::Binary(b"hello".to_vec())
-    );
+    assert_eq!(load("!!binary aGVsbG8=").unwrap(), Value::Binary(b"hello".to_vec()));
     assert_eq!(
         load("!!omap [a: 1, b: 2]").unwrap(),
-        Value::Array(vec![
-            Value::Array(vec![s("a"), Value::from(1)]),
-            Value::Array(vec![s("b"), Value::from(2)]),
-        ])
+        Value::Array(vec![Value::Array(vec![s("a"), Value::from(1)]), Value::Array(vec![s("b"), Value::from(2)]),])
     );
-    assert_eq!(
-        load("!!set {a, b}").unwrap(),
-        map(vec![(s("a"), Value::Nil), (s("b"), Value::Nil)])
-    );
+    assert_eq!(load("!!set {a, b}").unwrap(), map(vec![(s("a"), Value::Nil), (s("b"), Value::Nil)]));
 }
 
 #[test]
@@ -102,19 +88,10 @@ fn keys_keep_their_types_and_order() {
 #[test]
 fn merge_keys_follow_salts_flatten_mapping() {
     let v = load("a: &a {x: 1, y: 2}\nb: &b {z: 3}\nc:\n  <<: [*a, *b]\n  y: 9\n").unwrap();
-    let Value::Map(top) = v else {
-        panic!("not a map")
-    };
+    let Value::Map(top) = v else { panic!("not a map") };
     // Sequence merges are taken last-first, merged keys come before own keys, and an own
     // key drops the merged one.
-    assert_eq!(
-        top[2].1,
-        map(vec![
-            (s("z"), Value::from(3)),
-            (s("x"), Value::from(1)),
-            (s("y"), Value::from(9))
-        ])
-    );
+    assert_eq!(top[2].1, map(vec![(s("z"), Value::from(3)), (s("x"), Value::from(1)), (s("y"), Value::from(9))]));
     let e = load("a: &a {x: 1}\nb: &b {x: 2}\nc: {<<: [*a, *b]}\n").unwrap_err();
     assert!(e.message.contains("conflicting ID 'x'"), "{e}");
 }
@@ -144,31 +121,16 @@ fn empty_inputs_are_nil() {
 fn tab_after_colon_reads_as_a_space() {
     assert_eq!(load("a:\tb\n").unwrap(), map(vec![(s("a"), s("b"))]));
     // Inside quotes and block scalars the tab is content and stays.
-    assert_eq!(
-        load("a:\tb\nq: 'x:\ty'\n").unwrap(),
-        map(vec![(s("a"), s("b")), (s("q"), s("x:\ty"))])
-    );
+    assert_eq!(load("a:\tb\nq: 'x:\ty'\n").unwrap(), map(vec![(s("a"), s("b")), (s("q"), s("x:\ty"))]));
 }
 
 #[test]
 fn block_scalars_at_end_of_input_keep_only_read_line_breaks() {
-    assert_eq!(
-        load("k: |\n  text").unwrap(),
-        map(vec![(s("k"), s("text"))])
-    );
-    assert_eq!(
-        load("k: |\n  text\n").unwrap(),
-        map(vec![(s("k"), s("text\n"))])
-    );
+    assert_eq!(load("k: |\n  text").unwrap(), map(vec![(s("k"), s("text"))]));
+    assert_eq!(load("k: |\n  text\n").unwrap(), map(vec![(s("k"), s("text\n"))]));
     assert_eq!(load("k: |\n").unwrap(), map(vec![(s("k"), s(""))]));
-    assert_eq!(
-        load("k: |+\n  text\n\n").unwrap(),
-        map(vec![(s("k"), s("text\n\n"))])
-    );
-    assert_eq!(
-        load("k: >\n  a\n  b").unwrap(),
-        map(vec![(s("k"), s("a b"))])
-    );
+    assert_eq!(load("k: |+\n  text\n\n").unwrap(), map(vec![(s("k"), s("text\n\n"))]));
+    assert_eq!(load("k: >\n  a\n  b").unwrap(), map(vec![(s("k"), s("a b"))]));
 }
 
 #[test]
@@ -194,37 +156,17 @@ fn big_integers_are_refused() {
 
 #[test]
 fn nesting_is_bounded() {
-    let nested = |levels: usize| -> String {
-        (0..levels)
-            .map(|i| format!("{}k:\n", "  ".repeat(i)))
-            .collect()
-    };
+    let nested = |levels: usize| -> String { (0..levels).map(|i| format!("{}k:\n", "  ".repeat(i))).collect() };
     // Built and dropped on a test thread's default 2 MiB stack, in a debug build.
     assert!(load(&nested(MAX_DEPTH)).is_ok());
     let e = load(&nested(MAX_DEPTH + 1)).unwrap_err();
     assert!(e.message.contains("nested"), "{e}");
     // yaml-rust2 stops flow collections one level earlier.
-    assert!(load(&format!(
-        "{}{}",
-        "[".repeat(MAX_DEPTH - 1),
-        "]".repeat(MAX_DEPTH - 1)
-    ))
-    .is_ok());
-    assert!(load(&format!(
-        "{}{}",
-        "[".repeat(MAX_DEPTH),
-        "]".repeat(MAX_DEPTH)
-    ))
-    .is_err());
+    assert!(load(&format!("{}{}", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1))).is_ok());
+    assert!(load(&format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH))).is_err());
     // Aliases can stack depth beyond what the text shows.
     let half = MAX_DEPTH / 2 + 10;
-    let text = format!(
-        "- &a {}{}\n- {}*a{}\n",
-        "[".repeat(half),
-        "]".repeat(half),
-        "[".repeat(half),
-        "]".repeat(half)
-    );
+    let text = format!("- &a {}{}\n- {}*a{}\n", "[".repeat(half), "]".repeat(half), "[".repeat(half), "]".repeat(half));
     let e = load(&text).unwrap_err();
     assert!(e.message.contains("deeper"), "{e}");
 }
@@ -280,9 +222,7 @@ fn mangled_input_never_panics() {
         "{a: [b, {c: d}], 'e': \"f\"}\n",
         "<<: [*a, *b]\n=: 1\n",
     ];
-    let alphabet: Vec<char> = "-?:,[]{}#&*!|>'\"%@`\t \n\r\\0aZ.<=~+é\u{feff}"
-        .chars()
-        .collect();
+    let alphabet: Vec<char> = "-?:,[]{}#&*!|>'\"%@`\t \n\r\\0aZ.<=~+é\u{feff}".chars().collect();
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = move || {
         state ^= state << 13;

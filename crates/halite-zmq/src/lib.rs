@@ -44,13 +44,7 @@ pub struct SocketOptions {
 
 impl Default for SocketOptions {
     fn default() -> Self {
-        Self {
-            ipv6: false,
-            backlog: 1000,
-            pub_hwm: 1000,
-            max_message_size: 64 << 20,
-            request_queue: 4096,
-        }
+        Self { ipv6: false, backlog: 1000, pub_hwm: 1000, max_message_size: 64 << 20, request_queue: 4096 }
     }
 }
 
@@ -165,7 +159,13 @@ pub fn bind_router(ctx: &zmq::Context, endpoint: &str, opts: &SocketOptions) -> 
         .spawn(move || router_loop(router, pull, tx, &name))
         .map_err(|_| TransportError::Stopped("router"))?;
     info!(%endpoint, "request server listening");
-    Ok(RouterHandle { stop: replier.clone(), replier, requests: rx, thread: Some(thread), endpoint: endpoint.to_owned() })
+    Ok(RouterHandle {
+        stop: replier.clone(),
+        replier,
+        requests: rx,
+        thread: Some(thread),
+        endpoint: endpoint.to_owned(),
+    })
 }
 
 fn router_loop(router: zmq::Socket, pull: zmq::Socket, tx: mpsc::Sender<Request>, endpoint: &str) {
@@ -281,7 +281,11 @@ impl Publisher {
     }
 
     fn stop_thread(&mut self) {
-        self.tx.take();
+        // Cloned senders may outlive the publisher (handlers still hold them), so the channel
+        // closing cannot be what stops the thread: the empty-frame sentinel does.
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Vec::new());
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

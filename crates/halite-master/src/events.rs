@@ -1,0 +1,45 @@
+//! The master's event bus: Salt's tags and data, fanned out to whoever listens in-process.
+//! Later work exposes it to the CLI and reactors; today it is what `_minion_event`, `_return`
+//! and `_auth` report into, so nothing a minion says is dropped on the floor.
+
+use halite_proto::Value;
+use tokio::sync::broadcast;
+use tracing::{debug, warn};
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub tag: String,
+    pub data: Value,
+}
+
+#[derive(Clone)]
+pub struct EventBus {
+    tx: broadcast::Sender<Event>,
+}
+
+impl EventBus {
+    pub fn new(capacity: usize) -> Self {
+        Self { tx: broadcast::channel(capacity).0 }
+    }
+
+    pub fn fire(&self, tag: impl Into<String>, data: Value) {
+        let tag = tag.into();
+        // No subscriber is not an error: the bus is fire-and-forget, as Salt's is.
+        let _ = self.tx.send(Event { tag, data });
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+}
+
+/// Writes every event to the debug log: the bus's journal until the CLI and reactors listen.
+pub async fn journal(mut rx: broadcast::Receiver<Event>) {
+    loop {
+        match rx.recv().await {
+            Ok(event) => debug!(tag = %event.tag, data = ?event.data, "event"),
+            Err(broadcast::error::RecvError::Lagged(n)) => warn!(skipped = n, "event journal fell behind"),
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

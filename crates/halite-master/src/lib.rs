@@ -1,0 +1,17 @@
+//! The halite master: what a Salt master does with each request and publish, behind the thin
+//! async shell of `main.rs`.
+//!
+//! Owns: the request dispatch table (`_auth`, `_pillar`, `_minion_event`, `_return`, clear
+//! `publish`), the shared AES key and its rotation, publish serials, the in-process event bus,
+//! the local-client user keys, and jids.
+//!
+//! Must not: parse or seal wire formats itself (halite-proto does), read or write key files
+//! directly (halite-pki does), own sockets (halite-zmq does) or block on the network. Every
+//! handler is a synchronous function from request bytes to reply bytes, so it can be driven by
+//! the daemon, a benchmark or a test alike.
+
+pub mod aes;
+pub mod clear;
+pub mod events;
+pub mod jid;
+pub mod master;

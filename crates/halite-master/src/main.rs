@@ -1,0 +1,192 @@
+//! `halite-master`: the binary edge. Reads Salt's master config, opens the pki dir and the
+//! store, binds the two ZeroMQ sockets and serves until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use halite_zmq::{bind_publisher, bind_router, tcp_endpoint, SocketOptions};
+use tracing::{info, warn, Instrument};
+
+use halite_master::master::{self, Master};
+use halite_master::{clear, events};
+
+#[derive(Parser, Debug)]
+#[command(name = "halite-master", version, about = "A Salt master for unmodified salt-minions")]
+struct Args {
+    /// Salt's configuration directory: reads DIR/master and DIR/master.d/*.conf. Without it,
+    /// halite runs on embedded defaults (127.0.0.1, data under ./.halite, this repo's
+    /// states/ and pillar/).
+    #[arg(short = 'c', long = "config-dir")]
+    config_dir: Option<PathBuf>,
+    /// Overrides log_level (quiet, critical, error, warning, info, debug, trace, all).
+    #[arg(short = 'l', long = "log-level")]
+    log_level: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let (config, warnings) = halite_config::MasterConfig::load(args.config_dir.as_deref())?;
+    let level = args.log_level.as_deref().unwrap_or(&config.log_level).to_owned();
+    init_logging(&level, &config.log_file)?;
+    for w in &warnings {
+        warn!("{w}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve(config))
+}
+
+/// Logs go to stderr (for systemd and terminals) and to `log_file`, as Salt's do, with Salt's
+/// level names mapped onto tracing's; `RUST_LOG` still wins when set.
+fn init_logging(salt_level: &str, log_file: &str) -> anyhow::Result<()> {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    let level = match salt_level {
+        "quiet" | "critical" | "error" => "error",
+        "warning" => "warn",
+        "info" | "profile" => "info",
+        "debug" => "debug",
+        "trace" | "garbage" | "all" => "trace",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},redb=warn")));
+    // Salt accepts syslog and network URLs here; halite logs those to stderr only.
+    let file = if log_file.contains("://") {
+        None
+    } else {
+        let path = std::path::Path::new(log_file);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("log_file: creating {}", dir.display()))?;
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("log_file: opening {log_file}"))?;
+        Some(std::sync::Mutex::new(f))
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match file {
+        Some(f) => builder.with_writer(std::io::stderr.and(f)).with_ansi(false).init(),
+        None => builder.init(),
+    }
+    Ok(())
+}
+
+async fn serve(config: halite_config::MasterConfig) -> anyhow::Result<()> {
+    for dir in [&config.pki_dir, &config.cachedir, &config.sock_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let pki = halite_pki::PkiDir::open(&config.pki_dir)?;
+    let keys = halite_pki::MasterKeys::load_or_create(&pki, config.keysize)?;
+    let store = halite_store::Store::open(&config.cachedir.join("halite.redb"))?;
+    let settings = master::Settings::from_config(&config)?;
+    let user_keys = clear::UserKeys::load_or_create(&config.cachedir, &local_users(config.user.as_deref()))?;
+
+    let ctx = zmq::Context::new();
+    let opts = SocketOptions {
+        // Salt binds dual-stack only when asked, or when the interface is itself IPv6.
+        ipv6: config.ipv6.unwrap_or_else(|| config.interface.contains(':')),
+        backlog: config.zmq_backlog,
+        pub_hwm: config.pub_hwm,
+        ..SocketOptions::default()
+    };
+    let publisher = bind_publisher(&ctx, &tcp_endpoint(&config.interface, config.publish_port), &opts)?;
+    let master = Arc::new(Master::new(settings, keys, pki, store, user_keys, publisher.sender()?)?);
+    // The stock `salt` CLI refuses to publish unless this path exists (it predates the TCP
+    // request channel it actually uses).
+    let marker = config.sock_dir.join("publish_pull.ipc");
+    if !marker.exists() {
+        std::fs::write(&marker, b"").with_context(|| format!("creating {}", marker.display()))?;
+    }
+    tokio::spawn(events::journal(master.events.subscribe()));
+    let mut router = bind_router(&ctx, &tcp_endpoint(&config.interface, config.ret_port), &opts)?;
+    info!(pki_dir = %config.pki_dir.display(), "halite master ready");
+
+    let rotation = {
+        let master = master.clone();
+        tokio::spawn(async move {
+            // Salt looks for the dropfile every loop_interval (60 s); a stat per second costs
+            // nothing and closes the window in which a deleted minion still reads publishes.
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let m = master.clone();
+                let _ = tokio::task::spawn_blocking(move || m.rotate_if_requested()).await;
+            }
+        })
+    };
+
+    let replier = router.replier.clone();
+    let mut in_flight = tokio::task::JoinSet::new();
+    let serve_requests = async {
+        while let Some(req) = router.requests.recv().await {
+            while in_flight.try_join_next().is_some() {}
+            let master = master.clone();
+            let replier = replier.clone();
+            let span = tracing::debug_span!("peer", peer = %halite_zmq::PeerName(&req.peer));
+            in_flight.spawn(
+                async move {
+                    let reply = tokio::task::spawn_blocking(move || {
+                        let body = master.handle(&req.body);
+                        (req.peer, body)
+                    })
+                    .await;
+                    match reply {
+                        Ok((peer, body)) => {
+                            if let Err(e) = replier.reply(&peer, &body) {
+                                warn!(error = %e, "reply not sent");
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "request handler failed"),
+                    }
+                }
+                .instrument(span),
+            );
+        }
+    };
+
+    tokio::select! {
+        _ = serve_requests => warn!("request server stopped"),
+        _ = shutdown_signal() => info!("shutting down"),
+    }
+    rotation.abort();
+    // Requests being handled get a moment to answer; then their tasks are dropped, which
+    // releases their reply sockets: libzmq's context cannot terminate while one is open.
+    let drained =
+        tokio::time::timeout(Duration::from_secs(5), async { while in_flight.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        warn!(requests = in_flight.len(), "requests still running at shutdown; abandoning them");
+        in_flight.shutdown().await;
+    }
+    drop(replier);
+    router.shutdown();
+    publisher.shutdown();
+    info!("halite master stopped");
+    Ok(())
+}
+
+/// Users that get a `.<user>_key` in cachedir: the master's `user` (Salt's default is root)
+/// and whoever runs the daemon.
+fn local_users(configured: Option<&str>) -> Vec<String> {
+    let mut users = vec![configured.unwrap_or("root").to_owned()];
+    if let Ok(me) = std::env::var("USER") {
+        if !users.contains(&me) {
+            users.push(me);
+        }
+    }
+    users
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,455 @@
+//! The master's request handling: one [`Master`] shared by every request task.
+//!
+//! A request goes: ROUTER thread → [`Master::handle`] on the blocking pool (RSA and file
+//! reads are blocking work) → [`halite_proto::request`] opens it → a command handler → the
+//! reply is sealed with the key that opened the request → back to the ROUTER thread.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use halite_pki::{AuthDecision, AuthPolicy, MasterKeys, PkiDir};
+use halite_proto::auth::{self, AcceptReply, Acceptance, AuthRequest, AuthStatus};
+use halite_proto::crypticle::Crypticle;
+use halite_proto::payload::{self, map, Value, ValueExt};
+use halite_proto::request::{self, KeyNeeded, OpenedRequest, Refusal, Request, SealedRequest};
+use halite_proto::rsa::{EncAlgo, SigAlgo};
+use halite_proto::{pillar, publish};
+use halite_store::{MinionData, Store};
+use tracing::{debug, error, info, info_span, warn};
+
+use crate::aes::AesKey;
+use crate::clear::UserKeys;
+use crate::events::EventBus;
+
+/// What the master needs from its configuration, resolved once at start-up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub publish_port: u16,
+    pub cachedir: PathBuf,
+    pub max_minions: usize,
+    pub sign_pub_messages: bool,
+    pub publish_signing_algorithm: SigAlgo,
+    pub publish_session: u64,
+    pub request_server_ttl: u64,
+    pub auth_events: bool,
+    pub policy: AuthPolicy,
+}
+
+impl Settings {
+    /// Resolves the options the request path reads; a bad value names its key.
+    pub fn from_config(c: &halite_config::MasterConfig) -> anyhow::Result<Self> {
+        let publish_signing_algorithm = SigAlgo::from_name(&c.publish_signing_algorithm).ok_or_else(|| {
+            anyhow::anyhow!(
+                "publish_signing_algorithm: {:?} is not one of PKCS1v15-SHA1, PKCS1v15-SHA224",
+                c.publish_signing_algorithm
+            )
+        })?;
+        Ok(Self {
+            publish_port: c.publish_port,
+            cachedir: c.cachedir.clone(),
+            max_minions: usize::try_from(c.max_minions).unwrap_or(usize::MAX),
+            sign_pub_messages: c.sign_pub_messages,
+            publish_signing_algorithm,
+            publish_session: c.publish_session,
+            request_server_ttl: c.request_server_ttl,
+            auth_events: c.auth_events,
+            policy: AuthPolicy {
+                open_mode: c.open_mode,
+                auto_accept: c.auto_accept,
+                autosign_file: c.autosign_file.clone(),
+                autoreject_file: c.autoreject_file.clone(),
+                autosign_grains_dir: c.autosign_grains_dir.clone(),
+                permissive_pki_access: c.permissive_pki_access,
+                autosign_timeout_minutes: c.extra("autosign_timeout").and_then(|v| v.as_u64()).unwrap_or(120),
+            },
+        })
+    }
+}
+
+pub struct Master {
+    pub settings: Settings,
+    pub keys: MasterKeys,
+    pub pki: PkiDir,
+    pub store: Store,
+    pub aes: AesKey,
+    pub events: EventBus,
+    pub user_keys: UserKeys,
+    pub publisher: halite_zmq::PublishSender,
+    /// Minions that authenticated since start: what `max_minions` counts.
+    connected: Mutex<HashSet<String>>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A reply body, or nothing: some malformed requests are answered by Salt with an exception
+/// string, and those are the bodies here too; nothing is ever left unanswered on purpose.
+pub type Reply = Vec<u8>;
+
+impl Master {
+    pub fn new(
+        settings: Settings,
+        keys: MasterKeys,
+        pki: PkiDir,
+        store: Store,
+        user_keys: UserKeys,
+        publisher: halite_zmq::PublishSender,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            settings,
+            keys,
+            pki,
+            store,
+            aes: AesKey::generate()?,
+            events: EventBus::new(4096),
+            user_keys,
+            publisher,
+            connected: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Answers one request body. Every path returns a reply, as a REQ peer waits for one.
+    pub fn handle(&self, body: &[u8]) -> Reply {
+        match request::parse(body) {
+            Err(refusal) => {
+                warn!(reason = %refusal, "refusing request");
+                refusal.reply()
+            }
+            Ok(Request::Clear { load, version }) => self.handle_clear(load, version),
+            Ok(Request::Aes(sealed)) => self.handle_aes(sealed),
+        }
+    }
+
+    fn handle_clear(&self, load: Value, version: i64) -> Reply {
+        match load.get_text("cmd") {
+            Some("_auth") => match AuthRequest::from_load(&load) {
+                Ok(req) => {
+                    let span = info_span!("auth", minion = %req.id);
+                    let _enter = span.enter();
+                    self.auth(&req, version > 1)
+                }
+                Err(e) => {
+                    warn!(error = %e, "malformed _auth request");
+                    Refusal::BadLoad(e.to_string()).reply()
+                }
+            },
+            Some("publish") => request::clear_reply(&self.clear_publish(&load)),
+            other => {
+                // The other ClearFuncs (runner, wheel, tokens) arrive with the CLI work.
+                warn!(cmd = ?other, "clear command not served");
+                request::clear_reply(&map([(
+                    "error",
+                    map([
+                        ("name", Value::from("SaltInvocationError")),
+                        ("message", Value::from(format!("clear command {:?} is not available", other.unwrap_or("")))),
+                    ]),
+                )]))
+            }
+        }
+    }
+
+    fn auth(&self, req: &AuthRequest, sign: bool) -> Reply {
+        let status = |status: AuthStatus| match auth::status_reply(&self.keys.private, req, status, sign) {
+            Ok(reply) => reply,
+            Err(e) => {
+                error!(error = %e, "cannot sign auth reply");
+                Refusal::BadLoad(e.to_string()).reply()
+            }
+        };
+        if !halite_proto::valid_id(&req.id) {
+            warn!("authentication request from an invalid id");
+            return status(AuthStatus::Refused);
+        }
+        if self.is_full(&req.id) {
+            info!(max_minions = self.settings.max_minions, "too many minions connected; refusing");
+            self.auth_event(req, false, Some("full"));
+            return status(AuthStatus::Full);
+        }
+        let decision = match halite_pki::decide_auth(
+            &self.pki,
+            &self.settings.policy,
+            &req.id,
+            &req.pub_pem,
+            req.autosign_grains.as_ref(),
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                error!(error = %e, "key store error during authentication");
+                return status(AuthStatus::Refused);
+            }
+        };
+        match decision {
+            AuthDecision::Pending => {
+                info!("key pending acceptance; accept it with salt-key -a {}", req.id);
+                self.auth_event(req, true, Some("pend"));
+                status(AuthStatus::Pending)
+            }
+            AuthDecision::Refused { act, reason } => {
+                warn!(%reason, "authentication refused");
+                self.auth_event(req, false, act);
+                status(AuthStatus::Refused)
+            }
+            AuthDecision::Accept { key } => {
+                let session = match self.store.session_key(&req.id, now_secs(), self.settings.publish_session) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        error!(error = %e, "cannot load session key");
+                        return status(AuthStatus::Refused);
+                    }
+                };
+                let aes = self.aes.current();
+                let acceptance = Acceptance {
+                    master_key: &self.keys.private,
+                    master_pub_pem: &self.keys.pub_pem,
+                    publish_port: self.settings.publish_port,
+                    aes: &aes,
+                    session: &session,
+                    minion_key: &key,
+                };
+                match auth::accept_reply(req, &acceptance, sign) {
+                    Ok(AcceptReply::Reply(body)) => {
+                        info!(enc_algo = %req.enc_algo_name, sig_algo = %req.sig_algo_name, "authentication accepted");
+                        if let Ok(mut c) = self.connected.lock() {
+                            c.insert(req.id.clone());
+                        }
+                        self.auth_event(req, true, Some("accept"));
+                        body
+                    }
+                    Ok(AcceptReply::BadAlgo(body)) => {
+                        warn!(enc_algo = %req.enc_algo_name, sig_algo = %req.sig_algo_name, "unsupported algorithm requested");
+                        body
+                    }
+                    Err(e) => {
+                        error!(error = %e, "cannot build the accept reply");
+                        status(AuthStatus::Refused)
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_full(&self, id: &str) -> bool {
+        let max = self.settings.max_minions;
+        max > 0 && self.connected.lock().map(|c| !c.contains(id) && c.len() >= max).unwrap_or(false)
+    }
+
+    /// `salt/auth` with Salt's payload; Salt omits `act` for some refusals.
+    fn auth_event(&self, req: &AuthRequest, result: bool, act: Option<&str>) {
+        if self.settings.auth_events {
+            let mut data = vec![
+                ("result", Value::Boolean(result)),
+                ("id", Value::from(req.id.as_str())),
+                ("pub", Value::from(req.pub_pem.as_str())),
+            ];
+            if let Some(act) = act {
+                data.push(("act", Value::from(act)));
+            }
+            self.events.fire("salt/auth", map(data));
+        }
+    }
+
+    fn handle_aes(&self, sealed: SealedRequest) -> Reply {
+        let key = match sealed.key_needed() {
+            Err(refusal) => {
+                warn!(reason = %refusal, "refusing request");
+                return refusal.reply();
+            }
+            Ok(KeyNeeded::SharedAes) => self.aes.current(),
+            Ok(KeyNeeded::Session(id)) => match self.session_if_known(id) {
+                Some(k) => k,
+                None => {
+                    warn!(minion = %id, "request from a minion with no accepted key");
+                    return Refusal::BadLoad("no accepted key".into()).reply();
+                }
+            },
+        };
+        let envelope_id = sealed.id.clone();
+        let (enc_algo, sig_algo) = (sealed.enc_algo.clone(), sealed.sig_algo.clone());
+        let signs = sealed.signs_replies();
+        let opened = match request::open(sealed, &key) {
+            Ok(o) => o,
+            Err(refusal) => {
+                // The key did not open it: a rotated AES key or session, or a forgery. The
+                // minion re-authenticates on this answer, as with Salt.
+                info!(minion = ?envelope_id, reason = %refusal, "refusing request");
+                return refusal.reply();
+            }
+        };
+        let minion = opened.id().unwrap_or("").to_owned();
+        let span = info_span!("request", %minion, cmd = opened.cmd().unwrap_or(""));
+        let _enter = span.enter();
+        if let Err(refusal) = self.check_freshness_and_tok(&opened) {
+            warn!(reason = %refusal, "refusing request");
+            return refusal.reply();
+        }
+        let nonce = opened.nonce.clone();
+        let reply = match opened.cmd() {
+            Some("_pillar") => {
+                let enc = enc_algo.as_deref().and_then(EncAlgo::from_name).unwrap_or(EncAlgo::OaepSha1);
+                let sig = sig_algo.as_deref().and_then(SigAlgo::from_name).unwrap_or(SigAlgo::Pkcs1v15Sha1);
+                return self.pillar(&minion, &opened, enc, sig, signs);
+            }
+            Some("_minion_event") => self.minion_event(&minion, opened.load),
+            Some("_return") => self.job_return(&minion, opened.load),
+            Some(cmd) if cmd.starts_with("__") => map::<_, String>([]),
+            Some(cmd) => {
+                // Salt answers an unknown AESFuncs command with False. The file server, mine
+                // and peer commands land with later work.
+                warn!(%cmd, "command not served yet; answering False as Salt does for unknown commands");
+                Value::Boolean(false)
+            }
+            None => {
+                warn!("request without cmd");
+                Value::Boolean(false)
+            }
+        };
+        match request::seal_reply(&key, &reply, nonce.as_deref()) {
+            Ok(body) => body,
+            Err(e) => {
+                error!(error = %e, "cannot seal reply");
+                request::clear_reply(&Value::from("Server-side exception handling payload"))
+            }
+        }
+    }
+
+    /// A v3 request's session key; only minions with an accepted key have one, so a request
+    /// naming any other id cannot make the master create keys for strangers.
+    fn session_if_known(&self, id: &str) -> Option<Crypticle> {
+        match self.pki.accepted_key(id) {
+            Ok(Some(_)) => self.store.session_key(id, now_secs(), self.settings.publish_session).ok(),
+            _ => None,
+        }
+    }
+
+    fn check_freshness_and_tok(&self, opened: &OpenedRequest) -> Result<(), Refusal> {
+        let ttl = self.settings.request_server_ttl;
+        if opened.version > 2 && ttl > 0 {
+            let ts = opened.load.get("ts").and_then(Value::as_u64).unwrap_or(0);
+            if now_secs().saturating_sub(ts) > ttl {
+                return Err(Refusal::BadLoad(format!("request older than request_server_ttl ({ttl} s)")));
+            }
+        }
+        if !opened.tok_required() {
+            return Ok(());
+        }
+        let id = opened.id().ok_or_else(|| Refusal::BadLoad("tok without id".into()))?;
+        if !halite_proto::valid_id(id) {
+            return Err(Refusal::BadLoad(format!("invalid minion id {id:?}")));
+        }
+        let key = match self.pki.accepted_key(id) {
+            Ok(Some(k)) => k,
+            _ => return Err(Refusal::BadLoad(format!("no accepted key for {id:?} to check its tok against"))),
+        };
+        match &opened.tok {
+            Some(tok) if request::verify_tok(&key, tok) => Ok(()),
+            _ => Err(Refusal::BadLoad(format!("tok does not verify with the accepted key of {id:?}"))),
+        }
+    }
+
+    fn pillar(&self, minion: &str, opened: &OpenedRequest, enc: EncAlgo, sig: SigAlgo, signed: bool) -> Reply {
+        let grains = opened.load.get("grains").cloned().unwrap_or_else(|| map::<_, String>([]));
+        // Pillar rendering arrives with the pillar work; until then every minion gets `{}`.
+        let pillar_data = map::<_, String>([]);
+        if let Err(e) = self.store.put_minion_data(minion, &MinionData { grains, pillar: pillar_data.clone() }) {
+            error!(error = %e, "cannot save minion data");
+        }
+        let key = match self.pki.accepted_key(minion) {
+            Ok(Some(k)) => k,
+            _ => {
+                warn!("pillar requested by a minion without an accepted key");
+                return request::clear_reply(&map([("error", Value::from("AES key not found"))]));
+            }
+        };
+        match pillar::send_private(&self.keys.private, &key, &pillar_data, opened.nonce.as_deref(), enc, sig, signed) {
+            Ok(reply) => {
+                debug!("pillar sent");
+                request::clear_reply(&reply)
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot build the pillar reply");
+                request::clear_reply(&map([("error", Value::from(e.to_string()))]))
+            }
+        }
+    }
+
+    fn minion_event(&self, minion: &str, mut load: Value) -> Value {
+        if let Some(Value::Array(events)) = payload::remove(&mut load, "events") {
+            for ev in events {
+                if let (Some(tag), Some(data)) = (ev.get_text("tag"), ev.get("data")) {
+                    self.events.fire(tag.to_owned(), data.clone());
+                }
+            }
+        } else if let Some(tag) = load.get_text("tag").map(str::to_owned) {
+            info!(%tag, "minion event");
+            self.events.fire(tag, load);
+        } else {
+            warn!(%minion, "_minion_event without tag or events");
+        }
+        Value::Nil
+    }
+
+    fn job_return(&self, minion: &str, load: Value) -> Value {
+        let jid = load.get_text("jid").unwrap_or("").to_owned();
+        if let Err(e) = self.store.put_return(&jid, minion, &load) {
+            error!(%jid, error = %e, "cannot save job return");
+        }
+        info!(%jid, fun = load.get_text("fun").unwrap_or(""), "job return");
+        self.events.fire(format!("salt/job/{jid}/ret/{minion}"), load);
+        Value::Nil
+    }
+
+    /// Seals and queues a publish; `load` gets its serial here.
+    pub fn seal_publish(&self, mut load: Value) -> Result<Vec<u8>, halite_proto::ProtoError> {
+        let (key, serial) = self.aes.next_publish();
+        payload::insert(&mut load, "serial", Value::from(serial));
+        let signer =
+            self.settings.sign_pub_messages.then_some((&self.keys.private, self.settings.publish_signing_algorithm));
+        publish::frame(&key, &load, signer)
+    }
+
+    /// Rotates the AES key if salt-key asked for it (Salt's `.dfn` dropfile).
+    pub fn rotate_if_requested(&self) {
+        if halite_pki::take_rotation_request(&self.settings.cachedir) {
+            match self.aes.rotate() {
+                Ok(()) => {
+                    info!("AES key rotated: a minion key was deleted or rejected");
+                    if let Ok(mut c) = self.connected.lock() {
+                        c.clear();
+                    }
+                    self.forget_unaccepted_minions();
+                    self.events.fire("key", map([("rotate_aes_key", Value::Boolean(true))]));
+                }
+                Err(e) => error!(error = %e, "AES key rotation failed; keeping the old key"),
+            }
+        }
+    }
+
+    /// What Salt's `check_minion_cache` does after salt-key deletes or rejects a key: drop the
+    /// cached data and session key of every minion whose key is no longer accepted. salt-key
+    /// cannot do it itself here, because the redb file belongs to the running master.
+    fn forget_unaccepted_minions(&self) {
+        let accepted: HashSet<String> = match self.pki.list(halite_pki::KeyState::Accepted) {
+            Ok(ids) => ids.into_iter().collect(),
+            Err(e) => {
+                error!(error = %e, "cannot list accepted keys; keeping the minion data cache as is");
+                return;
+            }
+        };
+        let cached = match self.store.known_minions() {
+            Ok(ids) => ids,
+            Err(e) => {
+                error!(error = %e, "cannot list the minion data cache");
+                return;
+            }
+        };
+        for id in cached.into_iter().filter(|id| !accepted.contains(id)) {
+            match self.store.forget_minion(&id) {
+                Ok(()) => info!(minion = %id, "minion data and session key dropped: key no longer accepted"),
+                Err(e) => error!(minion = %id, error = %e, "cannot drop minion data"),
+            }
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! Shared pieces of halite-master's end-to-end tests: the daemon under test, and a scripted
+//! minion built on halite-proto for the cases a real minion will not produce (forged toks,
+//! hostile ids). Everything a real minion can do is tested with real minions.
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use halite_proto::crypticle::Crypticle;
+use halite_proto::payload::{self, map, Value, ValueExt};
+use halite_proto::rsa::{clean_key, EncAlgo, PrivateKey, PublicKey};
+
+/// A binary of another workspace crate (cargo only exposes this package's own binaries to its
+/// tests): next to the test executable's `deps/` directory, where `cargo build --workspace`
+/// puts it. `tests/run` builds the workspace before testing.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+    let bin = dir.join(name);
+    assert!(bin.exists(), "{} is not built; run `cargo build --workspace` first", bin.display());
+    bin
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// How to set up a test master: extra config lines, and optionally an existing pki dir and fixed
+/// ports (to take over from another master the minions already know).
+#[derive(Default)]
+pub struct Setup {
+    pub extra: Vec<String>,
+    pub pki_dir: Option<PathBuf>,
+    pub ports: Option<(u16, u16)>,
+}
+
+/// A halite-master process on loopback, in its own temp root, killed on drop.
+pub struct Master {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub ret_port: u16,
+    pub publish_port: u16,
+    pki_dir: PathBuf,
+    extra: Vec<String>,
+}
+
+impl Master {
+    pub fn start(extra_config: &[&str]) -> Self {
+        Self::start_with(Setup { extra: extra_config.iter().map(|s| s.to_string()).collect(), ..Setup::default() })
+    }
+
+    pub fn start_with(setup: Setup) -> Self {
+        let dir = tempfile::Builder::new().prefix("hm").tempdir_in("/tmp").expect("temp dir");
+        let (ret_port, publish_port) = setup.ports.unwrap_or_else(|| (free_port(), free_port()));
+        let pki_dir = setup.pki_dir.unwrap_or_else(|| dir.path().join("pki/master"));
+        let mut m = Master { dir, child: None, ret_port, publish_port, pki_dir, extra: setup.extra };
+        m.write_config();
+        m.spawn();
+        m
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        self.root().join("etc")
+    }
+
+    pub fn pki_dir(&self) -> PathBuf {
+        self.pki_dir.clone()
+    }
+
+    pub fn config_text(&self) -> String {
+        std::fs::read_to_string(self.config_dir().join("master")).unwrap_or_default()
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.root().join("master.out")
+    }
+
+    pub fn ret_endpoint(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.ret_port)
+    }
+
+    /// Every path is given explicitly and root_dir is left alone: Salt re-roots even absolute
+    /// paths under root_dir, which would move a borrowed pki dir.
+    fn write_config(&self) {
+        let root = self.root().display();
+        let mut conf = format!(
+            "interface: 127.0.0.1\npublish_port: {}\nret_port: {}\npki_dir: {}\n\
+             cachedir: {root}/cache\nsock_dir: {root}/run\nlog_file: {root}/master.log\nlog_level: debug\nuser: {}\n",
+            self.publish_port,
+            self.ret_port,
+            self.pki_dir.display(),
+            std::env::var("USER").unwrap_or_else(|_| "root".into()),
+        );
+        for line in &self.extra {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        std::fs::create_dir_all(self.config_dir()).expect("config dir");
+        std::fs::write(self.config_dir().join("master"), conf).expect("master config");
+    }
+
+    fn spawn(&mut self) {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_halite-master"))
+            .arg("-c")
+            .arg(self.config_dir())
+            .env("RUST_LOG", "debug,redb=warn")
+            .stdout(Stdio::from(out.try_clone().expect("log fd")))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .expect("start halite-master");
+        self.child = Some(child);
+        self.wait_log_contains("halite master ready", Duration::from_secs(30));
+    }
+
+    /// Stops and starts the daemon on the same root and ports (new AES key, same keys).
+    /// Returns whether the old process exited by itself on SIGTERM.
+    pub fn restart(&mut self) -> bool {
+        let graceful = self.stop();
+        self.spawn();
+        graceful
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM, as an init system sends, then SIGKILL after 10 s. Returns whether the daemon
+    /// exited by itself.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return true };
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.log_path()) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Waits for `needle` in the daemon's output; panics with the log after `timeout`.
+    pub fn wait_log_contains(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            if Instant::now() > deadline {
+                panic!("master log never contained {needle:?}:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Publishes `fun` to `tgt` (a glob) the way the stock `salt` CLI does: a clear `publish`
+    /// on the request port carrying root's key. Returns the jid and the minions expected.
+    pub fn publish(&self, tgt: &str, fun: &str) -> (String, Vec<String>) {
+        let key = std::fs::read_to_string(self.root().join("cache/.root_key")).expect("the master wrote .root_key");
+        let load = map([
+            ("cmd", Value::from("publish")),
+            ("tgt", Value::from(tgt)),
+            ("fun", Value::from(fun)),
+            ("arg", Value::Array(vec![])),
+            ("tgt_type", Value::from("glob")),
+            ("key", Value::from(key.trim())),
+            ("user", Value::from("root")),
+            ("ret", Value::from("")),
+        ]);
+        let reply = request(self, &payload::encode(&map([("enc", Value::from("clear")), ("load", load)])));
+        let reply = payload::decode(&reply).expect("a msgpack reply");
+        let load = reply.get("load").unwrap_or_else(|| panic!("publish refused: {reply}"));
+        let jid = load
+            .get_text("jid")
+            .unwrap_or_else(|| {
+                panic!("publish refused: {reply}\nconfig:\n{}\nlog:\n{}", self.config_text(), self.log())
+            })
+            .to_owned();
+        let minions = match load.get("minions") {
+            Some(Value::Array(ids)) => ids.iter().filter_map(|v| v.as_text().map(str::to_owned)).collect(),
+            _ => vec![],
+        };
+        (jid, minions)
+    }
+
+    /// Minions whose `_return` for `jid` the master logged.
+    pub fn returned(&self, jid: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .log()
+            .lines()
+            .filter(|l| l.contains("job return") && l.contains(&format!("jid={jid}")))
+            .filter_map(|l| l.split("minion=").nth(1))
+            .filter_map(|rest| rest.split([' ', '}']).next())
+            .map(str::to_owned)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Waits until every minion of `ids` returned `jid`; panics with the log otherwise.
+    pub fn wait_returns(&self, jid: &str, ids: &[&str], timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.returned(jid);
+            if ids.iter().all(|id| got.iter().any(|g| g == id)) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("job {jid}: expected returns from {ids:?}, got {got:?}\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Runs halite's `salt-key` against this master's config.
+    pub fn salt_key(&self, args: &[&str]) -> std::process::Output {
+        Command::new(workspace_bin("salt-key"))
+            .arg("-c")
+            .arg(self.config_dir())
+            .args(args)
+            .output()
+            .expect("run salt-key")
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[derive(Debug)]
+pub enum AuthOutcome {
+    Accepted { aes: Crypticle, session: Crypticle },
+    Pending,
+    Refused,
+    Full,
+    Other(String),
+}
+
+impl AuthOutcome {
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, AuthOutcome::Accepted { .. })
+    }
+    pub fn is_refused(&self) -> bool {
+        matches!(self, AuthOutcome::Refused)
+    }
+}
+
+/// A scripted minion speaking the protocol through halite-proto.
+pub struct FakeMinion {
+    pub id: String,
+    key: Option<PrivateKey>,
+    pub_pem: String,
+    session: RefCell<Option<Crypticle>>,
+}
+
+fn request(master: &Master, body: &[u8]) -> Vec<u8> {
+    let ctx = zmq::Context::new();
+    let sock = ctx.socket(zmq::REQ).expect("req socket");
+    sock.set_rcvtimeo(15_000).expect("rcvtimeo");
+    sock.set_linger(0).expect("linger");
+    sock.connect(&master.ret_endpoint()).expect("connect");
+    sock.send(body, 0).expect("send");
+    sock.recv_bytes(0).expect("a reply from the master")
+}
+
+fn nonce() -> String {
+    let mut b = [0u8; 16];
+    openssl::rand::rand_bytes(&mut b).expect("random");
+    hex::encode(b)
+}
+
+impl FakeMinion {
+    pub fn new(id: &str, bits: u32) -> Self {
+        let key = PrivateKey::generate(bits).expect("keygen");
+        let pub_pem = String::from_utf8(key.public_key().unwrap().to_spki_pem().unwrap()).unwrap();
+        Self { id: id.into(), key: Some(key), pub_pem: clean_key(&pub_pem), session: RefCell::new(None) }
+    }
+
+    /// A minion that only presents a public key (it cannot read an accept reply).
+    pub fn with_public_key(id: &str, pem: &str) -> Self {
+        Self { id: id.into(), key: None, pub_pem: clean_key(pem), session: RefCell::new(None) }
+    }
+
+    pub fn auth_raw(&self, master: &Master, version: i64) -> Vec<u8> {
+        let load = map([
+            ("cmd", Value::from("_auth")),
+            ("id", Value::from(self.id.as_str())),
+            ("nonce", Value::from(nonce())),
+            ("enc_algo", Value::from("OAEP-SHA1")),
+            ("sig_algo", Value::from("PKCS1v15-SHA1")),
+            ("pub", Value::from(self.pub_pem.as_str())),
+        ]);
+        let env = map([("enc", Value::from("clear")), ("load", load), ("version", Value::from(version))]);
+        request(master, &payload::encode(&env))
+    }
+
+    pub fn authenticate(&self, master: &Master, version: i64) -> AuthOutcome {
+        let reply = self.auth_raw(master, version);
+        let Ok(env) = payload::decode(&reply) else { return AuthOutcome::Other("undecodable".into()) };
+        let Some(inner) = env.get("load").and_then(Value::as_bytes_any).and_then(|b| payload::decode(b).ok()) else {
+            return AuthOutcome::Other(format!("{env}"));
+        };
+        match inner.get("ret") {
+            Some(Value::Boolean(false)) => return AuthOutcome::Refused,
+            Some(Value::Boolean(true)) => return AuthOutcome::Pending,
+            Some(v) if v.as_text() == Some("full") => return AuthOutcome::Full,
+            Some(v) => return AuthOutcome::Other(format!("{v}")),
+            None => {}
+        }
+        let key = self.key.as_ref().expect("a private key to read the accept reply");
+        let open = |field: &str| -> Crypticle {
+            let ct = inner.get(field).and_then(Value::as_bytes_any).expect(field);
+            let plain = key.decrypt_oaep(ct, EncAlgo::OaepSha1).expect("decrypts");
+            Crypticle::from_key_string(std::str::from_utf8(&plain).unwrap()).unwrap()
+        };
+        let (aes, session) = (open("aes"), open("session"));
+        *self.session.borrow_mut() = Some(session.clone());
+        AuthOutcome::Accepted { aes, session }
+    }
+
+    pub fn tok(&self) -> Vec<u8> {
+        self.key.as_ref().expect("private key").encrypt_x931(b"salt").expect("tok")
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey::from_pem(self.pub_pem.as_bytes()).unwrap()
+    }
+
+    fn v3_raw(&self, master: &Master, mut load: Value, tok: Vec<u8>) -> (Vec<u8>, String) {
+        let session = self.session.borrow().clone().expect("authenticate first");
+        let n = nonce();
+        payload::insert(&mut load, "id", Value::from(self.id.as_str()));
+        payload::insert(&mut load, "nonce", Value::from(n.as_str()));
+        payload::insert(&mut load, "ts", Value::from(0));
+        payload::insert(&mut load, "tok", Value::Binary(tok));
+        let env = map([
+            ("enc", Value::from("aes")),
+            ("load", Value::Binary(session.dumps(&load, None).unwrap())),
+            ("version", Value::from(3)),
+            ("id", Value::from(self.id.as_str())),
+            ("enc_algo", Value::from("OAEP-SHA1")),
+            ("sig_algo", Value::from("PKCS1v15-SHA1")),
+        ]);
+        (request(master, &payload::encode(&env)), n)
+    }
+
+    pub fn v3_request_with_tok(&self, master: &Master, cmd: &str, tok: Vec<u8>) -> Vec<u8> {
+        self.v3_raw(master, map([("cmd", Value::from(cmd)), ("tag", Value::from("x")), ("data", Value::Nil)]), tok).0
+    }
+
+    /// Sends a `_minion_event` as a 3007 minion would and decrypts the reply.
+    pub fn v3_event(&self, master: &Master, tag: &str) -> Result<Value, String> {
+        let load = map([("cmd", Value::from("_minion_event")), ("tag", Value::from(tag)), ("data", Value::Nil)]);
+        let (reply, n) = self.v3_raw(master, load, self.tok());
+        let blob = payload::decode(&reply).map_err(|e| e.to_string())?;
+        let blob = blob.as_bytes_any().ok_or("reply is not a blob")?;
+        let session = self.session.borrow().clone().ok_or("no session")?;
+        session.loads_with_nonce(blob, &n).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,299 @@
+//! The key-state directories of a pki dir and atomic file replacement.
+
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use halite_proto::rsa::PublicKey;
+use openssl::hash::{hash, MessageDigest};
+
+use crate::PkiError;
+
+/// The state of a minion key: which directory of the pki dir holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyState {
+    Accepted,
+    Pending,
+    Rejected,
+    Denied,
+}
+
+impl KeyState {
+    /// In the order `salt-key -L` prints them.
+    pub const ALL: [KeyState; 4] = [KeyState::Accepted, KeyState::Denied, KeyState::Pending, KeyState::Rejected];
+
+    /// The directory name, which is also the key `salt-key --out json` uses.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            KeyState::Accepted => "minions",
+            KeyState::Pending => "minions_pre",
+            KeyState::Rejected => "minions_rejected",
+            KeyState::Denied => "minions_denied",
+        }
+    }
+
+    pub fn from_dir_name(name: &str) -> Option<KeyState> {
+        KeyState::ALL.into_iter().find(|s| s.dir_name() == name)
+    }
+}
+
+/// A Salt pki dir (`/etc/salt/pki/master` by default).
+#[derive(Debug, Clone)]
+pub struct PkiDir {
+    root: PathBuf,
+}
+
+impl PkiDir {
+    /// Opens `root`, creating it and the key-state directories (0700, as Salt's verify_env
+    /// does) when missing. Existing directories keep their modes: an operator's pki dir is
+    /// used unchanged.
+    pub fn open(root: impl Into<PathBuf>) -> Result<PkiDir, PkiError> {
+        let pki = PkiDir { root: root.into() };
+        create_private_dir(&pki.root)?;
+        for state in KeyState::ALL {
+            create_private_dir(&pki.state_dir(state))?;
+        }
+        create_private_dir(&pki.root.join("minions_autosign"))?;
+        Ok(pki)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn state_dir(&self, state: KeyState) -> PathBuf {
+        self.root.join(state.dir_name())
+    }
+
+    /// Path of `id`'s key file in `state`, refusing ids that would escape the directory.
+    pub fn key_path(&self, state: KeyState, id: &str) -> Result<PathBuf, PkiError> {
+        if !halite_proto::valid_id(id) {
+            return Err(PkiError::InvalidId(id.to_owned()));
+        }
+        Ok(self.state_dir(state).join(id))
+    }
+
+    /// Ids in `state`, sorted case-insensitively as `salt-key` sorts them; dot-files (including
+    /// halite's in-flight temporaries) are skipped, a missing directory is empty.
+    pub fn list(&self, state: KeyState) -> Result<Vec<String>, PkiError> {
+        let dir = self.state_dir(state);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(PkiError::Io { path: dir, source: e }),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(PkiError::io(&dir))?;
+            if let Some(name) = entry.file_name().to_str() {
+                if !name.starts_with('.') {
+                    ids.push(name.to_owned());
+                }
+            }
+        }
+        sort_ignorecase(&mut ids);
+        Ok(ids)
+    }
+
+    /// The local key files (`master.pem`, `master.pub`, ...), as `salt-key -L --include-local`.
+    pub fn local_keys(&self) -> Result<Vec<String>, PkiError> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(PkiError::io(&self.root))? {
+            let entry = entry.map_err(PkiError::io(&self.root))?;
+            if let Some(name) = entry.file_name().to_str() {
+                if name.ends_with(".pem") || name.ends_with(".pub") {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        sort_ignorecase(&mut names);
+        Ok(names)
+    }
+
+    /// The PEM text of `id`'s key in `state`, `None` when there is no such regular file.
+    pub fn read(&self, state: KeyState, id: &str) -> Result<Option<String>, PkiError> {
+        let path = self.key_path(state, id)?;
+        read_optional(&path)
+    }
+
+    pub fn contains(&self, state: KeyState, id: &str) -> Result<bool, PkiError> {
+        Ok(self.key_path(state, id)?.is_file())
+    }
+
+    /// `id`'s accepted public key, parsed; `None` when the minion is not accepted. A file that
+    /// does not parse is an error naming it (Salt logs "Corrupt public key" and refuses).
+    pub fn accepted_key(&self, id: &str) -> Result<Option<PublicKey>, PkiError> {
+        let path = self.key_path(KeyState::Accepted, id)?;
+        match read_optional(&path)? {
+            None => Ok(None),
+            Some(pem) => PublicKey::from_pem(pem.as_bytes())
+                .map(Some)
+                .map_err(|e| PkiError::BadKey { path, reason: e.to_string() }),
+        }
+    }
+
+    /// Whether `id`'s file in `state` parses as an RSA public key (Salt's salt-key refuses to
+    /// accept one that does not).
+    pub fn holds_valid_key(&self, state: KeyState, id: &str) -> Result<bool, PkiError> {
+        Ok(self.read(state, id)?.is_some_and(|pem| PublicKey::from_pem(pem.as_bytes()).is_ok()))
+    }
+
+    /// Writes `id`'s key into `state`, replacing any previous file atomically (mode 0644, the
+    /// mode Salt's umask gives these files).
+    pub fn write(&self, state: KeyState, id: &str, pem: &str) -> Result<(), PkiError> {
+        let path = self.key_path(state, id)?;
+        write_atomic(&path, pem.as_bytes(), 0o644)
+    }
+
+    /// Moves `id`'s key from one state to another (a rename: atomic, and it keeps the file's
+    /// bytes exactly). Returns false when `id` had no key in `from`.
+    pub fn move_key(&self, id: &str, from: KeyState, to: KeyState) -> Result<bool, PkiError> {
+        let src = self.key_path(from, id)?;
+        let dst = self.key_path(to, id)?;
+        match fs::rename(&src, &dst) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(PkiError::Io { path: src, source: e }),
+        }
+    }
+
+    /// Deletes `id`'s key in `state`; false when there was none.
+    pub fn remove(&self, state: KeyState, id: &str) -> Result<bool, PkiError> {
+        let path = self.key_path(state, id)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(PkiError::Io { path, source: e }),
+        }
+    }
+}
+
+/// Salt's `pem_finger`: the hash of a PEM file's body (header and footer lines and blank lines
+/// dropped, line endings kept), hex digits paired with colons. `hash_type` is Salt's
+/// `hash_type` option (`sha256` by default).
+pub fn finger(pem: &[u8], hash_type: &str) -> Result<String, String> {
+    let digest = match hash_type {
+        "md5" => MessageDigest::md5(),
+        "sha1" => MessageDigest::sha1(),
+        "sha224" => MessageDigest::sha224(),
+        "sha256" => MessageDigest::sha256(),
+        "sha384" => MessageDigest::sha384(),
+        "sha512" => MessageDigest::sha512(),
+        other => return Err(format!("unsupported hash_type {other:?}")),
+    };
+    let lines: Vec<&[u8]> = pem.split_inclusive(|b| *b == b'\n').filter(|l| !l.trim_ascii().is_empty()).collect();
+    let body: Vec<u8> = if lines.len() > 2 { lines[1..lines.len() - 1].concat() } else { Vec::new() };
+    let body = replace_crlf(&body);
+    let sum = hash(digest, &body).map_err(|e| e.to_string())?;
+    let hex: Vec<String> = sum.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(hex.join(":"))
+}
+
+fn replace_crlf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
+            i += 1;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Python's `sorted(..., key=str.lower)` as Salt's `sorted_ignorecase` does it.
+fn sort_ignorecase(names: &mut [String]) {
+    names.sort_by_cached_key(|n| n.to_lowercase());
+}
+
+pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, PkiError> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(PkiError::Io { path: path.to_owned(), source: e }),
+    }
+}
+
+fn create_private_dir(path: &Path) -> Result<(), PkiError> {
+    match fs::create_dir(path) {
+        Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(PkiError::io(path)),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).map_err(PkiError::io(parent))?;
+            }
+            create_private_dir(path)
+        }
+        Err(e) => Err(PkiError::Io { path: path.to_owned(), source: e }),
+    }
+}
+
+/// Writes `bytes` to a dot-file beside `path` with `mode`, fsyncs it and renames it over
+/// `path`, so readers see the old file or the whole new one, never a prefix.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("key");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        // The umask may have narrowed the mode; Salt's files have exactly these bits.
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        PkiError::Io { path: path.to_owned(), source: e }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_and_listing_skips_dotfiles() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = PkiDir::open(dir.path().join("pki")).unwrap();
+        pki.write(KeyState::Pending, "web2", "PEM2").unwrap();
+        pki.write(KeyState::Pending, "Web1", "PEM1").unwrap();
+        fs::write(pki.state_dir(KeyState::Pending).join(".hidden"), "x").unwrap();
+        assert_eq!(pki.list(KeyState::Pending).unwrap(), ["Web1", "web2"]);
+        assert!(pki.move_key("web2", KeyState::Pending, KeyState::Accepted).unwrap());
+        assert!(!pki.move_key("web2", KeyState::Pending, KeyState::Accepted).unwrap());
+        assert_eq!(pki.read(KeyState::Accepted, "web2").unwrap().as_deref(), Some("PEM2"));
+        assert!(pki.remove(KeyState::Accepted, "web2").unwrap());
+        assert!(!pki.remove(KeyState::Accepted, "web2").unwrap());
+        let mode = fs::metadata(pki.key_path(KeyState::Pending, "Web1").unwrap()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+    }
+
+    #[test]
+    fn hostile_ids_never_name_a_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = PkiDir::open(dir.path()).unwrap();
+        for id in ["../x", "a/b", "", "..", "a\0b"] {
+            assert!(matches!(pki.write(KeyState::Pending, id, "k"), Err(PkiError::InvalidId(_))), "{id:?}");
+        }
+    }
+
+    #[test]
+    fn finger_matches_salt_pem_finger() {
+        // Expected values from salt.utils.crypt.pem_finger (3007.8) on the same bytes: blank
+        // lines and CRLFs do not change a fingerprint.
+        let pem = b"-----BEGIN PUBLIC KEY-----\r\nQUJD\r\n\r\nREVG\r\n-----END PUBLIC KEY-----\r\n";
+        assert_eq!(
+            finger(pem, "sha256").unwrap(),
+            "ab:a8:5f:e1:54:bd:a5:24:5c:3a:86:e5:ba:8a:46:03:9b:25:b8:9c:29:fd:51:fc:3a:0c:67:b0:41:4a:7b:b1"
+        );
+        assert_eq!(finger(pem, "md5").unwrap(), "3c:93:73:cb:92:9d:97:8d:d1:e5:46:62:95:5c:88:f5");
+        assert!(finger(pem, "crc32").is_err());
+    }
+}
