@@ -156,7 +156,8 @@ fn auto_accept_autosign_rejection_and_changed_keys() {
     // auto_accept: no salt-key at all.
     let auto = Master::start(&["auto_accept: True"]);
     let notes = Minion::start(spec("notes", SaltVersion::V3008, &["notes"]), &endpoints(&auto));
-    notes.wait_authenticated(AUTH_TIMEOUT).expect("auto_accept lets notes in");
+    let took = notes.wait_authenticated(AUTH_TIMEOUT).expect("auto_accept lets notes in");
+    println!("auth: notes (3008.5) auto-accepted {took:?} after its process started");
     assert_eq!(key_list(&auto, "acc"), ["notes"]);
 
     // autosign_file: matching ids are accepted, others wait; a rejected key never gets the AES key.

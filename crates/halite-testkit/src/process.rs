@@ -1,17 +1,22 @@
-//! Processes started in their own process group, stopped as a group.
+//! Daemons started as process-group leaders and stopped as whole groups.
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on loopback (the kernel's choice, released before use: good enough for
-/// tests that bind it a moment later).
+/// A free TCP port on loopback. The kernel picks it and it is released before use, so another
+/// process could take it in between; tests bind it a moment later, which is good enough.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0 for a free port")
 }
 
-/// Polls `ok` every 100 ms until it holds or `timeout` passes.
+/// Polls `ok` every 100 ms until it holds (true) or `timeout` passes (false). `ok` is always
+/// tried at least once, so a zero timeout is a plain check.
 pub fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
@@ -25,87 +30,114 @@ pub fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// A daemon that forks workers (as salt-minion and salt-master do), run as the leader of a new
-/// process group so the whole tree can be signalled at once.
+/// How long `stop` gives a group to honour SIGTERM before it is killed. A salt-minion sleeps
+/// 5 s on SIGTERM before it even starts shutting down (to flush returns, `stop_async` in
+/// salt/minion.py), then stops its workers; 3008 was measured at up to 10 s in all.
+const TERM_GRACE: Duration = Duration::from_secs(15);
+/// After SIGKILL only the kernel is left to act; this bounds waiting for it.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// A daemon that forks workers (salt-minion and salt-master both do), run as the leader of a
+/// new process group so that the whole tree can be signalled and checked at once.
 pub struct Group {
-    child: Child,
     name: String,
+    pgid: libc::pid_t,
+    // Behind a lock so that `&self` waits (which need try_wait) work from shared references.
+    leader: Mutex<Child>,
 }
 
 impl Group {
-    /// Starts `cmd` in its own process group with stdout and stderr appended to `output`.
+    /// Starts `cmd` as the leader of a new process group, stdin closed, stdout and stderr
+    /// appended to `output`. `name` identifies it in panics and warnings.
     pub fn spawn(name: &str, mut cmd: Command, output: &Path) -> Group {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(output)
-            .unwrap_or_else(|e| panic!("{name}: opening {}: {e}", output.display()));
-        let err = out.try_clone().unwrap_or_else(|e| panic!("{name}: {e}"));
+            .unwrap_or_else(|e| panic!("{name}: cannot open {} for its output: {e}", output.display()));
+        let err = out.try_clone().unwrap_or_else(|e| panic!("{name}: cannot duplicate the output fd: {e}"));
         cmd.process_group(0).stdin(Stdio::null()).stdout(out).stderr(err);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("{name}: cannot start {cmd:?}: {e}"));
-        Group { child, name: name.to_owned() }
+        let pgid = libc::pid_t::try_from(child.id()).expect("pids fit in pid_t");
+        Group { name: name.to_owned(), pgid, leader: Mutex::new(child) }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// The process group id, which is the leader's pid.
+    pub fn pgid(&self) -> u32 {
+        self.pgid as u32
     }
 
-    /// Whether the group leader is still running.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+    /// The leader's exit status once it has exited (reaping it), None while it runs.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.lock().try_wait().ok().flatten()
     }
 
-    /// Whether any process of the group is still alive.
-    pub fn group_alive(&self) -> bool {
-        signal_group(self.child.id(), "0")
+    /// Whether the group leader is still running; its workers may outlive it.
+    pub fn is_running(&self) -> bool {
+        self.exit_status().is_none()
     }
 
-    /// SIGTERM to the group, then SIGKILL to whatever is left after 10 s. Waits until no
-    /// process of the group remains.
+    /// Whether any process of the group still exists. Reaps the leader first, since an
+    /// unreaped leader is a zombie that kill(2) still counts as a member.
+    pub fn any_alive(&self) -> bool {
+        self.exit_status();
+        group_exists(self.pgid)
+    }
+
+    /// SIGTERM to the whole group, SIGKILL to whatever remains after 15 s; returns once no
+    /// process of the group is left (or warns if the kernel has not removed them 5 s later).
     pub fn stop(&mut self) {
-        let pgid = self.child.id();
-        signal_group(pgid, "TERM");
-        let graceful = wait_until(Duration::from_secs(10), || {
-            let _ = self.child.try_wait();
-            !signal_group(pgid, "0")
-        });
-        if !graceful {
-            eprintln!("{}: still running 10 s after SIGTERM; killing its process group", self.name);
-            signal_group(pgid, "KILL");
-            let _ = self.child.wait();
-            wait_until(Duration::from_secs(5), || !signal_group(pgid, "0"));
+        if !self.any_alive() {
+            return;
         }
-        let _ = self.child.wait();
+        signal_group(self.pgid, libc::SIGTERM);
+        if wait_until(TERM_GRACE, || !self.any_alive()) {
+            return;
+        }
+        eprintln!("{}: still running {TERM_GRACE:?} after SIGTERM; killing process group {}", self.name, self.pgid);
+        self.kill();
+    }
+
+    /// SIGKILL to the whole group; returns once no process of it is left (or warns if the
+    /// kernel has not removed them 5 s later).
+    pub fn kill(&self) {
+        signal_group(self.pgid, libc::SIGKILL);
+        if !wait_until(KILL_GRACE, || !self.any_alive()) {
+            // Usually zombies of workers whose new parent (pid 1) does not reap them.
+            eprintln!("{}: process group {} still exists {KILL_GRACE:?} after SIGKILL", self.name, self.pgid);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Child> {
+        // A panic while holding the lock cannot leave the Child inconsistent.
+        self.leader.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 impl Drop for Group {
-    /// Teardown kills the group outright: a test that is over needs no graceful stop, and a
-    /// 3008 minion can take over 10 s to honour SIGTERM while it is reconnecting.
+    /// Kills outright: a test that is over needs no clean shutdown, and a graceful one costs
+    /// a minion at least 5 s (see TERM_GRACE), which every test would pay per minion.
     fn drop(&mut self) {
-        if self.group_alive() {
-            signal_group(self.child.id(), "KILL");
-            let _ = self.child.wait();
-            let pgid = self.child.id();
-            wait_until(Duration::from_secs(5), || !signal_group(pgid, "0"));
+        if self.any_alive() {
+            self.kill();
         }
     }
 }
 
-/// `kill -SIG -PGID`; true when the signal was delivered to at least one process. Uses the
-/// kill(1) binary rather than a libc binding: tests need nothing faster.
-fn signal_group(pgid: u32, signal: &str) -> bool {
-    Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg("--")
-        .arg(format!("-{pgid}"))
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
+    // SAFETY: kill(2) has no memory-safety preconditions. ESRCH (group already gone) is the
+    // only expected error and needs no handling.
+    unsafe { libc::kill(-pgid, signal) };
 }
 
-/// The last `lines` lines of a text file (or a note that it is missing), for failure messages.
+/// Whether process group `pgid` has any member, zombies included (signal 0 checks only).
+fn group_exists(pgid: libc::pid_t) -> bool {
+    // SAFETY: as above; signal 0 sends nothing.
+    let rc = unsafe { libc::kill(-pgid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// The last `lines` lines of a text file (or why it cannot be read), for failure messages.
 pub(crate) fn tail(path: &Path, lines: usize) -> String {
     match std::fs::read_to_string(path) {
         Ok(text) => {
@@ -116,15 +148,25 @@ pub(crate) fn tail(path: &Path, lines: usize) -> String {
     }
 }
 
-/// A short, fresh directory under /tmp: 3006 minions bind unix sockets below their root_dir
-/// and fail with "AF_UNIX path too long" past 107 bytes.
+/// A fresh directory directly under /tmp. It must stay short: a 3006 minion binds unix
+/// sockets below its root_dir and dies with "AF_UNIX path too long" past 107 bytes, which a
+/// root under a cargo target dir or a long $TMPDIR easily exceeds.
 pub(crate) fn short_tempdir(prefix: &str) -> tempfile::TempDir {
-    tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp").expect("a temp dir under /tmp")
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .unwrap_or_else(|e| panic!("cannot create a temp dir under /tmp: {e}"))
 }
 
-pub(crate) fn current_user() -> String {
-    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
-        let out = Command::new("id").arg("-un").output().expect("id -un");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+/// The effective user's name, for Salt's `user` option: a daemon told to run as anyone else
+/// tries to switch to that user and, not being root, exits. $USER is not trusted because
+/// sudo and containers leave it stale or unset.
+pub(crate) fn current_user() -> &'static str {
+    static USER: OnceLock<String> = OnceLock::new();
+    USER.get_or_init(|| {
+        let out = Command::new("id").arg("-un").output().unwrap_or_else(|e| panic!("cannot run `id -un`: {e}"));
+        let name = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(out.status.success() && !name.is_empty(), "`id -un` gave no user name: {out:?}");
+        name
     })
 }

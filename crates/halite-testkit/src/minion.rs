@@ -1,0 +1,280 @@
+//! A real salt-minion in its own root dir.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::config::SaltConfig;
+use crate::process::{current_user, short_tempdir, tail, wait_until, Group};
+use crate::salt::{salt_bin, Endpoints, SaltVersion};
+
+/// What a test minion is. Build one with struct update syntax over `Default`, or with
+/// [`MinionSpec::new`] and the `with_*` methods.
+#[derive(Debug, Clone)]
+pub struct MinionSpec {
+    pub id: String,
+    pub version: SaltVersion,
+    /// The `roles` grain, which halite's targeting and pillar are keyed on.
+    pub roles: Vec<String>,
+    /// More static grains, beside `roles`.
+    pub extra_grains: Vec<(String, Value)>,
+    /// Raw YAML lines appended to the minion config. A line setting a top-level key the kit
+    /// also sets (`grains:` included) replaces the kit's value.
+    pub extra_config: Vec<String>,
+    /// Salt's log level for the log file and the console (`info`, `debug`, `trace`, ...).
+    pub log_level: String,
+}
+
+impl Default for MinionSpec {
+    fn default() -> Self {
+        MinionSpec {
+            id: "minion".into(),
+            version: SaltVersion::default(),
+            roles: Vec::new(),
+            extra_grains: Vec::new(),
+            extra_config: Vec::new(),
+            log_level: "info".into(),
+        }
+    }
+}
+
+impl MinionSpec {
+    pub fn new(id: &str, version: SaltVersion) -> MinionSpec {
+        MinionSpec { id: id.into(), version, ..MinionSpec::default() }
+    }
+
+    pub fn with_roles(mut self, roles: &[&str]) -> MinionSpec {
+        self.roles = roles.iter().map(|r| r.to_string()).collect();
+        self
+    }
+
+    pub fn with_grain(mut self, name: &str, value: impl Into<Value>) -> MinionSpec {
+        self.extra_grains.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn with_config(mut self, yaml_line: &str) -> MinionSpec {
+        self.extra_config.push(yaml_line.into());
+        self
+    }
+
+    pub fn with_log_level(mut self, level: &str) -> MinionSpec {
+        self.log_level = level.into();
+        self
+    }
+
+    fn config(&self, root: &Path, master: &Endpoints) -> SaltConfig {
+        let mut grains = serde_json::Map::new();
+        grains.insert("roles".into(), self.roles.clone().into());
+        grains.extend(self.extra_grains.iter().cloned());
+        let root_str = root.to_str().unwrap_or_else(|| panic!("{}: root dir {root:?} is not UTF-8", self.id));
+        let mut c = SaltConfig::default();
+        c.set("id", self.id.as_str())
+            .set("root_dir", root_str)
+            .set("master", master.host.as_str())
+            .set("master_port", master.ret_port)
+            .set("publish_port", master.publish_port)
+            .set("user", current_user())
+            .set("log_file", format!("{root_str}/minion.log"))
+            .set("log_level", self.log_level.as_str())
+            .set("log_level_logfile", self.log_level.as_str())
+            // A pending minion otherwise retries after 10 s, then longer; tests accept a key
+            // and expect the minion in within a couple of seconds.
+            .set("acceptance_wait_time", 1)
+            .set("acceptance_wait_time_max", 2)
+            // After a fatal auth error the minion sleeps randint(1, this) s before restarting
+            // itself (default 10). 0 is not "no delay": randint(1, 0) raises and the minion
+            // exits for good.
+            .set("random_reauth_delay", 1)
+            // ZeroMQ reconnect interval (ms) after a master restart. Only 3006 reads these;
+            // 3007 and 3008 hard-code 1000/10000 in their transport.
+            .set("recon_default", 200)
+            .set("recon_max", 1000)
+            // 3008 masks every pillar value in pillar.items output otherwise; older minions
+            // do not know the option and ignore it.
+            .set("pillar_mask_output", false)
+            .set("grains", Value::Object(grains));
+        c
+    }
+}
+
+/// A running salt-minion with its own short temp root (config, keys, cache, logs), stopped
+/// with all its workers on drop. The root lives as long as the `Minion`, across restarts.
+pub struct Minion {
+    spec: MinionSpec,
+    root: tempfile::TempDir,
+    process: Option<Group>,
+}
+
+impl Minion {
+    /// Writes `<root>/etc/salt/minion` pointing at `master` and starts
+    /// `salt-minion -c <root>/etc/salt`. Does not wait for anything: the minion generates
+    /// its key and starts authenticating on its own.
+    pub fn start(spec: MinionSpec, master: &Endpoints) -> Minion {
+        let root = short_tempdir("hk");
+        let mut minion = Minion { spec, root, process: None };
+        minion.spec.config(minion.root(), master).write(&minion.config_dir().join("minion"), &minion.spec.extra_config);
+        minion.spawn();
+        minion
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(salt_bin(self.spec.version, "salt-minion"));
+        cmd.arg("-c").arg(self.config_dir()).arg("-l").arg(&self.spec.log_level);
+        let name = format!("salt-minion {} ({})", self.spec.id, self.spec.version);
+        self.process = Some(Group::spawn(&name, cmd, &self.root().join("minion.out")));
+    }
+
+    pub fn id(&self) -> &str {
+        &self.spec.id
+    }
+
+    pub fn version(&self) -> SaltVersion {
+        self.spec.version
+    }
+
+    pub fn spec(&self) -> &MinionSpec {
+        &self.spec
+    }
+
+    /// The minion's root_dir.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The `-c` dir, holding the `minion` config file.
+    pub fn config_dir(&self) -> PathBuf {
+        self.root().join("etc/salt")
+    }
+
+    /// Where Salt keeps the minion's keys once root_dir is set: `minion.pem`, `minion.pub`
+    /// and, after an accepted authentication, `minion_master.pub`.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.root().join("etc/salt/pki/minion")
+    }
+
+    /// The minion's public key (PEM), waiting up to 60 s for the minion to generate it.
+    pub fn public_key_pem(&self) -> String {
+        let path = self.pki_dir().join("minion.pub");
+        if let Err(e) = self.wait_for("its key pair (minion.pub)", Duration::from_secs(60), || path.is_file()) {
+            panic!("{e}");
+        }
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: reading {}: {e}", self.spec.id, path.display()))
+    }
+
+    /// Whether an accepted authentication reply has reached the minion: it writes the
+    /// master's public key to `minion_master.pub` only from one.
+    pub fn master_pub_written(&self) -> bool {
+        self.pki_dir().join("minion_master.pub").is_file()
+    }
+
+    /// Waits until the minion has been accepted ([`Minion::master_pub_written`]); returns
+    /// how long that took from this call. The error names the minion and ends with its log.
+    pub fn wait_authenticated(&self, timeout: Duration) -> Result<Duration, String> {
+        self.wait_for("an accepted authentication (minion_master.pub)", timeout, || self.master_pub_written())
+    }
+
+    /// The minion's log file followed by its console output.
+    pub fn log(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.root().join(name)).unwrap_or_default();
+        format!("{}{}", read("minion.log"), read("minion.out"))
+    }
+
+    pub fn wait_log_contains(&self, needle: &str, timeout: Duration) -> Result<(), String> {
+        self.wait_for(&format!("{needle:?} in its log"), timeout, || self.log().contains(needle)).map(|_| ())
+    }
+
+    /// Whether the salt-minion main process is running (false once stopped).
+    pub fn is_running(&mut self) -> bool {
+        self.process.as_ref().is_some_and(Group::is_running)
+    }
+
+    /// The process group of the running minion, for checks that no worker outlived a stop.
+    pub fn pgid(&self) -> Option<u32> {
+        self.process.as_ref().map(Group::pgid)
+    }
+
+    /// Stops the minion and all its workers: SIGTERM to the group, SIGKILL after 15 s.
+    /// Takes 5 to 10 s, Salt's own shutdown delay; see [`Minion::stop_all`] for several.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.stop();
+        }
+    }
+
+    /// Stops several minions at once, so their shutdown delays overlap instead of adding up.
+    pub fn stop_all(minions: &mut [Minion]) {
+        std::thread::scope(|s| {
+            for m in minions.iter_mut() {
+                s.spawn(|| m.stop());
+            }
+        });
+    }
+
+    /// SIGKILL to the minion's whole process group, as a crash or power loss would: no
+    /// shutdown delay, nothing flushed.
+    pub fn kill(&mut self) {
+        if let Some(p) = self.process.take() {
+            p.kill();
+        }
+    }
+
+    /// Stops and starts again on the same root: same keys, same cached master key.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Restarts with a fresh key pair under the same id, as a re-imaged host (or an
+    /// impostor) presents itself; the cached master key is kept. A master that knows the old
+    /// key must deny this one.
+    pub fn replace_key(&mut self) {
+        self.stop();
+        for name in ["minion.pem", "minion.pub"] {
+            let path = self.pki_dir().join(name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => panic!("{}: cannot delete {}: {e}", self.spec.id, path.display()),
+            }
+        }
+        self.spawn();
+    }
+
+    /// Polls `ok` for up to `timeout`, giving up early if the minion's main process exits.
+    fn wait_for(&self, what: &str, timeout: Duration, ok: impl Fn() -> bool) -> Result<Duration, String> {
+        let started = std::time::Instant::now();
+        let mut exited = None;
+        let done = wait_until(timeout, || {
+            if ok() {
+                return true;
+            }
+            exited = match &self.process {
+                None => Some("it is stopped".to_owned()),
+                Some(p) => p.exit_status().map(|s| format!("salt-minion exited ({s})")),
+            };
+            exited.is_some()
+        });
+        match (done, exited) {
+            (true, None) => Ok(started.elapsed()),
+            (_, why) => Err(format!(
+                "minion {} ({}) gave no {what}: {}; root {}, its log ends:\n{}",
+                self.spec.id,
+                self.spec.version,
+                why.unwrap_or_else(|| format!("timed out after {timeout:?}")),
+                self.root().display(),
+                self.log_tail()
+            )),
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        format!(
+            "{}\n--- console (minion.out) ---\n{}",
+            tail(&self.root().join("minion.log"), 40),
+            tail(&self.root().join("minion.out"), 15)
+        )
+    }
+}
