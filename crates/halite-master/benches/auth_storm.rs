@@ -70,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         request_server_ttl: 0,
         auth_events: true,
         policy: AuthPolicy { auto_accept: true, ..AuthPolicy::default() },
+        nodegroups: Vec::new(),
     };
     let ctx = zmq::Context::new();
     let publisher = halite_zmq::bind_publisher(&ctx, "tcp://127.0.0.1:*", &halite_zmq::SocketOptions::default())?;

@@ -1,8 +1,6 @@
 //! ClearFuncs: commands local clients send unencrypted on the request port. Today: `publish`,
 //! authenticated by the per-user key Salt keeps in `cachedir/.<user>_key`, so the stock
-//! Python `salt` CLI works against halite. Full targeting, the job cache and the event-bus IPC
-//! the stock CLI listens on arrive with the jobs work; until then non-list, non-glob targets
-//! expect every accepted minion (greedy, as Salt is for data-based targets without a cache).
+//! Python `salt` CLI can publish to halite (the job itself goes through `jobs`).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -13,7 +11,7 @@ use halite_proto::crypticle::Crypticle;
 use halite_proto::payload::{map, Value, ValueExt};
 use tracing::{info, warn};
 
-use crate::jid;
+use crate::jobs::{PublishError, PublishRequest};
 use crate::master::Master;
 
 /// The local-client keys, by user name.
@@ -46,7 +44,10 @@ impl UserKeys {
         Ok(Self { keys })
     }
 
-    fn check(&self, user: &str, key: Option<&str>) -> bool {
+    /// Whether `key` proves `user`. Salt maps `sudo_<name>` users (the CLI run through
+    /// sudo) to root's key.
+    pub fn check(&self, user: &str, key: Option<&str>) -> bool {
+        let user = if user.starts_with("sudo_") { "root" } else { user };
         match (self.keys.get(user), key) {
             (Some(expected), Some(given)) => {
                 openssl::memcmp::eq(expected.as_bytes(), given.as_bytes()) && expected.len() == given.len()
@@ -69,107 +70,53 @@ fn auth_error(kind: &str) -> Value {
 impl Master {
     pub(crate) fn clear_publish(&self, load: &Value) -> Value {
         let user = load.get_text("user").unwrap_or("root");
-        // The stock CLI sends the key of the user it runs as; Salt maps sudo users to root.
-        let key_user = if user.starts_with("sudo_") { "root" } else { user };
-        if !self.user_keys.check(key_user, load.get_text("key")) {
+        if !self.user_keys.check(user, load.get_text("key")) {
             warn!(%user, "publish with a wrong or missing user key refused");
             return auth_error("user");
         }
-        let (Some(tgt), Some(fun)) = (load.get("tgt"), load.get("fun")) else {
-            return map([("error", Value::from("publish needs tgt and fun"))]);
+        let req = match PublishRequest::from_load(load) {
+            Ok(r) => r,
+            Err(e) => return map([("error", Value::from(e.to_string()))]),
         };
-        let tgt_type = load.get_text("tgt_type").unwrap_or("glob");
-        let (minions, missing) = match self.expected_minions(tgt, tgt_type) {
-            Ok(m) => m,
-            Err(e) => return map([("error", Value::from(e))]),
-        };
-        if minions.is_empty() {
-            let shown = tgt.as_text().map(str::to_owned).unwrap_or_else(|| format!("{tgt}"));
-            return map([(
-                "load",
-                map([
-                    ("jid", Value::Nil),
-                    ("minions", Value::Array(vec![])),
-                    ("error", Value::from(format!("Master could not resolve minions for target {shown}"))),
-                ]),
-            )]);
-        }
-        let jid = match load.get_text("jid") {
-            Some(j) if jid::is_jid(j) => j.to_owned(),
-            _ => jid::new_jid(),
-        };
-        let mut pub_load = vec![
-            ("fun", fun.clone()),
-            ("arg", load.get("arg").cloned().unwrap_or(Value::Array(vec![]))),
-            ("tgt", tgt.clone()),
-            ("jid", Value::from(jid.as_str())),
-            ("ret", load.get("ret").cloned().unwrap_or(Value::from(""))),
-        ];
-        pub_load.push(("tgt_type", Value::from(tgt_type)));
-        pub_load.push(("user", Value::from(user)));
-        if let Some(Value::Map(kwargs)) = load.get("kwargs") {
-            for key in ["delimiter", "ret_config", "metadata", "ret_kwargs", "module_executors", "executor_opts"] {
-                if let Some((_, v)) = kwargs.iter().find(|(k, _)| k.as_text() == Some(key)) {
-                    pub_load.push((key, v.clone()));
-                }
-            }
-        }
-        let minion_list = Value::Array(minions.iter().map(|m| Value::from(m.as_str())).collect());
-        let missing_list = Value::Array(missing.iter().map(|m| Value::from(m.as_str())).collect());
-        self.events.fire(
-            format!("salt/job/{jid}/new"),
-            map([
-                ("jid", Value::from(jid.as_str())),
-                ("tgt_type", Value::from(tgt_type)),
-                ("tgt", tgt.clone()),
-                ("user", Value::from(user)),
-                ("fun", fun.clone()),
-                ("arg", load.get("arg").cloned().unwrap_or(Value::Array(vec![]))),
-                ("minions", minion_list.clone()),
-                ("missing", missing_list.clone()),
+        match self.publish_job(&req) {
+            Ok(published) => map([
+                ("enc", Value::from("clear")),
+                (
+                    "load",
+                    map([
+                        ("jid", Value::from(published.jid.as_str())),
+                        ("minions", Value::Array(published.minions.iter().map(|m| Value::from(m.as_str())).collect())),
+                        ("missing", Value::Array(published.missing.iter().map(|m| Value::from(m.as_str())).collect())),
+                    ]),
+                ),
             ]),
-        );
-        let frame = match self.seal_publish(map(pub_load)) {
-            Ok(f) => f,
-            Err(e) => return map([("error", Value::from(format!("cannot seal publish: {e}")))]),
-        };
-        if let Err(e) = self.publisher.publish(frame) {
-            return map([("error", Value::from(format!("publisher unavailable: {e}")))]);
+            // Salt answers a target naming nobody with this load; the stock CLI prints "No
+            // minions matched the target".
+            Err(e @ (PublishError::NoMinions(_) | PublishError::Target { .. })) => {
+                info!(%user, error = %e, "publish names no minion");
+                map([
+                    ("enc", Value::from("clear")),
+                    (
+                        "load",
+                        map([
+                            ("jid", Value::Nil),
+                            ("minions", Value::Array(vec![])),
+                            (
+                                "error",
+                                Value::from(format!("Master could not resolve minions for target {}", shown_tgt(load))),
+                            ),
+                        ]),
+                    ),
+                ])
+            }
+            Err(e) => {
+                warn!(%user, error = %e, "publish failed");
+                map([("error", Value::from(e.to_string()))])
+            }
         }
-        info!(%jid, fun = %fun, minions = minions.len(), "published");
-        map([
-            ("enc", Value::from("clear")),
-            ("load", map([("jid", Value::from(jid.as_str())), ("minions", minion_list), ("missing", missing_list)])),
-        ])
     }
+}
 
-    /// Which accepted minions a target names (Salt's `check_minions`, glob and list exact;
-    /// the full engine arrives with the targeting work).
-    fn expected_minions(&self, tgt: &Value, tgt_type: &str) -> Result<(Vec<String>, Vec<String>), String> {
-        let accepted = self.pki.list(halite_pki::KeyState::Accepted).map_err(|e| e.to_string())?;
-        let list_of = |v: &Value| -> Vec<String> {
-            match v {
-                Value::Array(items) => items.iter().filter_map(|i| i.as_text().map(str::to_owned)).collect(),
-                other => other
-                    .as_text()
-                    .unwrap_or("")
-                    .split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect(),
-            }
-        };
-        Ok(match tgt_type {
-            "glob" => {
-                let pattern = tgt.as_text().unwrap_or("");
-                (accepted.into_iter().filter(|id| halite_target::fnmatch(id, pattern)).collect(), vec![])
-            }
-            "list" => {
-                let wanted = list_of(tgt);
-                let missing = wanted.iter().filter(|w| !accepted.contains(w)).cloned().collect();
-                (accepted.into_iter().filter(|id| wanted.contains(id)).collect(), missing)
-            }
-            _ => (accepted, vec![]),
-        })
-    }
+fn shown_tgt(load: &Value) -> String {
+    load.get("tgt").map(halite_yaml::py::text).unwrap_or_default()
 }

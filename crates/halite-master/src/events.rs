@@ -22,8 +22,15 @@ impl EventBus {
         Self { tx: broadcast::channel(capacity).0 }
     }
 
-    pub fn fire(&self, tag: impl Into<String>, data: Value) {
+    /// Sends an event to every listener, stamping a map's `_stamp` (UTC, ISO 8601) as Salt's
+    /// `fire_event` does unless the data already has one.
+    pub fn fire(&self, tag: impl Into<String>, mut data: Value) {
         let tag = tag.into();
+        if let Value::Map(pairs) = &mut data {
+            if !pairs.iter().any(|(k, _)| k.as_str() == Some("_stamp")) {
+                pairs.push((Value::from("_stamp"), Value::from(crate::jid::iso_stamp(crate::jid::now_micros()))));
+            }
+        }
         // No subscriber is not an error: the bus is fire-and-forget, as Salt's is.
         let _ = self.tx.send(Event { tag, data });
     }

@@ -14,4 +14,6 @@ pub mod aes;
 pub mod clear;
 pub mod events;
 pub mod jid;
+pub mod jobs;
+pub mod local;
 pub mod master;

@@ -11,7 +11,7 @@ use halite_zmq::{bind_publisher, bind_router, tcp_endpoint, SocketOptions};
 use tracing::{info, warn, Instrument};
 
 use halite_master::master::{self, Master};
-use halite_master::{clear, events};
+use halite_master::{clear, events, local};
 
 #[derive(Parser, Debug)]
 #[command(name = "halite-master", version, about = "A Salt master for unmodified salt-minions")]
@@ -102,19 +102,34 @@ async fn serve(config: halite_config::MasterConfig) -> anyhow::Result<()> {
         std::fs::write(&marker, b"").with_context(|| format!("creating {}", marker.display()))?;
     }
     tokio::spawn(events::journal(master.events.subscribe()));
+    let (local_listener, local_path) = local::bind(&config.sock_dir)?;
+    let local_server = tokio::spawn(local::serve(local_listener, master.clone()));
     let mut router = bind_router(&ctx, &tcp_endpoint(&config.interface, config.ret_port), &opts)?;
     info!(pki_dir = %config.pki_dir.display(), "halite master ready");
 
-    let rotation = {
+    let maintenance = {
         let master = master.clone();
+        let keep_jobs = Duration::from_secs(config.keep_jobs_seconds);
+        let loop_interval = Duration::from_secs_f64(config.loop_interval.max(1.0));
         tokio::spawn(async move {
             // Salt looks for the dropfile every loop_interval (60 s); a stat per second costs
             // nothing and closes the window in which a deleted minion still reads publishes.
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut last_cleanup = tokio::time::Instant::now();
             loop {
                 tick.tick().await;
                 let m = master.clone();
-                let _ = tokio::task::spawn_blocking(move || m.rotate_if_requested()).await;
+                let clean = !keep_jobs.is_zero() && last_cleanup.elapsed() >= loop_interval;
+                if clean {
+                    last_cleanup = tokio::time::Instant::now();
+                }
+                let _ = tokio::task::spawn_blocking(move || {
+                    m.rotate_if_requested();
+                    if clean {
+                        m.expire_jobs(keep_jobs);
+                    }
+                })
+                .await;
             }
         })
     };
@@ -152,7 +167,9 @@ async fn serve(config: halite_config::MasterConfig) -> anyhow::Result<()> {
         _ = serve_requests => warn!("request server stopped"),
         _ = shutdown_signal() => info!("shutting down"),
     }
-    rotation.abort();
+    maintenance.abort();
+    local_server.abort();
+    let _ = std::fs::remove_file(&local_path);
     // Requests being handled get a moment to answer; then their tasks are dropped, which
     // releases their reply sockets: libzmq's context cannot terminate while one is open.
     let drained =

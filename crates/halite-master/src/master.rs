@@ -35,6 +35,8 @@ pub struct Settings {
     pub request_server_ttl: u64,
     pub auth_events: bool,
     pub policy: AuthPolicy,
+    /// Name → compound target, as in the config.
+    pub nodegroups: Vec<(String, Value)>,
 }
 
 impl Settings {
@@ -55,6 +57,7 @@ impl Settings {
             publish_session: c.publish_session,
             request_server_ttl: c.request_server_ttl,
             auth_events: c.auth_events,
+            nodegroups: c.nodegroups.clone(),
             policy: AuthPolicy {
                 open_mode: c.open_mode,
                 auto_accept: c.auto_accept,
@@ -388,16 +391,6 @@ impl Master {
         } else {
             warn!(%minion, "_minion_event without tag or events");
         }
-        Value::Nil
-    }
-
-    fn job_return(&self, minion: &str, load: Value) -> Value {
-        let jid = load.get_text("jid").unwrap_or("").to_owned();
-        if let Err(e) = self.store.put_return(&jid, minion, &load) {
-            error!(%jid, error = %e, "cannot save job return");
-        }
-        info!(%jid, fun = load.get_text("fun").unwrap_or(""), "job return");
-        self.events.fire(format!("salt/job/{jid}/ret/{minion}"), load);
         Value::Nil
     }
 

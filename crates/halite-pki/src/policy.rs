@@ -214,64 +214,12 @@ fn check_autosign_grains(policy: &AuthPolicy, grains: &Value) -> bool {
             continue;
         }
         let Ok(text) = fs::read_to_string(&path) else { continue };
-        let printed = python_str(value);
+        let printed = halite_yaml::py::text(value);
         if text.lines().map(str::trim).any(|line| !line.starts_with('#') && line == printed) {
             return true;
         }
     }
     false
-}
-
-/// Python's `str()` of a grain value (the forms grains take: text, numbers, booleans, None,
-/// lists and dicts of those).
-fn python_str(value: &Value) -> String {
-    match value {
-        Value::String(_) | Value::Binary(_) => {
-            String::from_utf8_lossy(value.as_bytes_any().unwrap_or_default()).into_owned()
-        }
-        other => python_repr(other),
-    }
-}
-
-fn python_repr(value: &Value) -> String {
-    match value {
-        Value::Nil => "None".into(),
-        Value::Boolean(true) => "True".into(),
-        Value::Boolean(false) => "False".into(),
-        Value::Integer(i) => i.to_string(),
-        Value::F32(f) => python_float(f64::from(*f)),
-        Value::F64(f) => python_float(*f),
-        Value::String(_) | Value::Binary(_) => {
-            let text = python_str(value);
-            let quote = if text.contains('\'') && !text.contains('"') { '"' } else { '\'' };
-            let escaped: String = text
-                .chars()
-                .flat_map(|c| match c {
-                    '\\' => vec!['\\', '\\'],
-                    '\n' => vec!['\\', 'n'],
-                    '\t' => vec!['\\', 't'],
-                    '\r' => vec!['\\', 'r'],
-                    c if c == quote => vec!['\\', c],
-                    c => vec![c],
-                })
-                .collect();
-            format!("{quote}{escaped}{quote}")
-        }
-        Value::Array(items) => format!("[{}]", items.iter().map(python_repr).collect::<Vec<_>>().join(", ")),
-        Value::Map(pairs) => format!(
-            "{{{}}}",
-            pairs.iter().map(|(k, v)| format!("{}: {}", python_repr(k), python_repr(v))).collect::<Vec<_>>().join(", ")
-        ),
-        Value::Ext(..) => String::new(),
-    }
-}
-
-fn python_float(f: f64) -> String {
-    if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e16 {
-        format!("{f:.1}")
-    } else {
-        format!("{f}")
-    }
 }
 
 #[cfg(test)]
@@ -422,7 +370,7 @@ mod tests {
     fn python_str_of_grains() {
         let v =
             Value::Array(vec![Value::from("a'b"), Value::from(1), Value::Boolean(true), Value::Nil, Value::F64(2.0)]);
-        assert_eq!(python_str(&v), r#"["a'b", 1, True, None, 2.0]"#);
-        assert_eq!(python_str(&Value::from("x")), "x");
+        assert_eq!(halite_yaml::py::text(&v), r#"["a'b", 1, True, None, 2.0]"#);
+        assert_eq!(halite_yaml::py::text(&Value::from("x")), "x");
     }
 }

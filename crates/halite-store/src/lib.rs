@@ -1,6 +1,7 @@
 //! The master's own durable data, in one redb file: the minion data cache (the grains and
-//! pillar each minion last reported through `_pillar`) and the per-minion session keys of
-//! 3007+ request channels.
+//! pillar each minion last reported through `_pillar`), the per-minion session keys of
+//! 3007+ request channels, and the job cache ([`jobs`]: each job's load, expected minions
+//! and every return).
 //!
 //! Owns: the tables, their encoding (Salt's msgpack, so a value read back is byte-identical
 //! to what the minion sent), and session-key rotation by age. Must not: hold keys that Salt
@@ -17,10 +18,10 @@ use halite_proto::crypticle::Crypticle;
 use halite_proto::payload::{self, Value};
 use redb::{Database, ReadableTable, TableDefinition};
 
+pub mod jobs;
+
 const MINION_DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("minion_data");
 const SESSIONS: TableDefinition<&str, (u64, &str)> = TableDefinition::new("sessions");
-/// Job returns keyed `(jid, minion id)`; the full job cache arrives with the jobs work.
-const RETURNS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("returns");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -35,6 +36,15 @@ pub enum StoreError {
 pub struct MinionData {
     pub grains: Value,
     pub pillar: Value,
+}
+
+impl MinionData {
+    fn from_cached(mut value: Value) -> MinionData {
+        MinionData {
+            grains: payload::remove(&mut value, "grains").unwrap_or(Value::Nil),
+            pillar: payload::remove(&mut value, "pillar").unwrap_or(Value::Nil),
+        }
+    }
 }
 
 pub struct Store {
@@ -55,17 +65,17 @@ impl Store {
         store.write("creating tables", "", |txn| {
             txn.open_table(MINION_DATA)?;
             txn.open_table(SESSIONS)?;
-            txn.open_table(RETURNS)?;
+            jobs::create_tables(txn)?;
             Ok(())
         })?;
         Ok(store)
     }
 
-    fn err(&self, what: &'static str, id: &str, detail: impl ToString) -> StoreError {
+    pub(crate) fn err(&self, what: &'static str, id: &str, detail: impl ToString) -> StoreError {
         StoreError::Io { path: self.path.clone(), what, id: id.to_owned(), detail: detail.to_string() }
     }
 
-    fn write<T>(
+    pub(crate) fn write<T>(
         &self,
         what: &'static str,
         id: &str,
@@ -94,11 +104,22 @@ impl Store {
             return Ok(None);
         };
         let value = payload::decode(raw.value()).map_err(|e| self.err(what, id, e))?;
-        use payload::ValueExt;
-        Ok(Some(MinionData {
-            grains: value.get("grains").cloned().unwrap_or(Value::Nil),
-            pillar: value.get("pillar").cloned().unwrap_or(Value::Nil),
-        }))
+        Ok(Some(MinionData::from_cached(value)))
+    }
+
+    /// The cached data of each of `ids` that has any, read in one transaction (targeting
+    /// reads every accepted minion's grains at once).
+    pub fn minion_data_of(&self, ids: &[String]) -> Result<HashMap<String, MinionData>, StoreError> {
+        let what = "reading minion data";
+        let txn = self.db.begin_read().map_err(|e| self.err(what, "*", e))?;
+        let table = txn.open_table(MINION_DATA).map_err(|e| self.err(what, "*", e))?;
+        let mut out = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let Some(raw) = table.get(id.as_str()).map_err(|e| self.err(what, id, e))? else { continue };
+            let value = payload::decode(raw.value()).map_err(|e| self.err(what, id, e))?;
+            out.insert(id.clone(), MinionData::from_cached(value));
+        }
+        Ok(out)
     }
 
     /// The minion's session key, made anew when missing or older than `max_age_secs` (Salt's
@@ -142,32 +163,6 @@ impl Store {
             Ok(())
         })?;
         Ok((now, key))
-    }
-
-    /// Records a minion's `_return` load exactly as it arrived.
-    pub fn put_return(&self, jid: &str, id: &str, load: &Value) -> Result<(), StoreError> {
-        let bytes = payload::encode(load);
-        self.write("saving job return", id, |txn| {
-            txn.open_table(RETURNS)?.insert((jid, id), bytes.as_slice())?;
-            Ok(())
-        })
-    }
-
-    /// Every stored return of a job, by minion id.
-    pub fn returns(&self, jid: &str) -> Result<Vec<(String, Value)>, StoreError> {
-        let what = "reading job returns";
-        let txn = self.db.begin_read().map_err(|e| self.err(what, "*", e))?;
-        let table = txn.open_table(RETURNS).map_err(|e| self.err(what, "*", e))?;
-        let mut out = Vec::new();
-        for row in table.range((jid, "")..).map_err(|e| self.err(what, "*", e))? {
-            let (k, v) = row.map_err(|e| self.err(what, "*", e))?;
-            let (row_jid, id) = k.value();
-            if row_jid != jid {
-                break;
-            }
-            out.push((id.to_owned(), payload::decode(v.value()).map_err(|e| self.err(what, id, e))?));
-        }
-        Ok(out)
     }
 
     /// Forgets everything about a minion whose key was deleted.
@@ -225,17 +220,6 @@ mod tests {
         assert_eq!(store.known_minions().unwrap(), vec!["app1".to_string(), "db1".to_string()]);
         store.forget_minion("db1").unwrap();
         assert_eq!(store.known_minions().unwrap(), vec!["app1".to_string()]);
-    }
-
-    #[test]
-    fn returns_are_kept_per_job() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("halite.redb")).unwrap();
-        store.put_return("20240101120000000001", "b", &Value::from(2)).unwrap();
-        store.put_return("20240101120000000001", "a", &Value::from(1)).unwrap();
-        store.put_return("20240101120000000002", "a", &Value::from(3)).unwrap();
-        let got = store.returns("20240101120000000001").unwrap();
-        assert_eq!(got, vec![("a".to_string(), Value::from(1)), ("b".to_string(), Value::from(2))]);
     }
 
     #[test]

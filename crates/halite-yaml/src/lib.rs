@@ -76,12 +76,14 @@
 //! match libyaml's; columns point at a node's value, which for a tagged or anchored node is
 //! after its `!tag` / `&anchor` rather than at it.
 
+mod arg;
 mod block_eof;
 mod compose;
 mod construct;
 pub mod py;
 mod scalar;
 
+pub use arg::yamlify_arg;
 pub use rmpv::Value;
 
 /// Deepest nesting of collections accepted (counting aliased collections where they are

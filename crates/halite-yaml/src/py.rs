@@ -18,9 +18,88 @@ pub fn str(value: &Value) -> Option<String> {
         Value::F64(f) => float_repr(*f),
         Value::F32(f) => float_repr(f64::from(*f)),
         Value::String(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        Value::Binary(b) => format!("b{:?}", String::from_utf8_lossy(b)),
+        Value::Binary(b) => format!("b{}", quote_bytes(b)),
         Value::Array(_) | Value::Map(_) | Value::Ext(..) => return None,
     })
+}
+
+/// Python's `str()` of any value: scalars as [`str`], collections as their `repr()`
+/// (`['a', 1]`, `{'k': None}`), which is what Salt matches grain globs against when a grain
+/// is a list or a dict.
+pub fn text(value: &Value) -> String {
+    str(value).unwrap_or_else(|| repr(value))
+}
+
+/// Python's `repr()`: strings quoted as Python quotes them (single quotes unless the text
+/// holds a `'` and no `"`), bytes as `b'..'`, lists and dicts in their literal syntax.
+pub fn repr(value: &Value) -> String {
+    match value {
+        Value::String(s) => quote_text(&String::from_utf8_lossy(s.as_bytes())),
+        Value::Binary(b) => format!("b{}", quote_bytes(b)),
+        Value::Array(items) => format!("[{}]", items.iter().map(repr).collect::<Vec<_>>().join(", ")),
+        Value::Map(pairs) => format!(
+            "{{{}}}",
+            pairs.iter().map(|(k, v)| format!("{}: {}", repr(k), repr(v))).collect::<Vec<_>>().join(", ")
+        ),
+        // Salt never sends msgpack extension types; Python's msgpack would hand over an
+        // ExtType, whose repr nobody targets on.
+        Value::Ext(code, data) => format!("ExtType(code={code}, data={})", quote_bytes(data)),
+        scalar => str(scalar).unwrap_or_default(),
+    }
+}
+
+fn quote_char(text_has_single: bool, text_has_double: bool) -> char {
+    if text_has_single && !text_has_double {
+        '"'
+    } else {
+        '\''
+    }
+}
+
+fn quote_text(text: &str) -> String {
+    let quote = quote_char(text.contains('\''), text.contains('"'));
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push(quote);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || (0x7f..=0x9f).contains(&(c as u32)) => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+fn quote_bytes(bytes: &[u8]) -> String {
+    let quote = quote_char(bytes.contains(&b'\''), bytes.contains(&b'"'));
+    let mut out = String::with_capacity(bytes.len() + 2);
+    out.push(quote);
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            b if b as char == quote => {
+                out.push('\\');
+                out.push(quote);
+            }
+            0x20..=0x7e => out.push(b as char),
+            b => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push(quote);
+    out
 }
 
 /// Python's `repr()` of a float, which is also its `str()`: shortest round-trip digits,

@@ -280,10 +280,12 @@ def tag(v, inside=()):
     if isinstance(v, (set, frozenset)): return {"t": "set", "v": [tag(x, inside) for x in v]}
     return {"t": "unknown", "v": repr(v)}
 
+import salt.utils.args
+load = salt.utils.args.yamlify_arg if sys.argv[1] == "yamlify_arg" else salt.utils.yaml.safe_load
 out = []
 for text in json.load(sys.stdin):
     try:
-        out.append(tag(salt.utils.yaml.safe_load(text)))
+        out.append(tag(load(text)))
     except Exception as e:
         mark = getattr(e, "problem_mark", None)
         out.append({"t": "error", "v": "%s: %s" % (type(e).__name__, e),
@@ -291,9 +293,10 @@ for text in json.load(sys.stdin):
 json.dump(out, sys.stdout)
 "#;
 
-fn run_oracle(python: &PathBuf, texts: &[&str]) -> Vec<Json> {
+/// `mode` is `safe_load` or `yamlify_arg`: the Salt function each text goes through.
+fn run_oracle(python: &PathBuf, mode: &str, texts: &[&str]) -> Vec<Json> {
     let mut child = Command::new(python)
-        .args(["-c", ORACLE])
+        .args(["-c", ORACLE, mode])
         // Salt's package imports modules named like stdlib ones (`platform`); run from a
         // directory that cannot shadow anything.
         .current_dir(std::env::temp_dir())
@@ -391,7 +394,7 @@ fn loads_like_salt_3007() {
             return;
         }
     };
-    let expected = run_oracle(&python, CASES);
+    let expected = run_oracle(&python, "safe_load", CASES);
     assert_eq!(expected.len(), CASES.len());
     let failures: Vec<String> =
         CASES.iter().zip(&expected).filter_map(|(text, salt)| agrees(text, salt).err()).collect();
@@ -414,8 +417,100 @@ fn deliberate_deviations_still_differ() {
         }
     };
     let texts: Vec<&str> = DEVIATIONS.iter().map(|(text, _)| *text).collect();
-    let expected = run_oracle(&python, &texts);
+    let expected = run_oracle(&python, "safe_load", &texts);
     for ((text, why), salt) in DEVIATIONS.iter().zip(&expected) {
         assert!(agrees(text, salt).is_err(), "{text:?} now reads like Salt; drop it from DEVIATIONS ({why})");
     }
+}
+
+/// Command-line arguments and targeting keys: `salt.utils.args.yamlify_arg`.
+const ARGS: &[&str] = &[
+    "1",
+    "-1",
+    "1.5",
+    "1e3",
+    "0644",
+    "1_000",
+    "_",
+    "1_",
+    "yes",
+    "No",
+    "on",
+    "None",
+    "none",
+    "null",
+    "~",
+    "",
+    " ",
+    "---",
+    "...",
+    "a: b",
+    "{a: b}",
+    "{a: [1, 2]}",
+    "- a",
+    "[1, x]",
+    "[broken",
+    "{broken",
+    "a #b",
+    "#",
+    "# c",
+    "12 # n",
+    "[1] # n",
+    "!",
+    "|",
+    ">",
+    "!!str 1",
+    "!!binary aGk=",
+    "!!set {a, b}",
+    "a\tb",
+    "a\nb",
+    "2001-12-14",
+    "'quoted'",
+    "\"dq\"",
+    "roles:db",
+    "x=1",
+    "*",
+    "&a",
+    "*a",
+    "@x",
+    "%x",
+    "`x",
+    "0x1F",
+    "0o17",
+    ".inf",
+    ".nan",
+    "True",
+    "FALSE",
+    "{}",
+    "[]",
+    "{a: 1, a: 2}",
+    "é",
+    "1:30",
+];
+
+#[test]
+fn yamlify_arg_like_salt_3007() {
+    let python = match salt_python() {
+        Ok(p) => p,
+        Err(reason) => {
+            eprintln!("SKIPPED yamlify_arg_like_salt_3007: {reason}");
+            return;
+        }
+    };
+    let expected = run_oracle(&python, "yamlify_arg", ARGS);
+    let failures: Vec<String> = ARGS
+        .iter()
+        .zip(&expected)
+        .filter_map(|(text, salt)| {
+            let got = tagged(&halite_yaml::yamlify_arg(text));
+            (!same(salt, &got)).then(|| format!("arg {text:?}\n  salt:   {salt}\n  halite: {got}"))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} args differ from Salt:\n{}",
+        failures.len(),
+        ARGS.len(),
+        failures.join("\n")
+    );
 }

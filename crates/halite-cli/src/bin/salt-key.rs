@@ -201,7 +201,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Outputter::Nested
     });
     let color = !args.no_color && (args.force_color || std::io::stdout().is_terminal());
-    let style = Style { color, indent: args.out_indent.unwrap_or(4) };
+    let style = Style { color, indent: args.out_indent.map(|i| i as i64), ..Style::default() };
     let tool = Tool { args, pki, config, outputter, style };
     match args.action() {
         Action::List(which) => tool.list(&which),
@@ -233,7 +233,7 @@ impl Change {
 
 impl Tool<'_> {
     fn display(&self, data: &Node) {
-        print!("{}", output::render(data, self.outputter, self.style));
+        print!("{}", output::render(&data.to_value(), self.outputter, self.style));
     }
 
     fn list_keys(&self) -> anyhow::Result<Listing> {

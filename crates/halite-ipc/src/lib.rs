@@ -1,0 +1,279 @@
+//! halite's local channel: how the CLIs (`salt`, `salt-run`) talk to the running master over
+//! a unix socket in `sock_dir`.
+//!
+//! Owns: the socket's name, the framing (a 4-byte big-endian length, then one msgpack value
+//! in Salt's byte layout), a sans-IO frame decoder with a size limit, and the messages —
+//! [`Request`] from a client, [`ServerMsg`] (a reply or a streamed event) from the master.
+//!
+//! Must not: open sockets or files. The master's listener and the CLI's client are thin
+//! shells around this crate, and both sides are tested through it.
+//!
+//! A connection carries any number of requests, each answered by exactly one reply, in
+//! order. A `publish` with `listen` set also subscribes the connection to the events of its
+//! job (`salt/job/<jid>/...`), registered before the job is sent so no return can be missed;
+//! those events arrive interleaved with later replies until the client hangs up.
+//! Every request carries the key of the user it acts for (Salt's `cachedir/.<user>_key`,
+//! readable only by that user), as Salt's own local clients prove themselves.
+
+use halite_proto::payload::{self, map, Value, ValueExt};
+
+/// The socket file in `sock_dir`.
+pub const SOCKET_NAME: &str = "halite_local.ipc";
+
+/// Largest frame either side accepts: far above any job's return set, far below what would
+/// let a confused peer make the other allocate without bound.
+pub const MAX_FRAME: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IpcError {
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
+    #[error("undecodable frame: {0}")]
+    Decode(String),
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+/// One value as a frame.
+pub fn encode_frame(value: &Value) -> Vec<u8> {
+    let body = payload::encode(value);
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Reassembles frames from a byte stream, whatever the read boundaries.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+}
+
+impl FrameDecoder {
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete frame, `Ok(None)` until one is complete. After an error the stream
+    /// cannot be resynchronised: the connection must be dropped.
+    pub fn next_frame(&mut self) -> Result<Option<Value>, IpcError> {
+        let Some(header) = self.buf.get(..4) else { return Ok(None) };
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if len > MAX_FRAME {
+            return Err(IpcError::TooLarge(len));
+        }
+        if self.buf.len() < 4 + len {
+            return Ok(None);
+        }
+        let value = payload::decode(&self.buf[4..4 + len]).map_err(|e| IpcError::Decode(e.to_string()));
+        self.buf.drain(..4 + len);
+        value.map(Some)
+    }
+}
+
+/// What a client asks of the master.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Publish a job. `load` holds the fields of Salt's clear `publish` load (`tgt`,
+    /// `tgt_type`, `fun`, `arg`, `ret`, `kwargs`, and optionally `jid`).
+    Publish { user: String, key: String, load: Value, listen: bool },
+    /// Which minions a target names, without publishing (`--preview-target`).
+    Preview { user: String, key: String, load: Value },
+    /// Run a runner function in the master (`salt-run`).
+    Runner { user: String, key: String, fun: String, arg: Vec<Value>, kwarg: Value },
+}
+
+impl Request {
+    pub fn to_value(&self) -> Value {
+        match self {
+            Request::Publish { user, key, load, listen } => map([
+                ("cmd", Value::from("publish")),
+                ("user", Value::from(user.as_str())),
+                ("key", Value::from(key.as_str())),
+                ("load", load.clone()),
+                ("listen", Value::Boolean(*listen)),
+            ]),
+            Request::Preview { user, key, load } => map([
+                ("cmd", Value::from("preview")),
+                ("user", Value::from(user.as_str())),
+                ("key", Value::from(key.as_str())),
+                ("load", load.clone()),
+            ]),
+            Request::Runner { user, key, fun, arg, kwarg } => map([
+                ("cmd", Value::from("runner")),
+                ("user", Value::from(user.as_str())),
+                ("key", Value::from(key.as_str())),
+                ("fun", Value::from(fun.as_str())),
+                ("arg", Value::Array(arg.clone())),
+                ("kwarg", kwarg.clone()),
+            ]),
+        }
+    }
+
+    pub fn from_value(v: &Value) -> Result<Request, IpcError> {
+        let text = |k: &str| {
+            v.get_text(k).map(str::to_owned).ok_or_else(|| IpcError::Malformed(format!("request without text {k:?}")))
+        };
+        let load = || v.get("load").filter(|l| l.is_map()).cloned().ok_or(IpcError::Malformed("no load map".into()));
+        match text("cmd")?.as_str() {
+            "publish" => Ok(Request::Publish {
+                user: text("user")?,
+                key: text("key")?,
+                load: load()?,
+                listen: v.get("listen").and_then(Value::as_bool).unwrap_or(false),
+            }),
+            "preview" => Ok(Request::Preview { user: text("user")?, key: text("key")?, load: load()? }),
+            "runner" => Ok(Request::Runner {
+                user: text("user")?,
+                key: text("key")?,
+                fun: text("fun")?,
+                arg: match v.get("arg") {
+                    Some(Value::Array(items)) => items.clone(),
+                    _ => Vec::new(),
+                },
+                kwarg: v.get("kwarg").filter(|k| k.is_map()).cloned().unwrap_or_else(|| map::<_, String>([])),
+            }),
+            other => Err(IpcError::Malformed(format!("unknown cmd {other:?}"))),
+        }
+    }
+
+    pub fn user(&self) -> &str {
+        match self {
+            Request::Publish { user, .. } | Request::Preview { user, .. } | Request::Runner { user, .. } => user,
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        match self {
+            Request::Publish { key, .. } | Request::Preview { key, .. } | Request::Runner { key, .. } => key,
+        }
+    }
+}
+
+/// Why the master refused or failed a request, in categories a CLI maps to Salt's messages
+/// and exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Wrong or missing user key.
+    Auth,
+    /// The target names no accepted minion.
+    NoMinions,
+    /// The target itself is invalid (bad regex, malformed compound, unknown nodegroup).
+    Target,
+    /// The request is malformed or names something unknown (a runner function).
+    BadRequest,
+    /// The master could not do it (storage, publisher).
+    Internal,
+}
+
+impl ErrorKind {
+    const NAMES: [(ErrorKind, &'static str); 5] = [
+        (ErrorKind::Auth, "auth"),
+        (ErrorKind::NoMinions, "no_minions"),
+        (ErrorKind::Target, "target"),
+        (ErrorKind::BadRequest, "bad_request"),
+        (ErrorKind::Internal, "internal"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES.iter().find(|(k, _)| *k == self).map_or("internal", |(_, n)| n)
+    }
+
+    pub fn from_name(name: &str) -> ErrorKind {
+        Self::NAMES.iter().find(|(_, n)| *n == name).map_or(ErrorKind::Internal, |(k, _)| *k)
+    }
+}
+
+/// What the master sends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerMsg {
+    /// The answer to the oldest unanswered request.
+    Reply(Result<Value, (ErrorKind, String)>),
+    /// An event of a job this connection listens to.
+    Event { tag: String, data: Value },
+}
+
+impl ServerMsg {
+    pub fn to_value(&self) -> Value {
+        match self {
+            ServerMsg::Reply(Ok(data)) => map([("kind", Value::from("reply")), ("data", data.clone())]),
+            ServerMsg::Reply(Err((kind, message))) => map([
+                ("kind", Value::from("error")),
+                ("error", Value::from(kind.name())),
+                ("message", Value::from(message.as_str())),
+            ]),
+            ServerMsg::Event { tag, data } => {
+                map([("kind", Value::from("event")), ("tag", Value::from(tag.as_str())), ("data", data.clone())])
+            }
+        }
+    }
+
+    pub fn from_value(v: &Value) -> Result<ServerMsg, IpcError> {
+        match v.get_text("kind") {
+            Some("reply") => Ok(ServerMsg::Reply(Ok(v.get("data").cloned().unwrap_or(Value::Nil)))),
+            Some("error") => Ok(ServerMsg::Reply(Err((
+                ErrorKind::from_name(v.get_text("error").unwrap_or("")),
+                v.get_text("message").unwrap_or("").to_owned(),
+            )))),
+            Some("event") => Ok(ServerMsg::Event {
+                tag: v.get_text("tag").ok_or(IpcError::Malformed("event without tag".into()))?.to_owned(),
+                data: v.get("data").cloned().unwrap_or(Value::Nil),
+            }),
+            other => Err(IpcError::Malformed(format!("unknown message kind {other:?}"))),
+        }
+    }
+}
+
+/// The tag prefix of every event of job `jid`.
+pub fn job_tag_prefix(jid: &str) -> String {
+    format!("salt/job/{jid}/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_survive_any_split() {
+        let msgs = [
+            Request::Publish {
+                user: "root".into(),
+                key: "k".into(),
+                load: map([("tgt", Value::from("*")), ("fun", Value::from("test.ping"))]),
+                listen: true,
+            }
+            .to_value(),
+            ServerMsg::Event { tag: "salt/job/1/ret/a".into(), data: Value::from(true) }.to_value(),
+        ];
+        let stream: Vec<u8> = msgs.iter().flat_map(encode_frame).collect();
+        for chunk in [1, 3, 7, stream.len()] {
+            let mut d = FrameDecoder::default();
+            let mut got = Vec::new();
+            for piece in stream.chunks(chunk) {
+                d.push(piece);
+                while let Some(v) = d.next_frame().unwrap() {
+                    got.push(v);
+                }
+            }
+            assert_eq!(got, msgs);
+        }
+        assert_eq!(Request::from_value(&msgs[0]).unwrap().user(), "root");
+    }
+
+    #[test]
+    fn oversized_and_garbage_frames_are_errors() {
+        let mut d = FrameDecoder::default();
+        d.push(&u32::MAX.to_be_bytes());
+        assert!(matches!(d.next_frame(), Err(IpcError::TooLarge(_))));
+        let mut d = FrameDecoder::default();
+        d.push(&[0, 0, 0, 1, 0xc1]);
+        assert!(matches!(d.next_frame(), Err(IpcError::Decode(_))));
+        assert!(Request::from_value(&map([("cmd", Value::from("x"))])).is_err());
+    }
+
+    #[test]
+    fn errors_round_trip() {
+        let m = ServerMsg::Reply(Err((ErrorKind::NoMinions, "none".into())));
+        assert_eq!(ServerMsg::from_value(&m.to_value()).unwrap(), m);
+    }
+}

@@ -1,0 +1,252 @@
+//! Jobs: publishing one (expected minions, jid, job cache, `salt/job/<jid>/new`, the sealed
+//! publish) and taking in the returns (`_return` → job cache → `salt/job/<jid>/ret/<id>`).
+//!
+//! Both the stock Python CLI (clear `publish` on the request port) and halite's own CLI (the
+//! local channel in `sock_dir`) come through [`Master::publish_job`], so they target, cache
+//! and announce jobs identically.
+
+use std::collections::HashMap;
+
+use halite_proto::payload::{self, map, Value, ValueExt};
+use halite_store::jobs::Job;
+use halite_store::MinionData;
+use halite_target::{CachedMinion, Expr, Matched, MinionIndex, TargetError, TargetType};
+use tracing::{error, info, warn};
+
+use crate::jid;
+use crate::master::Master;
+
+/// What a client asks to publish: the fields of Salt's clear `publish` load.
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    pub user: String,
+    pub tgt: Value,
+    pub tgt_type: String,
+    pub fun: Value,
+    pub arg: Value,
+    pub ret: Value,
+    /// A jid the client chose (Salt honours a valid one), else the master makes one.
+    pub jid: Option<String>,
+    /// Salt's `kwargs` of the publish load: `delimiter`, `ret_config`, `metadata`, ...
+    pub kwargs: Value,
+    pub to: Option<Value>,
+}
+
+impl PublishRequest {
+    /// Reads Salt's clear `publish` load (as the stock `salt` CLI sends it).
+    pub fn from_load(load: &Value) -> Result<PublishRequest, PublishError> {
+        let (Some(tgt), Some(fun)) = (load.get("tgt"), load.get("fun")) else {
+            return Err(PublishError::BadRequest("publish needs tgt and fun".into()));
+        };
+        Ok(PublishRequest {
+            user: load.get_text("user").unwrap_or("root").to_owned(),
+            tgt: tgt.clone(),
+            tgt_type: load.get_text("tgt_type").unwrap_or("glob").to_owned(),
+            fun: fun.clone(),
+            arg: load.get("arg").cloned().unwrap_or(Value::Array(vec![])),
+            ret: load.get("ret").cloned().unwrap_or(Value::from("")),
+            jid: load.get_text("jid").filter(|j| jid::is_jid(j)).map(str::to_owned),
+            kwargs: load.get("kwargs").cloned().unwrap_or_else(|| map::<_, String>([])),
+            to: load.get("to").cloned(),
+        })
+    }
+
+    /// The `delimiter` of `kwargs`, for grain and pillar targets.
+    pub fn delimiter(&self) -> Option<&str> {
+        self.kwargs.get_text("delimiter")
+    }
+}
+
+/// A published job: its jid and whom the master waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub jid: String,
+    pub minions: Vec<String>,
+    pub missing: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("unknown target type {0:?}")]
+    UnknownTargetType(String),
+    #[error("target {tgt}: {source}")]
+    Target { tgt: String, source: TargetError },
+    /// Salt's wording, which the stock CLI shows.
+    #[error("Master could not resolve minions for target {0}")]
+    NoMinions(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Accepted keys and, when the target form reads them, every accepted minion's cached data,
+/// read once per publish.
+struct Snapshot {
+    accepted: Vec<String>,
+    data: HashMap<String, MinionData>,
+}
+
+impl MinionIndex for Snapshot {
+    fn accepted(&self) -> Vec<String> {
+        self.accepted.clone()
+    }
+
+    fn cached(&self, id: &str) -> Option<CachedMinion<'_>> {
+        fn present(v: &Value) -> Option<&Value> {
+            (!v.is_nil()).then_some(v)
+        }
+        self.data.get(id).map(|d| CachedMinion { grains: present(&d.grains), pillar: present(&d.pillar) })
+    }
+}
+
+fn reads_minion_data(t: TargetType) -> bool {
+    !matches!(t, TargetType::Glob | TargetType::Pcre | TargetType::List | TargetType::Range)
+}
+
+fn shown(tgt: &Value) -> String {
+    match tgt {
+        Value::Array(items) => halite_yaml::py::repr(&Value::Array(items.clone())),
+        other => halite_yaml::py::text(other),
+    }
+}
+
+fn id_list(ids: &[String]) -> Value {
+    Value::Array(ids.iter().map(|m| Value::from(m.as_str())).collect())
+}
+
+impl Master {
+    /// Salt's `check_minions` against the accepted keys and the minion data cache.
+    pub fn expected_minions(&self, tgt: &Value, tgt_type: &str, delimiter: &str) -> Result<Matched, PublishError> {
+        let kind = TargetType::from_name(tgt_type).ok_or_else(|| PublishError::UnknownTargetType(tgt_type.into()))?;
+        let internal = |e: &dyn std::fmt::Display| PublishError::Internal(e.to_string());
+        let accepted = self.pki.list(halite_pki::KeyState::Accepted).map_err(|e| internal(&e))?;
+        let data = if reads_minion_data(kind) {
+            self.store.minion_data_of(&accepted).map_err(|e| internal(&e))?
+        } else {
+            HashMap::new()
+        };
+        let snapshot = Snapshot { accepted, data };
+        halite_target::check_minions(&snapshot, &Expr::from_value(tgt), kind, delimiter, &self.settings.nodegroups)
+            .map_err(|source| PublishError::Target { tgt: shown(tgt), source })
+    }
+
+    /// Salt's `ClearFuncs.publish` after authentication: resolve the expected minions,
+    /// refuse a target naming none, assign the jid, cache the job, announce it on the bus and
+    /// send it to every minion (each decides for itself whether it is targeted).
+    pub fn publish_job(&self, req: &PublishRequest) -> Result<Published, PublishError> {
+        let delimiter = req.delimiter().unwrap_or(halite_target::subdict::DEFAULT_DELIMITER);
+        // Minions know no nodegroups: Salt's client sends a nodegroup as the compound words
+        // it stands for. halite expands it here, so any client may name one.
+        let mut req = req.clone();
+        if req.tgt_type == "nodegroup" {
+            let name = halite_yaml::py::text(&req.tgt);
+            let words = halite_target::nodegroup::expand(&name, &self.settings.nodegroups)
+                .map_err(|source| PublishError::Target { tgt: name.clone(), source })?;
+            req.tgt = Value::Array(words.into_iter().map(Value::from).collect());
+            req.tgt_type = "compound".to_owned();
+        }
+        let req = &req;
+        let matched = self.expected_minions(&req.tgt, &req.tgt_type, delimiter)?;
+        if matched.minions.is_empty() {
+            return Err(PublishError::NoMinions(shown(&req.tgt)));
+        }
+        let jid = req.jid.clone().unwrap_or_else(jid::new_jid);
+        let started_micros = jid::now_micros();
+
+        let mut load = vec![
+            ("fun", req.fun.clone()),
+            ("arg", req.arg.clone()),
+            ("tgt", req.tgt.clone()),
+            ("jid", Value::from(jid.as_str())),
+            ("ret", req.ret.clone()),
+        ];
+        if delimiter != halite_target::subdict::DEFAULT_DELIMITER {
+            load.push(("delimiter", Value::from(delimiter)));
+        }
+        load.push(("tgt_type", Value::from(req.tgt_type.as_str())));
+        if let Some(to) = &req.to {
+            load.push(("to", to.clone()));
+        }
+        for key in ["ret_config", "metadata", "module_executors", "executor_opts", "ret_kwargs"] {
+            if let Some(v) = req.kwargs.get(key) {
+                load.push((key, v.clone()));
+            }
+        }
+        load.push(("user", Value::from(req.user.as_str())));
+        let load = map(load);
+
+        let job = Job { jid: jid.clone(), load: load.clone(), minions: matched.minions.clone(), started_micros };
+        if let Err(e) = self.store.put_job(&job) {
+            // Salt publishes even when its job cache cannot save the load; the returns still
+            // reach the CLI over the bus.
+            error!(%jid, error = %e, "cannot save the job in the job cache");
+        }
+        self.events.fire(jid.clone(), map([("minions", id_list(&matched.minions))]));
+        self.events.fire(
+            format!("salt/job/{jid}/new"),
+            map([
+                ("jid", Value::from(jid.as_str())),
+                ("tgt_type", Value::from(req.tgt_type.as_str())),
+                ("tgt", req.tgt.clone()),
+                ("user", Value::from(req.user.as_str())),
+                ("fun", req.fun.clone()),
+                ("arg", req.arg.clone()),
+                ("minions", id_list(&matched.minions)),
+                ("missing", id_list(&matched.missing)),
+            ]),
+        );
+        let frame = self.seal_publish(load).map_err(|e| PublishError::Internal(format!("cannot seal publish: {e}")))?;
+        self.publisher.publish(frame).map_err(|e| PublishError::Internal(format!("publisher unavailable: {e}")))?;
+        info!(%jid, user = %req.user, fun = %shown(&req.fun), minions = matched.minions.len(), "published");
+        Ok(Published { jid, minions: matched.minions, missing: matched.missing })
+    }
+
+    /// Salt's `keep_jobs_seconds` cleanup: drops jobs published longer ago than `keep`.
+    pub fn expire_jobs(&self, keep: std::time::Duration) {
+        let cutoff = jid::now_micros().saturating_sub(keep.as_micros() as u64);
+        match self.store.expire_jobs(cutoff) {
+            Ok(0) => {}
+            Ok(n) => info!(jobs = n, "expired jobs older than keep_jobs_seconds"),
+            Err(e) => error!(error = %e, "cannot expire old jobs"),
+        }
+    }
+
+    /// Salt's `store_job` for a minion's `_return`: a load without `return`, `jid` or `id` is
+    /// ignored; jid `req` (a minion's own job) gets a new jid; the return is cached and
+    /// announced as `salt/job/<jid>/ret/<id>`.
+    pub(crate) fn job_return(&self, minion: &str, mut load: Value) -> Value {
+        if ["return", "jid", "id"].iter().any(|k| load.get(k).is_none()) {
+            warn!("_return without return, jid or id; ignored as Salt ignores it");
+            return Value::Boolean(false);
+        }
+        if load.get_text("id") != Some(minion) {
+            warn!(claimed = ?load.get_text("id"), "_return naming another minion refused");
+            return Value::Boolean(false);
+        }
+        let jid = match load.get_text("jid") {
+            Some("req") => {
+                let jid = jid::new_jid();
+                let args = load.get("arg").or_else(|| load.get("fun_args")).cloned();
+                payload::insert(&mut load, "arg", args.unwrap_or(Value::Array(vec![])));
+                payload::insert(&mut load, "tgt_type", Value::from("glob"));
+                payload::insert(&mut load, "tgt", Value::from(minion));
+                payload::insert(&mut load, "jid", Value::from(jid.as_str()));
+                jid
+            }
+            Some(j) => j.to_owned(),
+            None => {
+                warn!("_return whose jid is not text; ignored");
+                return Value::Boolean(false);
+            }
+        };
+        info!(%jid, fun = load.get_text("fun").unwrap_or(""), "job return");
+        self.events.fire(format!("salt/job/{jid}/ret/{minion}"), load.clone());
+        if jid != "nocache" {
+            if let Err(e) = self.store.put_return(&jid, minion, &load, jid::now_micros()) {
+                error!(%jid, error = %e, "cannot save job return");
+            }
+        }
+        Value::Nil
+    }
+}

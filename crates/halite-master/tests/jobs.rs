@@ -1,0 +1,178 @@
+//! Jobs end to end: halite's `salt` CLI → the local channel → halite-master → real
+//! salt-minion 3006, 3007 and 3008 processes with the site's roles as grains → returns on the
+//! event bus → the CLI's output and exit code.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::{workspace_bin, Master};
+use halite_testkit::{Endpoints, Minion, MinionSpec, SaltVersion};
+
+const AUTH_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The site's VMs: hostnames as ids, roles as grains, the three minion versions mixed.
+const SITE: &[(&str, SaltVersion, &[&str])] = &[
+    ("salt", SaltVersion::V3006, &["salt"]),
+    ("db1-masterdb", SaltVersion::V3007, &["db", "masterdb"]),
+    ("db2", SaltVersion::V3008, &["db"]),
+    ("sessions1", SaltVersion::V3006, &["sessions"]),
+    ("mail", SaltVersion::V3007, &["mail"]),
+    ("app1", SaltVersion::V3008, &["app"]),
+];
+
+fn salt(master: &Master, args: &[&str]) -> Output {
+    std::process::Command::new(workspace_bin("salt"))
+        .arg("-c")
+        .arg(master.config_dir())
+        .args(args)
+        .output()
+        .expect("run halite's salt")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The per-minion JSON documents `--out json` prints one after another, merged.
+fn json_returns(out: &Output) -> BTreeMap<String, serde_json::Value> {
+    let mut all = BTreeMap::new();
+    let stdout = text(&out.stdout);
+    for doc in serde_json::Deserializer::from_str(&stdout).into_iter::<serde_json::Value>() {
+        let doc = doc.unwrap_or_else(|e| panic!("not JSON documents ({e}):\n{stdout}"));
+        for (id, ret) in doc.as_object().expect("one object per minion") {
+            all.insert(id.clone(), ret.clone());
+        }
+    }
+    all
+}
+
+fn ids(returns: &BTreeMap<String, serde_json::Value>) -> Vec<&str> {
+    returns.keys().map(String::as_str).collect()
+}
+
+fn describe(out: &Output) -> String {
+    format!("exit {:?}\n--- stdout\n{}--- stderr\n{}", out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn salt_cli_targets_the_site_and_reports_what_salt_reports() {
+    let master = Master::start(&["auto_accept: True", "nodegroups:", "  dbs: 'G@roles:db'", "  pair: [mail, app1]"]);
+    let endpoints =
+        Endpoints { host: "127.0.0.1".into(), ret_port: master.ret_port, publish_port: master.publish_port };
+    let mut minions: Vec<Minion> = SITE
+        .iter()
+        .map(|(id, version, roles)| Minion::start(MinionSpec::new(id, *version).with_roles(roles), &endpoints))
+        .collect();
+    for m in &minions {
+        m.wait_authenticated(AUTH_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    // Grain targets need each minion's grains in the data cache (sent with its first
+    // `_pillar`); then every minion must hear a publish (a SUB socket that just connected
+    // can miss the first one).
+    let started = Instant::now();
+    loop {
+        let out = salt(&master, &["-G", "roles:*", "--preview-target", "--out", "json"]);
+        let listed: Vec<String> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if listed.len() == SITE.len() {
+            break;
+        }
+        assert!(
+            started.elapsed() < AUTH_TIMEOUT,
+            "grains never cached for all minions: {listed:?}\n{}",
+            describe(&out)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    loop {
+        let out = salt(&master, &["*", "test.ping", "--out", "json", "-t", "5"]);
+        if out.status.success() && json_returns(&out).len() == SITE.len() {
+            break;
+        }
+        assert!(started.elapsed() < AUTH_TIMEOUT, "not every minion answers test.ping:\n{}", describe(&out));
+    }
+
+    // The admin's daily command: every minion's roles, as JSON and as Salt's nested text.
+    let out = salt(&master, &["*", "grains.get", "roles", "--out", "json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let returns = json_returns(&out);
+    for (id, _, roles) in SITE {
+        assert_eq!(returns[*id], serde_json::json!(roles), "roles of {id}");
+    }
+    let out = salt(&master, &["db1-masterdb", "grains.get", "roles"]);
+    assert_eq!(text(&out.stdout), "db1-masterdb:\n    - db\n    - masterdb\n", "{}", describe(&out));
+
+    // Every targeting form names exactly the minions Salt would.
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["-G", "roles:db"], &["db1-masterdb", "db2"]),
+        (&["-C", "G@roles:db and not db2"], &["db1-masterdb"]),
+        (&["-C", "( app1 or mail ) or G@roles:salt"], &["app1", "mail", "salt"]),
+        (&["-L", "mail,app1"], &["app1", "mail"]),
+        (&["-E", "db[0-9]"], &["db1-masterdb", "db2"]),
+        (&["-N", "dbs"], &["db1-masterdb", "db2"]),
+        (&["-N", "pair"], &["app1", "mail"]),
+        (&["-P", "roles:^s"], &["salt", "sessions1"]),
+        (&["-S", "127.0.0.1"], &["app1", "db1-masterdb", "db2", "mail", "salt", "sessions1"]),
+    ];
+    for (options, want) in cases {
+        let mut args: Vec<&str> = options.to_vec();
+        args.extend(["test.ping", "--out", "json"]);
+        let out = salt(&master, &args);
+        assert!(out.status.success(), "salt {args:?}: {}", describe(&out));
+        assert_eq!(ids(&json_returns(&out)), *want, "salt {args:?}");
+        let mut preview: Vec<&str> = options.to_vec();
+        preview.extend(["--preview-target", "--out", "json"]);
+        let mut listed: Vec<String> = serde_json::from_slice(&salt(&master, &preview).stdout).unwrap_or_default();
+        // A list target is previewed in the order listed, as Salt does; the rest sorted.
+        listed.sort();
+        assert_eq!(listed, *want, "salt {preview:?}");
+    }
+
+    // kwargs are YAML-read into the job's `__kwarg__`, multi-function jobs return a dict.
+    let out = salt(&master, &["app1", "test.arg", "a", "1", "flag=yes", "items=[1, 2]", "--out", "json"]);
+    let ret = &json_returns(&out)["app1"];
+    assert_eq!(ret["args"], serde_json::json!(["a", 1]), "{}", describe(&out));
+    assert_eq!(ret["kwargs"]["flag"], serde_json::json!(true));
+    assert_eq!(ret["kwargs"]["items"], serde_json::json!([1, 2]));
+    let out = salt(&master, &["app1", "test.echo,grains.get", "hello", ",", "roles", "--out", "json"]);
+    assert_eq!(
+        json_returns(&out)["app1"],
+        serde_json::json!({"test.echo": "hello", "grains.get": ["app"]}),
+        "{}",
+        describe(&out)
+    );
+
+    // A target matching nothing: Salt's two lines and exit code 2, nothing published.
+    let out = salt(&master, &["nothing*", "test.ping"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert_eq!(text(&out.stdout), "No minions matched the target. No command was sent, no jid was assigned.\n");
+    assert_eq!(text(&out.stderr), "ERROR: No return received\n");
+    let out = salt(&master, &["-C", "G@roles:db and", "test.ping"]);
+    assert_eq!(out.status.code(), Some(2), "a malformed compound expression: {}", describe(&out));
+    assert!(text(&out.stderr).contains("invalid compound target"), "{}", describe(&out));
+    let out = salt(&master, &["--bogus", "*", "test.ping"]);
+    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+    assert!(text(&out.stderr).ends_with("salt: error: no such option: --bogus\n"), "{}", describe(&out));
+
+    // --async prints the jid and leaves; the job cache already has it.
+    let out = salt(&master, &["*", "test.ping", "--async"]);
+    let line = text(&out.stdout);
+    assert!(line.starts_with("Executed command with job ID: 2"), "{}", describe(&out));
+
+    // A minion that is down shows as not returned and sets the exit code, as in Salt.
+    let mail = minions.iter_mut().find(|m| m.id() == "mail").expect("mail minion");
+    mail.kill();
+    let out = salt(&master, &["*", "test.ping", "-t", "2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("mail:\n    Minion did not return. [No response]\n"), "{}", describe(&out));
+    assert!(stdout.contains("app1:\n    True\n"), "{}", describe(&out));
+    assert_eq!(text(&out.stderr), "ERROR: Minions returned with non-zero exit code\n");
+    let out = salt(&master, &["*", "test.ping", "-t", "2", "--hide-timeout", "--out", "json"]);
+    assert_eq!(out.status.code(), Some(0), "--hide-timeout: {}", describe(&out));
+    assert!(!json_returns(&out).contains_key("mail"));
+    Minion::stop_all(&mut minions);
+}

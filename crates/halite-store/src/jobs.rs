@@ -1,0 +1,223 @@
+//! The job cache: what Salt's `local_cache` returner keeps under `cachedir/jobs`, in three
+//! redb tables instead of a directory per job.
+//!
+//! - `jobs`: jid → the job (its publish load, expected minions, start time);
+//! - `returns`: (jid, minion id) → the minion's `_return` load, as it arrived;
+//! - `job_times`: (start time, jid) → (), so `keep_jobs_seconds` cleanup reads only the
+//!   expired rows in time order, never every job.
+
+use halite_proto::payload::{self, map, Value, ValueExt};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+
+use crate::{Store, StoreError};
+
+const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+const RETURNS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("returns");
+const JOB_TIMES: TableDefinition<(u64, &str), ()> = TableDefinition::new("job_times");
+
+#[allow(clippy::result_large_err)] // redb's own error type, returned as is inside a transaction.
+pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), redb::Error> {
+    txn.open_table(JOBS)?;
+    txn.open_table(RETURNS)?;
+    txn.open_table(JOB_TIMES)?;
+    Ok(())
+}
+
+/// One job as the cache knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub jid: String,
+    /// The load as published (`fun`, `arg`, `tgt`, `tgt_type`, `user`, `ret`, ...).
+    pub load: Value,
+    /// The minions the master expected to return (Salt's `.minions.p`).
+    pub minions: Vec<String>,
+    /// When it was published, in microseconds since the epoch.
+    pub started_micros: u64,
+}
+
+impl Job {
+    fn encode(&self) -> Vec<u8> {
+        payload::encode(&map([
+            ("load", self.load.clone()),
+            ("minions", Value::Array(self.minions.iter().map(|m| Value::from(m.as_str())).collect())),
+            ("started", Value::from(self.started_micros)),
+        ]))
+    }
+
+    fn decode(jid: &str, bytes: &[u8]) -> Result<Job, halite_proto::ProtoError> {
+        let mut v = payload::decode(bytes)?;
+        let minions = match payload::remove(&mut v, "minions") {
+            Some(Value::Array(items)) => items.iter().filter_map(|m| m.as_text().map(str::to_owned)).collect(),
+            _ => Vec::new(),
+        };
+        Ok(Job {
+            jid: jid.to_owned(),
+            started_micros: v.get("started").and_then(Value::as_u64).unwrap_or(0),
+            load: payload::remove(&mut v, "load").unwrap_or(Value::Nil),
+            minions,
+        })
+    }
+
+    /// The stand-in for a job the master never published (a minion's own `salt-call`, a
+    /// schedule): Salt's `local_cache` saves the return's load as the job's.
+    fn from_return(jid: &str, minion: &str, ret: &Value, now_micros: u64) -> Job {
+        let field = |k: &str| ret.get(k).cloned();
+        let load = map([
+            ("jid", Value::from(jid)),
+            ("fun", field("fun").unwrap_or(Value::from(""))),
+            ("arg", field("fun_args").unwrap_or(Value::Array(vec![]))),
+            ("tgt", Value::from(minion)),
+            ("tgt_type", Value::from("glob")),
+            ("user", field("user").unwrap_or(Value::from("root"))),
+        ]);
+        Job { jid: jid.to_owned(), load, minions: vec![minion.to_owned()], started_micros: now_micros }
+    }
+}
+
+// As in lib.rs: redb's error type is large, and these paths end in an fsync anyway.
+#[allow(clippy::result_large_err)]
+impl Store {
+    /// Records a job as it is published, before any minion can return.
+    pub fn put_job(&self, job: &Job) -> Result<(), StoreError> {
+        let bytes = job.encode();
+        self.write("saving job", &job.jid, |txn| {
+            txn.open_table(JOBS)?.insert(job.jid.as_str(), bytes.as_slice())?;
+            txn.open_table(JOB_TIMES)?.insert((job.started_micros, job.jid.as_str()), ())?;
+            Ok(())
+        })
+    }
+
+    pub fn job(&self, jid: &str) -> Result<Option<Job>, StoreError> {
+        let what = "reading job";
+        let txn = self.db.begin_read().map_err(|e| self.err(what, jid, e))?;
+        let table = txn.open_table(JOBS).map_err(|e| self.err(what, jid, e))?;
+        let Some(raw) = table.get(jid).map_err(|e| self.err(what, jid, e))? else { return Ok(None) };
+        Job::decode(jid, raw.value()).map(Some).map_err(|e| self.err(what, jid, e))
+    }
+
+    /// Every cached job, oldest first.
+    pub fn jobs(&self) -> Result<Vec<Job>, StoreError> {
+        let what = "listing jobs";
+        let txn = self.db.begin_read().map_err(|e| self.err(what, "*", e))?;
+        let times = txn.open_table(JOB_TIMES).map_err(|e| self.err(what, "*", e))?;
+        let jobs = txn.open_table(JOBS).map_err(|e| self.err(what, "*", e))?;
+        let mut out = Vec::new();
+        for row in times.iter().map_err(|e| self.err(what, "*", e))? {
+            let (key, _) = row.map_err(|e| self.err(what, "*", e))?;
+            let (_, jid) = key.value();
+            if let Some(raw) = jobs.get(jid).map_err(|e| self.err(what, jid, e))? {
+                out.push(Job::decode(jid, raw.value()).map_err(|e| self.err(what, jid, e))?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a minion's `_return` load exactly as it arrived. A return for a jid the cache
+    /// does not know starts a job of its own (stamped `now_micros`), so it is listed and
+    /// expires like any other.
+    pub fn put_return(&self, jid: &str, minion: &str, ret: &Value, now_micros: u64) -> Result<(), StoreError> {
+        let bytes = payload::encode(ret);
+        self.write("saving job return", minion, |txn| {
+            let mut jobs = txn.open_table(JOBS)?;
+            if jobs.get(jid)?.is_none() {
+                let job = Job::from_return(jid, minion, ret, now_micros);
+                jobs.insert(jid, job.encode().as_slice())?;
+                txn.open_table(JOB_TIMES)?.insert((now_micros, jid), ())?;
+            }
+            txn.open_table(RETURNS)?.insert((jid, minion), bytes.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Every stored return of a job, by minion id.
+    pub fn returns(&self, jid: &str) -> Result<Vec<(String, Value)>, StoreError> {
+        let what = "reading job returns";
+        let txn = self.db.begin_read().map_err(|e| self.err(what, jid, e))?;
+        let table = txn.open_table(RETURNS).map_err(|e| self.err(what, jid, e))?;
+        let mut out = Vec::new();
+        for row in table.range((jid, "")..).map_err(|e| self.err(what, jid, e))? {
+            let (k, v) = row.map_err(|e| self.err(what, jid, e))?;
+            let (row_jid, id) = k.value();
+            if row_jid != jid {
+                break;
+            }
+            out.push((id.to_owned(), payload::decode(v.value()).map_err(|e| self.err(what, id, e))?));
+        }
+        Ok(out)
+    }
+
+    /// Drops every job started before `cutoff_micros`, with its returns (Salt's
+    /// `keep_jobs_seconds` cleanup). Reads only the expired rows of the time index.
+    pub fn expire_jobs(&self, cutoff_micros: u64) -> Result<usize, StoreError> {
+        self.write("expiring jobs", "*", |txn| {
+            let mut times = txn.open_table(JOB_TIMES)?;
+            let expired: Vec<(u64, String)> = times
+                .range(..(cutoff_micros, ""))?
+                .map(|row| row.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
+                .collect::<Result<_, _>>()?;
+            let mut jobs = txn.open_table(JOBS)?;
+            let mut returns = txn.open_table(RETURNS)?;
+            for (started, jid) in &expired {
+                times.remove((*started, jid.as_str()))?;
+                jobs.remove(jid.as_str())?;
+                let mut minions = Vec::new();
+                for row in returns.range((jid.as_str(), "")..)? {
+                    let (key, _) = row?;
+                    let (row_jid, id) = key.value();
+                    if row_jid != jid {
+                        break;
+                    }
+                    minions.push(id.to_owned());
+                }
+                for id in minions {
+                    returns.remove((jid.as_str(), id.as_str()))?;
+                }
+            }
+            Ok(expired.len())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(jid: &str, started: u64) -> Job {
+        Job {
+            jid: jid.into(),
+            load: map([("fun", Value::from("test.ping")), ("jid", Value::from(jid))]),
+            minions: vec!["a".into(), "b".into()],
+            started_micros: started,
+        }
+    }
+
+    #[test]
+    fn jobs_and_returns_round_trip_and_expire_in_time_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("halite.redb")).unwrap();
+        store.put_job(&job("20240101120000000001", 100)).unwrap();
+        store.put_job(&job("20240101120000000002", 200)).unwrap();
+        store.put_return("20240101120000000001", "b", &Value::from(2), 150).unwrap();
+        store.put_return("20240101120000000001", "a", &Value::from(1), 150).unwrap();
+        store.put_return("20240101120000000002", "a", &Value::from(3), 250).unwrap();
+        // A return for a job nobody published here starts its own job.
+        let stray = map([("fun", Value::from("state.apply")), ("fun_args", Value::Array(vec![]))]);
+        store.put_return("20240101120000000003", "c", &stray, 300).unwrap();
+
+        assert_eq!(store.job("20240101120000000001").unwrap(), Some(job("20240101120000000001", 100)));
+        let got = store.returns("20240101120000000001").unwrap();
+        assert_eq!(got, vec![("a".to_string(), Value::from(1)), ("b".to_string(), Value::from(2))]);
+        let all: Vec<String> = store.jobs().unwrap().into_iter().map(|j| j.jid).collect();
+        assert_eq!(all, ["20240101120000000001", "20240101120000000002", "20240101120000000003"]);
+        let stray_job = store.job("20240101120000000003").unwrap().unwrap();
+        assert_eq!(stray_job.minions, ["c"]);
+        assert_eq!(stray_job.load.get_text("fun"), Some("state.apply"));
+
+        assert_eq!(store.expire_jobs(201).unwrap(), 2);
+        assert_eq!(store.job("20240101120000000001").unwrap(), None);
+        assert!(store.returns("20240101120000000001").unwrap().is_empty());
+        assert!(store.returns("20240101120000000002").unwrap().is_empty());
+        assert_eq!(store.returns("20240101120000000003").unwrap().len(), 1);
+        assert_eq!(store.expire_jobs(201).unwrap(), 0);
+    }
+}
