@@ -10,7 +10,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use halite_ipc::Request;
 use halite_yaml::Value;
+
+use crate::client::{Client, ClientError, Identity};
 
 /// One minion's result, as the CLI prints it.
 #[derive(Debug, Clone, PartialEq)]
@@ -190,6 +193,57 @@ impl Collector {
         }
         out
     }
+}
+
+/// Drives a [`Collector`] over a connection that published job `jid` with `listen`: prints
+/// through `on_return` as returns arrive, sends the `find_job` follow-ups, and returns every
+/// minion's result (those that did not return included, when `collector` expects them).
+pub fn wait_for_returns(
+    client: &mut Client,
+    identity: &Identity,
+    jid: &str,
+    mut collector: Collector,
+    mut on_return: impl FnMut(&MinionReturn) -> Result<(), ClientError>,
+) -> Result<Vec<MinionReturn>, ClientError> {
+    let mut all = Vec::new();
+    loop {
+        match collector.next_step(Instant::now()) {
+            Step::Done => break,
+            Step::FindJob(stragglers) => {
+                let find_jid = publish_find_job(client, identity, jid, &stragglers);
+                collector.find_job_published(find_jid, Instant::now());
+            }
+            Step::WaitUntil(deadline) => {
+                if let Some((tag, data)) = client.next_event(deadline)? {
+                    if let Some(ret) = collector.on_event(&tag, &data, Instant::now()) {
+                        on_return(&ret)?;
+                        all.push(ret);
+                    }
+                }
+            }
+        }
+    }
+    for ret in collector.finish() {
+        on_return(&ret)?;
+        all.push(ret);
+    }
+    Ok(all)
+}
+
+/// Salt's `gather_job_info`: `saltutil.find_job [jid]` to the stragglers, followed on the
+/// same connection. `None` when nothing could be published (then they are reported).
+fn publish_find_job(client: &mut Client, identity: &Identity, jid: &str, stragglers: &[String]) -> Option<String> {
+    let load = Value::Map(vec![
+        (Value::from("tgt"), Value::Array(stragglers.iter().map(|s| Value::from(s.as_str())).collect())),
+        (Value::from("tgt_type"), Value::from("list")),
+        (Value::from("fun"), Value::from("saltutil.find_job")),
+        (Value::from("arg"), Value::Array(vec![Value::from(jid)])),
+        (Value::from("ret"), Value::from("")),
+        (Value::from("kwargs"), Value::Map(vec![])),
+    ]);
+    let request = Request::Publish { user: identity.user.clone(), key: identity.key.clone(), load, listen: true };
+    let reply = client.call(&request).ok()?;
+    get(&reply, "jid").and_then(Value::as_str).map(str::to_owned)
 }
 
 fn no_response(id: &str, jid: &str) -> MinionReturn {

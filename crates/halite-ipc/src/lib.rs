@@ -79,8 +79,21 @@ pub enum Request {
     Publish { user: String, key: String, load: Value, listen: bool },
     /// Which minions a target names, without publishing (`--preview-target`).
     Preview { user: String, key: String, load: Value },
-    /// Run a runner function in the master (`salt-run`).
-    Runner { user: String, key: String, fun: String, arg: Vec<Value>, kwarg: Value },
+    /// Read the job cache, as Salt's runners read a returner (`salt-run jobs.*`).
+    Jobs { user: String, key: String, query: JobQuery },
+    /// Which minions hold a connection to the publish port (`salt-run manage.present`).
+    Connected { user: String, key: String },
+}
+
+/// The job-cache reads runners need, named after Salt's returner interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobQuery {
+    /// `get_load`: the job's publish load plus its expected `Minions`; nil if unknown.
+    Load(String),
+    /// `get_jid`: every return of the job, by minion id.
+    Returns(String),
+    /// `get_jids`: every cached job's load, by jid, oldest first.
+    List,
 }
 
 impl Request {
@@ -99,13 +112,24 @@ impl Request {
                 ("key", Value::from(key.as_str())),
                 ("load", load.clone()),
             ]),
-            Request::Runner { user, key, fun, arg, kwarg } => map([
-                ("cmd", Value::from("runner")),
+            Request::Jobs { user, key, query } => {
+                let (name, jid) = match query {
+                    JobQuery::Load(j) => ("load", Some(j)),
+                    JobQuery::Returns(j) => ("returns", Some(j)),
+                    JobQuery::List => ("list", None),
+                };
+                map([
+                    ("cmd", Value::from("jobs")),
+                    ("user", Value::from(user.as_str())),
+                    ("key", Value::from(key.as_str())),
+                    ("query", Value::from(name)),
+                    ("jid", jid.map_or(Value::Nil, |j| Value::from(j.as_str()))),
+                ])
+            }
+            Request::Connected { user, key } => map([
+                ("cmd", Value::from("connected")),
                 ("user", Value::from(user.as_str())),
                 ("key", Value::from(key.as_str())),
-                ("fun", Value::from(fun.as_str())),
-                ("arg", Value::Array(arg.clone())),
-                ("kwarg", kwarg.clone()),
             ]),
         }
     }
@@ -123,29 +147,36 @@ impl Request {
                 listen: v.get("listen").and_then(Value::as_bool).unwrap_or(false),
             }),
             "preview" => Ok(Request::Preview { user: text("user")?, key: text("key")?, load: load()? }),
-            "runner" => Ok(Request::Runner {
-                user: text("user")?,
-                key: text("key")?,
-                fun: text("fun")?,
-                arg: match v.get("arg") {
-                    Some(Value::Array(items)) => items.clone(),
-                    _ => Vec::new(),
-                },
-                kwarg: v.get("kwarg").filter(|k| k.is_map()).cloned().unwrap_or_else(|| map::<_, String>([])),
-            }),
+            "jobs" => {
+                let jid = || text("jid");
+                let query = match text("query")?.as_str() {
+                    "load" => JobQuery::Load(jid()?),
+                    "returns" => JobQuery::Returns(jid()?),
+                    "list" => JobQuery::List,
+                    other => return Err(IpcError::Malformed(format!("unknown job query {other:?}"))),
+                };
+                Ok(Request::Jobs { user: text("user")?, key: text("key")?, query })
+            }
+            "connected" => Ok(Request::Connected { user: text("user")?, key: text("key")? }),
             other => Err(IpcError::Malformed(format!("unknown cmd {other:?}"))),
         }
     }
 
     pub fn user(&self) -> &str {
         match self {
-            Request::Publish { user, .. } | Request::Preview { user, .. } | Request::Runner { user, .. } => user,
+            Request::Publish { user, .. }
+            | Request::Preview { user, .. }
+            | Request::Jobs { user, .. }
+            | Request::Connected { user, .. } => user,
         }
     }
 
     pub fn key(&self) -> &str {
         match self {
-            Request::Publish { key, .. } | Request::Preview { key, .. } | Request::Runner { key, .. } => key,
+            Request::Publish { key, .. }
+            | Request::Preview { key, .. }
+            | Request::Jobs { key, .. }
+            | Request::Connected { key, .. } => key,
         }
     }
 }
@@ -258,6 +289,8 @@ mod tests {
             assert_eq!(got, msgs);
         }
         assert_eq!(Request::from_value(&msgs[0]).unwrap().user(), "root");
+        let q = Request::Jobs { user: "u".into(), key: "k".into(), query: JobQuery::Load("1".into()) };
+        assert_eq!(Request::from_value(&q.to_value()).unwrap(), q);
     }
 
     #[test]

@@ -202,6 +202,24 @@ impl Master {
         Ok(Published { jid, minions: matched.minions, missing: matched.missing })
     }
 
+    /// The job-cache reads of Salt's returner interface, for `salt-run jobs.*`.
+    pub fn job_cache_query(&self, query: &halite_ipc::JobQuery) -> Result<Value, halite_store::StoreError> {
+        let with_minions = |job: Job| {
+            let mut load = job.load;
+            payload::insert(&mut load, "Minions", id_list(&job.minions));
+            load
+        };
+        Ok(match query {
+            halite_ipc::JobQuery::Load(jid) => self.store.job(jid)?.map_or(Value::Nil, with_minions),
+            halite_ipc::JobQuery::Returns(jid) => {
+                Value::Map(self.store.returns(jid)?.into_iter().map(|(id, ret)| (Value::from(id), ret)).collect())
+            }
+            halite_ipc::JobQuery::List => Value::Map(
+                self.store.jobs()?.into_iter().map(|job| (Value::from(job.jid.clone()), with_minions(job))).collect(),
+            ),
+        })
+    }
+
     /// Salt's `keep_jobs_seconds` cleanup: drops jobs published longer ago than `keep`.
     pub fn expire_jobs(&self, keep: std::time::Duration) {
         let cutoff = jid::now_micros().saturating_sub(keep.as_micros() as u64);

@@ -17,3 +17,4 @@ pub mod jid;
 pub mod jobs;
 pub mod local;
 pub mod master;
+pub mod presence;

@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::broadcast;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, warn, Instrument};
 
 use crate::events::Event;
 use crate::jobs::{PublishError, PublishRequest};
@@ -151,8 +151,8 @@ impl Connection {
                 match published {
                     Ok(p) => Ok(map([
                         ("jid", Value::from(p.jid.as_str())),
-                        ("minions", ids(&p.minions)),
-                        ("missing", ids(&p.missing)),
+                        ("minions", ids_value(&p.minions)),
+                        ("missing", ids_value(&p.missing)),
                     ])),
                     Err(e) => {
                         self.jobs.retain(|j| *j != jid);
@@ -170,11 +170,21 @@ impl Connection {
                 .await
                 .map_err(|e| (ErrorKind::Internal, format!("preview task failed: {e}")))?
                 .map_err(publish_error)?;
-                Ok(map([("minions", ids(&matched.minions)), ("missing", ids(&matched.missing))]))
+                Ok(map([("minions", ids_value(&matched.minions)), ("missing", ids_value(&matched.missing))]))
             }
-            Request::Runner { fun, .. } => {
-                info!(%fun, "runner requested");
-                Err((ErrorKind::BadRequest, format!("'{fun}' is not available.")))
+            Request::Jobs { query, .. } => {
+                let master = self.master.clone();
+                tokio::task::spawn_blocking(move || master.job_cache_query(&query))
+                    .await
+                    .map_err(|e| (ErrorKind::Internal, format!("job cache task failed: {e}")))?
+                    .map_err(|e| (ErrorKind::Internal, e.to_string()))
+            }
+            Request::Connected { .. } => {
+                let master = self.master.clone();
+                let ids = tokio::task::spawn_blocking(move || master.connected_ids())
+                    .await
+                    .map_err(|e| (ErrorKind::Internal, format!("presence task failed: {e}")))?;
+                Ok(ids_value(&ids))
             }
         }
     }
@@ -226,7 +236,7 @@ async fn send(wr: &mut OwnedWriteHalf, msg: &ServerMsg) -> std::io::Result<()> {
     wr.write_all(&encode_frame(&msg.to_value())).await
 }
 
-fn ids(list: &[String]) -> Value {
+fn ids_value(list: &[String]) -> Value {
     Value::Array(list.iter().map(|m| Value::from(m.as_str())).collect())
 }
 

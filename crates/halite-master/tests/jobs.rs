@@ -32,6 +32,19 @@ fn salt(master: &Master, args: &[&str]) -> Output {
         .expect("run halite's salt")
 }
 
+fn salt_run(master: &Master, args: &[&str]) -> Output {
+    std::process::Command::new(workspace_bin("salt-run"))
+        .arg("-c")
+        .arg(master.config_dir())
+        .args(args)
+        .output()
+        .expect("run halite's salt-run")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(out)))
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -157,10 +170,35 @@ fn salt_cli_targets_the_site_and_reports_what_salt_reports() {
     assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
     assert!(text(&out.stderr).ends_with("salt: error: no such option: --bogus\n"), "{}", describe(&out));
 
-    // --async prints the jid and leaves; the job cache already has it.
-    let out = salt(&master, &["*", "test.ping", "--async"]);
+    // --async prints the jid and leaves; the job cache has the job and, soon, every return.
+    let out = salt(&master, &["*", "grains.get", "roles", "--async"]);
     let line = text(&out.stdout);
-    assert!(line.starts_with("Executed command with job ID: 2"), "{}", describe(&out));
+    let jid =
+        line.trim().strip_prefix("Executed command with job ID: ").unwrap_or_else(|| panic!("{}", describe(&out)));
+    let want: serde_json::Value =
+        SITE.iter().map(|(id, _, roles)| (id.to_string(), serde_json::json!(roles))).collect();
+    let started = Instant::now();
+    loop {
+        let out = salt_run(&master, &["jobs.lookup_jid", jid, "--out", "json"]);
+        if json(&out) == want {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "jobs.lookup_jid {jid}: {}", describe(&out));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let listed = json(&salt_run(&master, &["jobs.list_jobs", "search_function=grains.*", "--out", "json"]));
+    assert_eq!(listed[jid]["Function"], "grains.get", "{listed}");
+    assert_eq!(listed[jid]["Arguments"], serde_json::json!(["roles"]));
+    assert_eq!(listed[jid]["Target"], "*");
+    let job = json(&salt_run(&master, &["jobs.list_job", jid, "--out", "json"]));
+    assert_eq!(job["Minions"].as_array().map(Vec::len), Some(SITE.len()), "{job}");
+    assert_eq!(job["Result"]["db2"]["return"], serde_json::json!(["db"]));
+    let up = json(&salt_run(&master, &["manage.up", "--out", "json"]));
+    assert_eq!(up, serde_json::json!(["app1", "db1-masterdb", "db2", "mail", "salt", "sessions1"]));
+    let present = json(&salt_run(&master, &["manage.present", "--out", "json"]));
+    assert!(present.as_array().is_some_and(|p| p.iter().any(|id| id == "app1")), "{present}");
+    let out = salt_run(&master, &["no.such_function"]);
+    assert_eq!(text(&out.stdout), "'no.such_function' is not available.\n", "{}", describe(&out));
 
     // A minion that is down shows as not returned and sets the exit code, as in Salt.
     let mail = minions.iter_mut().find(|m| m.id() == "mail").expect("mail minion");
@@ -174,5 +212,8 @@ fn salt_cli_targets_the_site_and_reports_what_salt_reports() {
     let out = salt(&master, &["*", "test.ping", "-t", "2", "--hide-timeout", "--out", "json"]);
     assert_eq!(out.status.code(), Some(0), "--hide-timeout: {}", describe(&out));
     assert!(!json_returns(&out).contains_key("mail"));
+    let status = json(&salt_run(&master, &["manage.status", "-t", "2", "--out", "json"]));
+    assert_eq!(status["down"], serde_json::json!(["mail"]), "{status}");
+    assert_eq!(status["up"].as_array().map(Vec::len), Some(SITE.len() - 1));
     Minion::stop_all(&mut minions);
 }

@@ -2,14 +2,14 @@
 //! syntax, options, outputs and exit codes. Talks to the running master over the local
 //! channel in `sock_dir` (see halite-ipc).
 
-use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use halite_cli::client::{Client, ClientError, Identity};
+use halite_cli::display::Printer;
 use halite_cli::optparse::{self, Kind, Opt};
-use halite_cli::output::{self, Outputter, Style, Value};
-use halite_cli::returns::{retcode_of, Collector, MinionReturn, Step};
+use halite_cli::output::Value;
+use halite_cli::returns::{retcode_of, wait_for_returns, Collector, MinionReturn};
 use halite_ipc::{ErrorKind, Request};
 
 const USAGE: &str = "Usage: salt [options] '<target>' <function> [arguments]";
@@ -154,9 +154,7 @@ fn exit_with(code: u8, stderr_msg: &str) -> anyhow::Result<u8> {
 
 struct Cli {
     parsed: optparse::Parsed,
-    outputter: Option<String>,
-    style: Style,
-    out_file: Option<std::path::PathBuf>,
+    printer: Printer,
 }
 
 fn run(parsed: optparse::Parsed) -> anyhow::Result<u8> {
@@ -310,74 +308,12 @@ fn run(parsed: optparse::Parsed) -> anyhow::Result<u8> {
 
 impl Cli {
     fn new(parsed: optparse::Parsed, config: &halite_config::MasterConfig) -> anyhow::Result<Cli> {
-        let config_output = config.extra("output").and_then(|v| v.as_str()).map(str::to_owned);
-        let outputter = parsed.value("output").map(str::to_owned).or(config_output);
-        let color = if parsed.flag("force_color") {
-            true
-        } else if parsed.flag("no_color") {
-            false
-        } else {
-            config.extra("color").and_then(Value::as_bool).unwrap_or(true) && std::io::stdout().is_terminal()
-        };
-        let indent = match parsed.value("output_indent") {
-            None => None,
-            Some(v) => Some(v.parse::<i64>().map_err(|_| anyhow::anyhow!("--out-indent: {v:?} is not a number"))?),
-        };
-        let out_file = parsed.value("output_file").map(std::path::PathBuf::from);
-        if let Some(path) = &out_file {
-            if !parsed.flag("output_file_append") && path.is_file() {
-                // Salt empties the file rather than replacing it, keeping its permissions.
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .truncate(true)
-                    .open(path)
-                    .map_err(|e| anyhow::anyhow!("{}: Access denied: {e}", path.display()))?;
-            }
-        }
-        Ok(Cli { parsed, outputter, style: Style { color, indent, retcode: 0 }, out_file })
+        let printer = Printer::from_options(&parsed, config)?;
+        Ok(Cli { parsed, printer })
     }
 
-    /// Salt's `display_output`: the `--out` outputter, else the one the data asks for, else
-    /// nested; to stdout, or appended to `--out-file`.
     fn display(&self, data: &Value, requested: Option<&str>, retcode: i64) -> anyhow::Result<()> {
-        let name = match self.outputter.as_deref() {
-            Some(o) if o != "highstate" => Some(o),
-            _ => requested,
-        };
-        let outputter = match name.filter(|n| !n.is_empty()) {
-            None => Outputter::Nested,
-            Some("no_return") => return self.emit(&no_return(data, self.style.color)),
-            Some(n) => Outputter::from_name(n).unwrap_or_else(|| {
-                if n != "grains" {
-                    eprintln!("[ERROR   ] Invalid outputter {n} specified, fall back to nested");
-                }
-                Outputter::Nested
-            }),
-        };
-        let text = output::render(data, outputter, Style { retcode, ..self.style });
-        self.emit(&text)
-    }
-
-    fn emit(&self, text: &str) -> anyhow::Result<()> {
-        match &self.out_file {
-            Some(path) => {
-                if text.is_empty() {
-                    return Ok(());
-                }
-                let mut f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| anyhow::anyhow!("--out-file {}: {e}", path.display()))?;
-                f.write_all(text.as_bytes())?;
-            }
-            None => {
-                let mut out = std::io::stdout().lock();
-                // A closed pipe (`salt ... | head`) is not an error, as in Salt.
-                let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
-            }
-        }
-        Ok(())
+        self.printer.display(data, requested, retcode)
     }
 
     /// How Salt's CLI reports an exception it catches: the message through the outputter.
@@ -431,7 +367,7 @@ impl Cli {
         let timeout = if timeout <= 0 { config.timeout } else { timeout as u64 };
         let gather = config.extra("gather_job_timeout").and_then(Value::as_u64).unwrap_or(10);
         let show_timeout = !self.parsed.values.contains_key("show_timeout") || self.parsed.flag("show_timeout");
-        let mut collector = Collector::new(
+        let collector = Collector::new(
             jid,
             minions,
             missing,
@@ -441,33 +377,12 @@ impl Cli {
             Instant::now(),
         );
         let is_static = self.parsed.flag("static");
-        let mut all: Vec<MinionReturn> = Vec::new();
-        loop {
-            let now = Instant::now();
-            match collector.next_step(now) {
-                Step::Done => break,
-                Step::FindJob(stragglers) => {
-                    let find_jid = self.find_job(client, identity, jid, &stragglers);
-                    collector.find_job_published(find_jid, Instant::now());
-                }
-                Step::WaitUntil(deadline) => {
-                    if let Some((tag, data)) = client.next_event(deadline)? {
-                        if let Some(ret) = collector.on_event(&tag, &data, Instant::now()) {
-                            if !is_static {
-                                self.print_return(&ret)?;
-                            }
-                            all.push(ret);
-                        }
-                    }
-                }
-            }
-        }
-        for ret in collector.finish() {
+        let all = wait_for_returns(client, identity, jid, collector, |ret| {
             if !is_static {
-                self.print_return(&ret)?;
+                self.print_return(ret).map_err(|e| ClientError::Io(std::io::Error::other(e.to_string())))?;
             }
-            all.push(ret);
-        }
+            Ok(())
+        })?;
         if is_static {
             let combined = Value::Map(all.iter().map(|r| (Value::from(r.id.as_str()), r.ret.clone())).collect());
             self.display(&combined, None, 0)?;
@@ -475,7 +390,7 @@ impl Cli {
                 return exit_with(EX_NO_RETURN, "ERROR: No return received\n");
             }
         }
-        if self.parsed.flag("cli_summary") && self.outputter.is_none() && fun.as_str() != Some("sys.doc") {
+        if self.parsed.flag("cli_summary") && self.printer.outputter.is_none() && fun.as_str() != Some("sys.doc") {
             print_summary(&all, verbose);
         }
         let worst = all.iter().map(retcode_of).max().unwrap_or(0);
@@ -493,45 +408,6 @@ impl Cli {
         let data = Value::Map(vec![(Value::from(ret.id.as_str()), ret.ret.clone())]);
         self.display(&data, ret.out.as_deref(), retcode_of(ret))
     }
-
-    /// Salt's `gather_job_info`: `saltutil.find_job [jid]` to the stragglers, followed on the
-    /// same connection. `None` when nothing could be published (then they are reported).
-    fn find_job(&self, client: &mut Client, identity: &Identity, jid: &str, stragglers: &[String]) -> Option<String> {
-        let load = Value::Map(vec![
-            (Value::from("tgt"), Value::Array(stragglers.iter().map(|s| Value::from(s.as_str())).collect())),
-            (Value::from("tgt_type"), Value::from("list")),
-            (Value::from("fun"), Value::from("saltutil.find_job")),
-            (Value::from("arg"), Value::Array(vec![Value::from(jid)])),
-            (Value::from("ret"), Value::from("")),
-            (Value::from("kwargs"), Value::Map(vec![])),
-        ]);
-        let request = Request::Publish { user: identity.user.clone(), key: identity.key.clone(), load, listen: true };
-        match client.call(&request) {
-            Ok(reply) => get(&reply, "jid").and_then(Value::as_str).map(str::to_owned),
-            Err(_) => None,
-        }
-    }
-}
-
-/// Salt's `no_return` outputter: keys cyan, each line of the text red, indented by four.
-fn no_return(data: &Value, color: bool) -> String {
-    let (cyan, red, endc) = if color { ("\x1b[0;36m", "\x1b[0;31m", "\x1b[0;0m") } else { ("", "", "") };
-    let mut out = String::new();
-    let Some(pairs) = data.as_map() else { return out };
-    let mut pairs: Vec<&(Value, Value)> = pairs.iter().collect();
-    pairs.sort_by_key(|(k, _)| halite_yaml::py::text(k));
-    for (k, v) in pairs {
-        out.push_str(&format!("{cyan}{}{endc}:\n", halite_yaml::py::text(k)));
-        for line in halite_yaml::py::text(v).split('\n') {
-            out.push_str(&format!("{red}    {line}{endc}\n"));
-        }
-    }
-    let trimmed = out.trim_end().len();
-    out.truncate(trimmed);
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    out
 }
 
 fn print_summary(all: &[MinionReturn], verbose: bool) {
