@@ -220,6 +220,49 @@ impl Master {
         })
     }
 
+    /// Takes over the Python master's minion data cache (its `localfs` files under cachedir)
+    /// for accepted minions halite has no data for yet, so grain targets work from the first
+    /// minute after a migration instead of after each minion's next pillar refresh. Reads
+    /// 3006/3007's `minions/<id>/data.p` and 3008's `grains/<id>.p` + `pillar/<id>.p`.
+    pub fn import_salt_cache(&self) -> usize {
+        let dir = &self.settings.cachedir;
+        let read = |path: std::path::PathBuf| -> Option<Value> {
+            let bytes = std::fs::read(&path).ok()?;
+            match payload::decode(&bytes) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "unreadable Salt cache file; not imported");
+                    None
+                }
+            }
+        };
+        let accepted = self.pki.list(halite_pki::KeyState::Accepted).unwrap_or_default();
+        let mut imported = 0;
+        for id in accepted {
+            if matches!(self.store.minion_data(&id), Ok(Some(_))) {
+                continue;
+            }
+            let data = if let Some(mut both) = read(dir.join("minions").join(&id).join("data.p")) {
+                MinionData {
+                    grains: payload::remove(&mut both, "grains").unwrap_or(Value::Nil),
+                    pillar: payload::remove(&mut both, "pillar").unwrap_or(Value::Nil),
+                }
+            } else if let Some(grains) = read(dir.join("grains").join(format!("{id}.p"))) {
+                MinionData { grains, pillar: read(dir.join("pillar").join(format!("{id}.p"))).unwrap_or(Value::Nil) }
+            } else {
+                continue;
+            };
+            match self.store.put_minion_data(&id, &data) {
+                Ok(()) => imported += 1,
+                Err(e) => error!(minion = %id, error = %e, "cannot import Salt's cached minion data"),
+            }
+        }
+        if imported > 0 {
+            info!(minions = imported, "imported minion data from Salt's cache");
+        }
+        imported
+    }
+
     /// Salt's `keep_jobs_seconds` cleanup: drops jobs published longer ago than `keep`.
     pub fn expire_jobs(&self, keep: std::time::Duration) {
         let cutoff = jid::now_micros().saturating_sub(keep.as_micros() as u64);

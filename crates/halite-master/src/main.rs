@@ -95,6 +95,7 @@ async fn serve(config: halite_config::MasterConfig) -> anyhow::Result<()> {
     };
     let publisher = bind_publisher(&ctx, &tcp_endpoint(&config.interface, config.publish_port), &opts)?;
     let master = Arc::new(Master::new(settings, keys, pki, store, user_keys, publisher.sender()?)?);
+    master.import_salt_cache();
     // The stock `salt` CLI refuses to publish unless this path exists (it predates the TCP
     // request channel it actually uses).
     let marker = config.sock_dir.join("publish_pull.ipc");

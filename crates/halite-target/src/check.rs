@@ -343,8 +343,9 @@ impl<I: MinionIndex> Checker<'_, I> {
                         }
                         'S' => self.ipcidr(term.pattern)?,
                         'E' => self.pcre(term.pattern)?,
-                        // Salt's master answers a range term with every accepted minion.
-                        _ => self.all(),
+                        // `R@` (range): Salt's master calls a helper that cannot take the
+                        // term's arguments and matches nothing; there is no range server here.
+                        _ => return Err(TargetError::Range),
                     }
                 }
                 None => self.glob(term.pattern),

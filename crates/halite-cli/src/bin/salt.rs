@@ -282,14 +282,7 @@ fn run(parsed: optparse::Parsed) -> anyhow::Result<u8> {
     };
     let published = match client.call(&request) {
         Ok(reply) => reply,
-        Err(ClientError::Master { kind: ErrorKind::NoMinions, .. }) => {
-            println!("No minions matched the target. No command was sent, no jid was assigned.");
-            if is_async {
-                println!("Executed command with job ID: 0");
-                return Ok(0);
-            }
-            return exit_with(EX_NO_RETURN, "ERROR: No return received\n");
-        }
+        Err(ClientError::Master { kind: ErrorKind::NoMinions, .. }) => return cli.no_minions(is_async),
         Err(e) => return cli.master_error(e, is_async),
     };
     let jid = get(&published, "jid").and_then(Value::as_str).unwrap_or("").to_owned();
@@ -322,6 +315,18 @@ impl Cli {
         Ok(0)
     }
 
+    /// Salt's client when the master names no minion: its message, then the empty return
+    /// through the outputter (`{}` in json, nothing in nested), then the error and exit 2.
+    fn no_minions(&self, is_async: bool) -> anyhow::Result<u8> {
+        println!("No minions matched the target. No command was sent, no jid was assigned.");
+        if is_async {
+            println!("Executed command with job ID: 0");
+            return Ok(0);
+        }
+        self.display(&Value::Map(vec![]), None, 0)?;
+        exit_with(EX_NO_RETURN, "ERROR: No return received\n")
+    }
+
     fn master_unreachable(&self, e: &ClientError) -> anyhow::Result<u8> {
         eprintln!("[ERROR   ] {e}");
         self.print_error("The salt master could not be contacted. Is master running?")
@@ -333,12 +338,7 @@ impl Cli {
             ClientError::Master { kind: ErrorKind::Target, message } => {
                 // Salt's master logs the bad target and matches nothing; halite also says why.
                 eprintln!("[ERROR   ] {message}");
-                println!("No minions matched the target. No command was sent, no jid was assigned.");
-                if is_async {
-                    println!("Executed command with job ID: 0");
-                    return Ok(0);
-                }
-                exit_with(EX_NO_RETURN, "ERROR: No return received\n")
+                self.no_minions(is_async)
             }
             ClientError::Master { message, .. } => self.print_error(&message),
             other => self.master_unreachable(&other),

@@ -35,6 +35,8 @@ pub struct Setup {
     pub extra: Vec<String>,
     pub pki_dir: Option<PathBuf>,
     pub ports: Option<(u16, u16)>,
+    /// Another master's cachedir (to take over its minion data cache too).
+    pub cachedir: Option<PathBuf>,
 }
 
 /// A halite-master process on loopback, in its own temp root, killed on drop.
@@ -44,6 +46,7 @@ pub struct Master {
     pub ret_port: u16,
     pub publish_port: u16,
     pki_dir: PathBuf,
+    cachedir: PathBuf,
     extra: Vec<String>,
 }
 
@@ -56,7 +59,8 @@ impl Master {
         let dir = tempfile::Builder::new().prefix("hm").tempdir_in("/tmp").expect("temp dir");
         let (ret_port, publish_port) = setup.ports.unwrap_or_else(|| (free_port(), free_port()));
         let pki_dir = setup.pki_dir.unwrap_or_else(|| dir.path().join("pki/master"));
-        let mut m = Master { dir, child: None, ret_port, publish_port, pki_dir, extra: setup.extra };
+        let cachedir = setup.cachedir.unwrap_or_else(|| dir.path().join("cache"));
+        let mut m = Master { dir, child: None, ret_port, publish_port, pki_dir, cachedir, extra: setup.extra };
         m.write_config();
         m.spawn();
         m
@@ -92,10 +96,11 @@ impl Master {
         let root = self.root().display();
         let mut conf = format!(
             "interface: 127.0.0.1\npublish_port: {}\nret_port: {}\npki_dir: {}\n\
-             cachedir: {root}/cache\nsock_dir: {root}/run\nlog_file: {root}/master.log\nlog_level: debug\nuser: {}\n",
+             cachedir: {}\nsock_dir: {root}/run\nlog_file: {root}/master.log\nlog_level: debug\nuser: {}\n",
             self.publish_port,
             self.ret_port,
             self.pki_dir.display(),
+            self.cachedir.display(),
             std::env::var("USER").unwrap_or_else(|_| "root".into()),
         );
         for line in &self.extra {
@@ -179,7 +184,7 @@ impl Master {
     /// Publishes `fun` to `tgt` (a glob) the way the stock `salt` CLI does: a clear `publish`
     /// on the request port carrying root's key. Returns the jid and the minions expected.
     pub fn publish(&self, tgt: &str, fun: &str) -> (String, Vec<String>) {
-        let key = std::fs::read_to_string(self.root().join("cache/.root_key")).expect("the master wrote .root_key");
+        let key = std::fs::read_to_string(self.cachedir.join(".root_key")).expect("the master wrote .root_key");
         let load = map([
             ("cmd", Value::from("publish")),
             ("tgt", Value::from(tgt)),

@@ -1,0 +1,157 @@
+//! Differential test of the `salt` CLI: the same commands against the same real minions,
+//! first with Salt's own `salt` and salt-master 3007.8, then — after halite takes over that
+//! master's pki dir and ports, as a site migrates — with halite's `salt` and halite-master.
+//! stdout, stderr and exit codes must be identical once jids are masked.
+
+mod common;
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::{workspace_bin, Master, Setup};
+use halite_testkit::{Minion, MinionSpec, PythonMaster, SaltVersion};
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Commands whose output is deterministic: one minion each (returns arrive in any order),
+/// or `--static` where the outputter sorts keys.
+const CASES: &[&[&str]] = &[
+    &["app1", "test.ping"],
+    &["app1", "grains.get", "roles"],
+    &["db1", "grains.get", "roles", "--out", "json"],
+    &["db1", "grains.get", "roles", "--out", "yaml"],
+    &["db1", "grains.get", "roles", "--out", "txt"],
+    &["db1", "grains.get", "roles", "--out", "raw"],
+    &["db1", "grains.get", "roles", "--out", "newline_values_only"],
+    &["db1", "grains.get", "roles", "--out", "quiet"],
+    &["db1", "grains.get", "roles", "--out", "json", "--out-indent", "2"],
+    &["db1", "grains.get", "roles", "--out", "json", "--out-indent", "-1"],
+    &["mail", "grains.item", "roles", "id"],
+    &["mail", "grains.item", "roles", "id", "--out", "json"],
+    &["mail", "grains.item", "roles", "id", "--out", "yaml"],
+    &["mail", "grains.item", "roles", "id", "--out", "txt"],
+    &["mail", "grains.item", "roles", "id", "--out", "raw"],
+    &["app1", "test.echo", "hello world"],
+    &["app1", "test.echo", "multi\nline"],
+    &["app1", "test.echo", "1.50", "--out", "json"],
+    &["app1", "test.kwarg", "a=1", "b=[x, y]", "--out", "json"],
+    &["app1", "test.echo,test.ping", "hi", ","],
+    &["app1", "test.retcode", "3"],
+    &["app1", "test.false"],
+    &["app1", "test.outputs", "--out", "json"],
+    &["app1", "test.outputs"],
+    &["*", "grains.get", "roles", "--static"],
+    &["*", "grains.get", "roles", "--static", "--out", "yaml"],
+    &["-G", "roles:db", "test.ping", "--static"],
+    &["-L", "app1,mail", "test.ping", "--static", "--out", "txt"],
+    &["-C", "G@roles:db or mail", "test.ping", "--static"],
+    &["nomatch*", "test.ping"],
+    &["nomatch*", "test.ping", "--out", "json"],
+    &["nomatch*", "test.ping", "--async"],
+    &["--preview-target", "-G", "roles:db"],
+    &["--preview-target", "-G", "roles:db", "--out", "json"],
+];
+
+fn site() -> Vec<MinionSpec> {
+    vec![
+        MinionSpec::new("app1", SaltVersion::V3008).with_roles(&["app"]),
+        MinionSpec::new("db1", SaltVersion::V3007).with_roles(&["db", "masterdb"]),
+        MinionSpec::new("mail", SaltVersion::V3006).with_roles(&["mail"]),
+    ]
+}
+
+/// jids (20 digits) differ between runs; everything else must not.
+fn masked(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len());
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let run = chars[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if run == 20 {
+            out.push_str("<jid>");
+            i += run;
+        } else if run > 0 {
+            out.extend(&chars[i..i + run]);
+            i += run;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn wait_all_ping(mut run: impl FnMut() -> Output) {
+    let started = Instant::now();
+    loop {
+        let out = run();
+        let text = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() && ["app1", "db1", "mail"].iter().all(|id| text.contains(&format!("{id}:\n    True"))) {
+            return;
+        }
+        assert!(started.elapsed() < TIMEOUT, "not every minion answers:\n{text}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn salt_cli_output_matches_salt_3007() {
+    let python = PythonMaster::start(&["auto_accept: True"]);
+    let endpoints = python.endpoints();
+    let mut minions: Vec<Minion> = site().into_iter().map(|s| Minion::start(s, &endpoints)).collect();
+    for m in &minions {
+        m.wait_authenticated(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    }
+    wait_all_ping(|| python.cli("salt", &["*", "test.ping"]));
+    let expected: Vec<Output> = CASES.iter().map(|args| python.cli("salt", args)).collect();
+    // See real_minions.rs: let the first mine update finish before the master goes away.
+    for m in &minions {
+        m.wait_log_contains("__mine_interval", TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let pki = python.pki_dir();
+    // The migration case: halite reads the Python master's config paths, so it also finds
+    // its minion data cache (grains) and its `.root_key`.
+    let cachedir = python.root().join("var/cache/salt/master");
+    let mut python = python;
+    python.stop();
+
+    let master = Master::start_with(Setup {
+        extra: vec!["auto_accept: True".into()],
+        pki_dir: Some(pki),
+        ports: Some((endpoints.ret_port, endpoints.publish_port)),
+        cachedir: Some(cachedir),
+    });
+    let salt = |args: &[&str]| {
+        std::process::Command::new(workspace_bin("salt"))
+            .arg("-c")
+            .arg(master.config_dir())
+            .args(args)
+            .output()
+            .expect("run halite's salt")
+    };
+    wait_all_ping(|| salt(&["*", "test.ping"]));
+    let mut failures = Vec::new();
+    for (args, want) in CASES.iter().zip(&expected) {
+        let got = salt(args);
+        let (w, g) = (
+            (want.status.code(), masked(&want.stdout), masked(&want.stderr)),
+            (got.status.code(), masked(&got.stdout), masked(&got.stderr)),
+        );
+        if w != g {
+            failures.push(format!(
+                "salt {args:?}\n  salt:   exit {:?}\n{}\n  stderr: {:?}\n  halite: exit {:?}\n{}\n  stderr: {:?}",
+                w.0, w.1, w.2, g.0, g.1, g.2
+            ));
+        }
+    }
+    Minion::stop_all(&mut minions);
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ from Salt:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
+}
