@@ -11,6 +11,7 @@
 //! `salt` asks the master, which owns targeting and the job cache.
 
 pub mod args;
+pub mod batch;
 pub mod client;
 pub mod config;
 pub mod display;

@@ -232,7 +232,12 @@ pub fn wait_for_returns(
 
 /// Salt's `gather_job_info`: `saltutil.find_job [jid]` to the stragglers, followed on the
 /// same connection. `None` when nothing could be published (then they are reported).
-fn publish_find_job(client: &mut Client, identity: &Identity, jid: &str, stragglers: &[String]) -> Option<String> {
+pub(crate) fn publish_find_job(
+    client: &mut Client,
+    identity: &Identity,
+    jid: &str,
+    stragglers: &[String],
+) -> Option<String> {
     let load = Value::Map(vec![
         (Value::from("tgt"), Value::Array(stragglers.iter().map(|s| Value::from(s.as_str())).collect())),
         (Value::from("tgt_type"), Value::from("list")),

@@ -200,6 +200,18 @@ fn salt_cli_targets_the_site_and_reports_what_salt_reports() {
     let out = salt_run(&master, &["no.such_function"]);
     assert_eq!(text(&out.stdout), "'no.such_function' is not available.\n", "{}", describe(&out));
 
+    // Batches: a window of two minions at a time, every minion once.
+    let out = salt(&master, &["*", "test.ping", "-b", "2"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = text(&out.stdout);
+    // Slots reopen one by one as minions return, so there are at least three runs.
+    let runs: Vec<&str> = stdout.lines().filter(|l| l.starts_with("Executing run on [")).collect();
+    assert!(runs.len() >= SITE.len() / 2, "{stdout}");
+    assert!(runs.iter().all(|r| r.matches('\'').count() <= 4), "at most two minions per run: {runs:?}");
+    for (id, _, _) in SITE {
+        assert!(stdout.contains(&format!("\n{id}:\n    True\n")), "{id} in the batch output:\n{stdout}");
+    }
+
     // A minion that is down shows as not returned and sets the exit code, as in Salt.
     let mail = minions.iter_mut().find(|m| m.id() == "mail").expect("mail minion");
     mail.kill();
@@ -212,6 +224,8 @@ fn salt_cli_targets_the_site_and_reports_what_salt_reports() {
     let out = salt(&master, &["*", "test.ping", "-t", "2", "--hide-timeout", "--out", "json"]);
     assert_eq!(out.status.code(), Some(0), "--hide-timeout: {}", describe(&out));
     assert!(!json_returns(&out).contains_key("mail"));
+    let out = salt(&master, &["*", "test.ping", "-b", "50%", "-t", "2"]);
+    assert!(text(&out.stdout).starts_with("Minion mail did not respond. No job will be sent.\n"), "{}", describe(&out));
     let status = json(&salt_run(&master, &["manage.status", "-t", "2", "--out", "json"]));
     assert_eq!(status["down"], serde_json::json!(["mail"]), "{status}");
     assert_eq!(status["up"].as_array().map(Vec::len), Some(SITE.len() - 1));

@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use halite_cli::batch::{self, BatchEvent, BatchJob, BatchSize};
 use halite_cli::client::{Client, ClientError, Identity};
 use halite_cli::display::Printer;
 use halite_cli::optparse::{self, Kind, Opt};
@@ -116,7 +117,6 @@ const TARGET_TYPES: &[(&str, &str, &str)] = &[
 const NOT_SUPPORTED: &[(&str, &str)] = &[
     ("progress", "--progress"),
     ("subset", "--subset"),
-    ("batch", "--batch"),
     ("batch_safe_limit", "--batch-safe-limit"),
     ("eauth", "--eauth"),
     ("mktoken", "--make-token"),
@@ -254,6 +254,42 @@ fn run(parsed: optparse::Parsed) -> anyhow::Result<u8> {
             let conf = cli.parsed.value("config_dir").map_or("/etc/salt".to_owned(), str::to_owned);
             return cli.print_error(&format!("Node group {name} unavailable in {conf}/master"));
         }
+    }
+    if let Some(size) = cli.parsed.value("batch").filter(|b| !b.is_empty() && !cli.parsed.flag("static")) {
+        let size = match BatchSize::parse(size) {
+            Ok(s) => s,
+            Err(msg) => {
+                println!("{msg}");
+                return Ok(EX_GENERIC);
+            }
+        };
+        let wait = cli.parsed.value("batch_wait").and_then(|w| w.parse::<f64>().ok()).unwrap_or(0.0);
+        let field = |k: &str| load.iter().find(|(key, _)| key.as_str() == Some(k)).map(|(_, v)| v.clone());
+        let timeout = if timeout <= 0 { config.timeout } else { timeout as u64 };
+        let gather = config.extra("gather_job_timeout").and_then(Value::as_u64).unwrap_or(10);
+        let job = BatchJob {
+            tgt: tgt.clone(),
+            tgt_type,
+            fun: fun.clone(),
+            arg: field("arg").unwrap_or(Value::Array(vec![])),
+            kwargs: field("kwargs").unwrap_or(Value::Map(vec![])),
+            ret: cli.parsed.value("return").unwrap_or(""),
+            size,
+            wait: Duration::from_secs_f64(wait.max(0.0)),
+            timeout: Duration::from_secs(timeout),
+            gather_job_timeout: Duration::from_secs(gather),
+        };
+        let worst = batch::run(&mut client, &identity, &job, |event| {
+            let shown = match event {
+                BatchEvent::Line(line) => {
+                    println!("{line}");
+                    Ok(())
+                }
+                BatchEvent::Return { data, out } => cli.display(&data, out, 0),
+            };
+            shown.map_err(|e| ClientError::Io(std::io::Error::other(e.to_string())))
+        })?;
+        return Ok(u8::try_from(worst.clamp(0, 255)).unwrap_or(EX_GENERIC));
     }
     let load_value = Value::Map(std::mem::take(&mut load));
 
