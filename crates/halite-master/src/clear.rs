@@ -50,7 +50,9 @@ impl UserKeys {
         let user = if user.starts_with("sudo_") { "root" } else { user };
         match (self.keys.get(user), key) {
             (Some(expected), Some(given)) => {
-                openssl::memcmp::eq(expected.as_bytes(), given.as_bytes()) && expected.len() == given.len()
+                // Length first: `memcmp::eq` panics on slices of different lengths, and the
+                // key's length is no secret (Salt's keys all have the same one).
+                expected.len() == given.len() && openssl::memcmp::eq(expected.as_bytes(), given.as_bytes())
             }
             _ => false,
         }

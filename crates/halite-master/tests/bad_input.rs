@@ -1,7 +1,9 @@
 //! Hostile and broken input on the request port: garbage, truncated msgpack, a 100 MB frame,
 //! path-like and NUL ids, a 16384-bit key, and a v3 request carrying another minion's `tok`.
 //! Each is answered as Salt answers it (or the peer is dropped), logged once with the peer or
-//! minion named, and the master keeps serving a well-behaved client throughout.
+//! minion named, and the master keeps serving a well-behaved client throughout. The same for
+//! publishes: wrong keys (clear publish and local channel), broken frames on the local channel,
+//! absurd and malformed targets.
 
 mod common;
 
@@ -64,4 +66,93 @@ fn hostile_input_is_refused_and_real_clients_keep_working() {
     let log = master.wait_log_contains("tok does not verify", Duration::from_secs(5));
     assert!(log.contains("good"), "the refusal names the minion:\n{log}");
     assert!(master.is_running(), "the master survived all of it");
+}
+
+fn cli(master: &Master, name: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(common::workspace_bin(name))
+        .arg("-c")
+        .arg(master.config_dir())
+        .args(args)
+        .output()
+        .expect("run a halite CLI")
+}
+
+/// Sends one raw frame on the local channel and returns the master's answer, if any.
+fn local_exchange(master: &Master, frame: &[u8]) -> Option<halite_ipc::ServerMsg> {
+    use std::io::{Read, Write};
+    let mut sock = std::os::unix::net::UnixStream::connect(master.root().join("run").join(halite_ipc::SOCKET_NAME))
+        .expect("the local channel is listening");
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.write_all(frame).unwrap();
+    let mut decoder = halite_ipc::FrameDecoder::default();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = sock.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        decoder.push(&buf[..n]);
+        if let Some(v) = decoder.next_frame().ok()? {
+            return halite_ipc::ServerMsg::from_value(&v).ok();
+        }
+    }
+}
+
+#[test]
+fn bad_publishes_are_refused_and_nothing_is_published() {
+    let mut master = Master::start(&["auto_accept: True"]);
+    let good = FakeMinion::new("good", 2048);
+    assert!(good.authenticate(&master, 3).is_accepted());
+    let load = map([("tgt", Value::from("*")), ("fun", Value::from("test.ping")), ("tgt_type", Value::from("glob"))]);
+
+    // The stock CLI's clear publish with a wrong key: Salt's AuthenticationError.
+    let mut clear = load.clone();
+    payload::insert(&mut clear, "cmd", Value::from("publish"));
+    payload::insert(&mut clear, "user", Value::from("root"));
+    payload::insert(&mut clear, "key", Value::from("not-the-key"));
+    let body = payload::encode(&map([("enc", Value::from("clear")), ("load", clear)]));
+    let reply =
+        payload::decode(&raw_request(&master, &body).unwrap_or_else(|| panic!("no reply:\n{}", master.log()))).unwrap();
+    let error = reply.get("error").expect("an error");
+    assert_eq!(error.get_text("name"), Some("AuthenticationError"), "{reply}");
+
+    // The local channel with a wrong key, with garbage, and with an oversized frame header.
+    let request = halite_ipc::Request::Publish { user: "root".into(), key: "wrong".into(), load, listen: true };
+    match local_exchange(&master, &halite_ipc::encode_frame(&request.to_value())) {
+        Some(halite_ipc::ServerMsg::Reply(Err((halite_ipc::ErrorKind::Auth, _)))) => {}
+        other => panic!("a wrong key must be refused, got {other:?}"),
+    }
+    assert!(local_exchange(&master, &[0, 0, 0, 2, 0xc1, 0xc1]).is_none(), "garbage closes the connection");
+    assert!(local_exchange(&master, &u32::MAX.to_be_bytes()).is_none(), "an absurd length closes it too");
+
+    // Absurd and broken targets through the CLI: Salt's "no minions" lines, exit 2.
+    // Linux caps one argument at 128 KiB; these stay just under it.
+    let long_glob = "x".repeat(120 << 10);
+    let long_compound = vec!["good"; 15_000].join(" or ");
+    let long_regex = format!("({})", vec!["a+"; 5_000].join("|"));
+    for args in [
+        vec![long_glob.as_str(), "test.ping"],
+        vec!["-C", long_compound.as_str(), "test.ping", "-t", "1", "--hide-timeout"],
+        vec!["-E", long_regex.as_str(), "test.ping"],
+        vec!["-C", "good and", "test.ping"],
+        vec!["-N", "nope", "test.ping"],
+        vec!["-S", "10.0.0.5/24", "test.ping"],
+    ] {
+        let out = cli(&master, "salt", &args);
+        let shown: Vec<String> = args.iter().map(|a| a.chars().take(40).collect()).collect();
+        assert!(matches!(out.status.code(), Some(0 | 2)), "salt {shown:?}: {out:?}");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "salt {shown:?}: {out:?}");
+    }
+
+    // Nothing above published a job, except the long compound naming `good` (a fake minion
+    // that never answers) and the `saltutil.find_job` the CLI sent after its timeout.
+    let out = cli(&master, "salt-run", &["jobs.list_jobs", "--out", "json"]);
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("salt-run json");
+    let mut functions: Vec<&str> =
+        jobs.as_object().into_iter().flatten().filter_map(|(_, job)| job["Function"].as_str()).collect();
+    functions.sort();
+    assert_eq!(functions, ["saltutil.find_job", "test.ping"]);
+    assert!(master.is_running(), "the master survived all of it");
+    let log = master.wait_log_contains("wrong user key", Duration::from_secs(5));
+    assert!(log.contains("local"), "the refusal is logged on the local channel's span:\n{log}");
 }
