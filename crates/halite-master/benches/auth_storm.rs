@@ -71,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         auth_events: true,
         policy: AuthPolicy { auto_accept: true, ..AuthPolicy::default() },
         nodegroups: Vec::new(),
+        hash_type: "sha256".into(),
     };
     let ctx = zmq::Context::new();
     let publisher = halite_zmq::bind_publisher(&ctx, "tcp://127.0.0.1:*", &halite_zmq::SocketOptions::default())?;

@@ -182,6 +182,7 @@ impl Master {
             // reach the CLI over the bus.
             error!(%jid, error = %e, "cannot save the job in the job cache");
         }
+        self.write_salt_job_marker(&jid, &load);
         self.events.fire(jid.clone(), map([("minions", id_list(&matched.minions))]));
         self.events.fire(
             format!("salt/job/{jid}/new"),
@@ -263,9 +264,55 @@ impl Master {
         imported
     }
 
+    /// Where Salt's `local_cache` keeps job `jid`: `cachedir/jobs/<h[:2]>/<h[2:]>`, `h` the
+    /// `hash_type` digest of the jid.
+    fn salt_job_dir(&self, jid: &str) -> Option<std::path::PathBuf> {
+        let digest = match self.settings.hash_type.as_str() {
+            "md5" => openssl::hash::MessageDigest::md5(),
+            "sha1" => openssl::hash::MessageDigest::sha1(),
+            "sha224" => openssl::hash::MessageDigest::sha224(),
+            "sha384" => openssl::hash::MessageDigest::sha384(),
+            "sha512" => openssl::hash::MessageDigest::sha512(),
+            _ => openssl::hash::MessageDigest::sha256(),
+        };
+        let hash: String =
+            openssl::hash::hash(digest, jid.as_bytes()).ok()?.iter().map(|b| format!("{b:02x}")).collect();
+        Some(self.settings.cachedir.join("jobs").join(&hash[..2]).join(&hash[2..]))
+    }
+
+    /// Salt's own `salt` CLI checks that a job exists by reading its `.load.p` from Salt's job
+    /// cache before it listens for returns. halite's job cache is its redb file, so it also
+    /// writes that one file per job (atomically), and removes it with the job.
+    fn write_salt_job_marker(&self, jid: &str, load: &Value) {
+        let Some(dir) = self.salt_job_dir(jid) else { return };
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            let tmp = dir.join(".load.p.tmp");
+            std::fs::write(&tmp, payload::encode(load))?;
+            std::fs::rename(&tmp, dir.join(".load.p"))
+        };
+        if let Err(e) = write() {
+            warn!(%jid, dir = %dir.display(), error = %e, "cannot write the job's .load.p for Salt's own CLI");
+        }
+    }
+
     /// Salt's `keep_jobs_seconds` cleanup: drops jobs published longer ago than `keep`.
     pub fn expire_jobs(&self, keep: std::time::Duration) {
         let cutoff = jid::now_micros().saturating_sub(keep.as_micros() as u64);
+        let expired: Vec<String> = self
+            .store
+            .jobs()
+            .map(|jobs| jobs.into_iter().take_while(|j| j.started_micros < cutoff).map(|j| j.jid).collect())
+            .unwrap_or_default();
+        for jid in &expired {
+            if let Some(dir) = self.salt_job_dir(jid) {
+                let _ = std::fs::remove_dir_all(&dir);
+                if let Some(parent) = dir.parent() {
+                    // Only removed when empty: other jobs may share the two-letter directory.
+                    let _ = std::fs::remove_dir(parent);
+                }
+            }
+        }
         match self.store.expire_jobs(cutoff) {
             Ok(0) => {}
             Ok(n) => info!(jobs = n, "expired jobs older than keep_jobs_seconds"),

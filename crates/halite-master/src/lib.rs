@@ -12,6 +12,7 @@
 
 pub mod aes;
 pub mod clear;
+pub mod event_pub;
 pub mod events;
 pub mod jid;
 pub mod jobs;

@@ -11,7 +11,7 @@ use halite_zmq::{bind_publisher, bind_router, tcp_endpoint, SocketOptions};
 use tracing::{info, warn, Instrument};
 
 use halite_master::master::{self, Master};
-use halite_master::{clear, events, local};
+use halite_master::{clear, event_pub, events, local};
 
 #[derive(Parser, Debug)]
 #[command(name = "halite-master", version, about = "A Salt master for unmodified salt-minions")]
@@ -105,6 +105,8 @@ async fn serve(config: halite_config::MasterConfig) -> anyhow::Result<()> {
     tokio::spawn(events::journal(master.events.subscribe()));
     let (local_listener, local_path) = local::bind(&config.sock_dir)?;
     let local_server = tokio::spawn(local::serve(local_listener, master.clone()));
+    let (event_listener, event_path) = event_pub::bind(&config.sock_dir)?;
+    let event_server = tokio::spawn(event_pub::serve(event_listener, master.events.clone()));
     let mut router = bind_router(&ctx, &tcp_endpoint(&config.interface, config.ret_port), &opts)?;
     info!(pki_dir = %config.pki_dir.display(), "halite master ready");
 
@@ -170,7 +172,9 @@ async fn serve(config: halite_config::MasterConfig) -> anyhow::Result<()> {
     }
     maintenance.abort();
     local_server.abort();
+    event_server.abort();
     let _ = std::fs::remove_file(&local_path);
+    let _ = std::fs::remove_file(&event_path);
     // Requests being handled get a moment to answer; then their tasks are dropped, which
     // releases their reply sockets: libzmq's context cannot terminate while one is open.
     let drained =

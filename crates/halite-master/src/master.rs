@@ -37,6 +37,8 @@ pub struct Settings {
     pub policy: AuthPolicy,
     /// Name → compound target, as in the config.
     pub nodegroups: Vec<(String, Value)>,
+    /// Salt's `hash_type`, which also names job directories in Salt's job cache layout.
+    pub hash_type: String,
 }
 
 impl Settings {
@@ -58,6 +60,7 @@ impl Settings {
             request_server_ttl: c.request_server_ttl,
             auth_events: c.auth_events,
             nodegroups: c.nodegroups.clone(),
+            hash_type: c.hash_type.clone(),
             policy: AuthPolicy {
                 open_mode: c.open_mode,
                 auto_accept: c.auto_accept,

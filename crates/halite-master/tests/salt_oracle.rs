@@ -56,6 +56,15 @@ const CASES: &[&[&str]] = &[
     &["--preview-target", "-G", "roles:db", "--out", "json"],
 ];
 
+/// The cases Salt's own `salt` also runs against halite.
+const STOCK_CLI_CASES: &[&[&str]] = &[
+    &["app1", "test.ping"],
+    &["db1", "grains.get", "roles", "--out", "json"],
+    &["*", "grains.get", "roles", "--static"],
+    &["-G", "roles:db", "test.ping", "--static"],
+    &["nomatch*", "test.ping"],
+];
+
 fn site() -> Vec<MinionSpec> {
     vec![
         MinionSpec::new("app1", SaltVersion::V3008).with_roles(&["app"]),
@@ -118,6 +127,7 @@ fn salt_cli_output_matches_salt_3007() {
     // The migration case: halite reads the Python master's config paths, so it also finds
     // its minion data cache (grains) and its `.root_key`.
     let cachedir = python.root().join("var/cache/salt/master");
+    let sock_dir = python.root().join("var/run/salt/master");
     let mut python = python;
     python.stop();
 
@@ -126,6 +136,7 @@ fn salt_cli_output_matches_salt_3007() {
         pki_dir: Some(pki),
         ports: Some((endpoints.ret_port, endpoints.publish_port)),
         cachedir: Some(cachedir),
+        sock_dir: Some(sock_dir),
     });
     let salt = |args: &[&str]| {
         std::process::Command::new(workspace_bin("salt"))
@@ -147,6 +158,21 @@ fn salt_cli_output_matches_salt_3007() {
             failures.push(format!(
                 "salt {args:?}\n  salt:   exit {:?}\n{}\n  stderr: {:?}\n  halite: exit {:?}\n{}\n  stderr: {:?}",
                 w.0, w.1, w.2, g.0, g.1, g.2
+            ));
+        }
+    }
+    // Salt's own CLI, unchanged, against halite: it publishes on the request port and
+    // collects the returns from halite's `master_event_pub.ipc`.
+    for (args, want) in CASES.iter().zip(&expected).filter(|(args, _)| STOCK_CLI_CASES.contains(args)) {
+        let got = python.cli("salt", args);
+        if (want.status.code(), masked(&want.stdout)) != (got.status.code(), masked(&got.stdout)) {
+            failures.push(format!(
+                "Salt's salt {args:?} against halite\n  want: exit {:?}\n{}\n  got:  exit {:?}\n{}\n  stderr: {}",
+                want.status.code(),
+                masked(&want.stdout),
+                got.status.code(),
+                masked(&got.stdout),
+                String::from_utf8_lossy(&got.stderr)
             ));
         }
     }

@@ -37,6 +37,8 @@ pub struct Setup {
     pub ports: Option<(u16, u16)>,
     /// Another master's cachedir (to take over its minion data cache too).
     pub cachedir: Option<PathBuf>,
+    /// Another master's sock_dir (so that master's own CLI finds halite's sockets).
+    pub sock_dir: Option<PathBuf>,
 }
 
 /// A halite-master process on loopback, in its own temp root, killed on drop.
@@ -47,6 +49,7 @@ pub struct Master {
     pub publish_port: u16,
     pki_dir: PathBuf,
     cachedir: PathBuf,
+    sock_dir: PathBuf,
     extra: Vec<String>,
 }
 
@@ -60,7 +63,9 @@ impl Master {
         let (ret_port, publish_port) = setup.ports.unwrap_or_else(|| (free_port(), free_port()));
         let pki_dir = setup.pki_dir.unwrap_or_else(|| dir.path().join("pki/master"));
         let cachedir = setup.cachedir.unwrap_or_else(|| dir.path().join("cache"));
-        let mut m = Master { dir, child: None, ret_port, publish_port, pki_dir, cachedir, extra: setup.extra };
+        let sock_dir = setup.sock_dir.unwrap_or_else(|| dir.path().join("run"));
+        let mut m =
+            Master { dir, child: None, ret_port, publish_port, pki_dir, cachedir, sock_dir, extra: setup.extra };
         m.write_config();
         m.spawn();
         m
@@ -96,11 +101,12 @@ impl Master {
         let root = self.root().display();
         let mut conf = format!(
             "interface: 127.0.0.1\npublish_port: {}\nret_port: {}\npki_dir: {}\n\
-             cachedir: {}\nsock_dir: {root}/run\nlog_file: {root}/master.log\nlog_level: debug\nuser: {}\n",
+             cachedir: {}\nsock_dir: {}\nlog_file: {root}/master.log\nlog_level: debug\nuser: {}\n",
             self.publish_port,
             self.ret_port,
             self.pki_dir.display(),
             self.cachedir.display(),
+            self.sock_dir.display(),
             std::env::var("USER").unwrap_or_else(|_| "root".into()),
         );
         for line in &self.extra {
