@@ -83,6 +83,8 @@ pub enum Request {
     Jobs { user: String, key: String, query: JobQuery },
     /// Which minions hold a connection to the publish port (`salt-run manage.present`).
     Connected { user: String, key: String },
+    /// Put an event on the master's bus (`salt-key` announcing `salt/key`, as Salt's does).
+    Fire { user: String, key: String, tag: String, data: Value },
 }
 
 /// The job-cache reads runners need, named after Salt's returner interface.
@@ -131,6 +133,13 @@ impl Request {
                 ("user", Value::from(user.as_str())),
                 ("key", Value::from(key.as_str())),
             ]),
+            Request::Fire { user, key, tag, data } => map([
+                ("cmd", Value::from("fire")),
+                ("user", Value::from(user.as_str())),
+                ("key", Value::from(key.as_str())),
+                ("tag", Value::from(tag.as_str())),
+                ("data", data.clone()),
+            ]),
         }
     }
 
@@ -158,6 +167,12 @@ impl Request {
                 Ok(Request::Jobs { user: text("user")?, key: text("key")?, query })
             }
             "connected" => Ok(Request::Connected { user: text("user")?, key: text("key")? }),
+            "fire" => Ok(Request::Fire {
+                user: text("user")?,
+                key: text("key")?,
+                tag: text("tag")?,
+                data: v.get("data").cloned().unwrap_or(Value::Nil),
+            }),
             other => Err(IpcError::Malformed(format!("unknown cmd {other:?}"))),
         }
     }
@@ -167,7 +182,8 @@ impl Request {
             Request::Publish { user, .. }
             | Request::Preview { user, .. }
             | Request::Jobs { user, .. }
-            | Request::Connected { user, .. } => user,
+            | Request::Connected { user, .. }
+            | Request::Fire { user, .. } => user,
         }
     }
 
@@ -176,7 +192,8 @@ impl Request {
             Request::Publish { key, .. }
             | Request::Preview { key, .. }
             | Request::Jobs { key, .. }
-            | Request::Connected { key, .. } => key,
+            | Request::Connected { key, .. }
+            | Request::Fire { key, .. } => key,
         }
     }
 }

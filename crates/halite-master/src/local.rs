@@ -179,6 +179,11 @@ impl Connection {
                     .map_err(|e| (ErrorKind::Internal, format!("job cache task failed: {e}")))?
                     .map_err(|e| (ErrorKind::Internal, e.to_string()))
             }
+            Request::Fire { user, tag, data, .. } => {
+                debug!(%user, %tag, "event fired by a local client");
+                self.master.events.fire(tag, data);
+                Ok(Value::Boolean(true))
+            }
             Request::Connected { .. } => {
                 let master = self.master.clone();
                 let ids = tokio::task::spawn_blocking(move || master.connected_ids())

@@ -415,8 +415,38 @@ impl Tool<'_> {
                 println!("Key for minion {id} {}.", change.done());
             }
         }
+        self.announce(change, &done);
         rotation.map_err(|e| anyhow::anyhow!("the master was not told to rotate its AES key: {e}"))?;
         Ok(ExitCode::SUCCESS)
+    }
+
+    /// Salt's salt-key fires `salt/key` on the master's bus for every key it changes; so does
+    /// this one when the master runs (reactors and `state.event` watchers expect it). Without
+    /// a running master there is nobody to tell, as with Salt.
+    fn announce(&self, change: Change, done: &Listing) {
+        let act = match change {
+            Change::Accept => "accept",
+            Change::Reject => "reject",
+            Change::Delete => "delete",
+        };
+        let Ok(identity) = halite_cli::client::Identity::current(&self.config) else { return };
+        let Ok(mut client) = halite_cli::client::Client::connect(&self.config.sock_dir) else { return };
+        for id in done.iter().flat_map(|(_, ids)| ids) {
+            let data = output::Value::Map(vec![
+                (output::Value::from("result"), output::Value::Boolean(true)),
+                (output::Value::from("act"), output::Value::from(act)),
+                (output::Value::from("id"), output::Value::from(id.as_str())),
+            ]);
+            let request = halite_ipc::Request::Fire {
+                user: identity.user.clone(),
+                key: identity.key.clone(),
+                tag: "salt/key".into(),
+                data,
+            };
+            if client.call(&request).is_err() {
+                return;
+            }
+        }
     }
 
     /// Moves the selected ids found in `from` states to `to`; with `validate`, ids whose file
