@@ -9,7 +9,7 @@ use halite_config::MasterConfig;
 use halite_yaml::{py, Value};
 
 use crate::optparse::Parsed;
-use crate::output::{self, Outputter, Style};
+use crate::output::{self, Outputter, StateOptions, Style};
 
 pub struct Printer {
     /// `--out`, or `output` from the master config.
@@ -36,6 +36,22 @@ impl Printer {
             None => None,
             Some(v) => Some(v.parse::<i64>().map_err(|_| anyhow::anyhow!("--out-indent: {v:?} is not a number"))?),
         };
+        let config_text = |key: &str| config.extra(key).map(py::text);
+        let config_bool = |key: &str, default: bool| config.extra(key).and_then(Value::as_bool).unwrap_or(default);
+        let mut state = StateOptions {
+            verbose: config_bool("state_verbose", true),
+            diff: config_bool("state_output_diff", false) || parsed.flag("state_output_diff"),
+            profile: config_bool("state_output_profile", true),
+            ..StateOptions::default()
+        };
+        if let Some(name) = parsed.value("state_output").map(str::to_owned).or_else(|| config_text("state_output")) {
+            state = state.with_output(&name);
+        }
+        match parsed.value("state_verbose") {
+            Some("True" | "true") => state.verbose = true,
+            Some("False" | "false") => state.verbose = false,
+            _ => {}
+        }
         let out_file = parsed.value("output_file").map(PathBuf::from);
         if let Some(path) = &out_file {
             if !parsed.flag("output_file_append") && path.is_file() {
@@ -46,7 +62,7 @@ impl Printer {
                     .map_err(|e| anyhow::anyhow!("{}: Access denied: {e}", path.display()))?;
             }
         }
-        Ok(Printer { outputter, style: Style { color, indent, retcode: 0 }, out_file })
+        Ok(Printer { outputter, style: Style { color, indent, retcode: 0, state }, out_file })
     }
 
     /// Prints `data` with the `--out` outputter, else the one the data asks for

@@ -421,7 +421,9 @@ impl Cli {
         })?;
         if is_static {
             let combined = Value::Map(all.iter().map(|r| (Value::from(r.id.as_str()), r.ret.clone())).collect());
-            self.display(&combined, None, 0)?;
+            // Salt's get_printout: a static state run is printed by highstate.
+            let is_state = fun.as_str().is_some_and(|f| f.split('.').next() == Some("state"));
+            self.display(&combined, is_state.then_some("highstate"), 0)?;
             if all.is_empty() {
                 return exit_with(EX_NO_RETURN, "ERROR: No return received\n");
             }

@@ -5,6 +5,7 @@
 //! differential tests against the Python tools hold them to it. [`render`] is Salt's
 //! `display_output`: the outputter's text, trailing whitespace stripped, one newline.
 
+mod highstate;
 mod json;
 mod key;
 mod nested;
@@ -12,6 +13,7 @@ mod text;
 mod yaml;
 
 pub use halite_yaml::Value;
+pub use highstate::{StateOptions, StateOutput};
 
 /// Printable data as the tools build it: strings, lists and maps of them.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +50,7 @@ pub enum Outputter {
     Raw,
     NewlineValuesOnly,
     Quiet,
+    Highstate,
 }
 
 impl Outputter {
@@ -63,6 +66,7 @@ impl Outputter {
             "raw" => Outputter::Raw,
             "newline_values_only" => Outputter::NewlineValuesOnly,
             "quiet" => Outputter::Quiet,
+            "highstate" => Outputter::Highstate,
             _ => return None,
         })
     }
@@ -76,6 +80,8 @@ pub struct Style {
     pub indent: Option<i64>,
     /// A job's return code: nested paints lists and dict keys red when it is not 0.
     pub retcode: i64,
+    /// The `state_*` options of the highstate outputter.
+    pub state: StateOptions,
 }
 
 /// Renders `data` as `salt.output.display_output` prints it: the outputter's text with
@@ -100,6 +106,7 @@ pub fn format(data: &Value, outputter: Outputter, style: Style) -> String {
         Outputter::Raw => halite_yaml::py::text(data),
         Outputter::NewlineValuesOnly => text::newline_values_only(data),
         Outputter::Quiet => String::new(),
+        Outputter::Highstate => highstate::output(data, style),
     }
 }
 

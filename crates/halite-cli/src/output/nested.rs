@@ -30,9 +30,14 @@ impl Painter {
 }
 
 pub(super) fn output(data: &Value, style: Style) -> String {
+    output_indented(data, style, 0)
+}
+
+/// Salt's `nested_indent`: the whole output shifted right (highstate prints changes at 14).
+pub(super) fn output_indented(data: &Value, style: Style, indent: usize) -> String {
     let painter = Painter { on: style.color, retcode: style.retcode };
     let mut out = Vec::new();
-    display(&painter, data, 0, "", &mut out);
+    display(&painter, data, indent, "", &mut out);
     out.join("\n")
 }
 
