@@ -55,6 +55,8 @@ pub struct BatchJob<'a> {
     pub wait: Duration,
     pub timeout: Duration,
     pub gather_job_timeout: Duration,
+    /// `--failhard`: stop starting runs once a minion returns a non-zero retcode.
+    pub failhard: bool,
 }
 
 /// What the batch prints, in Salt's order: plain lines, and minion returns as Salt's batch
@@ -222,8 +224,16 @@ pub fn run(
                 if !active.contains(&ret.id) {
                     continue;
                 }
-                worst = worst.max(retcode_of(&ret));
+                let retcode = retcode_of(&ret);
+                worst = worst.max(retcode);
                 emit(BatchEvent::Return { data: batch_view(&ret, jid), out: ret.out.as_deref() })?;
+                if job.failhard && retcode > 0 {
+                    eprintln!(
+                        "[ERROR   ] Minion {} returned with non-zero exit code. Batch run stopped due to failhard",
+                        ret.id
+                    );
+                    return Ok(worst);
+                }
                 active.retain(|a| *a != ret.id);
                 done += 1;
                 if !job.wait.is_zero() {

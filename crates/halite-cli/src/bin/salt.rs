@@ -278,6 +278,7 @@ fn run(parsed: optparse::Parsed) -> anyhow::Result<u8> {
             wait: Duration::from_secs_f64(wait.max(0.0)),
             timeout: Duration::from_secs(timeout),
             gather_job_timeout: Duration::from_secs(gather),
+            failhard: cli.parsed.flag("failhard"),
         };
         let worst = batch::run(&mut client, &identity, &job, |event| {
             let shown = match event {
