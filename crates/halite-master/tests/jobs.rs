@@ -197,6 +197,19 @@ fn salt_cli_targets_the_site_and_reports_what_salt_reports() {
     assert_eq!(up, serde_json::json!(["app1", "db1-masterdb", "db2", "mail", "salt", "sessions1"]));
     let present = json(&salt_run(&master, &["manage.present", "--out", "json"]));
     assert!(present.as_array().is_some_and(|p| p.iter().any(|id| id == "app1")), "{present}");
+    // jobs.active: a job still running on a minion is listed with who runs it.
+    let out = salt(&master, &["app1", "test.sleep", "8", "--async"]);
+    let sleeping = text(&out.stdout).trim().rsplit(' ').next().unwrap_or("").to_owned();
+    let started = Instant::now();
+    let active = loop {
+        let active = json(&salt_run(&master, &["jobs.active", "--out", "json"]));
+        if active.get(&sleeping).is_some() || started.elapsed() > Duration::from_secs(6) {
+            break active;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(active[&sleeping]["Function"], "test.sleep", "{active}");
+    assert!(active[&sleeping]["Running"][0]["app1"].is_number(), "{active}");
     let out = salt_run(&master, &["no.such_function"]);
     assert_eq!(text(&out.stdout), "'no.such_function' is not available.\n", "{}", describe(&out));
 
