@@ -301,6 +301,13 @@ impl Master {
             Some("_minion_event") => self.minion_event(&minion, opened.load),
             Some("_return") => self.job_return(&minion, opened.load),
             Some(cmd) if cmd.starts_with("__") => map::<_, String>([]),
+            // 3008 minions announce the resources they manage at start. halite has no
+            // resource targeting (T@/M@) yet; the minion only logs the answer, so the
+            // registration is acknowledged and dropped rather than warned about on every start.
+            Some("_register_resources") => {
+                debug!("resource registration ignored: resource targeting is not supported");
+                Value::Boolean(true)
+            }
             Some(cmd) => {
                 // Salt answers an unknown AESFuncs command with False. The file server, mine
                 // and peer commands land with later work.
