@@ -146,6 +146,11 @@ pub struct MasterConfig {
     /// Lower-cased.
     pub hash_type: String,
     pub file_buffer_size: u64,
+    /// Python regexes (validated when the file server starts) and globs of paths the file
+    /// server leaves out; Salt also takes one string for a list of one.
+    pub file_ignore_regex: Vec<String>,
+    pub file_ignore_glob: Vec<String>,
+    pub fileserver_ignoresymlinks: bool,
     pub state_top: String,
     pub renderer: String,
     pub top_file_merging_strategy: String,

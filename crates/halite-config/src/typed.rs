@@ -78,6 +78,9 @@ pub(crate) fn master_config(
         pillar_roots: o.roots("pillar_roots")?,
         hash_type: o.string("hash_type")?.to_lowercase(),
         file_buffer_size: o.int_in("file_buffer_size", 1, u64::MAX)?,
+        file_ignore_regex: o.string_or_list("file_ignore_regex")?,
+        file_ignore_glob: o.string_or_list("file_ignore_glob")?,
+        fileserver_ignoresymlinks: o.bool("fileserver_ignoresymlinks")?,
         state_top: o.string("state_top")?,
         renderer: o.string("renderer")?,
         top_file_merging_strategy: o.string("top_file_merging_strategy")?,
@@ -261,6 +264,17 @@ impl Options<'_> {
             Ok(folded)
         } else {
             Err(self.invalid(key, format!("'{raw}' is not one of {}", allowed.join(", "))))
+        }
+    }
+
+    /// Salt's `file_ignore_*` reading: nothing, one string, or a list of strings.
+    fn string_or_list(&self, key: &str) -> Result<Vec<String>, ConfigError> {
+        match self.value(key)? {
+            Value::Nil => Ok(Vec::new()),
+            Value::String(s) => {
+                Ok(vec![s.as_str().map(str::to_owned).ok_or_else(|| self.invalid(key, "not UTF-8"))?])
+            }
+            _ => self.string_list(key),
         }
     }
 

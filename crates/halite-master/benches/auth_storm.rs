@@ -72,6 +72,15 @@ fn main() -> anyhow::Result<()> {
         policy: AuthPolicy { auto_accept: true, ..AuthPolicy::default() },
         nodegroups: Vec::new(),
         hash_type: "sha256".into(),
+        fileserver: halite_fileserver::Settings {
+            file_roots: Vec::new(),
+            ignore_regex: Vec::new(),
+            ignore_glob: Vec::new(),
+            ignore_symlinks: false,
+            buffer_size: halite_fileserver::DEFAULT_BUFFER_SIZE,
+            hash_type: "sha256".into(),
+        },
+        master_opts: halite_proto::payload::Value::Nil,
     };
     let ctx = zmq::Context::new();
     let publisher = halite_zmq::bind_publisher(&ctx, "tcp://127.0.0.1:*", &halite_zmq::SocketOptions::default())?;

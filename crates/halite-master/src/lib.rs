@@ -1,7 +1,8 @@
 //! The halite master: what a Salt master does with each request and publish, behind the thin
 //! async shell of `main.rs`.
 //!
-//! Owns: the request dispatch table (`_auth`, `_pillar`, `_minion_event`, `_return`, clear
+//! Owns: the request dispatch table (`_auth`, `_pillar`, `_minion_event`, `_return`, the file
+//! server commands of `files.rs`, clear
 //! `publish`), the shared AES key and its rotation, publish serials, the in-process event bus,
 //! the local-client user keys, and jids.
 //!
@@ -14,6 +15,7 @@ pub mod aes;
 pub mod clear;
 pub mod event_pub;
 pub mod events;
+pub mod files;
 pub mod jid;
 pub mod jobs;
 pub mod local;

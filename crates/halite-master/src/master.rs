@@ -39,6 +39,10 @@ pub struct Settings {
     pub nodegroups: Vec<(String, Value)>,
     /// Salt's `hash_type`, which also names job directories in Salt's job cache layout.
     pub hash_type: String,
+    pub fileserver: halite_fileserver::Settings,
+    /// The options `_master_opts` sends minions besides `file_roots`: those that decide how
+    /// a minion compiles its highstate (top merging, renderer, Jinja settings, nodegroups).
+    pub master_opts: Value,
 }
 
 impl Settings {
@@ -61,6 +65,15 @@ impl Settings {
             auth_events: c.auth_events,
             nodegroups: c.nodegroups.clone(),
             hash_type: c.hash_type.clone(),
+            fileserver: halite_fileserver::Settings {
+                file_roots: c.file_roots.0.clone(),
+                ignore_regex: c.file_ignore_regex.clone(),
+                ignore_glob: c.file_ignore_glob.clone(),
+                ignore_symlinks: c.fileserver_ignoresymlinks,
+                buffer_size: usize::try_from(c.file_buffer_size).unwrap_or(usize::MAX),
+                hash_type: c.hash_type.clone(),
+            },
+            master_opts: master_opts(c),
             policy: AuthPolicy {
                 open_mode: c.open_mode,
                 auto_accept: c.auto_accept,
@@ -74,8 +87,37 @@ impl Settings {
     }
 }
 
+/// What `_master_opts` tells a minion, besides the saltenvs.
+fn master_opts(c: &halite_config::MasterConfig) -> Value {
+    let text = |s: &str| Value::from(s);
+    let pairs =
+        |p: &[(String, Value)]| Value::Map(p.iter().map(|(k, v)| (Value::from(k.as_str()), v.clone())).collect());
+    let aggregate = match &c.state_aggregate {
+        halite_config::StateAggregate::All(b) => Value::from(*b),
+        halite_config::StateAggregate::States(s) => Value::Array(s.iter().map(|m| text(m)).collect()),
+    };
+    map([
+        ("top_file_merging_strategy", text(&c.top_file_merging_strategy)),
+        ("env_order", Value::Array(c.env_order.iter().map(|e| text(e)).collect())),
+        ("default_top", text(&c.default_top)),
+        ("renderer", text(&c.renderer)),
+        ("failhard", Value::from(c.failhard)),
+        ("state_top", text(&c.state_top)),
+        ("state_top_saltenv", c.extra("state_top_saltenv").cloned().unwrap_or(Value::Nil)),
+        ("nodegroups", pairs(&c.nodegroups)),
+        ("state_auto_order", Value::from(c.state_auto_order)),
+        ("state_events", Value::from(c.state_events)),
+        ("state_aggregate", aggregate),
+        ("jinja_env", pairs(&c.jinja_env)),
+        ("jinja_sls_env", pairs(&c.jinja_sls_env)),
+        ("jinja_lstrip_blocks", Value::from(c.jinja_lstrip_blocks)),
+        ("jinja_trim_blocks", Value::from(c.jinja_trim_blocks)),
+    ])
+}
+
 pub struct Master {
     pub settings: Settings,
+    pub fileserver: halite_fileserver::Roots,
     pub keys: MasterKeys,
     pub pki: PkiDir,
     pub store: Store,
@@ -104,7 +146,9 @@ impl Master {
         user_keys: UserKeys,
         publisher: halite_zmq::PublishSender,
     ) -> anyhow::Result<Self> {
+        let fileserver = halite_fileserver::Roots::new(settings.fileserver.clone())?;
         Ok(Self {
+            fileserver,
             settings,
             keys,
             pki,
@@ -304,6 +348,7 @@ impl Master {
             // 3008 minions announce the resources they manage at start. halite has no
             // resource targeting (T@/M@) yet; the minion only logs the answer, so the
             // registration is acknowledged and dropped rather than warned about on every start.
+            Some(cmd) if let Some(answer) = self.file_command(cmd, &opened.load) => answer,
             Some("_register_resources") => {
                 debug!("resource registration ignored: resource targeting is not supported");
                 Value::Boolean(true)

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{FakeMinion, Master};
+use common::{cli, FakeMinion, Master};
 use halite_proto::payload::{self, map, Value, ValueExt};
 
 fn raw_request(master: &Master, body: &[u8]) -> Option<Vec<u8>> {
@@ -66,15 +66,6 @@ fn hostile_input_is_refused_and_real_clients_keep_working() {
     let log = master.wait_log_contains("tok does not verify", Duration::from_secs(5));
     assert!(log.contains("good"), "the refusal names the minion:\n{log}");
     assert!(master.is_running(), "the master survived all of it");
-}
-
-fn cli(master: &Master, name: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(common::workspace_bin(name))
-        .arg("-c")
-        .arg(master.config_dir())
-        .args(args)
-        .output()
-        .expect("run a halite CLI")
 }
 
 /// Sends one raw frame on the local channel and returns the master's answer, if any.

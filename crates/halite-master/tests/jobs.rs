@@ -5,10 +5,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{workspace_bin, Master};
+use common::{describe, json, json_returns, salt, salt_run, text, Master};
 use halite_testkit::{Endpoints, Minion, MinionSpec, SaltVersion};
 
 const AUTH_TIMEOUT: Duration = Duration::from_secs(90);
@@ -23,51 +22,8 @@ const SITE: &[(&str, SaltVersion, &[&str])] = &[
     ("app1", SaltVersion::V3008, &["app"]),
 ];
 
-fn salt(master: &Master, args: &[&str]) -> Output {
-    std::process::Command::new(workspace_bin("salt"))
-        .arg("-c")
-        .arg(master.config_dir())
-        .args(args)
-        .output()
-        .expect("run halite's salt")
-}
-
-fn salt_run(master: &Master, args: &[&str]) -> Output {
-    std::process::Command::new(workspace_bin("salt-run"))
-        .arg("-c")
-        .arg(master.config_dir())
-        .args(args)
-        .output()
-        .expect("run halite's salt-run")
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(out)))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The per-minion JSON documents `--out json` prints one after another, merged.
-fn json_returns(out: &Output) -> BTreeMap<String, serde_json::Value> {
-    let mut all = BTreeMap::new();
-    let stdout = text(&out.stdout);
-    for doc in serde_json::Deserializer::from_str(&stdout).into_iter::<serde_json::Value>() {
-        let doc = doc.unwrap_or_else(|e| panic!("not JSON documents ({e}):\n{stdout}"));
-        for (id, ret) in doc.as_object().expect("one object per minion") {
-            all.insert(id.clone(), ret.clone());
-        }
-    }
-    all
-}
-
 fn ids(returns: &BTreeMap<String, serde_json::Value>) -> Vec<&str> {
     returns.keys().map(String::as_str).collect()
-}
-
-fn describe(out: &Output) -> String {
-    format!("exit {:?}\n--- stdout\n{}--- stderr\n{}", out.status.code(), text(&out.stdout), text(&out.stderr))
 }
 
 #[test]

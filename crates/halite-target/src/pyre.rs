@@ -50,17 +50,27 @@ pub struct RegexError {
 impl PyRegex {
     /// Compiles `pattern` with Python's syntax.
     pub fn new(pattern: &str) -> Result<PyRegex, RegexError> {
+        PyRegex::build(pattern, true)
+    }
+
+    /// For `re.search`: the pattern may match anywhere in the text.
+    pub fn new_search(pattern: &str) -> Result<PyRegex, RegexError> {
+        PyRegex::build(pattern, false)
+    }
+
+    fn build(pattern: &str, anchored: bool) -> Result<PyRegex, RegexError> {
         let error = |reason: String| RegexError { pattern: pattern.to_owned(), reason };
         let translated = translate(pattern).map_err(error)?;
-        let anchored = fancy_regex::RegexBuilder::new(&format!(r"\A(?:{translated})"))
+        let wrapped = if anchored { format!(r"\A(?:{translated})") } else { format!("(?:{translated})") };
+        let anchored = fancy_regex::RegexBuilder::new(&wrapped)
             .backtrack_limit(BACKTRACK_LIMIT)
             .build()
             .map_err(|e| error(e.to_string()))?;
         Ok(PyRegex { pattern: pattern.to_owned(), anchored })
     }
 
-    /// `re.match(pattern, text)` is not None. A match that exceeds the backtracking limit is
-    /// no match.
+    /// `re.match(pattern, text)` (or `re.search` when built with [`PyRegex::new_search`]) is
+    /// not None. A match that exceeds the backtracking limit is no match.
     pub fn is_match(&self, text: &str) -> bool {
         self.anchored.is_match(text).unwrap_or(false)
     }
@@ -214,6 +224,13 @@ mod tests {
         assert!(m(r"[]a]", "]"));
         assert!(m(r"x(?=y)", "xy"));
         assert!(!m(r"x(?!y)", "xy"));
+    }
+
+    #[test]
+    fn search_matches_anywhere() {
+        let re = PyRegex::new_search(r"\.swp$").unwrap();
+        assert!(re.is_match("dir/file.swp"));
+        assert!(!re.is_match("file.swpx"));
     }
 
     #[test]

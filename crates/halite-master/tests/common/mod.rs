@@ -4,9 +4,10 @@
 #![allow(dead_code)]
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use halite_proto::crypticle::Crypticle;
@@ -394,4 +395,47 @@ impl FakeMinion {
         let session = self.session.borrow().clone().ok_or("no session")?;
         session.loads_with_nonce(blob, &n).map_err(|e| e.to_string())
     }
+}
+
+/// Runs halite's CLI `name` (`salt`, `salt-run`, `salt-key`) against `master`.
+pub fn cli(master: &Master, name: &str, args: &[&str]) -> Output {
+    Command::new(workspace_bin(name))
+        .arg("-c")
+        .arg(master.config_dir())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run halite's {name}: {e}"))
+}
+
+pub fn salt(master: &Master, args: &[&str]) -> Output {
+    cli(master, "salt", args)
+}
+
+pub fn salt_run(master: &Master, args: &[&str]) -> Output {
+    cli(master, "salt-run", args)
+}
+
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(out)))
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The per-minion JSON documents `--out json` prints one after another, merged.
+pub fn json_returns(out: &Output) -> BTreeMap<String, serde_json::Value> {
+    let mut all = BTreeMap::new();
+    let stdout = text(&out.stdout);
+    for doc in serde_json::Deserializer::from_str(&stdout).into_iter::<serde_json::Value>() {
+        let doc = doc.unwrap_or_else(|e| panic!("not JSON documents ({e}):\n{stdout}"));
+        for (id, ret) in doc.as_object().expect("one object per minion") {
+            all.insert(id.clone(), ret.clone());
+        }
+    }
+    all
+}
+
+pub fn describe(out: &Output) -> String {
+    format!("exit {:?}\n--- stdout\n{}--- stderr\n{}", out.status.code(), text(&out.stdout), text(&out.stderr))
 }
