@@ -78,6 +78,95 @@ impl PyRegex {
     pub fn as_str(&self) -> &str {
         &self.pattern
     }
+
+    /// `m.groups()` of the first match: each group's text, `None` for a group that did not
+    /// take part; `None` when nothing matches.
+    pub fn groups(&self, text: &str) -> Option<Vec<Option<String>>> {
+        let caps = self.anchored.captures(text).ok()??;
+        Some((1..caps.len()).map(|i| caps.get(i).map(|m| m.as_str().to_owned())).collect())
+    }
+
+    /// `re.sub(pattern, repl, text)`: every match replaced, `repl` in Python's syntax
+    /// (`\1`, `\g<1>`, `\g<name>`, `\n`, `\\`).
+    pub fn replace_all(&self, text: &str, repl: &str) -> String {
+        let mut out = String::new();
+        let mut last = 0;
+        let mut at = 0;
+        while at <= text.len() {
+            let Ok(Some(caps)) = self.anchored.captures_from_pos(text, at) else { break };
+            let Some(whole) = caps.get(0) else { break };
+            out.push_str(&text[last..whole.start()]);
+            let group = |name: &str| {
+                let m = match name.parse::<usize>() {
+                    Ok(n) => caps.get(n),
+                    Err(_) => caps.name(name),
+                };
+                m.map(|m| m.as_str())
+            };
+            expand_python_replacement(repl, group, &mut out);
+            last = whole.end();
+            at = if whole.end() == whole.start() {
+                // An empty match: step over one character, as Python does.
+                match text[whole.end()..].chars().next() {
+                    Some(c) => {
+                        out.push(c);
+                        last = whole.end() + c.len_utf8();
+                        last
+                    }
+                    None => break,
+                }
+            } else {
+                whole.end()
+            };
+        }
+        out.push_str(&text[last.min(text.len())..]);
+        out
+    }
+}
+
+/// Expands a Python replacement; `group` finds a group by number or name.
+fn expand_python_replacement<'t>(repl: &str, group: impl Fn(&str) -> Option<&'t str>, out: &mut String) {
+    let chars: Vec<char> = repl.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] != '\\' || i + 1 == chars.len() {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let next = chars[i + 1];
+        if next.is_ascii_digit() {
+            let mut j = i + 1;
+            while j < chars.len() && j < i + 3 && chars[j].is_ascii_digit() {
+                j += 1;
+            }
+            let n: usize = chars[i + 1..j].iter().collect::<String>().parse().unwrap_or(0);
+            out.push_str(group(&n.to_string()).unwrap_or(""));
+            i = j;
+        } else if next == 'g' && chars.get(i + 2) == Some(&'<') {
+            let close = chars[i + 3..].iter().position(|c| *c == '>').map(|p| i + 3 + p);
+            let Some(close) = close else {
+                out.push_str("\\g");
+                i += 2;
+                continue;
+            };
+            let name: String = chars[i + 3..close].iter().collect();
+            out.push_str(group(&name).unwrap_or(""));
+            i = close + 1;
+        } else {
+            match next {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'r' => out.push('\r'),
+                '\\' => out.push('\\'),
+                other => {
+                    out.push('\\');
+                    out.push(other);
+                }
+            }
+            i += 2;
+        }
+    }
 }
 
 /// Letters Python's `re` accepts after a backslash; any other ASCII letter is an error there
@@ -196,6 +285,17 @@ fn has_inline_flag(pattern: &str, flag: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_and_sub_like_python() {
+        let re = PyRegex::new_search(r"(\w+)@(\w+)?").unwrap();
+        assert_eq!(re.groups("mail: root@"), Some(vec![Some("root".into()), None]));
+        assert_eq!(PyRegex::new(r"\d").unwrap().groups("a1"), None);
+        let sub = PyRegex::new_search(r"(\d+)").unwrap();
+        assert_eq!(sub.replace_all("a1b22", r"<\1>"), "a<1>b<22>");
+        assert_eq!(sub.replace_all("a1", r"\g<1>$"), "a1$");
+        assert_eq!(PyRegex::new_search("x*").unwrap().replace_all("ab", "-"), "-a-b-");
+    }
 
     fn m(pattern: &str, text: &str) -> bool {
         PyRegex::new(pattern).unwrap_or_else(|e| panic!("{e}")).is_match(text)

@@ -12,13 +12,16 @@ use crate::py::{self, PyKey};
 use crate::scalar::{construct_bool, construct_float, construct_int, Tag};
 use crate::{YamlError, MAX_ALIAS_EXPANSION, MAX_DEPTH};
 
-pub(crate) fn construct_document(doc: &Document, root: NodeId) -> Result<Value, YamlError> {
-    let mut constructor = Constructor { doc, budget: doc.nodes.len().saturating_add(MAX_ALIAS_EXPANSION) };
+/// `sls`: the loader of Salt's `yaml` renderer (`dictclass=OrderedDict`), where `!!omap` is
+/// constructed as a mapping; otherwise `safe_load`'s, where it is a list of pairs.
+pub(crate) fn construct_document(doc: &Document, root: NodeId, sls: bool) -> Result<Value, YamlError> {
+    let mut constructor = Constructor { doc, sls, budget: doc.nodes.len().saturating_add(MAX_ALIAS_EXPANSION) };
     constructor.construct(root, 0)
 }
 
 struct Constructor<'d> {
     doc: &'d Document,
+    sls: bool,
     /// Values still allowed to be built; aliases are copied, so this bounds their expansion.
     budget: usize,
 }
@@ -64,6 +67,7 @@ impl<'d> Constructor<'d> {
                 let members = self.mapping(id, depth)?;
                 Ok(Value::Map(members.into_iter().map(|(k, _)| (k, Value::Nil)).collect()))
             }
+            Tag::Omap if self.sls => Ok(Value::Map(self.mapping(id, depth)?)),
             Tag::Omap | Tag::Pairs => self.pairs(node, depth),
             Tag::Merge | Tag::Value | Tag::Other(_) => Err(node
                 .mark

@@ -1,4 +1,5 @@
-//! YAML text to [`rmpv::Value`] exactly as Salt reads it.
+//! YAML text to [`rmpv::Value`] exactly as Salt reads it (and, in [`dump`], values back to
+//! JSON and YAML text exactly as Salt writes them).
 //!
 //! Salt loads every YAML file (master config, SLS, pillar) through
 //! `salt.utils.yaml.safe_load`, i.e. `SaltYamlSafeLoader`: PyYAML's `SafeLoader` on top of
@@ -80,6 +81,7 @@ mod arg;
 mod block_eof;
 mod compose;
 mod construct;
+pub mod dump;
 pub mod py;
 mod scalar;
 
@@ -132,13 +134,24 @@ impl Mark {
 /// An empty stream (nothing, or only comments) and an empty document are `Value::Nil`;
 /// a stream holding more than one document is an error, as in `yaml.load`.
 pub fn load(text: &str) -> Result<Value, YamlError> {
+    load_with(text, false)
+}
+
+/// Reads one YAML document the way Salt's `yaml` renderer reads an SLS file (state, pillar
+/// or top file): as [`load`], except that its loader builds mappings as `OrderedDict`, which
+/// makes `!!omap` a mapping — and a `!!omap` sequence an error.
+pub fn load_sls(text: &str) -> Result<Value, YamlError> {
+    load_with(text, true)
+}
+
+fn load_with(text: &str, sls: bool) -> Result<Value, YamlError> {
     // libyaml drops a leading byte-order mark; yaml-rust2 would read it as part of the
     // first scalar.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let doc = compose_tolerating_tabs(text)?;
     match doc.root {
         None => Ok(Value::Nil),
-        Some(root) => construct::construct_document(&doc, root),
+        Some(root) => construct::construct_document(&doc, root, sls),
     }
 }
 

@@ -191,3 +191,27 @@ fn float_key(f: f64) -> Option<PyKey> {
     }
     Some(PyKey::Float(f.to_bits()))
 }
+
+/// Python's `sorted()` of dict keys: text keys in code point order; keys of mixed types
+/// cannot be sorted in Python, so callers fall back as each of Salt's does.
+pub fn sorted_keys(pairs: &[(Value, Value)]) -> Option<Vec<&(Value, Value)>> {
+    let mut sorted: Vec<&(Value, Value)> = pairs.iter().collect();
+    let all_text = sorted.iter().all(|(k, _)| matches!(k, Value::String(_)));
+    let all_numbers =
+        sorted.iter().all(|(k, _)| matches!(k, Value::Integer(_) | Value::F64(_) | Value::F32(_) | Value::Boolean(_)));
+    if all_text {
+        sorted.sort_by(|a, b| a.0.as_str().unwrap_or("").cmp(b.0.as_str().unwrap_or("")));
+    } else if all_numbers {
+        let num = |v: &Value| match v {
+            Value::Integer(i) => i.as_f64().unwrap_or(0.0),
+            Value::F64(f) => *f,
+            Value::F32(f) => f64::from(*f),
+            Value::Boolean(b) => f64::from(u8::from(*b)),
+            _ => 0.0,
+        };
+        sorted.sort_by(|a, b| num(&a.0).total_cmp(&num(&b.0)));
+    } else {
+        return None;
+    }
+    Some(sorted)
+}

@@ -6,11 +6,9 @@
 //! `display_output`: the outputter's text, trailing whitespace stripped, one newline.
 
 mod highstate;
-mod json;
 mod key;
 mod nested;
 mod text;
-mod yaml;
 
 pub use halite_yaml::Value;
 pub use highstate::{StateOptions, StateOutput};
@@ -99,8 +97,8 @@ pub fn render(data: &Value, outputter: Outputter, style: Style) -> String {
 pub fn format(data: &Value, outputter: Outputter, style: Style) -> String {
     match outputter {
         Outputter::Key => key::output(data, style.color),
-        Outputter::Json => json::output(data, style.indent),
-        Outputter::Yaml => yaml::output(data, style.indent),
+        Outputter::Json => json_output(data, style.indent),
+        Outputter::Yaml => halite_yaml::dump::yaml(data, false),
         Outputter::Nested => nested::output(data, style),
         Outputter::Txt => text::txt(data),
         Outputter::Raw => halite_yaml::py::text(data),
@@ -108,6 +106,17 @@ pub fn format(data: &Value, outputter: Outputter, style: Style) -> String {
         Outputter::Quiet => String::new(),
         Outputter::Highstate => highstate::output(data, style),
     }
+}
+
+/// Salt's `json` outputter: `json.dumps(data, default=repr, indent=4, ensure_ascii=False)`;
+/// `indent` is `--out-indent`: unset is 4, a negative number is one line.
+fn json_output(data: &Value, indent: Option<i64>) -> String {
+    let indent = match indent {
+        None => Some(4),
+        Some(n) if n < 0 => None,
+        Some(n) => Some(n as usize),
+    };
+    halite_yaml::dump::json(data, &halite_yaml::dump::JsonStyle { indent, sort_keys: false, ensure_ascii: false })
 }
 
 /// Salt's terminal colours (`salt.utils.color.get_colors`): each code starts with a reset.
@@ -123,30 +132,6 @@ pub(crate) mod color {
     pub const LIGHT_MAGENTA: &str = "\x1b[0;1;35m";
     pub const CYAN: &str = "\x1b[0;36m";
     pub const ENDC: &str = "\x1b[0;0m";
-}
-
-/// Python's `sorted()` of dict keys: text keys in code point order; keys of mixed types
-/// cannot be sorted in Python, so the outputters fall back as each one does.
-pub(crate) fn sorted_keys(pairs: &[(Value, Value)]) -> Option<Vec<&(Value, Value)>> {
-    let mut sorted: Vec<&(Value, Value)> = pairs.iter().collect();
-    let all_text = sorted.iter().all(|(k, _)| matches!(k, Value::String(_)));
-    let all_numbers =
-        sorted.iter().all(|(k, _)| matches!(k, Value::Integer(_) | Value::F64(_) | Value::F32(_) | Value::Boolean(_)));
-    if all_text {
-        sorted.sort_by(|a, b| a.0.as_str().unwrap_or("").cmp(b.0.as_str().unwrap_or("")));
-    } else if all_numbers {
-        let num = |v: &Value| match v {
-            Value::Integer(i) => i.as_f64().unwrap_or(0.0),
-            Value::F64(f) => *f,
-            Value::F32(f) => f64::from(*f),
-            Value::Boolean(b) => f64::from(u8::from(*b)),
-            _ => 0.0,
-        };
-        sorted.sort_by(|a, b| num(&a.0).total_cmp(&num(&b.0)));
-    } else {
-        return None;
-    }
-    Some(sorted)
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 
 use halite_yaml::{py, Value};
 
-use super::{color, sorted_keys, Style};
+use halite_yaml::py::sorted_keys;
+
+use super::{color, Style};
 
 struct Painter {
     on: bool,

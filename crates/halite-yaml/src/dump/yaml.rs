@@ -1,31 +1,137 @@
-//! Salt's `yaml` outputter: PyYAML's `safe_dump(default_flow_style=False)` through Salt's
-//! `SafeOrderedDumper` (keys sorted, block style, unicode kept).
+//! PyYAML's `safe_dump` as Salt calls it (`salt.utils.yaml.safe_dump`: `SafeOrderedDumper`,
+//! `allow_unicode=True`, keys sorted): block style for the `yaml` outputter, flow style for
+//! the `yaml` Jinja filter, both folding long lines at 80 columns as PyYAML's emitter does.
 
 use std::fmt::Write as _;
 
-use halite_yaml::{py, Value};
+use crate::{py, Value};
 
-pub(super) fn output(data: &Value, _indent: Option<i64>) -> String {
+/// The document `safe_dump(data, default_flow_style=flow)` writes.
+pub fn yaml(data: &Value, flow: bool) -> String {
     let mut out = String::new();
     match data {
-        Value::Map(pairs) if !pairs.is_empty() => map(pairs, 0, &mut out),
-        Value::Array(items) if !items.is_empty() => list(items, 0, &mut out),
-        other => {
-            // A plain scalar at the root is "open ended": PyYAML closes the document.
-            let text = inline(other, 0, 0, true);
-            let open_ended = !text.starts_with(['\'', '"', '[', '{']);
-            out.push_str(&text);
+        Value::Map(pairs) if !pairs.is_empty() && !flow => map(pairs, 0, &mut out),
+        Value::Array(items) if !items.is_empty() && !flow => list(items, 0, &mut out),
+        Value::Map(_) | Value::Array(_) if flow => {
+            let mut w = Writer { out: String::new(), column: 0, indent: 0, split: true };
+            flow_node(data, 0, true, &mut w);
+            out.push_str(&w.out);
             out.push('\n');
-            if open_ended {
-                out.push_str("...\n");
-            }
+        }
+        other => {
+            // libyaml's emitter (Salt dumps with `CSafeDumper`) does not close a document
+            // holding a plain scalar with `...`, as PyYAML's own emitter would.
+            out.push_str(&inline(other, 0, 2, true));
+            out.push('\n');
         }
     }
     out
 }
 
+/// A string in PyYAML's double-quoted style on one line (Salt's `yaml_dquote` filter, which
+/// writes with an unbounded width).
+pub fn double_quoted(text: &str) -> String {
+    let mut w = Writer { out: String::new(), column: 0, indent: 0, split: false };
+    w.double_quoted(text);
+    w.out
+}
+
+/// A string in PyYAML's single-quoted style on one line (Salt's `yaml_squote` filter).
+pub fn single_quoted(text: &str) -> String {
+    let mut w = Writer { out: String::new(), column: 0, indent: 0, split: false };
+    w.single_quoted(text);
+    w.out
+}
+
+/// Flow style: `{a: 1, b: [x, y]}`. Before each item PyYAML breaks the line (indenting by
+/// two per nesting level) once the column is past 80; plain scalars may also fold at spaces.
+fn flow_node(v: &Value, depth: usize, first: bool, w: &mut Writer) {
+    let lead = |w: &mut Writer| {
+        if !first {
+            w.write(" ");
+        }
+    };
+    match v {
+        Value::Array(items) if !items.is_empty() => {
+            lead(w);
+            w.write("[");
+            w.indent = (depth + 1) * 2;
+            for (i, item) in items.iter().enumerate() {
+                let fresh = flow_separator(i, w);
+                flow_node(item, depth + 1, fresh, w);
+            }
+            w.write("]");
+            w.indent = depth * 2;
+        }
+        Value::Map(pairs) if !pairs.is_empty() => {
+            lead(w);
+            w.write("{");
+            w.indent = (depth + 1) * 2;
+            let sorted = py::sorted_keys(pairs).unwrap_or_else(|| pairs.iter().collect());
+            for (i, (k, val)) in sorted.into_iter().enumerate() {
+                let fresh = flow_separator(i, w);
+                if !fresh {
+                    w.write(" ");
+                }
+                // Keys are simple keys: never folded; a key PyYAML would not write as a
+                // simple key (a collection) is not something Salt data has.
+                w.split = false;
+                flow_scalar(k, w);
+                w.split = true;
+                w.write(":");
+                flow_node(val, depth + 1, false, w);
+            }
+            w.write("}");
+            w.indent = depth * 2;
+        }
+        scalar => {
+            lead(w);
+            // A scalar node is written one indentation step deeper than its collection.
+            let collection_indent = w.indent;
+            w.indent += 2;
+            flow_scalar(scalar, w);
+            w.indent = collection_indent;
+        }
+    }
+}
+
+/// Writes the `,` before item `i` and breaks the line when past 80 columns; returns whether
+/// the item starts a fresh line (or follows the opening bracket), so needs no space.
+fn flow_separator(i: usize, w: &mut Writer) -> bool {
+    if i > 0 {
+        w.write(",");
+    }
+    if w.column > BEST_WIDTH {
+        w.write_indent();
+        return true;
+    }
+    i == 0
+}
+
+/// A scalar (or empty collection) in flow context, where `,[]{}` and friends forbid the
+/// plain style.
+fn flow_scalar(v: &Value, w: &mut Writer) {
+    match v {
+        Value::String(s) => {
+            let s = String::from_utf8_lossy(s.as_bytes());
+            let a = analyze(&s);
+            if resolves_to_str(&s) && a.allow_flow_plain && !s.is_empty() {
+                w.plain(&s);
+            } else if a.allow_single_quoted {
+                w.single_quoted(&s);
+            } else {
+                w.double_quoted(&s);
+            }
+        }
+        other => {
+            let text = inline(other, w.column, w.indent, w.split);
+            w.write(&text);
+        }
+    }
+}
+
 fn map(pairs: &[(Value, Value)], indent: usize, out: &mut String) {
-    let sorted = super::sorted_keys(pairs).unwrap_or_else(|| pairs.iter().collect());
+    let sorted = py::sorted_keys(pairs).unwrap_or_else(|| pairs.iter().collect());
     for (k, v) in sorted {
         // Keys are simple keys: PyYAML never folds them.
         let key = inline(k, indent, indent + 2, false);
@@ -118,20 +224,22 @@ fn scalar(s: &str, column: usize, indent: usize, split: bool) -> String {
 
 struct Analysis {
     allow_block_plain: bool,
+    allow_flow_plain: bool,
     allow_single_quoted: bool,
 }
 
 const BREAKS: &[char] = &['\n', '\u{85}', '\u{2028}', '\u{2029}'];
 const SPACE_OR_BREAK: &[char] = &['\0', ' ', '\t', '\r', '\n', '\u{85}', '\u{2028}', '\u{2029}'];
 
-/// PyYAML's `analyze_scalar` (with `allow_unicode`, as Salt dumps), reduced to the two
-/// answers block style needs.
+/// PyYAML's `analyze_scalar` (with `allow_unicode`, as Salt dumps), reduced to the answers
+/// the style choice needs.
 fn analyze(s: &str) -> Analysis {
     if s.is_empty() {
-        return Analysis { allow_block_plain: true, allow_single_quoted: true };
+        return Analysis { allow_block_plain: true, allow_flow_plain: false, allow_single_quoted: true };
     }
     let chars: Vec<char> = s.chars().collect();
     let mut block_indicators = s.starts_with("---") || s.starts_with("...");
+    let mut flow_indicators = block_indicators;
     let (mut line_breaks, mut special) = (false, false);
     let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) = (false, false, false, false);
     let (mut break_space, mut space_break) = (false, false);
@@ -140,14 +248,26 @@ fn analyze(s: &str) -> Analysis {
     for (i, &ch) in chars.iter().enumerate() {
         let followed_by_ws = i + 1 >= chars.len() || SPACE_OR_BREAK.contains(&chars[i + 1]);
         if i == 0 {
-            if "#,[]{}&*!|>'\"%@`".contains(ch)
-                || (ch == '-' && followed_by_ws)
-                || ("?:".contains(ch) && followed_by_ws)
-            {
+            if "#,[]{}&*!|>'\"%@`".contains(ch) || (ch == '-' && followed_by_ws) {
+                block_indicators = true;
+                flow_indicators = true;
+            }
+            if "?:".contains(ch) {
+                flow_indicators = true;
+                block_indicators |= followed_by_ws;
+            }
+        } else {
+            if ",?[]{}".contains(ch) {
+                flow_indicators = true;
+            }
+            if ch == ':' {
+                flow_indicators = true;
+                block_indicators |= followed_by_ws;
+            }
+            if ch == '#' && preceded_by_ws {
+                flow_indicators = true;
                 block_indicators = true;
             }
-        } else if (ch == ':' && followed_by_ws) || (ch == '#' && preceded_by_ws) {
-            block_indicators = true;
         }
         if BREAKS.contains(&ch) {
             line_breaks = true;
@@ -180,28 +300,29 @@ fn analyze(s: &str) -> Analysis {
         preceded_by_ws = SPACE_OR_BREAK.contains(&ch);
     }
     let mut allow_block_plain = !(leading_space || leading_break || trailing_space || trailing_break);
+    let mut allow_flow_plain = allow_block_plain;
     let mut allow_single_quoted = true;
-    if break_space {
+    if break_space || space_break || special {
         allow_block_plain = false;
+        allow_flow_plain = false;
         allow_single_quoted = false;
     }
-    if space_break || special {
-        allow_block_plain = false;
-        allow_single_quoted = false;
-    }
-    if line_breaks || block_indicators {
+    if line_breaks {
+        allow_flow_plain = false;
         allow_block_plain = false;
     }
-    Analysis { allow_block_plain, allow_single_quoted }
+    allow_flow_plain &= !flow_indicators;
+    allow_block_plain &= !block_indicators;
+    Analysis { allow_block_plain, allow_flow_plain, allow_single_quoted }
 }
 
 /// Whether PyYAML's implicit resolvers (YAML 1.1) read the plain text back as a string;
 /// otherwise it must be quoted. Timestamps, `<<` and `=` count as not strings here, though
 /// Salt's loader keeps timestamps as text.
 fn resolves_to_str(s: &str) -> bool {
-    use halite_target::pyre::PyRegex;
+    use regex::Regex;
     use std::sync::OnceLock;
-    static RESOLVERS: OnceLock<Vec<(&'static str, PyRegex)>> = OnceLock::new();
+    static RESOLVERS: OnceLock<Vec<(&'static str, Regex)>> = OnceLock::new();
     let resolvers = RESOLVERS.get_or_init(|| {
         [
             ("yYnNtTfFoO", r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$"),
@@ -222,7 +343,7 @@ fn resolves_to_str(s: &str) -> bool {
             ("=", r"^(?:=)$"),
         ]
         .into_iter()
-        .filter_map(|(first, re)| PyRegex::new(re).ok().map(|r| (first, r)))
+        .filter_map(|(first, re)| Regex::new(re).ok().map(|r| (first, r)))
         .collect()
     });
     let Some(first) = s.chars().next() else { return false };
@@ -401,13 +522,10 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{render, tests::sample, Outputter, Style};
-
-    use super::output;
-    use halite_yaml::Value;
+    use super::*;
 
     fn one(v: Value) -> String {
-        output(&Value::Map(vec![(Value::from("m"), v)]), None)
+        yaml(&Value::Map(vec![(Value::from("m"), v)]), false)
     }
 
     // Expected texts: Salt 3007.8's `salt.utils.yaml.safe_dump(..., default_flow_style=False)`.
@@ -441,13 +559,39 @@ mod tests {
             "m:\n- - 1\n  - 2\n- a: 1\n"
         );
         assert_eq!(one(Value::Array(vec![Value::Array(vec![])])), "m:\n- []\n");
+        assert_eq!(
+            yaml(&s(&"word ".repeat(30)), false),
+            "'word word word word word word word word word word word word word word word word word\n  word word word word word word word word word word word word word '\n"
+        );
     }
 
+    // Expected texts: Salt 3007.8's `safe_dump(..., default_flow_style=True)`, the `yaml` filter.
     #[test]
-    fn block_style_sorted() {
+    fn flow_style_like_pyyaml() {
+        let v = crate::load("b: [1, 'x y', 'a,b', '', null, true]\na: {c: 'd: e', f: []}\n").unwrap();
+        assert_eq!(yaml(&v, true), "{a: {c: 'd: e', f: []}, b: [1, x y, 'a,b', '', null, true]}\n");
+        let long = Value::Array((0..30).map(|i| Value::from(format!("item{i}"))).collect());
         assert_eq!(
-            render(&sample(), Outputter::Yaml, Style::default()),
-            "minions:\n- db1-masterdb\n- salt\nminions_denied:\n- mail\nminions_pre:\n- app1\n- db2\n- Web1\nminions_rejected:\n- bots\n"
+            yaml(&long, true),
+            "[item0, item1, item2, item3, item4, item5, item6, item7, item8, item9, item10, item11,\n  \
+             item12, item13, item14, item15, item16, item17, item18, item19, item20, item21,\n  \
+             item22, item23, item24, item25, item26, item27, item28, item29]\n"
+        );
+        assert_eq!(yaml(&Value::from("plain"), true), "plain\n");
+        let values = crate::load(
+            "{k0: value number 0, k1: value number 1, k2: value number 2, k3: value number 3, k4: value number 4, k5: value number 5}",
+        )
+        .unwrap();
+        assert_eq!(
+            yaml(&values, true),
+            "{k0: value number 0, k1: value number 1, k2: value number 2, k3: value number 3, k4: value\n    number 4, k5: value number 5}\n"
+        );
+        let nested =
+            crate::load(&format!("{{a: [{}, {{deep: [{}, {}]}}]}}", "x".repeat(50), "y".repeat(40), "z".repeat(40)))
+                .unwrap();
+        assert_eq!(
+            yaml(&nested, true),
+            format!("{{a: [{}, {{deep: [{},\n        {}]}}]}}\n", "x".repeat(50), "y".repeat(40), "z".repeat(40))
         );
     }
 }

@@ -1,22 +1,28 @@
-//! Salt's `json` outputter: `json.dumps(data, default=repr, indent=4, ensure_ascii=False)`.
+//! Python's `json.dumps` (`indent`, `sort_keys`, `ensure_ascii`; `default=repr`).
 
 use std::fmt::Write as _;
 
-use halite_yaml::{py, Value};
+use crate::{py, Value};
 
-/// `indent`: Salt's `--out-indent`; `None` (unset) is 4, a negative number is one line.
-pub(super) fn output(data: &Value, indent: Option<i64>) -> String {
-    let indent = match indent {
-        None => Some(4),
-        Some(n) if n < 0 => None,
-        Some(n) => Some(n as usize),
-    };
+/// The `json.dumps` options Salt varies.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonStyle {
+    /// `None`: one line with `", "` and `": "` separators; `Some(n)`: n spaces per level.
+    pub indent: Option<usize>,
+    pub sort_keys: bool,
+    /// Non-ASCII characters as `\uXXXX` escapes (Python's default).
+    pub ensure_ascii: bool,
+}
+
+/// `json.dumps(data, ...)`; mappings whose keys Python could not sort stay in their order.
+pub fn json(data: &Value, style: &JsonStyle) -> String {
     let mut out = String::new();
-    dump(data, indent, 0, &mut out);
+    dump(data, style, 0, &mut out);
     out
 }
 
-fn dump(v: &Value, indent: Option<usize>, depth: usize, out: &mut String) {
+fn dump(v: &Value, style: &JsonStyle, depth: usize, out: &mut String) {
+    let indent = style.indent;
     match v {
         Value::Nil => out.push_str("null"),
         Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -25,27 +31,29 @@ fn dump(v: &Value, indent: Option<usize>, depth: usize, out: &mut String) {
         }
         Value::F32(f) => float(f64::from(*f), out),
         Value::F64(f) => float(*f, out),
-        Value::String(s) => string(&String::from_utf8_lossy(s.as_bytes()), out),
+        Value::String(s) => string(&String::from_utf8_lossy(s.as_bytes()), style.ensure_ascii, out),
         // `default=repr`: bytes are written as the text of their repr.
-        Value::Binary(_) | Value::Ext(..) => string(&py::repr(v), out),
+        Value::Binary(_) | Value::Ext(..) => string(&py::repr(v), style.ensure_ascii, out),
         Value::Array(items) if items.is_empty() => out.push_str("[]"),
         Value::Map(pairs) if pairs.is_empty() => out.push_str("{}"),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 separator(i, indent, depth + 1, out);
-                dump(item, indent, depth + 1, out);
+                dump(item, style, depth + 1, out);
             }
             close(indent, depth, out);
             out.push(']');
         }
         Value::Map(pairs) => {
             out.push('{');
-            for (i, (k, val)) in pairs.iter().enumerate() {
+            let sorted = if style.sort_keys { py::sorted_keys(pairs) } else { None };
+            let ordered = sorted.unwrap_or_else(|| pairs.iter().collect());
+            for (i, (k, val)) in ordered.into_iter().enumerate() {
                 separator(i, indent, depth + 1, out);
-                key(k, out);
+                key(k, style, out);
                 out.push_str(": ");
-                dump(val, indent, depth + 1, out);
+                dump(val, style, depth + 1, out);
             }
             close(indent, depth, out);
             out.push('}');
@@ -75,15 +83,16 @@ fn close(indent: Option<usize>, depth: usize, out: &mut String) {
 }
 
 /// JSON object keys: Python converts numbers, booleans and None to their JSON text.
-fn key(k: &Value, out: &mut String) {
+fn key(k: &Value, style: &JsonStyle, out: &mut String) {
+    let one_line = JsonStyle { indent: None, ..*style };
     match k {
-        Value::String(_) => dump(k, None, 0, out),
+        Value::String(_) => dump(k, &one_line, 0, out),
         Value::Nil => out.push_str("\"null\""),
         Value::Boolean(b) => out.push_str(if *b { "\"true\"" } else { "\"false\"" }),
         other => {
             let mut text = String::new();
-            dump(other, None, 0, &mut text);
-            string(text.trim_matches('"'), out);
+            dump(other, &one_line, 0, &mut text);
+            string(text.trim_matches('"'), style.ensure_ascii, out);
         }
     }
 }
@@ -98,7 +107,7 @@ fn float(f: f64, out: &mut String) {
     }
 }
 
-fn string(s: &str, out: &mut String) {
+fn string(s: &str, ensure_ascii: bool, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -109,8 +118,12 @@ fn string(s: &str, out: &mut String) {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+            c if (c as u32) < 0x20 || (ensure_ascii && (c as u32) > 0x7e) => {
+                // Beyond the BMP, Python writes the UTF-16 surrogate pair.
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
             }
             c => out.push(c),
         }
@@ -129,11 +142,15 @@ mod tests {
             (Value::from("é"), Value::Map(vec![])),
             (Value::from(3), Value::Boolean(true)),
         ]);
+        let indented = JsonStyle { indent: Some(4), ..JsonStyle::default() };
         assert_eq!(
-            output(&v, None),
+            json(&v, &indented),
             "{\n    \"a\": [\n        1,\n        2.0,\n        null\n    ],\n    \"é\": {},\n    \"3\": true\n}"
         );
-        assert_eq!(output(&v, Some(-1)), "{\"a\": [1, 2.0, null], \"é\": {}, \"3\": true}");
-        assert_eq!(output(&Value::from("x\u{1}"), None), "\"x\\u0001\"");
+        assert_eq!(json(&v, &JsonStyle::default()), "{\"a\": [1, 2.0, null], \"é\": {}, \"3\": true}");
+        assert_eq!(json(&Value::from("x\u{1}"), &indented), "\"x\\u0001\"");
+        let salt_filter = JsonStyle { indent: None, sort_keys: true, ensure_ascii: true };
+        let m = Value::Map(vec![(Value::from("b"), Value::from("é😀")), (Value::from("a"), Value::from(1))]);
+        assert_eq!(json(&m, &salt_filter), "{\"a\": 1, \"b\": \"\\u00e9\\ud83d\\ude00\"}");
     }
 }
