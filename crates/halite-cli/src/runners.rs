@@ -1,6 +1,7 @@
 //! Salt's runner functions that halite's `salt-run` has: `jobs.*` over the master's job
-//! cache and `manage.*` through jobs of their own, each returning what Salt's returns (and
-//! the outputter it asks for).
+//! cache, `manage.*` through jobs of their own, and `pillar.show_pillar`/`pillar.show_top`
+//! compiled by the master from its minion data cache, each returning what Salt's returns
+//! (and the outputter it asks for).
 //!
 //! As in Salt, runners run in the `salt-run` process and use the master through its client
 //! interfaces: here the local channel's job-cache reads and publishes.
@@ -8,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use halite_config::MasterConfig;
-use halite_ipc::{JobQuery, Request};
+use halite_ipc::{JobQuery, PillarQuery, Request};
 use halite_yaml::{py, Value};
 
 use crate::client::{Client, ClientError, Identity};
@@ -57,11 +58,16 @@ pub const FUNCTIONS: &[&str] = &[
     "manage.present",
     "manage.status",
     "manage.up",
+    "pillar.show_pillar",
+    "pillar.show_top",
 ];
 
 /// Calls runner `fun` with Salt's parsed arguments (`parse_input`: positionals, then a
 /// `__kwarg__` dict).
 pub fn call(ctx: &mut Context<'_>, fun: &str, args: &[Value]) -> Result<RunnerOutput, RunnerError> {
+    if fun == "pillar.show_pillar" {
+        return show_pillar(ctx, args);
+    }
     let params: &[&str] = match fun {
         "jobs.lookup_jid" => &["jid", "ext_source", "returned", "missing", "display_progress"],
         "jobs.list_job" => &["jid", "ext_source", "display_progress"],
@@ -80,6 +86,7 @@ pub fn call(ctx: &mut Context<'_>, fun: &str, args: &[Value]) -> Result<RunnerOu
         "manage.up" => &["tgt", "tgt_type", "timeout", "gather_job_timeout"],
         "manage.down" => &["removekeys", "tgt", "tgt_type", "timeout", "gather_job_timeout"],
         "manage.present" | "manage.not_present" => &["subset", "show_ip"],
+        "pillar.show_top" => &["minion", "saltenv"],
         _ => return Err(RunnerError::Unknown(fun.to_owned())),
     };
     let bound = bind(fun, params, args)?;
@@ -103,6 +110,16 @@ pub fn call(ctx: &mut Context<'_>, fun: &str, args: &[Value]) -> Result<RunnerOu
             Ok(RunnerOutput { data, outputter: text("outputter").filter(|o| o != "None") })
         }
         "jobs.active" => active(ctx).map(RunnerOutput::plain),
+        "pillar.show_top" => {
+            let query = PillarQuery {
+                minion: text("minion").unwrap_or_default(),
+                saltenv: Some(text("saltenv").unwrap_or_else(|| "base".into())),
+                pillarenv: None,
+                grains: Value::Map(Vec::new()),
+                top: true,
+            };
+            pillar(ctx, query).map(RunnerOutput::plain)
+        }
         "manage.status" | "manage.up" | "manage.down" => {
             if truthy("removekeys", false) {
                 return Err(RunnerError::BadArguments(
@@ -132,6 +149,54 @@ pub fn call(ctx: &mut Context<'_>, fun: &str, args: &[Value]) -> Result<RunnerOu
             Ok(RunnerOutput::plain(Value::Array(ids.into_iter().map(Value::from).collect())))
         }
     }
+}
+
+/// `pillar.show_pillar(minion='*', **kwargs)`: `saltenv` and `pillarenv` choose the
+/// environments; any other keyword is a grain set for this compile.
+fn show_pillar(ctx: &mut Context<'_>, args: &[Value]) -> Result<RunnerOutput, RunnerError> {
+    let mut query = PillarQuery {
+        minion: "*".into(),
+        saltenv: Some("base".into()),
+        pillarenv: None,
+        grains: Value::Map(Vec::new()),
+        top: false,
+    };
+    let mut positional = 0;
+    for a in args {
+        match a {
+            Value::Map(pairs)
+                if pairs.iter().any(|(k, v)| k.as_str() == Some("__kwarg__") && v.as_bool() == Some(true)) =>
+            {
+                for (k, v) in pairs.iter().filter(|(k, _)| k.as_str() != Some("__kwarg__")) {
+                    match k.as_str() {
+                        Some("minion") => query.minion = py::text(v),
+                        Some("saltenv") => query.saltenv = Some(py::text(v)),
+                        Some("pillarenv") => query.pillarenv = Some(py::text(v)),
+                        _ => {
+                            if let Value::Map(grains) = &mut query.grains {
+                                grains.push((k.clone(), v.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+            other if positional == 0 => {
+                query.minion = py::text(other);
+                positional += 1;
+            }
+            _ => {
+                return Err(RunnerError::BadArguments(
+                    "show_pillar() takes from 0 to 1 positional arguments but 2 were given".into(),
+                ))
+            }
+        }
+    }
+    pillar(ctx, query).map(RunnerOutput::plain)
+}
+
+fn pillar(ctx: &mut Context<'_>, query: PillarQuery) -> Result<Value, RunnerError> {
+    let request = Request::Pillar { user: ctx.identity.user.clone(), key: ctx.identity.key.clone(), query };
+    Ok(ctx.client.call(&request)?)
 }
 
 /// Binds positional and keyword arguments to parameter names, as Python calls a function;

@@ -85,6 +85,21 @@ pub enum Request {
     Connected { user: String, key: String },
     /// Put an event on the master's bus (`salt-key` announcing `salt/key`, as Salt's does).
     Fire { user: String, key: String, tag: String, data: Value },
+    /// Compile a minion's pillar, or read its merged top file, from its cached grains
+    /// (`salt-run pillar.show_pillar` / `pillar.show_top`).
+    Pillar { user: String, key: String, query: PillarQuery },
+}
+
+/// What `pillar.show_pillar` and `pillar.show_top` ask for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PillarQuery {
+    pub minion: String,
+    pub saltenv: Option<String>,
+    pub pillarenv: Option<String>,
+    /// Grains set on the command line, over the cached ones.
+    pub grains: Value,
+    /// The merged top file instead of the pillar.
+    pub top: bool,
 }
 
 /// The job-cache reads runners need, named after Salt's returner interface.
@@ -140,6 +155,19 @@ impl Request {
                 ("tag", Value::from(tag.as_str())),
                 ("data", data.clone()),
             ]),
+            Request::Pillar { user, key, query } => {
+                let opt = |o: &Option<String>| o.as_deref().map_or(Value::Nil, Value::from);
+                map([
+                    ("cmd", Value::from("pillar")),
+                    ("user", Value::from(user.as_str())),
+                    ("key", Value::from(key.as_str())),
+                    ("minion", Value::from(query.minion.as_str())),
+                    ("saltenv", opt(&query.saltenv)),
+                    ("pillarenv", opt(&query.pillarenv)),
+                    ("grains", query.grains.clone()),
+                    ("top", Value::Boolean(query.top)),
+                ])
+            }
         }
     }
 
@@ -173,6 +201,17 @@ impl Request {
                 tag: text("tag")?,
                 data: v.get("data").cloned().unwrap_or(Value::Nil),
             }),
+            "pillar" => {
+                let opt = |k: &str| v.get_text(k).map(str::to_owned);
+                let query = PillarQuery {
+                    minion: text("minion")?,
+                    saltenv: opt("saltenv"),
+                    pillarenv: opt("pillarenv"),
+                    grains: v.get("grains").filter(|g| g.is_map()).cloned().unwrap_or(Value::Map(Vec::new())),
+                    top: v.get("top").and_then(Value::as_bool).unwrap_or(false),
+                };
+                Ok(Request::Pillar { user: text("user")?, key: text("key")?, query })
+            }
             other => Err(IpcError::Malformed(format!("unknown cmd {other:?}"))),
         }
     }
@@ -183,7 +222,8 @@ impl Request {
             | Request::Preview { user, .. }
             | Request::Jobs { user, .. }
             | Request::Connected { user, .. }
-            | Request::Fire { user, .. } => user,
+            | Request::Fire { user, .. }
+            | Request::Pillar { user, .. } => user,
         }
     }
 
@@ -193,7 +233,8 @@ impl Request {
             | Request::Preview { key, .. }
             | Request::Jobs { key, .. }
             | Request::Connected { key, .. }
-            | Request::Fire { key, .. } => key,
+            | Request::Fire { key, .. }
+            | Request::Pillar { key, .. } => key,
         }
     }
 }
@@ -319,6 +360,22 @@ mod tests {
         d.push(&[0, 0, 0, 1, 0xc1]);
         assert!(matches!(d.next_frame(), Err(IpcError::Decode(_))));
         assert!(Request::from_value(&map([("cmd", Value::from("x"))])).is_err());
+    }
+
+    #[test]
+    fn pillar_queries_round_trip() {
+        let r = Request::Pillar {
+            user: "root".into(),
+            key: "k".into(),
+            query: PillarQuery {
+                minion: "db1".into(),
+                saltenv: Some("base".into()),
+                pillarenv: None,
+                grains: map([("roles", Value::from("db"))]),
+                top: true,
+            },
+        };
+        assert_eq!(Request::from_value(&r.to_value()).unwrap(), r);
     }
 
     #[test]

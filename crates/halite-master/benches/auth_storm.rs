@@ -81,6 +81,7 @@ fn main() -> anyhow::Result<()> {
             hash_type: "sha256".into(),
         },
         master_opts: halite_proto::payload::Value::Nil,
+        pillar: halite_pillar::Settings::with_roots(Vec::new()),
     };
     let ctx = zmq::Context::new();
     let publisher = halite_zmq::bind_publisher(&ctx, "tcp://127.0.0.1:*", &halite_zmq::SocketOptions::default())?;

@@ -184,6 +184,13 @@ impl Connection {
                 self.master.events.fire(tag, data);
                 Ok(Value::Boolean(true))
             }
+            Request::Pillar { query, .. } => {
+                let master = self.master.clone();
+                tokio::task::spawn_blocking(move || master.pillar_query(&query))
+                    .await
+                    .map_err(|e| (ErrorKind::Internal, format!("pillar task failed: {e}")))?
+                    .map_err(|e| (ErrorKind::Internal, e))
+            }
             Request::Connected { .. } => {
                 let master = self.master.clone();
                 let ids = tokio::task::spawn_blocking(move || master.connected_ids())

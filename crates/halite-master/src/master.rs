@@ -40,6 +40,7 @@ pub struct Settings {
     /// Salt's `hash_type`, which also names job directories in Salt's job cache layout.
     pub hash_type: String,
     pub fileserver: halite_fileserver::Settings,
+    pub pillar: halite_pillar::Settings,
     /// The options `_master_opts` sends minions besides `file_roots`: those that decide how
     /// a minion compiles its highstate (top merging, renderer, Jinja settings, nodegroups).
     pub master_opts: Value,
@@ -74,6 +75,7 @@ impl Settings {
                 hash_type: c.hash_type.clone(),
             },
             master_opts: master_opts(c),
+            pillar: halite_pillar::Settings::from_config(c)?,
             policy: AuthPolicy {
                 open_mode: c.open_mode,
                 auto_accept: c.auto_accept,
@@ -118,6 +120,7 @@ fn master_opts(c: &halite_config::MasterConfig) -> Value {
 pub struct Master {
     pub settings: Settings,
     pub fileserver: halite_fileserver::Roots,
+    pub pillar: halite_pillar::Compiler,
     pub keys: MasterKeys,
     pub pki: PkiDir,
     pub store: Store,
@@ -147,8 +150,10 @@ impl Master {
         publisher: halite_zmq::PublishSender,
     ) -> anyhow::Result<Self> {
         let fileserver = halite_fileserver::Roots::new(settings.fileserver.clone())?;
+        let pillar = halite_pillar::Compiler::new(settings.pillar.clone())?;
         Ok(Self {
             fileserver,
+            pillar,
             settings,
             keys,
             pki,
@@ -408,10 +413,32 @@ impl Master {
     }
 
     fn pillar(&self, minion: &str, opened: &OpenedRequest, enc: EncAlgo, sig: SigAlgo, signed: bool) -> Reply {
-        let grains = opened.load.get("grains").cloned().unwrap_or_else(|| map::<_, String>([]));
-        // Pillar rendering arrives with the pillar work; until then every minion gets `{}`.
-        let pillar_data = map::<_, String>([]);
-        if let Err(e) = self.store.put_minion_data(minion, &MinionData { grains, pillar: pillar_data.clone() }) {
+        let load = &opened.load;
+        let grains = load.get("grains").filter(|g| g.is_map()).cloned().unwrap_or_else(|| map::<_, String>([]));
+        let text = |k: &str| load.get_text(k).map(str::to_owned);
+        let saltenv = text("saltenv").or_else(|| text("env"));
+        let pillarenv = text("pillarenv");
+        let empty = map::<_, String>([]);
+        let pillar_override = load.get("pillar_override").filter(|p| p.is_map()).unwrap_or(&empty);
+        let request = halite_pillar::Request {
+            minion_id: minion,
+            grains: &grains,
+            saltenv: saltenv.as_deref(),
+            pillarenv: pillarenv.as_deref(),
+            pillar_override,
+        };
+        let pillar_data = self.compile_pillar(&request);
+        // Salt caches the grains with the minion's `id` set, as the compile saw them.
+        let mut cached_grains = grains.clone();
+        if let Value::Map(pairs) = &mut cached_grains {
+            match pairs.iter_mut().find(|(k, _)| k.as_str() == Some("id")) {
+                Some(slot) => slot.1 = Value::from(minion),
+                None => pairs.push((Value::from("id"), Value::from(minion))),
+            }
+        }
+        if let Err(e) =
+            self.store.put_minion_data(minion, &MinionData { grains: cached_grains, pillar: pillar_data.clone() })
+        {
             error!(error = %e, "cannot save minion data");
         }
         let key = match self.pki.accepted_key(minion) {
@@ -431,6 +458,64 @@ impl Master {
                 request::clear_reply(&map([("error", Value::from(e.to_string()))]))
             }
         }
+    }
+
+    /// Compiles a minion's pillar, logging each failure once with its cause. A panic in the
+    /// renderer (a bug) becomes an `_errors` entry for this minion only.
+    pub fn compile_pillar(&self, request: &halite_pillar::Request<'_>) -> Value {
+        let started = std::time::Instant::now();
+        let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.pillar.compile(request)));
+        match compiled {
+            Ok(c) => {
+                for detail in &c.details {
+                    warn!(minion = request.minion_id, "pillar: {detail}");
+                }
+                debug!(elapsed_ms = started.elapsed().as_millis() as u64, errors = c.errors.len(), "pillar compiled");
+                c.pillar
+            }
+            Err(_) => {
+                error!(minion = request.minion_id, "pillar compile panicked; the minion gets an _errors pillar");
+                map([(
+                    "_errors",
+                    Value::Array(vec![Value::from("Pillar compilation failed on the master; see its log")]),
+                )])
+            }
+        }
+    }
+
+    /// `salt-run pillar.show_pillar` / `pillar.show_top`: from the minion's cached grains
+    /// (`{"fqdn": <id>}` when it has none, as Salt does), with the query's grains over them.
+    pub fn pillar_query(&self, q: &halite_ipc::PillarQuery) -> Result<Value, String> {
+        let cached = self.store.minion_data(&q.minion).map_err(|e| format!("minion data of {}: {e}", q.minion))?;
+        let mut grains = match cached {
+            Some(data) if data.grains.as_map().is_some_and(|m| !m.is_empty()) => data.grains,
+            _ => map([("fqdn", Value::from(q.minion.as_str()))]),
+        };
+        if let (Value::Map(pairs), Value::Map(extra)) = (&mut grains, &q.grains) {
+            for (k, v) in extra {
+                match pairs.iter_mut().find(|(key, _)| key == k) {
+                    Some(slot) => slot.1 = v.clone(),
+                    None => pairs.push((k.clone(), v.clone())),
+                }
+            }
+        }
+        let empty = map::<_, String>([]);
+        let request = halite_pillar::Request {
+            minion_id: &q.minion,
+            grains: &grains,
+            saltenv: Some(q.saltenv.as_deref().unwrap_or("base")),
+            pillarenv: q.pillarenv.as_deref(),
+            pillar_override: &empty,
+        };
+        if q.top {
+            let (top, errors) = self.pillar.top(&request);
+            return Ok(if errors.is_empty() {
+                top
+            } else {
+                Value::Array(errors.into_iter().map(Value::from).collect())
+            });
+        }
+        Ok(self.compile_pillar(&request))
     }
 
     fn minion_event(&self, minion: &str, mut load: Value) -> Value {

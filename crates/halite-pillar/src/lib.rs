@@ -71,6 +71,25 @@ pub enum PillarError {
 }
 
 impl Settings {
+    /// Salt's defaults, over `pillar_roots`.
+    pub fn with_roots(pillar_roots: Vec<(String, Vec<PathBuf>)>) -> Settings {
+        Settings {
+            pillar_roots,
+            state_top: "salt://top.sls".into(),
+            renderer: "jinja|yaml".into(),
+            strategy: Strategy::Smart,
+            merge_lists: false,
+            includes_override_sls: false,
+            safe_render_error: true,
+            top_jinja: JinjaOptions::default(),
+            sls_jinja: JinjaOptions::default(),
+            nodegroups: Vec::new(),
+            opts: Value::Map(Vec::new()),
+            pillarenv: None,
+            pillarenv_from_saltenv: false,
+        }
+    }
+
     /// The pillar options of a master config; an invalid value names its key.
     pub fn from_config(c: &halite_config::MasterConfig) -> Result<Settings, PillarError> {
         let flag = |key: &'static str, default: bool| -> Result<bool, PillarError> {

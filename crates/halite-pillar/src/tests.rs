@@ -4,21 +4,7 @@
 use super::*;
 
 pub(crate) fn settings(root: &std::path::Path) -> Settings {
-    Settings {
-        pillar_roots: vec![("base".into(), vec![root.to_path_buf()])],
-        state_top: "salt://top.sls".into(),
-        renderer: "jinja|yaml".into(),
-        strategy: Strategy::Smart,
-        merge_lists: false,
-        includes_override_sls: false,
-        safe_render_error: true,
-        top_jinja: JinjaOptions::default(),
-        sls_jinja: JinjaOptions::default(),
-        nodegroups: Vec::new(),
-        opts: Value::Map(Vec::new()),
-        pillarenv: None,
-        pillarenv_from_saltenv: false,
-    }
+    Settings::with_roots(vec![("base".into(), vec![root.to_path_buf()])])
 }
 
 fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
