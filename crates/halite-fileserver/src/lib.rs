@@ -142,6 +142,11 @@ impl Roots {
         if let Some((_, dirs)) = self.settings.file_roots.iter().find(|(e, _)| e == saltenv) {
             return dirs.clone();
         }
+        // A saltenv comes from the minion; spliced into an `__env__` path it must stay one
+        // path component.
+        if saltenv.is_empty() || saltenv == "." || saltenv == ".." || saltenv.contains(['/', '\\', '\0']) {
+            return Vec::new();
+        }
         match self.settings.file_roots.iter().find(|(e, _)| e == "__env__") {
             Some((_, dirs)) => {
                 dirs.iter().map(|d| PathBuf::from(d.to_string_lossy().replace("__env__", saltenv))).collect()
@@ -402,6 +407,9 @@ mod tests {
         }
         assert_eq!(roots.find_file("web/conf/app.conf.swp", "base"), None, "ignored by regex");
         assert_eq!(roots.find_file("top.sls", "nope"), None, "__env__ dir does not exist");
+        std::fs::create_dir_all(_dir.path().join("__env__")).unwrap();
+        std::fs::write(_dir.path().join("outside/top.sls"), "x").unwrap();
+        assert_eq!(roots.find_file("top.sls", "../outside"), None, "a saltenv cannot climb out of __env__");
         assert!(roots.find_file("top.sls?saltenv=base", "dev").is_some(), "the query's saltenv wins");
     }
 

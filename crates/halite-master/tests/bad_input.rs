@@ -147,3 +147,61 @@ fn bad_publishes_are_refused_and_nothing_is_published() {
     let log = master.wait_log_contains("wrong user key", Duration::from_secs(5));
     assert!(log.contains("local"), "the refusal is logged on the local channel's span:\n{log}");
 }
+
+#[test]
+fn file_commands_serve_nothing_outside_the_roots() {
+    let tree = tempfile::Builder::new().prefix("hf").tempdir_in("/tmp").expect("temp dir");
+    let states = tree.path().join("states");
+    std::fs::create_dir_all(states.join("web")).unwrap();
+    std::fs::write(states.join("web/index.html"), "served").unwrap();
+    std::fs::write(tree.path().join("secret"), "not served").unwrap();
+    std::os::unix::fs::symlink(tree.path().join("secret"), states.join("leak")).unwrap();
+    let master = Master::start(&[
+        "auto_accept: True",
+        "file_roots:",
+        "  base:",
+        &format!("    - {}", states.display()),
+        "  __env__:",
+        &format!("    - {}/__env__", tree.path().display()),
+    ]);
+    let minion = FakeMinion::new("probe", 2048);
+    assert!(minion.authenticate(&master, 3).is_accepted());
+    let call = |cmd: &str, path: &str, saltenv: &str| {
+        let load = map([
+            ("cmd", Value::from(cmd)),
+            ("path", Value::from(path)),
+            ("saltenv", Value::from(saltenv)),
+            ("loc", Value::from(0)),
+        ]);
+        minion.v3_call(&master, load).unwrap_or_else(|e| panic!("{cmd} {path}: {e}"))
+    };
+    let served = call("_serve_file", "web/index.html", "base");
+    assert_eq!(served.get("data").and_then(|d| d.as_bytes_any()), Some(&b"served"[..]), "{served:?}");
+    let hostile = [
+        ("../secret", "base"),
+        ("web/../../secret", "base"),
+        ("/etc/passwd", "base"),
+        (&*format!("{}/secret", tree.path().display()), "base"),
+        ("leak", "base"),
+        ("secret", ".."),
+        ("../secret", "x/.."),
+        ("secret?saltenv=..", "base"),
+        ("web/index.html?saltenv=../states", "nope"),
+    ];
+    for (path, saltenv) in hostile {
+        for cmd in ["_serve_file", "_file_hash", "_file_hash_and_stat", "_file_find"] {
+            let reply = call(cmd, path, saltenv);
+            let text = format!("{reply:?}");
+            assert!(!text.contains("served") && !text.contains("hsum"), "{cmd} {path:?} in {saltenv:?}: {text}");
+        }
+    }
+    for cmd in ["_file_list", "_dir_list", "_symlink_list", "_file_list_emptydirs"] {
+        let reply = call(cmd, "", "../..");
+        assert!(
+            reply.as_array().is_some_and(Vec::is_empty) || reply.as_map().is_some_and(Vec::is_empty),
+            "{cmd}: {reply:?}"
+        );
+    }
+    let listed = call("_file_list", "", "base");
+    assert_eq!(listed, Value::Array(vec![Value::from("web/index.html")]), "the escaping link is no file of the tree");
+}

@@ -21,7 +21,7 @@ struct Case {
 
 /// The minions every case compiles for: the site's VMs and their `roles` grain.
 const MINIONS: &[(&str, &str)] = &[
-    ("salt", "{roles: [salt], os: Debian, osrelease: '12', num_cpus: 2, ipv4: [10.0.0.1]}"),
+    ("salt", "{roles: [salt], os: Debian, osrelease: '12', num_cpus: 2, ipv4: [10.0.0.1], level: staging}"),
     ("db1-masterdb", "{roles: [db, masterdb], os: Debian, osrelease: '12', num_cpus: 8, ipv4: [10.0.0.21]}"),
     ("app1", "{roles: [app], os: Ubuntu, osrelease: '22.04', num_cpus: 4, ipv4: [10.0.0.31], mem_total: 7982}"),
 ];
@@ -153,6 +153,7 @@ const CASES: &[Case] = &[
             ("empty.sls", "\n  \n"),
         ],
     },
+    Case { name: SITE, config: "", files: &[] },
     Case {
         name: "top_missing_sls_and_env",
         config: "",
@@ -162,6 +163,9 @@ const CASES: &[Case] = &[
         ],
     },
 ];
+
+/// The case that compiles the repository's own `pillar/` (the site's).
+const SITE: &str = "site";
 
 const MERGE_TREE: &[(&str, &str)] = &[
     ("top.sls", "base:\n  '*':\n    - one\n    - two\n    - three\n"),
@@ -199,6 +203,19 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).expect("the repository's pillar/") {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::create_dir_all(to).unwrap();
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 fn halite_json(config_dir: &Path) -> Vec<(String, String)> {
     let (config, _warnings) = halite_config::MasterConfig::load(Some(config_dir)).expect("master config");
     let compiler = Compiler::new(Settings::from_config(&config).expect("pillar settings")).expect("compiler");
@@ -225,6 +242,9 @@ fn pillar_compiles_like_salt_3007() {
         let root = dir.path().join(case.name);
         for (path, text) in case.files {
             write(&root.join("pillar").join(path), text);
+        }
+        if case.name == SITE {
+            copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pillar"), &root.join("pillar"));
         }
         let config = format!(
             "pillar_roots:\n  base:\n    - {root}/pillar\n  dev:\n    - {root}/dev\ncachedir: {root}/cache\npki_dir: {root}/pki\n\

@@ -388,7 +388,14 @@ impl FakeMinion {
 
     /// Sends a `_minion_event` as a 3007 minion would and decrypts the reply.
     pub fn v3_event(&self, master: &Master, tag: &str) -> Result<Value, String> {
-        let load = map([("cmd", Value::from("_minion_event")), ("tag", Value::from(tag)), ("data", Value::Nil)]);
+        self.v3_call(
+            master,
+            map([("cmd", Value::from("_minion_event")), ("tag", Value::from(tag)), ("data", Value::Nil)]),
+        )
+    }
+
+    /// Sends any request `load` (with `cmd`) as a 3007 minion would and decrypts the reply.
+    pub fn v3_call(&self, master: &Master, load: Value) -> Result<Value, String> {
         let (reply, n) = self.v3_raw(master, load, self.tok());
         let blob = payload::decode(&reply).map_err(|e| e.to_string())?;
         let blob = blob.as_bytes_any().ok_or("reply is not a blob")?;

@@ -1,0 +1,3 @@
+{%- import_yaml 'gdnsd/zones.yaml' as zones %}
+gdnsd:
+  zones: {{ zones|yaml }}
