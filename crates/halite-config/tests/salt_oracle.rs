@@ -154,6 +154,9 @@ fn halite_opts(c: &MasterConfig) -> Map<String, Json> {
     put("pillar_roots", roots(&c.pillar_roots));
     put("hash_type", json!(c.hash_type));
     put("file_buffer_size", json!(c.file_buffer_size));
+    put("file_ignore_regex", json!(c.file_ignore_regex));
+    put("file_ignore_glob", json!(c.file_ignore_glob));
+    put("fileserver_ignoresymlinks", json!(c.fileserver_ignoresymlinks));
     put("state_top", json!(c.state_top));
     put("renderer", json!(c.renderer));
     put("top_file_merging_strategy", json!(c.top_file_merging_strategy));

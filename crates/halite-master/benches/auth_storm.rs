@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use halite_master::clear::UserKeys;
 use halite_master::master::{Master, Settings};
-use halite_pki::{AuthPolicy, MasterKeys, PkiDir};
+use halite_pki::{MasterKeys, PkiDir};
 use halite_proto::payload::{self, map, Value, ValueExt};
-use halite_proto::rsa::{PrivateKey, SigAlgo};
+use halite_proto::rsa::PrivateKey;
 
 fn auth_request(id: &str, pub_pem: &str, n: usize) -> Vec<u8> {
     let load = map([
@@ -60,29 +60,11 @@ fn main() -> anyhow::Result<()> {
     let pki = PkiDir::open(dir.path().join("pki"))?;
     let keys = MasterKeys::load_or_create(&pki, 2048)?;
     let store = halite_store::Store::open(&dir.path().join("halite.redb"))?;
-    let settings = Settings {
-        publish_port: 4505,
-        cachedir: dir.path().to_owned(),
-        max_minions: 0,
-        sign_pub_messages: true,
-        publish_signing_algorithm: SigAlgo::Pkcs1v15Sha1,
-        publish_session: 86400,
-        request_server_ttl: 0,
-        auth_events: true,
-        policy: AuthPolicy { auto_accept: true, ..AuthPolicy::default() },
-        nodegroups: Vec::new(),
-        hash_type: "sha256".into(),
-        fileserver: halite_fileserver::Settings {
-            file_roots: Vec::new(),
-            ignore_regex: Vec::new(),
-            ignore_glob: Vec::new(),
-            ignore_symlinks: false,
-            buffer_size: halite_fileserver::DEFAULT_BUFFER_SIZE,
-            hash_type: "sha256".into(),
-        },
-        master_opts: halite_proto::payload::Value::Nil,
-        pillar: halite_pillar::Settings::with_roots(Vec::new()),
-    };
+    // Salt's defaults (embedded), with auto_accept so first contact writes the key.
+    let (config, _) = halite_config::MasterConfig::load_at(None, dir.path())?;
+    let mut settings = Settings::from_config(&config)?;
+    settings.cachedir = dir.path().to_owned();
+    settings.policy.auto_accept = true;
     let ctx = zmq::Context::new();
     let publisher = halite_zmq::bind_publisher(&ctx, "tcp://127.0.0.1:*", &halite_zmq::SocketOptions::default())?;
     let user_keys = UserKeys::load_or_create(dir.path(), &["root".to_owned()])?;

@@ -26,7 +26,7 @@ fn saltenv(load: &Value) -> Option<String> {
 
 impl Master {
     /// Answers a file-server command, or `None` when `cmd` is not one.
-    pub(crate) fn file_command(&self, cmd: &str, load: &Value) -> Option<Value> {
+    pub fn file_command(&self, cmd: &str, load: &Value) -> Option<Value> {
         Some(match cmd {
             "_file_envs" => text_list(self.fileserver.envs()),
             "_file_list" | "_dir_list" | "_file_list_emptydirs" => {
