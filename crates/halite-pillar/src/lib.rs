@@ -253,7 +253,12 @@ impl Compiler {
             top::matches(&merged, run.id, &run.grains, &self.settings.nodegroups, run.pillarenv.as_deref());
         run.details.extend(problems);
         run.ignore = merged;
-        let mut pillar = run.render_pillar(&matches);
+        // Salt starts from the override too, so its keys come first.
+        let initial = match req.pillar_override {
+            Value::Map(_) => req.pillar_override.clone(),
+            _ => Value::Map(Vec::new()),
+        };
+        let mut pillar = run.render_pillar(&matches, initial);
         run.errors.extend(top_errors);
         let errors = std::mem::take(&mut run.errors);
         if !errors.is_empty() {
@@ -491,8 +496,8 @@ impl Run<'_> {
 
     /// `render_pillar`: every matched sls (globs expanded over the available ones) rendered
     /// and merged in order.
-    fn render_pillar(&mut self, matches: &[(String, Vec<String>)]) -> Value {
-        let mut pillar = Value::Map(Vec::new());
+    fn render_pillar(&mut self, matches: &[(String, Vec<String>)], initial: Value) -> Value {
+        let mut pillar = initial;
         for (saltenv, pstates) in matches {
             let mut files: Vec<String> = Vec::new();
             for pattern in pstates {

@@ -4,9 +4,9 @@
 //! Salt loads every execution module on the master for this, with the minion's grains and
 //! the master's options. halite answers the functions pillar templates use from the same
 //! data; any other name is an error naming the function and the template, never a guess.
-//! `pillar.*` sees what Salt's loader gives it there: the pillar the minion sent as
-//! `pillar_override` merged over nothing else (Salt's `__pillar__` is empty while pillar
-//! renders, unless `ext_pillar_first`).
+//! `pillar.*` (and the `pillar` variable) see an empty pillar, as in Salt: its loader's
+//! `__pillar__` is empty while pillar renders (no `ext_pillar_first` in halite), whatever
+//! was compiled before and whatever the minion sent as `pillar_override`.
 
 use halite_yaml::{py, yamlify_arg, Value};
 

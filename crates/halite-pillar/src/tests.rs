@@ -84,3 +84,13 @@ fn include_loops_end_and_keys_nest() {
     assert!(c.errors.is_empty(), "{:?} {:?}", c.errors, c.details);
     assert_eq!(c.pillar, y("from_a: 1\ndeep: {er: {value: 7}}\nfrom_b: 2\n"));
 }
+
+#[test]
+fn the_override_comes_first_and_wins() {
+    let dir = tree(&[("top.sls", "base:\n  '*': [a]\n"), ("a.sls", "a: 1\no: from_sls\n")]);
+    let c = Compiler::new(settings(dir.path())).unwrap();
+    let grains = y("{}");
+    let over = y("o: 1");
+    let got = c.compile(&Request { minion_id: "m", grains: &grains, saltenv: None, pillarenv: None, pillar_override: &over });
+    assert_eq!(got.pillar, y("o: 1\na: 1\n"));
+}

@@ -46,7 +46,7 @@ const CASES: &[Case] = &[
         name: "jinja_idioms",
         config: "",
         files: &[
-            ("top.sls", "base:\n  '*':\n    - site\n    - users\n"),
+            ("top.sls", "base:\n  '*':\n    - site\n    - users\n    - filters\n"),
             (
                 "site.sls",
                 "{% set roles = grains.get('roles', []) %}\n\
@@ -72,6 +72,30 @@ const CASES: &[Case] = &[
                  \x20   uid: {{ defaults.uid_base + loop.index }}\n{% endfor %}\n",
             ),
             ("users/defaults.yaml", "uid_base: {{ 1000 }}\n"),
+            (
+                "filters.sls",
+                "{% import_json 'data.json' as data %}\n\
+                 filters:\n  json_import: {{ data|json }}\n  tojson: {{ data.b|tojson }}\n\
+                 \x20 block: {{ ({'k': [1, 2]}|yaml(False))|yaml_dquote }}\n\
+                 \x20 unique: {{ [3, 1, 3, 2, 1]|unique|list }}\n\
+                 \x20 replaced: {{ 'db1-masterdb'|regex_replace('[0-9]+', 'N') }}\n\
+                 \x20 searched: {{ 'db1-masterdb'|regex_search('(db)([0-9])') }}\n\
+                 \x20 bools: {{ ['yes', 'no', 1, 0, 'True', none]|map('to_bool')|list }}\n\
+                 \x20 quoted: {{ 'a b'|quote }}\n  dquote: {{ 'x: y'|yaml_dquote }}\n\
+                 \x20 squote: {{ \"it's\"|yaml_squote }}\n  encoded: {{ 12|yaml_encode }}\n\
+                 \x20 sorted: {{ ['b', 'A', 'c']|sorted_ignorecase }}\n\
+                 \x20 dictsort: {{ {'b': 1, 'a': 2}|dictsort }}\n\
+                 \x20 sequence: {{ 'one'|sequence }}\n  traverse: {{ {'a': {'b': [5]}}|traverse('a:b:0') }}\n\
+                 \x20 item: {{ salt['grains.item']('os', 'num_cpus') }}\n\
+                 \x20 config: {{ salt['config.get']('state_top') }}\n\
+                 \x20 merged: {{ salt['defaults.merge']({'a': {'x': 1}}, {'a': {'y': 2}}) }}\n\
+                 {% set ns = namespace(total=0) %}{% for n in [1, 2, 3] %}{% set ns.total = ns.total + n %}{% endfor %}\n\
+                 \x20 total: {{ ns.total }}\n  popped: {% set l = [1, 2, 3] %}{{ l.pop() }} {{ l }}\n\
+                 \x20 default: {{ grains.get('nope')|default('dflt', true) }}\n\
+                 \x20 fmt: {{ '%s-%d'|format('a', 3) }}\n  round: {{ 2.567|round(1) }}\n\
+                 \x20 slice: {{ grains['roles'][:1] }}\n  keys: {{ {'z': 1, 'y': 2}.keys()|list }}\n",
+            ),
+            ("data.json", "{\"b\": [1, \"two\"], \"a\": {\"nested\": true}}"),
             ("users/map.jinja", "{% set shells = {'Debian': '/bin/bash', 'Ubuntu': '/bin/zsh'} %}\n"),
         ],
     },
@@ -216,7 +240,8 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-fn halite_json(config_dir: &Path) -> Vec<(String, String)> {
+/// Each minion's pillar as JSON text, with halite's failure details (for messages).
+fn halite_json(config_dir: &Path) -> Vec<(String, String, Vec<String>)> {
     let (config, _warnings) = halite_config::MasterConfig::load(Some(config_dir)).expect("master config");
     let compiler = Compiler::new(Settings::from_config(&config).expect("pillar settings")).expect("compiler");
     let style = JsonStyle { indent: None, sort_keys: false, ensure_ascii: false };
@@ -227,7 +252,8 @@ fn halite_json(config_dir: &Path) -> Vec<(String, String)> {
             let empty = Value::Map(Vec::new());
             let req =
                 Request { minion_id: id, grains: &grains, saltenv: None, pillarenv: None, pillar_override: &empty };
-            (id.to_string(), json(&compiler.compile(&req).pillar, &style))
+            let compiled = compiler.compile(&req);
+            (id.to_string(), json(&compiled.pillar, &style), compiled.details)
         })
         .collect()
 }
@@ -271,11 +297,11 @@ fn pillar_compiles_like_salt_3007() {
 
     let mut failures = Vec::new();
     for case in CASES {
-        for (id, ours) in halite_json(&dir.path().join(case.name).join("etc")) {
+        for (id, ours, details) in halite_json(&dir.path().join(case.name).join("etc")) {
             let theirs = salt[case.name][&id].as_str().unwrap_or_default();
             // The corpus must exercise rendering, not just agree on failing.
             let expect_errors = matches!(case.name, "errors" | "top_missing_sls_and_env");
-            assert_eq!(ours.contains("\"_errors\""), expect_errors, "{} / {id}: {ours}", case.name);
+            assert_eq!(ours.contains("\"_errors\""), expect_errors, "{} / {id}: {ours}\n{details:?}", case.name);
             if std::env::var_os("HALITE_DIFF_SHOW").is_some() {
                 eprintln!("{} / {id}: {ours}", case.name);
             }

@@ -11,7 +11,7 @@ use halite_yaml::Value;
 use minijinja::value::{Kwargs, Rest, Value as MjValue, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, State};
 
-use super::value::{dict, list, map_pairs, py_eq, py_repr, py_str, to_jinja, to_value, PyDict, PyList};
+use super::value::{dict, list, map_pairs, py_eq, py_repr, py_str, to_jinja, to_value, tuple, PyDict, PyList};
 
 fn runtime(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, msg.into())
@@ -207,6 +207,26 @@ pub fn register(env: &mut Environment<'static>) {
         }
         Ok(dict(pairs))
     });
+    // Jinja's `dictsort` gives (key, value) tuples, sorted case-insensitively by key.
+    env.add_filter("dictsort", |v: MjValue, kw: Kwargs| -> Result<MjValue, Error> {
+        let by_value = kw.get::<Option<String>>("by")?.as_deref() == Some("value");
+        let reverse = kw.get::<Option<bool>>("reverse")?.unwrap_or(false);
+        let case_sensitive = kw.get::<Option<bool>>("case_sensitive")?.unwrap_or(false);
+        kw.assert_all_used()?;
+        let mut pairs = map_pairs(&v)?;
+        let key = |p: &(MjValue, MjValue)| {
+            let v = if by_value { &p.1 } else { &p.0 };
+            match v.as_str() {
+                Some(s) if !case_sensitive => MjValue::from(s.to_lowercase()),
+                _ => v.clone(),
+            }
+        };
+        pairs.sort_by(|a, b| key(a).cmp(&key(b)));
+        if reverse {
+            pairs.reverse();
+        }
+        Ok(list(pairs.into_iter().map(|(k, val)| tuple(vec![k, val])).collect()))
+    });
     // Jinja's `string` is Python's `str()`.
     env.add_filter("string", |v: MjValue| -> String { py_str(&v) });
     env.add_filter("format", |fmt: String, args: Rest<MjValue>| -> Result<String, Error> {
@@ -374,9 +394,7 @@ fn compile(pattern: &str, kw: &Kwargs, anchored: bool) -> Result<PyRegex, Error>
 fn regex_groups(v: &MjValue, pattern: &str, kw: Kwargs, anchored: bool) -> Result<MjValue, Error> {
     let re = compile(pattern, &kw, anchored)?;
     Ok(match re.groups(&py_str(v)) {
-        Some(groups) => MjValue::from(
-            groups.into_iter().map(|g| g.map_or(MjValue::from(()), MjValue::from)).collect::<Vec<MjValue>>(),
-        ),
+        Some(groups) => tuple(groups.into_iter().map(|g| g.map_or(MjValue::from(()), MjValue::from)).collect()),
         None => MjValue::from(()),
     })
 }

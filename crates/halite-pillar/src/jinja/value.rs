@@ -202,16 +202,18 @@ impl Object for PyDict {
             }
             "items" => {
                 arity(method, args, 0, 0)?;
-                let pairs = self.pairs();
-                Ok(list(pairs.into_iter().map(|(k, v)| MjValue::from(vec![k, v])).collect()))
+                let items = self.pairs().into_iter().map(|(k, v)| tuple(vec![k, v])).collect();
+                Ok(MjValue::from_object(PyView { kind: "dict_items", items }))
             }
             "keys" => {
                 arity(method, args, 0, 0)?;
-                Ok(list(self.pairs().into_iter().map(|(k, _)| k).collect()))
+                let items = self.pairs().into_iter().map(|(k, _)| k).collect();
+                Ok(MjValue::from_object(PyView { kind: "dict_keys", items }))
             }
             "values" => {
                 arity(method, args, 0, 0)?;
-                Ok(list(self.pairs().into_iter().map(|(_, v)| v).collect()))
+                let items = self.pairs().into_iter().map(|(_, v)| v).collect();
+                Ok(MjValue::from_object(PyView { kind: "dict_values", items }))
             }
             "update" => {
                 for arg in args {
@@ -329,6 +331,7 @@ pub fn py_str(v: &MjValue) -> String {
     match v.kind() {
         ValueKind::String => v.as_str().unwrap_or_default().to_owned(),
         ValueKind::Undefined => String::new(),
+        ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => py_repr(v),
         _ => match to_value(v) {
             Ok(data) => py::text(&data),
             Err(_) => v.to_string(),
@@ -336,11 +339,94 @@ pub fn py_str(v: &MjValue) -> String {
     }
 }
 
-/// Python's `repr()` of a template value.
+/// Python's `repr()` of a template value: lists, tuples, dicts and dict views in their
+/// literal syntax, recursively.
 pub fn py_repr(v: &MjValue) -> String {
-    match to_value(v) {
-        Ok(data) => py::repr(&data),
-        Err(_) => v.to_string(),
+    let join = |items: &[MjValue]| items.iter().map(py_repr).collect::<Vec<_>>().join(", ");
+    if let Some(t) = v.downcast_object_ref::<PyTuple>() {
+        return match t.0.as_slice() {
+            [one] => format!("({},)", py_repr(one)),
+            items => format!("({})", join(items)),
+        };
+    }
+    if let Some(view) = v.downcast_object_ref::<PyView>() {
+        return format!("{}([{}])", view.kind, join(&view.items));
+    }
+    match v.kind() {
+        ValueKind::Seq | ValueKind::Iterable => {
+            let items: Vec<MjValue> = match v.downcast_object_ref::<PyList>() {
+                Some(l) => l.items(),
+                None => v.try_iter().map(Iterator::collect).unwrap_or_default(),
+            };
+            format!("[{}]", join(&items))
+        }
+        ValueKind::Map => match map_pairs(v) {
+            Ok(pairs) => format!(
+                "{{{}}}",
+                pairs.iter().map(|(k, val)| format!("{}: {}", py_repr(k), py_repr(val))).collect::<Vec<_>>().join(", ")
+            ),
+            Err(_) => v.to_string(),
+        },
+        _ => match to_value(v) {
+            Ok(data) => py::repr(&data),
+            Err(_) => v.to_string(),
+        },
+    }
+}
+
+/// A Python `tuple`: what `regex_search`, `dictsort` and `dict.items()` give. Printed with
+/// parentheses (which the YAML after Jinja then reads as text, as Salt's does); sent as a
+/// list, as msgpack sends tuples.
+#[derive(Debug)]
+pub struct PyTuple(pub Vec<MjValue>);
+
+pub fn tuple(items: Vec<MjValue>) -> MjValue {
+    MjValue::from_object(PyTuple(items))
+}
+
+impl Object for PyTuple {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Seq
+    }
+
+    fn get_value(self: &Arc<Self>, key: &MjValue) -> Option<MjValue> {
+        let idx = i64::try_from(key.clone()).ok()?;
+        let idx = if idx < 0 { self.0.len() as i64 + idx } else { idx };
+        self.0.get(usize::try_from(idx).ok()?).cloned()
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.0.clone())
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&py_repr(&MjValue::from_dyn_object(self.clone())))
+    }
+}
+
+/// `dict.keys()`, `.values()`, `.items()`: iterable, printed as Python prints the view.
+#[derive(Debug)]
+pub struct PyView {
+    kind: &'static str,
+    items: Vec<MjValue>,
+}
+
+impl Object for PyView {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Seq
+    }
+
+    fn get_value(self: &Arc<Self>, _key: &MjValue) -> Option<MjValue> {
+        // Python's views are not subscriptable.
+        None
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.items.clone())
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&py_repr(&MjValue::from_dyn_object(self.clone())))
     }
 }
 
@@ -354,5 +440,7 @@ mod tests {
         let v = to_jinja(&data);
         assert_eq!(to_value(&v).unwrap(), data);
         assert_eq!(py_str(&v), "{'a': [1, 'x', None, True, 1.5], 'b': {'c': 'd'}}");
+        assert_eq!(py_str(&tuple(vec![MjValue::from("a")])), "('a',)");
+        assert_eq!(py_str(&list(vec![tuple(vec![MjValue::from(1), MjValue::from(())])])), "[(1, None)]");
     }
 }
