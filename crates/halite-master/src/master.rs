@@ -468,7 +468,7 @@ impl Master {
         match compiled {
             Ok(c) => {
                 for detail in &c.details {
-                    warn!(minion = request.minion_id, "pillar: {detail}");
+                    warn!(minion = request.minion_id, "pillar: {}", detail.replace('\n', " "));
                 }
                 debug!(elapsed_ms = started.elapsed().as_millis() as u64, errors = c.errors.len(), "pillar compiled");
                 c.pillar
