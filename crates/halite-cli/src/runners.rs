@@ -92,7 +92,7 @@ pub fn call(ctx: &mut Context<'_>, fun: &str, args: &[Value]) -> Result<RunnerOu
     let bound = bind(fun, params, args)?;
     let arg = |name: &str| bound.iter().find(|(n, _)| *n == name).map(|(_, v)| v);
     let text = |name: &str| arg(name).map(py::text);
-    let truthy = |name: &str, default: bool| arg(name).map_or(default, is_true);
+    let truthy = |name: &str, default: bool| arg(name).map_or(default, py::truthy);
     let need_jid = || {
         text("jid")
             .ok_or_else(|| RunnerError::BadArguments(format!("{fun}() missing 1 required positional argument: 'jid'")))
@@ -234,19 +234,6 @@ fn bind<'p>(fun: &str, params: &[&'p str], args: &[Value]) -> Result<Vec<(&'p st
         positional += 1;
     }
     Ok(bound)
-}
-
-/// Python truthiness of an argument value (YAML already made `False` a bool).
-fn is_true(v: &Value) -> bool {
-    match v {
-        Value::Nil => false,
-        Value::Boolean(b) => *b,
-        Value::Integer(i) => i.as_i64() != Some(0),
-        Value::String(s) => !s.as_bytes().is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Map(m) => !m.is_empty(),
-        _ => true,
-    }
 }
 
 fn query(ctx: &mut Context<'_>, query: JobQuery) -> Result<Value, ClientError> {

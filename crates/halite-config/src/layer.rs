@@ -110,21 +110,7 @@ fn merge_value(dest: &mut Value, upd: Value) {
     }
 }
 
-/// Python's truthiness of a loaded value.
-pub(crate) fn truthy(value: &Value) -> bool {
-    match value {
-        Value::Nil => false,
-        Value::Boolean(b) => *b,
-        Value::Integer(i) => i.as_i64() != Some(0),
-        Value::F64(f) => *f != 0.0,
-        Value::F32(f) => *f != 0.0,
-        Value::String(s) => !s.as_bytes().is_empty(),
-        Value::Binary(b) => !b.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Map(m) => !m.is_empty(),
-        Value::Ext(..) => true,
-    }
-}
+pub(crate) use halite_yaml::py::truthy;
 
 #[cfg(test)]
 mod tests {

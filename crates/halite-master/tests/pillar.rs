@@ -6,12 +6,9 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
-use common::{describe, json, json_returns, salt, salt_run, Master};
-use halite_testkit::{Endpoints, Minion, MinionSpec, SaltVersion};
-
-const AUTH_TIMEOUT: Duration = Duration::from_secs(90);
+use common::{describe, json, json_returns, salt, salt_run, start_minions, Master};
+use halite_testkit::SaltVersion;
 
 const MINIONS: &[(&str, SaltVersion, &[&str])] = &[
     ("db1-masterdb", SaltVersion::V3006, &["db", "masterdb"]),
@@ -66,24 +63,9 @@ fn real_minions_get_their_pillar() {
         "  base:",
         &format!("    - {}", states.display()),
     ]);
-    let endpoints =
-        Endpoints { host: "127.0.0.1".into(), ret_port: master.ret_port, publish_port: master.publish_port };
-    let minions: Vec<Minion> = MINIONS
-        .iter()
-        .map(|(id, version, roles)| {
-            // 3008 masks pillar values in pillar.items output unless told not to.
-            let spec = MinionSpec::new(id, *version).with_roles(roles).with_config("pillar_mask_output: False");
-            Minion::start(spec, &endpoints)
-        })
-        .collect();
-    for m in &minions {
-        m.wait_authenticated(AUTH_TIMEOUT).unwrap_or_else(|e| panic!("{}: {e}\n{}", m.id(), m.log()));
-    }
+    // 3008 masks pillar values in pillar.items output unless told not to.
+    let minions = start_minions(&master, MINIONS, |spec| spec.with_config("pillar_mask_output: False"));
     let ids: Vec<&str> = MINIONS.iter().map(|(id, _, _)| *id).collect();
-    let all_up = halite_testkit::wait_until(AUTH_TIMEOUT, || {
-        json_returns(&salt(&master, &["*", "test.ping", "--out", "json", "-t", "5"])).len() == ids.len()
-    });
-    assert!(all_up, "not every minion answers test.ping");
 
     // pillar.items on each minion: what the top file gives it, rendered with its grains.
     // (Not app1: its pillar holds the 50 MB value, checked below without shipping it back.)

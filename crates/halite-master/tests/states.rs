@@ -6,12 +6,9 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
-use common::{describe, json_returns, salt, Master};
-use halite_testkit::{Endpoints, Minion, MinionSpec, SaltVersion};
-
-const AUTH_TIMEOUT: Duration = Duration::from_secs(90);
+use common::{describe, json_returns, salt, start_minions, Master};
+use halite_testkit::SaltVersion;
 
 const MINIONS: &[(&str, SaltVersion, &[&str])] = &[
     ("db1-masterdb", SaltVersion::V3006, &["db", "masterdb"]),
@@ -71,20 +68,8 @@ fn real_minions_fetch_files_and_run_states() {
     let big = state_tree(&states, &out, &secret);
     let master =
         Master::start(&["auto_accept: True", "file_roots:", "  base:", &format!("    - {}", states.display())]);
-    let endpoints =
-        Endpoints { host: "127.0.0.1".into(), ret_port: master.ret_port, publish_port: master.publish_port };
-    let minions: Vec<Minion> = MINIONS
-        .iter()
-        .map(|(id, version, roles)| Minion::start(MinionSpec::new(id, *version).with_roles(roles), &endpoints))
-        .collect();
-    for m in &minions {
-        m.wait_authenticated(AUTH_TIMEOUT).unwrap_or_else(|e| panic!("{}: {e}\n{}", m.id(), m.log()));
-    }
+    let minions = start_minions(&master, MINIONS, |spec| spec);
     let ids: Vec<&str> = MINIONS.iter().map(|(id, _, _)| *id).collect();
-    let all_up = halite_testkit::wait_until(AUTH_TIMEOUT, || {
-        json_returns(&salt(&master, &["*", "test.ping", "--out", "json", "-t", "5"])).len() == ids.len()
-    });
-    assert!(all_up, "not every minion answers test.ping");
 
     // cp.list_master lists the tree (the escaping symlink is not a file it serves).
     let listed = json_returns(&salt(&master, &["*", "cp.list_master", "--out", "json"]));

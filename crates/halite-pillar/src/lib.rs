@@ -29,7 +29,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use halite_fileserver::Roots;
-use halite_yaml::{py, Value};
+use halite_yaml::py::{self, truthy};
+use halite_yaml::Value;
 
 pub use jinja::JinjaOptions;
 use jinja::{FileContext, Globals, JinjaEnv, TemplateFiles};
@@ -671,21 +672,6 @@ impl Run<'_> {
             state = merged;
         }
         (state, errors)
-    }
-}
-
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Nil => false,
-        Value::Boolean(b) => *b,
-        Value::Integer(i) => i.as_i64() != Some(0),
-        Value::F64(f) => *f != 0.0,
-        Value::F32(f) => *f != 0.0,
-        Value::String(s) => !s.as_bytes().is_empty(),
-        Value::Binary(b) => !b.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Map(m) => !m.is_empty(),
-        Value::Ext(..) => true,
     }
 }
 

@@ -98,20 +98,10 @@ pub fn compile(text: &str, default_renderer: &str, jinja: &JinjaEnv, file: &File
 }
 
 fn falsy_to_empty(v: Value) -> Value {
-    let falsy = match &v {
-        Value::Nil => true,
-        Value::Boolean(b) => !b,
-        Value::Integer(i) => i.as_i64() == Some(0),
-        Value::F64(f) => *f == 0.0,
-        Value::String(s) => s.as_bytes().is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Map(m) => m.is_empty(),
-        _ => false,
-    };
-    if falsy {
-        Value::Map(Vec::new())
-    } else {
+    if halite_yaml::py::truthy(&v) {
         v
+    } else {
+        Value::Map(Vec::new())
     }
 }
 

@@ -8,7 +8,8 @@
 //! `__pillar__` is empty while pillar renders (no `ext_pillar_first` in halite), whatever
 //! was compiled before and whatever the minion sent as `pillar_override`.
 
-use halite_yaml::{py, yamlify_arg, Value};
+use halite_yaml::py::{self, truthy};
+use halite_yaml::{yamlify_arg, Value};
 
 /// The data functions read.
 #[derive(Debug, Clone)]
@@ -119,21 +120,6 @@ pub fn call(function: &str, args: &Args, data: &FnData) -> Result<Value, CallErr
         "test.false" => Value::Boolean(false),
         other => return Err(CallError::Unknown(other.to_owned())),
     })
-}
-
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Nil => false,
-        Value::Boolean(b) => *b,
-        Value::Integer(i) => i.as_i64() != Some(0),
-        Value::F64(f) => *f != 0.0,
-        Value::F32(f) => *f != 0.0,
-        Value::String(s) => !s.as_bytes().is_empty(),
-        Value::Binary(b) => !b.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Map(m) => !m.is_empty(),
-        Value::Ext(..) => true,
-    }
 }
 
 /// `config.get`: the master's options, then grains, then pillar, then pillar's `master`.

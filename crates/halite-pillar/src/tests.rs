@@ -91,6 +91,7 @@ fn the_override_comes_first_and_wins() {
     let c = Compiler::new(settings(dir.path())).unwrap();
     let grains = y("{}");
     let over = y("o: 1");
-    let got = c.compile(&Request { minion_id: "m", grains: &grains, saltenv: None, pillarenv: None, pillar_override: &over });
+    let got =
+        c.compile(&Request { minion_id: "m", grains: &grains, saltenv: None, pillarenv: None, pillar_override: &over });
     assert_eq!(got.pillar, y("o: 1\na: 1\n"));
 }

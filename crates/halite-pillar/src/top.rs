@@ -1,7 +1,8 @@
 //! The pillar top file: Salt's `merge_tops`, `sort_top_targets` and `top_matches`.
 
 use halite_target::{check_minions, CachedMinion, Expr, MinionIndex, TargetType};
-use halite_yaml::{py, Value};
+use halite_yaml::py::{self, truthy};
+use halite_yaml::Value;
 
 /// One target line of a merged top: the target, its `match:`/`order:` dicts and its sls
 /// names, in the top file's order.
@@ -133,10 +134,6 @@ pub fn merge(tops: &[Value]) -> Result<MergedTop, MalformedTop> {
         targets.sort_by_key(|t| t.order);
     }
     Ok(merged)
-}
-
-fn truthy(v: &Value) -> bool {
-    !matches!(v, Value::Nil | Value::Boolean(false)) && !matches!(v, Value::String(s) if s.as_bytes().is_empty())
 }
 
 /// The one minion whose pillar compiles, as targeting sees it: its id and grains; no pillar

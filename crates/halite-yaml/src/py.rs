@@ -215,3 +215,20 @@ pub fn sorted_keys(pairs: &[(Value, Value)]) -> Option<Vec<&(Value, Value)>> {
     }
     Some(sorted)
 }
+
+/// Python's truthiness: `None`, `False`, zero, and empty text, bytes, lists and dicts are
+/// false.
+pub fn truthy(value: &Value) -> bool {
+    match value {
+        Value::Nil => false,
+        Value::Boolean(b) => *b,
+        Value::Integer(i) => i.as_i64() != Some(0),
+        Value::F64(f) => *f != 0.0,
+        Value::F32(f) => *f != 0.0,
+        Value::String(s) => !s.as_bytes().is_empty(),
+        Value::Binary(b) => !b.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Map(m) => !m.is_empty(),
+        Value::Ext(..) => true,
+    }
+}

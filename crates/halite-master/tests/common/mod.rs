@@ -446,3 +446,34 @@ pub fn json_returns(out: &Output) -> BTreeMap<String, serde_json::Value> {
 pub fn describe(out: &Output) -> String {
     format!("exit {:?}\n--- stdout\n{}--- stderr\n{}", out.status.code(), text(&out.stdout), text(&out.stderr))
 }
+
+/// Starts one real minion per `(id, version, roles)` against `master` (each spec passed
+/// through `configure`), and returns once every one is authenticated and answers
+/// `test.ping` through halite's `salt`.
+pub fn start_minions(
+    master: &Master,
+    minions: &[(&str, halite_testkit::SaltVersion, &[&str])],
+    configure: impl Fn(halite_testkit::MinionSpec) -> halite_testkit::MinionSpec,
+) -> Vec<halite_testkit::Minion> {
+    let timeout = Duration::from_secs(90);
+    let endpoints = halite_testkit::Endpoints {
+        host: "127.0.0.1".into(),
+        ret_port: master.ret_port,
+        publish_port: master.publish_port,
+    };
+    let started: Vec<halite_testkit::Minion> = minions
+        .iter()
+        .map(|(id, version, roles)| {
+            let spec = configure(halite_testkit::MinionSpec::new(id, *version).with_roles(roles));
+            halite_testkit::Minion::start(spec, &endpoints)
+        })
+        .collect();
+    for m in &started {
+        m.wait_authenticated(timeout).unwrap_or_else(|e| panic!("{}: {e}\n{}", m.id(), m.log()));
+    }
+    let all_up = halite_testkit::wait_until(timeout, || {
+        json_returns(&salt(master, &["*", "test.ping", "--out", "json", "-t", "5"])).len() == minions.len()
+    });
+    assert!(all_up, "not every minion answers test.ping");
+    started
+}

@@ -221,7 +221,7 @@ pub fn register(env: &mut Environment<'static>) {
                 _ => v.clone(),
             }
         };
-        pairs.sort_by(|a, b| key(a).cmp(&key(b)));
+        pairs.sort_by_key(key);
         if reverse {
             pairs.reverse();
         }
