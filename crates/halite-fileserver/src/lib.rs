@@ -453,6 +453,27 @@ mod tests {
     }
 
     #[test]
+    fn ignore_globs_hide_files_from_lists_and_lookups() {
+        let (dir, _) = tree();
+        let settings = Settings {
+            file_roots: vec![("base".into(), vec![dir.path().join("base")])],
+            ignore_regex: vec![],
+            ignore_glob: vec!["*.sls".into()],
+            ignore_symlinks: true,
+            buffer_size: DEFAULT_BUFFER_SIZE,
+            hash_type: "md5".into(),
+        };
+        let roots = Roots::new(settings).unwrap();
+        let listing = roots.listing("base");
+        assert!(listing.files.iter().all(|f| !f.ends_with(".sls")), "{:?}", listing.files);
+        assert!(listing.links.is_empty(), "fileserver_ignoresymlinks leaves links out");
+        assert_eq!(roots.find_file("top.sls", "base"), None);
+        assert!(roots.find_file("web/conf/app.conf.swp", "base").is_some());
+        assert!(Roots::new(Settings { hash_type: "crc32".into(), ..roots.settings.clone() }).is_err());
+        assert!(Roots::new(Settings { ignore_regex: vec!["(".into()], ..roots.settings.clone() }).is_err());
+    }
+
+    #[test]
     fn gzip_round_trips() {
         let data = b"salt://".repeat(1000);
         let packed = gzip(&data, 5);
