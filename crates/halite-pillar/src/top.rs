@@ -1,6 +1,6 @@
 //! The pillar top file: Salt's `merge_tops`, `sort_top_targets` and `top_matches`.
 
-use halite_target::{check_minions, CachedMinion, Expr, MinionIndex, TargetType};
+use halite_target::{matches_one, CachedMinion, Expr, TargetType};
 use halite_yaml::py::{self, truthy};
 use halite_yaml::Value;
 
@@ -136,23 +136,6 @@ pub fn merge(tops: &[Value]) -> Result<MergedTop, MalformedTop> {
     Ok(merged)
 }
 
-/// The one minion whose pillar compiles, as targeting sees it: its id and grains; no pillar
-/// (Salt's pillar top matches `I@` against the master's `ext_pillar` list, i.e. nothing).
-struct OneMinion<'a> {
-    id: &'a str,
-    grains: &'a Value,
-}
-
-impl MinionIndex for OneMinion<'_> {
-    fn accepted(&self) -> Vec<String> {
-        vec![self.id.to_owned()]
-    }
-
-    fn cached(&self, id: &str) -> Option<CachedMinion<'_>> {
-        (id == self.id).then_some(CachedMinion { grains: Some(self.grains), pillar: None })
-    }
-}
-
 /// Salt's `top_matches`: saltenv → the sls names of every target the minion matches, each
 /// once, in top order. `pillarenv` limits it to that saltenv. A target that cannot be
 /// evaluated (bad regex, unknown nodegroup) matches nothing and is reported.
@@ -163,7 +146,9 @@ pub fn matches(
     nodegroups: &[(String, Value)],
     pillarenv: Option<&str>,
 ) -> (Vec<(String, Vec<String>)>, Vec<String>) {
-    let index = OneMinion { id: minion_id, grains };
+    // No pillar: Salt's pillar top matches `I@` against the master's `ext_pillar` list,
+    // i.e. nothing.
+    let data = CachedMinion { grains: Some(grains), pillar: None };
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     let mut problems = Vec::new();
     for (saltenv, targets) in &top.envs {
@@ -189,8 +174,8 @@ pub fn matches(
                 ));
                 continue;
             };
-            match check_minions(&index, &Expr::from_value(&t.target), tgt_type, ":", nodegroups) {
-                Ok(m) if m.minions.iter().any(|id| id == minion_id) => {
+            match matches_one(minion_id, data, &Expr::from_value(&t.target), tgt_type, ":", nodegroups) {
+                Ok(true) => {
                     let slot = match out.iter().position(|(e, _)| e == saltenv) {
                         Some(i) => &mut out[i].1,
                         None => {
@@ -204,7 +189,7 @@ pub fn matches(
                         }
                     }
                 }
-                Ok(_) => {}
+                Ok(false) => {}
                 Err(e) => problems.push(format!("top target {} in saltenv {saltenv}: {e}", text_of(&t.target))),
             }
         }

@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod crypticle;
+pub mod minion;
 pub mod payload;
 pub mod pillar;
 pub mod publish;

@@ -163,6 +163,33 @@ pub fn check_minions(
     Ok(Matched { minions: ck.ordered(&set), missing: Vec::new() })
 }
 
+/// Whether the one minion `id` (with its grains and pillar) is named by a target: what a
+/// minion decides for itself on a publish, and what a pillar top file decides for the minion
+/// whose pillar compiles.
+pub fn matches_one(
+    id: &str,
+    data: CachedMinion<'_>,
+    expr: &Expr,
+    tgt_type: TargetType,
+    delimiter: &str,
+    nodegroups: &[(String, Value)],
+) -> Result<bool, TargetError> {
+    struct One<'a> {
+        id: &'a str,
+        data: CachedMinion<'a>,
+    }
+    impl MinionIndex for One<'_> {
+        fn accepted(&self) -> Vec<String> {
+            vec![self.id.to_owned()]
+        }
+        fn cached(&self, id: &str) -> Option<CachedMinion<'_>> {
+            (id == self.id).then_some(self.data)
+        }
+    }
+    let matched = check_minions(&One { id, data }, expr, tgt_type, delimiter, nodegroups)?;
+    Ok(matched.minions.iter().any(|m| m == id))
+}
+
 #[derive(Clone, Copy)]
 enum Bank {
     Grains,

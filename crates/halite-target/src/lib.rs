@@ -17,7 +17,7 @@ pub mod nodegroup;
 pub mod pyre;
 pub mod subdict;
 
-pub use check::{check_minions, CachedMinion, Expr, Matched, MinionIndex, TargetType};
+pub use check::{check_minions, matches_one, CachedMinion, Expr, Matched, MinionIndex, TargetType};
 pub use glob::fnmatch;
 
 /// Why a target names no minion, where Salt would log an error and match nothing.

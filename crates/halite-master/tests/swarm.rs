@@ -1,0 +1,71 @@
+//! The swarm as a correctness test: 200 simulated minions (request versions 2 and 3 mixed)
+//! against the halite-master binary. Every one authenticates, gets its pillar and subscribes;
+//! every return of `salt '*' test.ping` and of a grain-targeted `grains.get` arrives; after a
+//! key is deleted (which rotates the AES key) the rest re-authenticate and answer again.
+//! Timings are the benchmark's business (docs/benchmarks.md), not asserted here.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{describe, json_returns, salt, Master};
+use halite_swarm::{keys, Config, Protocol, Swarm, ROLES};
+
+const MINIONS: usize = 200;
+
+fn keys_dir() -> std::path::PathBuf {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
+    home.join(".cache/halite/swarm-keys")
+}
+
+#[test]
+fn two_hundred_simulated_minions_authenticate_and_return_everything() {
+    let master = Master::start(&["auto_accept: True"]);
+    let keys = keys::load_or_generate(&keys_dir(), MINIONS, 2).expect("swarm keys");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let config = Config {
+        host: "127.0.0.1".into(),
+        ret_port: master.ret_port,
+        publish_port: master.publish_port,
+        protocol: Protocol::Mixed,
+        prefix: "sw".into(),
+        request_timeout: Duration::from_secs(60),
+    };
+    let swarm = runtime.block_on(async { Swarm::start(config, keys) });
+    let ready = runtime.block_on(swarm.wait_ready(Duration::from_secs(240)));
+    assert!(ready, "only {} of {MINIONS} ready: {}\n{}", swarm.ready(), swarm.report().0, master.log());
+
+    // Publishes sent right after the last SUB connected can miss a subscriber still
+    // joining (ZeroMQ's slow joiner), as with real minions; the first ping may be short.
+    let mut returns = json_returns(&salt(&master, &["*", "test.ping", "--out", "json", "-t", "30"]));
+    for _ in 0..3 {
+        if returns.len() == MINIONS {
+            break;
+        }
+        returns = json_returns(&salt(&master, &["*", "test.ping", "--out", "json", "-t", "30"]));
+    }
+    assert_eq!(returns.len(), MINIONS, "every minion returns test.ping");
+    assert!(returns.values().all(|v| v == true));
+
+    let dbs = (0..MINIONS).filter(|i| ROLES[i % ROLES.len()].contains(&"db")).count();
+    let out = salt(&master, &["-G", "roles:db", "grains.get", "roles", "--out", "json", "-t", "30"]);
+    let got = json_returns(&out);
+    assert_eq!(got.len(), dbs, "{}", describe(&out));
+    assert!(got.values().all(|roles| roles.as_array().is_some_and(|r| r.iter().any(|x| x == "db"))));
+
+    // Deleting a key rotates the AES key: publishes stop opening, the swarm re-authenticates.
+    let deleted = master.salt_key(&["-d", "sw0", "-y"]);
+    assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
+    let mut again = json_returns(&salt(&master, &["*", "test.ping", "--out", "json", "-t", "30"]));
+    for _ in 0..10 {
+        if again.len() == MINIONS - 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        again = json_returns(&salt(&master, &["*", "test.ping", "--out", "json", "-t", "30"]));
+    }
+    assert_eq!(again.len(), MINIONS - 1, "every remaining minion answers after the rotation");
+    let report = swarm.report().0;
+    assert!(report["reauths"].as_u64().unwrap_or(0) > 0, "the rotation made the swarm re-authenticate: {report}");
+    runtime.block_on(swarm.stop());
+}

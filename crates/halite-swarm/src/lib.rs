@@ -1,0 +1,516 @@
+//! A swarm of simulated salt-minions: thousands in one process, each behaving on the wire
+//! as a real 3006 (request version 2) or 3007/3008 (version 3) minion does.
+//!
+//! Owns: per-minion keys (cached, [`keys`]); a ZMTP 3.0 client ([`zmtp`]); the minion's life
+//! — `_auth` (retrying while pending), `_pillar` with grains (`roles` from the site's role
+//! list), subscribing to publishes, the start event, then for each publish: opening it
+//! (re-authenticating when the AES key rotated), minion-side targeting (glob, list, pcre,
+//! grain, compound... through `halite-target`), and a `_return` for `test.ping`,
+//! `grains.get`, `grains.items` and `saltutil.find_job`; and a [`Report`] of when all were
+//! authenticated and ready, and per job when returns went out.
+//!
+//! Must not: be used by the master, or fake anything a master can observe: every minion has
+//! its own key, connections, AES session and replies, as a real one does.
+
+pub mod keys;
+pub mod zmtp;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use halite_proto::minion::{self, AuthAnswer, Channel, ReqVersion};
+use halite_proto::payload::{map, Value, ValueExt};
+use halite_proto::rsa::{clean_key, PrivateKey, PublicKey};
+use halite_target::{matches_one, CachedMinion, Expr, TargetType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// Which request protocol the minions speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    V2,
+    V3,
+    /// Alternating: even minions v3, odd ones v2.
+    Mixed,
+}
+
+impl Protocol {
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        Some(match name {
+            "v2" | "3006" => Protocol::V2,
+            "v3" | "3007" | "3008" => Protocol::V3,
+            "mixed" => Protocol::Mixed,
+            _ => return None,
+        })
+    }
+
+    fn of(self, index: usize) -> ReqVersion {
+        match self {
+            Protocol::V2 => ReqVersion::V2,
+            Protocol::V3 => ReqVersion::V3,
+            Protocol::Mixed if index.is_multiple_of(2) => ReqVersion::V3,
+            Protocol::Mixed => ReqVersion::V2,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: String,
+    pub ret_port: u16,
+    pub publish_port: u16,
+    pub protocol: Protocol,
+    /// Minion ids are `<prefix><n>`; each one's roles come from [`ROLES`] by index.
+    pub prefix: String,
+    /// Seconds one request waits for its reply (Salt: 60, and 5 for `_auth`).
+    pub request_timeout: Duration,
+}
+
+/// The VM-roles document's roles, spread over the swarm in turn.
+pub const ROLES: &[&[&str]] = &[
+    &["app"],
+    &["db"],
+    &["db", "masterdb"],
+    &["sessions"],
+    &["memcache"],
+    &["elastic"],
+    &["mail"],
+    &["blog"],
+    &["project"],
+    &["notes"],
+    &["bots"],
+    &["jobrunner"],
+    &["accounts"],
+    &["source"],
+];
+
+/// The grains minion `index` reports.
+pub fn grains(id: &str, index: usize, version: ReqVersion) -> Value {
+    let roles = ROLES[index % ROLES.len()];
+    let saltversion = if version == ReqVersion::V2 { "3006.30" } else { "3007.8" };
+    map([
+        ("id", Value::from(id)),
+        ("roles", Value::Array(roles.iter().map(|r| Value::from(*r)).collect())),
+        ("os", Value::from("Debian")),
+        ("os_family", Value::from("Debian")),
+        ("osrelease", Value::from("12")),
+        ("kernel", Value::from("Linux")),
+        ("num_cpus", Value::from(2)),
+        ("fqdn", Value::from(id)),
+        ("ipv4", Value::Array(vec![Value::from(format!("127.0.{}.{}", index / 250 % 250, index % 250 + 1))])),
+        ("saltversion", Value::from(saltversion)),
+    ])
+}
+
+/// What happened to one job, as the swarm saw it.
+#[derive(Debug, Clone, Default)]
+struct JobSeen {
+    fun: String,
+    received: usize,
+    returned: usize,
+    first_publish: Option<Duration>,
+    last_return: Option<Duration>,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    authenticated: AtomicUsize,
+    ready: AtomicUsize,
+    reauths: AtomicUsize,
+    errors: AtomicUsize,
+    all_authenticated: Mutex<Option<Duration>>,
+    all_ready: Mutex<Option<Duration>>,
+    jobs: Mutex<HashMap<String, JobSeen>>,
+    error_samples: Mutex<Vec<String>>,
+}
+
+/// A running swarm.
+pub struct Swarm {
+    started: Instant,
+    count: usize,
+    stats: Arc<Stats>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The swarm's figures.
+#[derive(Debug, Clone)]
+pub struct Report(pub serde_json::Value);
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Swarm {
+    /// Starts one task per key on the current tokio runtime.
+    pub fn start(config: Config, keys: Vec<PrivateKey>) -> Swarm {
+        let started = Instant::now();
+        let stats = Arc::new(Stats::default());
+        let (stop, stopped) = watch::channel(false);
+        let count = keys.len();
+        let config = Arc::new(config);
+        let tasks = keys
+            .into_iter()
+            .enumerate()
+            .map(|(index, key)| {
+                let sim = Sim {
+                    index,
+                    id: format!("{}{index}", config.prefix),
+                    version: config.protocol.of(index),
+                    key,
+                    config: Arc::clone(&config),
+                    stats: Arc::clone(&stats),
+                    started,
+                    count,
+                };
+                let stopped = stopped.clone();
+                tokio::spawn(sim.run(stopped))
+            })
+            .collect();
+        Swarm { started, count, stats, stop, tasks }
+    }
+
+    pub fn ready(&self) -> usize {
+        self.stats.ready.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every minion is ready (authenticated, pillar received, subscribed).
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.ready() < self.count {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    }
+
+    /// How many returns the swarm sent for `jid`.
+    pub fn returned(&self, jid: &str) -> usize {
+        locked(&self.stats.jobs).get(jid).map_or(0, |j| j.returned)
+    }
+
+    pub fn report(&self) -> Report {
+        let secs = |d: Option<Duration>| d.map_or(serde_json::Value::Null, |d| serde_json::json!(d.as_secs_f64()));
+        let mut jobs: Vec<(String, JobSeen)> =
+            locked(&self.stats.jobs).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        jobs.sort_by(|a, b| a.0.cmp(&b.0));
+        let jobs: Vec<serde_json::Value> = jobs
+            .into_iter()
+            .map(|(jid, j)| {
+                serde_json::json!({
+                    "jid": jid,
+                    "fun": j.fun,
+                    "received": j.received,
+                    "returned": j.returned,
+                    "first_publish_s": secs(j.first_publish),
+                    "last_return_s": secs(j.last_return),
+                    "publish_to_last_return_s": match (j.first_publish, j.last_return) {
+                        (Some(a), Some(b)) => serde_json::json!(b.saturating_sub(a).as_secs_f64()),
+                        _ => serde_json::Value::Null,
+                    },
+                })
+            })
+            .collect();
+        Report(serde_json::json!({
+            "minions": self.count,
+            "authenticated": self.stats.authenticated.load(Ordering::Relaxed),
+            "ready": self.ready(),
+            "all_authenticated_s": secs(*locked(&self.stats.all_authenticated)),
+            "all_ready_s": secs(*locked(&self.stats.all_ready)),
+            "reauths": self.stats.reauths.load(Ordering::Relaxed),
+            "errors": self.stats.errors.load(Ordering::Relaxed),
+            "error_samples": *locked(&self.stats.error_samples),
+            "elapsed_s": self.started.elapsed().as_secs_f64(),
+            "jobs": jobs,
+        }))
+    }
+
+    /// Stops every minion and waits for their tasks.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// One simulated minion.
+struct Sim {
+    index: usize,
+    id: String,
+    version: ReqVersion,
+    key: PrivateKey,
+    config: Arc<Config>,
+    stats: Arc<Stats>,
+    started: Instant,
+    count: usize,
+}
+
+/// A ZMTP connection: a TCP stream and its codec.
+struct Conn {
+    stream: TcpStream,
+    codec: zmtp::Codec,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SimError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Zmtp(#[from] zmtp::ZmtpError),
+    #[error("{0}")]
+    Proto(#[from] halite_proto::ProtoError),
+    #[error("timed out waiting for the master")]
+    Timeout,
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl Conn {
+    async fn connect(host: &str, port: u16, socket_type: &str, identity: &[u8]) -> Result<Conn, SimError> {
+        let mut stream = TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true)?;
+        stream.write_all(&zmtp::greeting()).await?;
+        stream.write_all(&zmtp::ready(socket_type, identity)).await?;
+        let mut conn = Conn { stream, codec: zmtp::Codec::default() };
+        // The peer's greeting, then its READY.
+        loop {
+            match conn.next_event().await? {
+                zmtp::Event::Command(name) if name == "READY" => return Ok(conn),
+                zmtp::Event::Command(name) => return Err(SimError::Refused(format!("peer sent {name}"))),
+                _ => {}
+            }
+        }
+    }
+
+    async fn next_event(&mut self) -> Result<zmtp::Event, SimError> {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match self.codec.next_event()? {
+                Some(zmtp::Event::Reply(bytes)) => self.stream.write_all(&bytes).await?,
+                Some(event) => return Ok(event),
+                None => {
+                    let n = self.stream.read(&mut buf).await?;
+                    if n == 0 {
+                        return Err(SimError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                    }
+                    self.codec.push(&buf[..n]);
+                }
+            }
+        }
+    }
+
+    async fn next_message(&mut self) -> Result<Vec<Vec<u8>>, SimError> {
+        loop {
+            if let zmtp::Event::Message(parts) = self.next_event().await? {
+                return Ok(parts);
+            }
+        }
+    }
+
+    /// One REQ exchange: the body out, the reply body back.
+    async fn request(&mut self, body: &[u8], timeout: Duration) -> Result<Vec<u8>, SimError> {
+        self.stream.write_all(&zmtp::request(body)).await?;
+        let parts = tokio::time::timeout(timeout, self.next_message()).await.map_err(|_| SimError::Timeout)??;
+        Ok(parts.into_iter().last().unwrap_or_default())
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// How far one simulated minion has come, across re-authentications.
+#[derive(Default)]
+struct Progress {
+    authenticated: bool,
+    ready: bool,
+}
+
+/// An authenticated session: what the minion keeps between publishes.
+struct Session {
+    req: Conn,
+    channel: Channel,
+    aes: halite_proto::crypticle::Crypticle,
+    master_pub: Option<PublicKey>,
+}
+
+impl Sim {
+    async fn run(self, mut stopped: watch::Receiver<bool>) {
+        let mut progress = Progress::default();
+        loop {
+            let attempt = tokio::select! {
+                r = self.live(&mut progress) => r,
+                _ = stopped.changed() => return,
+            };
+            if let Err(e) = attempt {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                let mut samples = locked(&self.stats.error_samples);
+                if samples.len() < 10 {
+                    let mut text = format!("{}: {e}", self.id);
+                    text.truncate(text.floor_char_boundary(300));
+                    samples.push(text);
+                }
+            }
+            // A real minion waits `acceptance_wait_time` before it tries again.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    fn mark(&self, counter: &AtomicUsize, all: &Mutex<Option<Duration>>) {
+        if counter.fetch_add(1, Ordering::Relaxed) + 1 == self.count {
+            *locked(all) = Some(self.started.elapsed());
+        }
+    }
+
+    /// Authenticates, fetches the pillar, subscribes and serves publishes until the
+    /// connection breaks or a publish no longer opens (then the caller starts over).
+    async fn live(&self, progress: &mut Progress) -> Result<(), SimError> {
+        let mut session = self.authenticate().await?;
+        if progress.authenticated {
+            self.stats.reauths.fetch_add(1, Ordering::Relaxed);
+        } else {
+            progress.authenticated = true;
+            self.mark(&self.stats.authenticated, &self.stats.all_authenticated);
+        }
+        let grains = grains(&self.id, self.index, self.version);
+        let pillar_load = map([
+            ("cmd", Value::from("_pillar")),
+            ("id", Value::from(self.id.as_str())),
+            ("grains", grains.clone()),
+            ("saltenv", Value::Nil),
+            ("pillarenv", Value::Nil),
+            ("pillar_override", map::<_, String>([])),
+            ("extra_minion_data", map::<_, String>([])),
+            ("ver", Value::from("2")),
+        ]);
+        let nonce = minion::nonce()?;
+        let body = session.channel.seal(pillar_load, &nonce, now_secs())?;
+        let reply = session.req.request(&body, self.config.request_timeout).await?;
+        Channel::open_private(&reply, &self.key, &nonce, session.master_pub.as_ref())?;
+        let mut sub = Conn::connect(&self.config.host, self.config.publish_port, "SUB", self.id.as_bytes()).await?;
+        sub.stream.write_all(&zmtp::subscribe_all()).await?;
+        let start = map([
+            ("cmd", Value::from("_minion_event")),
+            ("id", Value::from(self.id.as_str())),
+            ("tag", Value::from(format!("salt/minion/{}/start", self.id))),
+            ("data", Value::from(format!("Minion {} started", self.id))),
+            ("pretag", Value::Nil),
+        ]);
+        self.call(&mut session, start).await?;
+        if !progress.ready {
+            progress.ready = true;
+            self.mark(&self.stats.ready, &self.stats.all_ready);
+        }
+        let mut seen: VecDeque<String> = VecDeque::new();
+        loop {
+            let parts = sub.next_message().await?;
+            let Some(frame) = parts.last() else { continue };
+            let load = match minion::open_publish(frame, &session.aes, session.master_pub.as_ref()) {
+                Ok(load) => load,
+                // The AES key rotated: authenticate again, as a real minion does.
+                Err(_) => return Err(SimError::Refused("a publish no longer opens".into())),
+            };
+            let Some(jid) = load.get_text("jid").map(str::to_owned) else { continue };
+            if seen.contains(&jid) || !self.targeted(&load, &grains) {
+                continue;
+            }
+            seen.push_back(jid.clone());
+            if seen.len() > 100 {
+                seen.pop_front();
+            }
+            let fun = load.get("fun").map(halite_yaml::py::text).unwrap_or_default();
+            self.job_event(&jid, &fun, true);
+            let ret = self.execute(&load, &grains);
+            let (value, retcode, success) = match ret {
+                Some(v) => (v, 0, true),
+                None => (Value::from(format!("'{fun}' is not available.")), 254, false),
+            };
+            let ret_load = map([
+                ("cmd", Value::from("_return")),
+                ("id", Value::from(self.id.as_str())),
+                ("success", Value::Boolean(success)),
+                ("return", value),
+                ("retcode", Value::from(retcode)),
+                ("jid", Value::from(jid.as_str())),
+                ("fun", Value::from(fun.as_str())),
+                ("fun_args", load.get("arg").cloned().unwrap_or(Value::Array(vec![]))),
+                ("user", load.get("user").cloned().unwrap_or(Value::from("root"))),
+            ]);
+            self.call(&mut session, ret_load).await?;
+            self.job_event(&jid, &fun, false);
+        }
+    }
+
+    fn job_event(&self, jid: &str, fun: &str, published: bool) {
+        let at = self.started.elapsed();
+        let mut jobs = locked(&self.stats.jobs);
+        let job = jobs.entry(jid.to_owned()).or_insert_with(|| JobSeen { fun: fun.to_owned(), ..JobSeen::default() });
+        if published {
+            job.received += 1;
+            job.first_publish.get_or_insert(at);
+        } else {
+            job.returned += 1;
+            job.last_return = Some(at.max(job.last_return.unwrap_or_default()));
+        }
+    }
+
+    async fn call(&self, session: &mut Session, load: Value) -> Result<Value, SimError> {
+        let nonce = minion::nonce()?;
+        let body = session.channel.seal(load, &nonce, now_secs())?;
+        let reply = session.req.request(&body, self.config.request_timeout).await?;
+        Ok(session.channel.open(&reply, &nonce)?)
+    }
+
+    async fn authenticate(&self) -> Result<Session, SimError> {
+        let pub_pem = clean_key(&String::from_utf8_lossy(&self.key.public_key()?.to_spki_pem()?));
+        let mut req = Conn::connect(&self.config.host, self.config.ret_port, "DEALER", b"").await?;
+        loop {
+            let body = minion::auth_request(&self.id, &pub_pem, &minion::nonce()?);
+            let reply = req.request(&body, Duration::from_secs(5).max(self.config.request_timeout / 12)).await?;
+            match minion::read_auth_reply(&reply, &self.key) {
+                AuthAnswer::Accepted { aes, session, master_pub, .. } => {
+                    let channel = Channel::new(&self.id, self.version, &aes, &session, &self.key)?;
+                    let master_pub = PublicKey::from_pem(master_pub.as_bytes()).ok();
+                    return Ok(Session { req, channel, aes, master_pub });
+                }
+                // acceptance_wait_time: a pending minion asks again.
+                AuthAnswer::Pending => tokio::time::sleep(Duration::from_secs(1)).await,
+                other => return Err(SimError::Refused(format!("_auth: {other:?}"))),
+            }
+        }
+    }
+
+    /// Minion-side targeting, as `Minion._target_load` does it.
+    fn targeted(&self, load: &Value, grains: &Value) -> bool {
+        let Some(tgt) = load.get("tgt") else { return false };
+        let tgt_type = load.get_text("tgt_type").unwrap_or("glob");
+        let Some(tgt_type) = TargetType::from_name(tgt_type) else { return false };
+        let delimiter = load.get_text("delimiter").unwrap_or(":");
+        let data = CachedMinion { grains: Some(grains), pillar: None };
+        matches_one(&self.id, data, &Expr::from_value(tgt), tgt_type, delimiter, &[]).unwrap_or(false)
+    }
+
+    /// The functions a simulated minion runs; `None` for any other.
+    fn execute(&self, load: &Value, grains: &Value) -> Option<Value> {
+        let fun = load.get_text("fun")?;
+        let args = load.get("arg").and_then(Value::as_array).cloned().unwrap_or_default();
+        Some(match fun {
+            "test.ping" => Value::Boolean(true),
+            "grains.items" => grains.clone(),
+            "grains.get" => {
+                let key = args.first().map(halite_yaml::py::text).unwrap_or_default();
+                halite_target::subdict::traverse(grains, &key, ":")
+                    .cloned()
+                    .unwrap_or_else(|| args.get(1).cloned().unwrap_or(Value::from("")))
+            }
+            "saltutil.find_job" => map::<_, String>([]),
+            _ => return None,
+        })
+    }
+}
