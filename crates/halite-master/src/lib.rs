@@ -21,3 +21,4 @@ pub mod jobs;
 pub mod local;
 pub mod master;
 pub mod presence;
+pub mod workers;

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use halite_zmq::{bind_publisher, bind_router, tcp_endpoint, SocketOptions};
-use tracing::{info, warn, Instrument};
+use tracing::{info, warn};
 
 use halite_master::master::{self, Master};
-use halite_master::{clear, event_pub, events, local};
+use halite_master::{clear, event_pub, events, local, workers};
 
 #[derive(Parser, Debug)]
 #[command(name = "halite-master", version, about = "A Salt master for unmodified salt-minions")]
@@ -137,32 +137,10 @@ async fn serve(config: halite_config::MasterConfig) -> anyhow::Result<()> {
         })
     };
 
-    let replier = router.replier.clone();
-    let mut in_flight = tokio::task::JoinSet::new();
+    let workers = workers::Workers::start(config.worker_threads as usize, master.clone(), router.replier.clone())?;
     let serve_requests = async {
         while let Some(req) = router.requests.recv().await {
-            while in_flight.try_join_next().is_some() {}
-            let master = master.clone();
-            let replier = replier.clone();
-            let span = tracing::debug_span!("peer", peer = %halite_zmq::PeerName(&req.peer));
-            in_flight.spawn(
-                async move {
-                    let reply = tokio::task::spawn_blocking(move || {
-                        let body = master.handle(&req.body);
-                        (req.peer, body)
-                    })
-                    .await;
-                    match reply {
-                        Ok((peer, body)) => {
-                            if let Err(e) = replier.reply(&peer, &body) {
-                                warn!(error = %e, "reply not sent");
-                            }
-                        }
-                        Err(e) => tracing::error!(error = %e, "request handler failed"),
-                    }
-                }
-                .instrument(span),
-            );
+            workers.submit(workers::Job { peer: req.peer, body: req.body });
         }
     };
 
@@ -175,15 +153,9 @@ async fn serve(config: halite_config::MasterConfig) -> anyhow::Result<()> {
     event_server.abort();
     let _ = std::fs::remove_file(&local_path);
     let _ = std::fs::remove_file(&event_path);
-    // Requests being handled get a moment to answer; then their tasks are dropped, which
-    // releases their reply sockets: libzmq's context cannot terminate while one is open.
-    let drained =
-        tokio::time::timeout(Duration::from_secs(5), async { while in_flight.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        warn!(requests = in_flight.len(), "requests still running at shutdown; abandoning them");
-        in_flight.shutdown().await;
-    }
-    drop(replier);
+    // Queued requests are answered before the sockets close; the workers own reply handles,
+    // and libzmq's context cannot terminate while one is open.
+    tokio::task::spawn_blocking(move || workers.shutdown()).await?;
     router.shutdown();
     publisher.shutdown();
     info!("halite master stopped");

@@ -255,13 +255,20 @@ impl Master {
                         return status(AuthStatus::Refused);
                     }
                 };
-                let aes = self.aes.current();
+                let (aes, aes_sig) = match self.aes.current_signed(&self.keys.private) {
+                    Ok(signed) => signed,
+                    Err(e) => {
+                        error!(error = %e, "cannot sign the AES key");
+                        return status(AuthStatus::Refused);
+                    }
+                };
                 let acceptance = Acceptance {
                     master_key: &self.keys.private,
                     master_pub_pem: &self.keys.pub_pem,
                     publish_port: self.settings.publish_port,
                     aes: &aes,
                     session: &session,
+                    aes_sig: &aes_sig,
                     minion_key: &key,
                 };
                 match auth::accept_reply(req, &acceptance, sign) {

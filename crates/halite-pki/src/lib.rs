@@ -9,7 +9,8 @@
 //!
 //! Must not: speak the wire protocol, hold sockets, or cache key state across calls — the pki
 //! dir is shared with other processes (`salt-key`, Python tools), so every decision reads the
-//! files as they are now. Files are replaced atomically (write to a dot-file, then rename):
+//! files as they are now. (The one cache, of parsed accepted keys, is checked against a `stat`
+//! of the file on every use, so it only saves re-parsing an unchanged file.) Files are replaced atomically (write to a dot-file, then rename):
 //! a crash never leaves a half-written key, and listings skip dot-files as Salt's do.
 
 mod dir;

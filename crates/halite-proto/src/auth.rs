@@ -118,8 +118,17 @@ pub struct Acceptance<'a> {
     pub publish_port: u16,
     pub aes: &'a Crypticle,
     pub session: &'a Crypticle,
+    /// [`aes_signature`] of `aes`: the same for every minion until the key rotates, so the
+    /// master computes it once rather than once per sign-in.
+    pub aes_sig: &'a [u8],
     /// The accepted key on file for this minion.
     pub minion_key: &'a PublicKey,
+}
+
+/// The accept reply's `sig`: X9.31 over the hex SHA-256 of the AES key string, which the
+/// minion checks against `master.pub` before trusting the key.
+pub fn aes_signature(master_key: &PrivateKey, aes: &Crypticle) -> Result<Vec<u8>, ProtoError> {
+    master_key.encrypt_x931(sha256_hex(aes.key_string().as_bytes()).as_bytes())
 }
 
 /// Outcome of building an accept reply.
@@ -154,7 +163,7 @@ pub fn accept_reply(req: &AuthRequest, acc: &Acceptance<'_>, sign: bool) -> Resu
     let aes = acc.aes.key_string().as_bytes();
     reply.push(("aes", payload::blob(acc.minion_key.encrypt_oaep(aes, enc_algo)?)));
     reply.push(("session", payload::blob(acc.minion_key.encrypt_oaep(acc.session.key_string().as_bytes(), enc_algo)?)));
-    reply.push(("sig", payload::blob(acc.master_key.encrypt_x931(sha256_hex(aes).as_bytes())?)));
+    reply.push(("sig", payload::blob(acc.aes_sig.to_vec())));
     if sign {
         reply.push(("nonce", req.nonce.clone()));
     }

@@ -117,14 +117,15 @@ impl Store {
     /// expires like any other.
     pub fn put_return(&self, jid: &str, minion: &str, ret: &Value, now_micros: u64) -> Result<(), StoreError> {
         let bytes = payload::encode(ret);
-        self.write("saving job return", minion, |txn| {
+        let first_seen = Job::from_return(jid, minion, ret, now_micros).encode();
+        let (jid, minion_id) = (jid.to_owned(), minion.to_owned());
+        self.write_shared("saving job return", minion, move |txn| {
             let mut jobs = txn.open_table(JOBS)?;
-            if jobs.get(jid)?.is_none() {
-                let job = Job::from_return(jid, minion, ret, now_micros);
-                jobs.insert(jid, job.encode().as_slice())?;
-                txn.open_table(JOB_TIMES)?.insert((now_micros, jid), ())?;
+            if jobs.get(jid.as_str())?.is_none() {
+                jobs.insert(jid.as_str(), first_seen.as_slice())?;
+                txn.open_table(JOB_TIMES)?.insert((now_micros, jid.as_str()), ())?;
             }
-            txn.open_table(RETURNS)?.insert((jid, minion), bytes.as_slice())?;
+            txn.open_table(RETURNS)?.insert((jid.as_str(), minion_id.as_str()), bytes.as_slice())?;
             Ok(())
         })
     }

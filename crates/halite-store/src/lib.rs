@@ -8,7 +8,9 @@
 //! keeps as PEM files (those stay in the pki dir), know about sockets, or decide policy.
 //!
 //! Session keys are cached in memory after the first read: every v3 request needs one, and a
-//! read transaction per request would put the disk on the hot path.
+//! read transaction per request would put the disk on the hot path. Returns, minion data and
+//! new session keys from concurrent callers are group-committed ([`group`]): one transaction
+//! and one fsync for all of them, each caller returning once its own change is durable.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use halite_proto::crypticle::Crypticle;
 use halite_proto::payload::{self, Value};
 use redb::{Database, ReadableTable, TableDefinition};
 
+mod group;
 pub mod jobs;
 
 const MINION_DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("minion_data");
@@ -51,6 +54,7 @@ pub struct Store {
     db: Database,
     path: PathBuf,
     sessions: RwLock<HashMap<String, (u64, Crypticle)>>,
+    group: group::GroupCommit,
 }
 
 // The closures handed to `write` return redb's own error type, which is large; boxing it would
@@ -60,7 +64,8 @@ impl Store {
     /// Opens or creates the store file (its directory must exist).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
-        let store = Self { db, path: path.to_owned(), sessions: RwLock::new(HashMap::new()) };
+        let store =
+            Self { db, path: path.to_owned(), sessions: RwLock::new(HashMap::new()), group: Default::default() };
         // Create the tables up front so readers never meet a missing table.
         store.write("creating tables", "", |txn| {
             txn.open_table(MINION_DATA)?;
@@ -87,11 +92,24 @@ impl Store {
         Ok(out)
     }
 
+    /// Like [`Store::write`] for the hot paths (returns, minion data, session keys): the
+    /// change commits together with whatever other writers queued meanwhile, one fsync for
+    /// all ([`group`]), and this returns once it is durable.
+    pub(crate) fn write_shared(
+        &self,
+        what: &'static str,
+        id: &str,
+        change: impl Fn(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + Sync + 'static,
+    ) -> Result<(), StoreError> {
+        self.group.apply(&self.db, std::sync::Arc::new(change)).map_err(|e| self.err(what, id, e))
+    }
+
     /// Records what a minion reported in `_pillar`.
     pub fn put_minion_data(&self, id: &str, data: &MinionData) -> Result<(), StoreError> {
         let bytes = payload::encode(&payload::map([("grains", data.grains.clone()), ("pillar", data.pillar.clone())]));
-        self.write("saving minion data", id, |txn| {
-            txn.open_table(MINION_DATA)?.insert(id, bytes.as_slice())?;
+        let key = id.to_owned();
+        self.write_shared("saving minion data", id, move |txn| {
+            txn.open_table(MINION_DATA)?.insert(key.as_str(), bytes.as_slice())?;
             Ok(())
         })
     }
@@ -158,8 +176,9 @@ impl Store {
 
     fn new_session(&self, id: &str, now: u64) -> Result<(u64, Crypticle), StoreError> {
         let key = Crypticle::generate().map_err(|e| self.err("generating session key", id, e))?;
-        self.write("saving session key", id, |txn| {
-            txn.open_table(SESSIONS)?.insert(id, (now, key.key_string()))?;
+        let (row, text) = (id.to_owned(), key.key_string().to_owned());
+        self.write_shared("saving session key", id, move |txn| {
+            txn.open_table(SESSIONS)?.insert(row.as_str(), (now, text.as_str()))?;
             Ok(())
         })?;
         Ok((now, key))

@@ -1,6 +1,7 @@
 //! Minion keys for a swarm: generated once (RSA 2048, as `salt-minion` makes them), cached
 //! as PEM files, so runs after the first start at once and a master sees the same minions.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use halite_proto::rsa::PrivateKey;
@@ -20,39 +21,38 @@ fn key_path(dir: &Path, index: usize) -> PathBuf {
     dir.join(format!("minion-{index:06}.pem"))
 }
 
-/// Keys `0..count` from `dir`, generating (on `threads` threads) and saving the missing ones.
-/// A key file is written to a temporary name and renamed, so an interrupted run leaves no
-/// half-written key.
-pub fn load_or_generate(dir: &Path, count: usize, threads: usize) -> Result<Vec<PrivateKey>, KeyError> {
+/// Keys `range` from `dir`, loading and generating (on `threads` threads) and saving the
+/// missing ones. A key file is written to a temporary name and renamed, so an interrupted
+/// run leaves no half-written key.
+pub fn load_or_generate(dir: &Path, range: Range<usize>, threads: usize) -> Result<Vec<PrivateKey>, KeyError> {
     std::fs::create_dir_all(dir).map_err(|source| KeyError::Io { path: dir.to_owned(), source })?;
-    let mut keys: Vec<Option<PrivateKey>> = Vec::with_capacity(count);
-    for i in 0..count {
-        let path = key_path(dir, i);
-        keys.push(match std::fs::read(&path) {
-            Ok(pem) => Some(PrivateKey::from_pem(&pem).map_err(|e| KeyError::Key { path, reason: e.to_string() })?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => return Err(KeyError::Io { path, source }),
-        });
+    let indices: Vec<usize> = range.collect();
+    if indices.is_empty() {
+        return Ok(Vec::new());
     }
-    let missing: Vec<usize> = (0..count).filter(|i| keys[*i].is_none()).collect();
-    if !missing.is_empty() {
-        let threads = threads.max(1);
-        let generated: Vec<Result<Vec<(usize, PrivateKey)>, KeyError>> = std::thread::scope(|s| {
-            missing
-                .chunks(missing.len().div_ceil(threads))
-                .map(|chunk| s.spawn(move || chunk.iter().map(|&i| generate(dir, i).map(|k| (i, k))).collect()))
-                .collect::<Vec<_>>()
-                .into_iter()
-                .map(|h| h.join().expect("a key generation thread"))
-                .collect()
-        });
-        for batch in generated {
-            for (i, key) in batch? {
-                keys[i] = Some(key);
+    let chunk = indices.len().div_ceil(threads.max(1));
+    std::thread::scope(|s| {
+        let workers: Vec<_> = indices
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(|&i| load_or_make(dir, i)).collect::<Vec<_>>()))
+            .collect();
+        let mut keys = Vec::with_capacity(indices.len());
+        for worker in workers {
+            for key in worker.join().expect("a key loading thread") {
+                keys.push(key?);
             }
         }
+        Ok(keys)
+    })
+}
+
+fn load_or_make(dir: &Path, index: usize) -> Result<PrivateKey, KeyError> {
+    let path = key_path(dir, index);
+    match std::fs::read(&path) {
+        Ok(pem) => PrivateKey::from_pem(&pem).map_err(|e| KeyError::Key { path, reason: e.to_string() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => generate(dir, index),
+        Err(source) => Err(KeyError::Io { path, source }),
     }
-    Ok(keys.into_iter().map(|k| k.expect("every key loaded or generated")).collect())
 }
 
 fn generate(dir: &Path, index: usize) -> Result<PrivateKey, KeyError> {

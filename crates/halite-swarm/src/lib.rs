@@ -67,6 +67,9 @@ pub struct Config {
     pub prefix: String,
     /// Seconds one request waits for its reply (Salt: 60, and 5 for `_auth`).
     pub request_timeout: Duration,
+    /// Index of the first minion, so several swarm processes (each under its own
+    /// descriptor limit) make one swarm of distinct minions.
+    pub first_index: usize,
 }
 
 /// The VM-roles document's roles, spread over the swarm in turn.
@@ -125,11 +128,14 @@ struct Stats {
     all_ready: Mutex<Option<Duration>>,
     jobs: Mutex<HashMap<String, JobSeen>>,
     error_samples: Mutex<Vec<String>>,
+    /// When each minion last became ready (seconds since the swarm started).
+    last_ready: Mutex<Vec<Option<Duration>>>,
 }
 
 /// A running swarm.
 pub struct Swarm {
     started: Instant,
+    started_unix: f64,
     count: usize,
     stats: Arc<Stats>,
     stop: watch::Sender<bool>,
@@ -148,16 +154,19 @@ impl Swarm {
     /// Starts one task per key on the current tokio runtime.
     pub fn start(config: Config, keys: Vec<PrivateKey>) -> Swarm {
         let started = Instant::now();
-        let stats = Arc::new(Stats::default());
-        let (stop, stopped) = watch::channel(false);
+        let started_unix = unix_now();
         let count = keys.len();
+        let stats = Arc::new(Stats { last_ready: Mutex::new(vec![None; count]), ..Stats::default() });
+        let (stop, stopped) = watch::channel(false);
         let config = Arc::new(config);
         let tasks = keys
             .into_iter()
             .enumerate()
-            .map(|(index, key)| {
+            .map(|(slot, key)| {
+                let index = config.first_index + slot;
                 let sim = Sim {
                     index,
+                    slot,
                     id: format!("{}{index}", config.prefix),
                     version: config.protocol.of(index),
                     key,
@@ -170,7 +179,7 @@ impl Swarm {
                 tokio::spawn(sim.run(stopped))
             })
             .collect();
-        Swarm { started, count, stats, stop, tasks }
+        Swarm { started, started_unix, count, stats, stop, tasks }
     }
 
     pub fn ready(&self) -> usize {
@@ -187,6 +196,13 @@ impl Swarm {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         true
+    }
+
+    /// How many minions became ready (again) at or after `unix` seconds: after a master
+    /// restart or an AES rotation, how many are back.
+    pub fn ready_since(&self, unix: f64) -> usize {
+        let since = Duration::from_secs_f64((unix - self.started_unix).max(0.0));
+        locked(&self.stats.last_ready).iter().filter(|at| at.is_some_and(|at| at >= since)).count()
     }
 
     /// How many returns the swarm sent for `jid`.
@@ -218,6 +234,7 @@ impl Swarm {
             .collect();
         Report(serde_json::json!({
             "minions": self.count,
+            "started_unix": self.started_unix,
             "authenticated": self.stats.authenticated.load(Ordering::Relaxed),
             "ready": self.ready(),
             "all_authenticated_s": secs(*locked(&self.stats.all_authenticated)),
@@ -242,6 +259,8 @@ impl Swarm {
 /// One simulated minion.
 struct Sim {
     index: usize,
+    /// Position in this process's swarm.
+    slot: usize,
     id: String,
     version: ReqVersion,
     key: PrivateKey,
@@ -321,9 +340,16 @@ impl Conn {
     }
 }
 
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
 fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
+
+const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
+const AUTH_TRIES: u32 = 7;
 
 /// How far one simulated minion has come, across re-authentications.
 #[derive(Default)]
@@ -349,16 +375,20 @@ impl Sim {
                 _ = stopped.changed() => return,
             };
             if let Err(e) = attempt {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                let mut samples = locked(&self.stats.error_samples);
-                if samples.len() < 10 {
-                    let mut text = format!("{}: {e}", self.id);
-                    text.truncate(text.floor_char_boundary(300));
-                    samples.push(text);
-                }
+                self.note_error(&e.to_string());
             }
             // A real minion waits `acceptance_wait_time` before it tries again.
             tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    fn note_error(&self, what: &str) {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        let mut samples = locked(&self.stats.error_samples);
+        if samples.len() < 10 {
+            let mut text = format!("{}: {what}", self.id);
+            text.truncate(text.floor_char_boundary(300));
+            samples.push(text);
         }
     }
 
@@ -407,14 +437,28 @@ impl Sim {
             progress.ready = true;
             self.mark(&self.stats.ready, &self.stats.all_ready);
         }
+        locked(&self.stats.last_ready)[self.slot] = Some(self.started.elapsed());
         let mut seen: VecDeque<String> = VecDeque::new();
         loop {
             let parts = sub.next_message().await?;
             let Some(frame) = parts.last() else { continue };
             let load = match minion::open_publish(frame, &session.aes, session.master_pub.as_ref()) {
                 Ok(load) => load,
-                // The AES key rotated: authenticate again, as a real minion does.
-                Err(_) => return Err(SimError::Refused("a publish no longer opens".into())),
+                // The AES key rotated. As Salt's pub channel does: authenticate again on a
+                // fresh request connection (the subscription stays), then open the same
+                // publish with the new key, so the job that revealed the rotation is answered.
+                Err(_) => {
+                    session = self.authenticate().await?;
+                    self.stats.reauths.fetch_add(1, Ordering::Relaxed);
+                    locked(&self.stats.last_ready)[self.slot] = Some(self.started.elapsed());
+                    match minion::open_publish(frame, &session.aes, session.master_pub.as_ref()) {
+                        Ok(load) => load,
+                        Err(_) => {
+                            self.note_error("a publish does not open even after re-authenticating");
+                            continue;
+                        }
+                    }
+                }
             };
             let Some(jid) = load.get_text("jid").map(str::to_owned) else { continue };
             if seen.contains(&jid) || !self.targeted(&load, &grains) {
@@ -472,7 +516,10 @@ impl Sim {
         let mut req = Conn::connect(&self.config.host, self.config.ret_port, "DEALER", b"").await?;
         loop {
             let body = minion::auth_request(&self.id, &pub_pem, &minion::nonce()?);
-            let reply = req.request(&body, Duration::from_secs(5).max(self.config.request_timeout / 12)).await?;
+            // A real minion waits `auth_timeout` (5 s) and re-sends, `auth_tries` (7) times.
+            // The swarm waits as long on the one request without re-sending: duplicates only
+            // lengthen the master's queue, and measuring that is not the point.
+            let reply = req.request(&body, AUTH_TIMEOUT * AUTH_TRIES).await?;
             match minion::read_auth_reply(&reply, &self.key) {
                 AuthAnswer::Accepted { aes, session, master_pub, .. } => {
                     let channel = Channel::new(&self.id, self.version, &aes, &session, &self.key)?;

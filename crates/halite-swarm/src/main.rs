@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! halite-swarm --minions 1000 --protocol mixed --host 127.0.0.1 --ret-port 4506 \
-//!              --publish-port 4505 --duration 60 [--keys-dir DIR] [--prefix swarm]
+//!              --publish-port 4505 --duration 60 [--first 0] [--keys-dir DIR] [--prefix swarm]
+//! halite-swarm --minions 4000 --first 4000 --control ...
 //! ```
 //!
 //! The minions authenticate (the master must accept them: `auto_accept`, or `salt-key -A`
@@ -11,7 +12,15 @@
 //! after the ready timeout). The report (stdout) says when all were authenticated and
 //! ready, and for each job seen how many received and returned it and how long from the
 //! first publish to the last return.
+//!
+//! With `--control`, a driver (the swarm benchmark) steers it over stdin/stdout, one JSON
+//! object per output line: `{"event":"loaded"}` once the keys are in memory, then the swarm
+//! starts on the input line `go`; `{"event":"ready",...}` (or `"not_ready"`) with the report
+//! when all are ready; the input `report` prints the report, `ready_since <unix secs>` prints
+//! `{"event":"ready_since","count":N}`, and `stop` (or end of input) prints the final report
+//! and exits. Several processes with distinct `--first` make one larger swarm.
 
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,11 +33,12 @@ struct Args {
     keys_dir: PathBuf,
     duration: Duration,
     ready_timeout: Duration,
+    control: bool,
 }
 
 fn usage() -> &'static str {
-    "usage: halite-swarm [--minions N] [--protocol v2|v3|mixed] [--host H] [--ret-port P] \
-     [--publish-port P] [--duration SECS] [--ready-timeout SECS] [--keys-dir DIR] [--prefix P]"
+    "usage: halite-swarm [--minions N] [--first I] [--protocol v2|v3|mixed] [--host H] [--ret-port P] \
+     [--publish-port P] [--duration SECS] [--ready-timeout SECS] [--keys-dir DIR] [--prefix P] [--control]"
 }
 
 fn parse() -> anyhow::Result<Args> {
@@ -41,22 +51,32 @@ fn parse() -> anyhow::Result<Args> {
             protocol: Protocol::Mixed,
             prefix: "swarm".into(),
             request_timeout: Duration::from_secs(60),
+            first_index: 0,
         },
         minions: 100,
         keys_dir: home.join(".cache/halite/swarm-keys"),
         duration: Duration::from_secs(30),
         ready_timeout: Duration::from_secs(300),
+        control: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            println!("{}", usage());
-            std::process::exit(0);
+        match flag.as_str() {
+            "-h" | "--help" => {
+                println!("{}", usage());
+                std::process::exit(0);
+            }
+            "--control" => {
+                a.control = true;
+                continue;
+            }
+            _ => {}
         }
         let value = it.next().with_context(|| format!("{flag} needs a value\n{}", usage()))?;
         let number = |v: &str| v.parse::<u64>().with_context(|| format!("{flag}: {v:?} is not a number"));
         match flag.as_str() {
             "--minions" | "-n" => a.minions = number(&value)? as usize,
+            "--first" => a.config.first_index = number(&value)? as usize,
             "--protocol" => {
                 a.config.protocol = Protocol::from_name(&value).with_context(|| format!("--protocol: {value:?}"))?
             }
@@ -73,22 +93,78 @@ fn parse() -> anyhow::Result<Args> {
     Ok(a)
 }
 
+/// One line of the control protocol.
+fn emit(event: &str, mut body: serde_json::Value) {
+    if let serde_json::Value::Object(map) = &mut body {
+        map.insert("event".into(), event.into());
+    }
+    println!("{body}");
+}
+
+/// Input lines, read on a thread of their own so the runtime never blocks on stdin.
+fn control_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line.trim().to_owned()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 fn main() -> anyhow::Result<()> {
     let args = parse()?;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    eprintln!("halite-swarm: loading or generating {} keys in {}", args.minions, args.keys_dir.display());
-    let keys = keys::load_or_generate(&args.keys_dir, args.minions, threads)?;
+    let range = args.config.first_index..args.config.first_index + args.minions;
+    eprintln!("halite-swarm: loading or generating keys {range:?} in {}", args.keys_dir.display());
+    let keys = keys::load_or_generate(&args.keys_dir, range, threads)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
+        let mut lines = args.control.then(control_lines);
+        if let Some(lines) = lines.as_mut() {
+            emit("loaded", serde_json::json!({}));
+            loop {
+                match lines.recv().await.as_deref() {
+                    Some("go") => break,
+                    Some(_) => continue,
+                    None => return anyhow::Ok(()),
+                }
+            }
+        }
         let swarm = Swarm::start(args.config, keys);
         let all_ready = swarm.wait_ready(args.ready_timeout).await;
         eprintln!("halite-swarm: {} of {} ready", swarm.ready(), args.minions);
-        if all_ready {
-            tokio::time::sleep(args.duration).await;
+        match lines.as_mut() {
+            None => {
+                if all_ready {
+                    tokio::time::sleep(args.duration).await;
+                }
+            }
+            Some(lines) => {
+                emit(if all_ready { "ready" } else { "not_ready" }, swarm.report().0);
+                while let Some(line) = lines.recv().await {
+                    let mut words = line.split_whitespace();
+                    match (words.next(), words.next().map(str::parse::<f64>)) {
+                        (Some("report"), _) => emit("report", swarm.report().0),
+                        (Some("ready_since"), Some(Ok(unix))) => {
+                            emit("ready_since", serde_json::json!({ "count": swarm.ready_since(unix) }))
+                        }
+                        (Some("stop"), _) => break,
+                        _ => emit("error", serde_json::json!({ "unknown_command": line })),
+                    }
+                }
+            }
         }
         let report = swarm.report();
         swarm.stop().await;
-        println!("{}", serde_json::to_string_pretty(&report.0)?);
+        if args.control {
+            emit("final", report.0);
+        } else {
+            println!("{}", serde_json::to_string_pretty(&report.0)?);
+        }
         anyhow::Ok(())
     })
 }

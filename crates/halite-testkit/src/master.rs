@@ -123,6 +123,18 @@ impl PythonMaster {
         }
     }
 
+    /// Stops the master and starts it again on the same root (keys, cache, config), as an
+    /// operator's restart does; returns once it serves again.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// The process group of the master and every process it forked (for CPU and memory).
+    pub fn pgid(&self) -> Option<u32> {
+        self.process.as_ref().map(Group::pgid)
+    }
+
     fn log_tail(&self) -> String {
         format!(
             "its log ends:\n{}\n--- console (master.out) ---\n{}",

@@ -55,9 +55,30 @@ impl HaliteDaemon {
             config.push('\n');
         }
         std::fs::write(conf_dir.join("master"), config)?;
-        let child = Command::new(release_bin("halite-master")).arg("-c").arg(&conf_dir).spawn()?;
-        std::thread::sleep(Duration::from_secs(1));
+        let child = HaliteDaemon::spawn(&conf_dir)?;
         Ok(HaliteDaemon { root, child, endpoints: Endpoints { host: "127.0.0.1".into(), ret_port, publish_port } })
+    }
+
+    fn spawn(conf_dir: &Path) -> anyhow::Result<Child> {
+        let child = Command::new(release_bin("halite-master")).arg("-c").arg(conf_dir).spawn()?;
+        std::thread::sleep(Duration::from_secs(1));
+        Ok(child)
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, wait for the exit, start again on the same root.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.child.wait()?;
+        self.child = HaliteDaemon::spawn(&self.config_dir())?;
+        Ok(())
     }
 
     pub fn config_dir(&self) -> PathBuf {

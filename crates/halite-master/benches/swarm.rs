@@ -1,0 +1,558 @@
+//! The swarm against both masters: the same simulated minions (`halite-swarm`, v2 and v3
+//! mixed) against halite and against the Python salt-master 3007.8, for each size, on this
+//! machine, in one run. Per size and master: seconds until all authenticated and all ready,
+//! `salt '*' test.ping` and `salt -G roles:db grains.get roles` from publish to last return
+//! (median of three, as the swarm saw them) and the CLI's own wall time, returns per
+//! second, returns lost, master CPU seconds and memory (RSS and PSS summed over the
+//! master's processes); for halite also a restart storm and a key-delete rotation.
+//!
+//! Run (after `cargo build --release --bins`):
+//! `cargo bench -p halite-master --bench swarm -- [--sizes 100,1000,5000,10000]
+//!  [--targets halite,salt] [--write]`
+//! `--write` puts the table into docs/benchmarks.md (between the swarm markers), the plot
+//! into docs/swarm.svg and the raw figures into docs/swarm-results.json. Nothing here
+//! asserts a speed: it measures and reports.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{release_bin, HaliteDaemon};
+use halite_testkit::{PythonMaster, SaltVersion};
+use serde_json::{json, Value};
+
+/// Simulated minions per swarm process: two descriptors each, under a 20,000 limit.
+const SHARD: usize = 4000;
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+enum Target {
+    Halite(HaliteDaemon),
+    Salt(PythonMaster),
+}
+
+impl Target {
+    fn start(name: &str) -> Target {
+        match name {
+            "halite" => Target::Halite(HaliteDaemon::start(&["auto_accept: True"]).expect("start halite-master")),
+            "salt" => Target::Salt(PythonMaster::start_version(
+                SaltVersion::V3007,
+                &["auto_accept: True", "log_level_logfile: warning"],
+            )),
+            other => panic!("unknown target {other}: halite or salt"),
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Target::Halite(_) => "halite",
+            Target::Salt(_) => "salt 3007.8",
+        }
+    }
+
+    fn ports(&self) -> (u16, u16) {
+        let e = match self {
+            Target::Halite(d) => d.endpoints(),
+            Target::Salt(m) => m.endpoints(),
+        };
+        (e.ret_port, e.publish_port)
+    }
+
+    fn cli(&self, name: &str, args: &[&str]) -> Output {
+        match self {
+            Target::Halite(d) => d.cli(name, args),
+            Target::Salt(m) => m.cli(name, args),
+        }
+    }
+
+    /// Pids of the master's processes.
+    fn pids(&self) -> Vec<u32> {
+        match self {
+            Target::Halite(d) => vec![d.pid()],
+            Target::Salt(m) => m.pgid().map(processes_in_group).unwrap_or_default(),
+        }
+    }
+
+    fn restart(&mut self) {
+        match self {
+            Target::Halite(d) => d.restart().expect("restart halite-master"),
+            Target::Salt(m) => m.restart(),
+        }
+    }
+}
+
+fn processes_in_group(pgid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| stat_fields(*pid).and_then(|f| f.get(2).and_then(|g| g.parse::<u32>().ok())) == Some(pgid))
+        .collect()
+}
+
+/// /proc/<pid>/stat fields after the command name (field 3 onwards).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &text[text.rfind(')')? + 2..];
+    Some(after.split_whitespace().map(str::to_owned).collect())
+}
+
+/// CPU seconds, RSS MB and PSS MB summed over `pids`.
+fn usage(pids: &[u32]) -> (f64, f64, f64) {
+    let ticks = 100.0; // USER_HZ on Linux
+    let (mut cpu, mut rss, mut pss) = (0.0, 0.0, 0.0);
+    for pid in pids {
+        if let Some(f) = stat_fields(*pid) {
+            let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            cpu += (t(11) + t(12)) / ticks;
+        }
+        let kb = |file: &str, key: &str| {
+            std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+                .ok()
+                .and_then(|s| s.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        rss += kb("status", "VmRSS:") / 1024.0;
+        pss += kb("smaps_rollup", "Pss:") / 1024.0;
+    }
+    (cpu, rss, pss)
+}
+
+/// Swarm processes under the control protocol of `halite-swarm --control`.
+struct Swarm {
+    shards: Vec<(Child, ChildStdin)>,
+    events: mpsc::Receiver<(usize, Value)>,
+}
+
+impl Swarm {
+    fn spawn(minions: usize, ports: (u16, u16), ready_timeout: Duration) -> Swarm {
+        let (tx, events) = mpsc::channel();
+        let mut shards = Vec::new();
+        for (n, first) in (0..minions).step_by(SHARD).enumerate() {
+            let count = SHARD.min(minions - first);
+            let mut child = Command::new(release_bin("halite-swarm"))
+                .args(["--control", "--protocol", "mixed", "--prefix", "swarm"])
+                .args(["--minions", &count.to_string(), "--first", &first.to_string()])
+                .args(["--ret-port", &ports.0.to_string(), "--publish-port", &ports.1.to_string()])
+                .args(["--ready-timeout", &ready_timeout.as_secs().to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start halite-swarm");
+            let stdout = child.stdout.take().expect("swarm stdout");
+            let stdin = child.stdin.take().expect("swarm stdin");
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                        if tx.send((n, v)).is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            shards.push((child, stdin));
+        }
+        Swarm { shards, events }
+    }
+
+    fn send(&mut self, line: &str) {
+        for (_, stdin) in &mut self.shards {
+            let _ = writeln!(stdin, "{line}");
+            let _ = stdin.flush();
+        }
+    }
+
+    /// One event of kind in `kinds` from every shard, in shard order.
+    fn collect(&self, kinds: &[&str], timeout: Duration) -> Vec<Value> {
+        let mut got: Vec<Option<Value>> = vec![None; self.shards.len()];
+        let deadline = Instant::now() + timeout;
+        while got.iter().any(Option::is_none) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok((n, v)) = self.events.recv_timeout(left) else { break };
+            if kinds.contains(&v["event"].as_str().unwrap_or("")) {
+                got[n] = Some(v);
+            }
+        }
+        got.into_iter().map(|v| v.unwrap_or(Value::Null)).collect()
+    }
+
+    fn ready_since(&mut self, unix: f64) -> usize {
+        self.send(&format!("ready_since {unix}"));
+        self.collect(&["ready_since"], Duration::from_secs(10)).iter().filter_map(|v| v["count"].as_u64()).sum::<u64>()
+            as usize
+    }
+
+    fn stop(mut self) -> Vec<Value> {
+        self.send("stop");
+        let finals = self.collect(&["final"], Duration::from_secs(60));
+        for (mut child, stdin) in self.shards.drain(..) {
+            drop(stdin);
+            let _ = child.wait();
+        }
+        finals
+    }
+}
+
+/// Across shards: the latest `started_unix + field` minus the earliest start.
+fn span_to(reports: &[Value], field: &str) -> Option<f64> {
+    let start = reports.iter().filter_map(|r| r["started_unix"].as_f64()).fold(f64::INFINITY, f64::min);
+    let mut latest = f64::NEG_INFINITY;
+    for r in reports {
+        latest = latest.max(r["started_unix"].as_f64()? + r[field].as_f64()?);
+    }
+    Some(latest - start)
+}
+
+/// One job as the whole swarm saw it: (received, returned, publish → last return).
+fn job_figures(reports: &[Value], jid: &str) -> (u64, u64, Option<f64>) {
+    let (mut received, mut returned) = (0, 0);
+    let (mut first, mut last) = (f64::INFINITY, f64::NEG_INFINITY);
+    for r in reports {
+        let start = r["started_unix"].as_f64().unwrap_or(0.0);
+        for j in r["jobs"].as_array().into_iter().flatten().filter(|j| j["jid"] == jid) {
+            received += j["received"].as_u64().unwrap_or(0);
+            returned += j["returned"].as_u64().unwrap_or(0);
+            if let Some(p) = j["first_publish_s"].as_f64() {
+                first = first.min(start + p);
+            }
+            if let Some(l) = j["last_return_s"].as_f64() {
+                last = last.max(start + l);
+            }
+        }
+    }
+    (received, returned, (last >= first).then_some(last - first))
+}
+
+fn jids(reports: &[Value]) -> std::collections::BTreeSet<String> {
+    reports
+        .iter()
+        .flat_map(|r| r["jobs"].as_array().cloned().unwrap_or_default())
+        .filter_map(|j| j["jid"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Runs one CLI job and reads what the swarm saw of it. Returns the figures as JSON.
+fn run_job(target: &Target, swarm: &mut Swarm, args: &[&str], targeted: usize) -> Value {
+    swarm.send("report");
+    let before = jids(&swarm.collect(&["report"], Duration::from_secs(30)));
+    let started = Instant::now();
+    let out = target.cli("salt", &[args, &["--out", "json", "--static", "-t", "120"]].concat());
+    let cli_s = started.elapsed().as_secs_f64();
+    let cli_returns =
+        serde_json::from_slice::<Value>(&out.stdout).ok().and_then(|v| v.as_object().map(|m| m.len())).unwrap_or(0);
+    // Returns still in flight when the CLI gave up are counted by the swarm a moment later.
+    std::thread::sleep(Duration::from_millis(500));
+    swarm.send("report");
+    let reports = swarm.collect(&["report"], Duration::from_secs(30));
+    let new: Vec<String> = jids(&reports).difference(&before).cloned().collect();
+    let figures = new.iter().map(|jid| job_figures(&reports, jid)).max_by_key(|f| f.0);
+    let (received, returned, latency) = figures.unwrap_or((0, 0, None));
+    json!({
+        "targeted": targeted, "received": received, "returned": returned, "cli_returns": cli_returns,
+        "lost": targeted.saturating_sub(cli_returns.min(returned as usize)),
+        "publish_to_last_return_s": latency, "cli_s": cli_s,
+        "returns_per_s": latency.map(|l| returned as f64 / l.max(1e-6)),
+    })
+}
+
+fn median_by_latency(mut runs: Vec<Value>) -> Value {
+    runs.sort_by(|a, b| {
+        let l = |v: &Value| v["publish_to_last_return_s"].as_f64().unwrap_or(f64::INFINITY);
+        l(a).total_cmp(&l(b))
+    });
+    let mut mid = runs[runs.len() / 2].clone();
+    mid["lost_in_any_run"] = json!(runs.iter().map(|r| r["lost"].as_u64().unwrap_or(0)).max());
+    mid
+}
+
+fn measure(target_name: &str, minions: usize) -> Value {
+    let mut target = Target::start(target_name);
+    let label = target.label();
+    eprintln!("== {label}, {minions} minions");
+    let ready_timeout = Duration::from_secs((60 + minions as u64 / 10).min(900));
+    let mut swarm = Swarm::spawn(minions, target.ports(), ready_timeout);
+    swarm.collect(&["loaded"], Duration::from_secs(3600));
+    let (cpu0, _, _) = usage(&target.pids());
+    swarm.send("go");
+    let ready = swarm.collect(&["ready", "not_ready"], ready_timeout + Duration::from_secs(30));
+    let all_ready = ready.iter().all(|r| r["event"] == "ready");
+    let (cpu1, rss1, pss1) = usage(&target.pids());
+    let mut result = json!({
+        "master": label, "minions": minions, "all_ready": all_ready,
+        "authenticated": ready.iter().filter_map(|r| r["authenticated"].as_u64()).sum::<u64>(),
+        "ready": ready.iter().filter_map(|r| r["ready"].as_u64()).sum::<u64>(),
+        "all_authenticated_s": if all_ready { json!(span_to(&ready, "all_authenticated_s")) } else { Value::Null },
+        "all_ready_s": if all_ready { json!(span_to(&ready, "all_ready_s")) } else { Value::Null },
+        "coming_up_cpu_s": cpu1 - cpu0, "ready_rss_mb": rss1, "ready_pss_mb": pss1,
+    });
+    eprintln!("   ready: {result}");
+    if all_ready {
+        let dbs = (0..minions).filter(|i| halite_swarm::ROLES[i % halite_swarm::ROLES.len()].contains(&"db")).count();
+        let ping: Vec<Value> = (0..3).map(|_| run_job(&target, &mut swarm, &["*", "test.ping"], minions)).collect();
+        let grains: Vec<Value> =
+            (0..3).map(|_| run_job(&target, &mut swarm, &["-G", "roles:db", "grains.get", "roles"], dbs)).collect();
+        let (cpu2, rss2, pss2) = usage(&target.pids());
+        result["ping"] = median_by_latency(ping);
+        result["grains_db"] = median_by_latency(grains);
+        result["jobs_cpu_s"] = json!(cpu2 - cpu1);
+        result["rss_mb"] = json!(rss2);
+        result["pss_mb"] = json!(pss2);
+        eprintln!("   jobs: ping {} grains {}", result["ping"], result["grains_db"]);
+        if target_name == "halite" {
+            result["restart_storm"] = restart_storm(&mut target, &mut swarm, minions);
+            result["key_delete_rotation"] = rotation(&target, &mut swarm, minions);
+            eprintln!("   restart {} rotation {}", result["restart_storm"], result["key_delete_rotation"]);
+        }
+    }
+    let finals = swarm.stop();
+    result["swarm_errors"] = json!(finals.iter().filter_map(|r| r["errors"].as_u64()).sum::<u64>());
+    result["error_samples"] = json!(finals
+        .iter()
+        .flat_map(|r| r["error_samples"].as_array().cloned().unwrap_or_default())
+        .take(3)
+        .collect::<Vec<_>>());
+    result
+}
+
+/// Seconds until `want` minions are ready again after `since`, polling the swarm.
+fn back_after(swarm: &mut Swarm, since: f64, want: usize, timeout: Duration) -> Option<f64> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if swarm.ready_since(since) >= want {
+            return Some(unix_now() - since);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+fn errors(swarm: &mut Swarm) -> u64 {
+    swarm.send("report");
+    swarm.collect(&["report"], Duration::from_secs(30)).iter().filter_map(|r| r["errors"].as_u64()).sum()
+}
+
+fn restart_storm(target: &mut Target, swarm: &mut Swarm, minions: usize) -> Value {
+    let since = unix_now();
+    target.restart();
+    eprintln!("   restarted; waiting for {minions} minions to be back");
+    let back = back_after(swarm, since, minions, Duration::from_secs(600));
+    let ping = run_job(target, swarm, &["*", "test.ping"], minions);
+    json!({ "all_ready_again_s": back, "ping_after": ping })
+}
+
+fn rotation(target: &Target, swarm: &mut Swarm, minions: usize) -> Value {
+    let errors_before = errors(swarm);
+    let since = unix_now();
+    eprintln!("   deleting swarm0's key");
+    let out = target.cli("salt-key", &["-d", "swarm0", "-y"]);
+    assert!(out.status.success(), "salt-key -d: {}", String::from_utf8_lossy(&out.stderr));
+    if let Target::Halite(d) = target {
+        // halite takes salt-key's dropfile within a second; publishing before that would
+        // measure the wait for the next ping rather than the re-authentication.
+        let dropfile = d.root().join("cache/.dfn");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while dropfile.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // The master notices salt-key's dropfile within a second; minions notice at the next
+    // publish they cannot open. So publish until one went out under the new key and every
+    // remaining minion came back.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut pings = Vec::new();
+    let mut back = None;
+    while back.is_none() && Instant::now() < deadline {
+        pings.push(run_job(target, swarm, &["*", "test.ping"], minions - 1));
+        back = back_after(swarm, since, minions - 1, Duration::from_secs(2));
+    }
+    let ping = pings.first().cloned().unwrap_or(Value::Null);
+    let timeouts = errors(swarm) - errors_before;
+    json!({ "all_reauthenticated_s": back, "swarm_errors": timeouts, "ping_during": ping })
+}
+
+fn main() {
+    let mut sizes = vec![100, 1000, 5000, 10000];
+    let mut targets = vec!["halite".to_owned(), "salt".to_owned()];
+    let mut write = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--sizes" => {
+                sizes = args.next().unwrap_or_default().split(',').filter_map(|s| s.parse().ok()).collect();
+            }
+            "--targets" => targets = args.next().unwrap_or_default().split(',').map(str::to_owned).collect(),
+            "--write" => write = true,
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let mut results = Vec::new();
+    for &n in &sizes {
+        for t in &targets {
+            results.push(measure(t, n));
+        }
+    }
+    let table = table(&results);
+    println!("{table}");
+    if write {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+        std::fs::write(docs.join("swarm-results.json"), serde_json::to_string_pretty(&results).unwrap()).unwrap();
+        std::fs::write(docs.join("swarm.svg"), plot(&results)).unwrap();
+        splice(&docs.join("benchmarks.md"), &table);
+    }
+}
+
+fn fmt(v: &Value, digits: usize) -> String {
+    v.as_f64().map_or("—".to_owned(), |x| format!("{x:.digits$}"))
+}
+
+fn table(results: &[Value]) -> String {
+    let mut out = String::from(
+        "| N | master | all authenticated (s) | all ready (s) | `test.ping` publish→last return (s) | CLI (s) | returns/s | `-G roles:db grains.get` (s) | lost | CPU coming up (s) | RSS / PSS (MB) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in results {
+        let lost = r["ping"]["lost_in_any_run"].as_u64().unwrap_or(0)
+            + r["grains_db"]["lost_in_any_run"].as_u64().unwrap_or(0);
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |\n",
+            r["minions"],
+            r["master"].as_str().unwrap_or(""),
+            fmt(&r["all_authenticated_s"], 2),
+            if r["all_ready"] == true { fmt(&r["all_ready_s"], 2) } else { format!("not all ({} ready)", r["ready"]) },
+            fmt(&r["ping"]["publish_to_last_return_s"], 3),
+            fmt(&r["ping"]["cli_s"], 2),
+            fmt(&r["ping"]["returns_per_s"], 0),
+            fmt(&r["grains_db"]["publish_to_last_return_s"], 3),
+            if r["ping"].is_null() { "—".to_owned() } else { lost.to_string() },
+            fmt(&r["coming_up_cpu_s"], 1),
+            fmt(&r["rss_mb"], 0),
+            fmt(&r["pss_mb"], 0),
+        );
+    }
+    let mut ratios = String::from("\n| N | all ready: Python / halite | `test.ping`: Python / halite | PSS: Python / halite |\n|---|---|---|---|\n");
+    for h in results.iter().filter(|r| r["master"] == "halite") {
+        let Some(p) = results.iter().find(|r| r["master"] != "halite" && r["minions"] == h["minions"]) else {
+            continue;
+        };
+        let ratio = |a: &Value, b: &Value| match (a.as_f64(), b.as_f64()) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
+            _ => "—".to_owned(),
+        };
+        ratios += &format!(
+            "| {} | {} | {} | {} |\n",
+            h["minions"],
+            ratio(&p["all_ready_s"], &h["all_ready_s"]),
+            ratio(&p["ping"]["publish_to_last_return_s"], &h["ping"]["publish_to_last_return_s"]),
+            ratio(&p["pss_mb"], &h["pss_mb"]),
+        );
+    }
+    let mut storms = String::from("\n| N | restart: all ready again (s) | key delete: all re-authenticated (s) | swarm errors during rotation |\n|---|---|---|---|\n");
+    for h in results.iter().filter(|r| !r["restart_storm"].is_null()) {
+        storms += &format!(
+            "| {} | {} | {} | {} |\n",
+            h["minions"],
+            fmt(&h["restart_storm"]["all_ready_again_s"], 2),
+            fmt(&h["key_delete_rotation"]["all_reauthenticated_s"], 2),
+            h["key_delete_rotation"]["swarm_errors"]
+        );
+    }
+    out + &ratios + &storms
+}
+
+/// Replaces what lies between the swarm markers of docs/benchmarks.md.
+fn splice(path: &PathBuf, table: &str) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let (begin, end) = ("<!-- swarm:begin -->", "<!-- swarm:end -->");
+    let body = format!("{begin}\n{table}\n![all ready and test.ping latency by swarm size](swarm.svg)\n{end}");
+    let new = match (text.find(begin), text.find(end)) {
+        (Some(b), Some(e)) if e > b => format!("{}{body}{}", &text[..b], &text[e + end.len()..]),
+        _ => format!("{text}\n{body}\n"),
+    };
+    let tmp = path.with_extension("md.tmp");
+    std::fs::write(&tmp, new).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// One plotted line: its legend, colour and (minions, seconds) points.
+type Series = (String, &'static str, Vec<(f64, f64)>);
+
+/// A log-log chart of all-ready time and ping latency against N, one line per master.
+fn plot(results: &[Value]) -> String {
+    let (w, h, left, right, top, bottom) = (720.0, 420.0, 70.0, 180.0, 30.0, 50.0);
+    let series: Vec<Series> = ["halite", "salt 3007.8"]
+        .iter()
+        .flat_map(|m| {
+            let pts = |field: &dyn Fn(&Value) -> Option<f64>| {
+                results
+                    .iter()
+                    .filter(|r| r["master"] == *m)
+                    .filter_map(|r| Some((r["minions"].as_f64()?, field(r)?)))
+                    .collect::<Vec<_>>()
+            };
+            let colour = if *m == "halite" { "#c0392b" } else { "#2c6fbb" };
+            vec![
+                (format!("{m}: all ready"), colour, pts(&|r: &Value| r["all_ready_s"].as_f64())),
+                (format!("{m}: test.ping"), colour, pts(&|r: &Value| r["ping"]["publish_to_last_return_s"].as_f64())),
+            ]
+        })
+        .collect();
+    let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.2.clone()).collect();
+    let (xmin, xmax) =
+        (all.iter().map(|p| p.0).fold(f64::INFINITY, f64::min), all.iter().map(|p| p.0).fold(1.0, f64::max));
+    let (ymin, ymax) =
+        (all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min).min(0.1), all.iter().map(|p| p.1).fold(1.0, f64::max));
+    let (lx0, lx1) = (xmin.max(1.0).log10().floor(), xmax.log10().ceil().max(xmin.max(1.0).log10().floor() + 1.0));
+    let (ly0, ly1) = (ymin.max(1e-3).log10().floor(), ymax.log10().ceil());
+    let x = |v: f64| left + (v.log10() - lx0) / (lx1 - lx0) * (w - left - right);
+    let y = |v: f64| h - bottom - (v.max(1e-3).log10() - ly0) / (ly1 - ly0).max(1.0) * (h - top - bottom);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    // One grid line and its label per decade on each axis.
+    let grid = |(x1, y1, x2, y2): (f64, f64, f64, f64), (tx, ty): (f64, f64), anchor: &str, label: f64| {
+        format!(
+            "<line x1=\"{x1}\" y1=\"{y1}\" x2=\"{x2}\" y2=\"{y2}\" stroke=\"#ddd\"/><text x=\"{tx}\" y=\"{ty}\" text-anchor=\"{anchor}\">{label}</text>\n"
+        )
+    };
+    for e in lx0 as i32..=lx1 as i32 {
+        let v = 10f64.powi(e);
+        svg += &grid((x(v), top, x(v), h - bottom), (x(v), h - bottom + 18.0), "middle", v);
+    }
+    for e in ly0 as i32..=ly1 as i32 {
+        let v = 10f64.powi(e);
+        svg += &grid((left, y(v), w - right, y(v)), (left - 6.0, y(v) + 4.0), "end", v);
+    }
+    svg += &format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">minions (log)</text><text x=\"16\" y=\"{}\" transform=\"rotate(-90 16 {})\" text-anchor=\"middle\">seconds (log)</text>\n",
+        (left + w - right) / 2.0,
+        h - 10.0,
+        h / 2.0,
+        h / 2.0
+    );
+    for (i, (name, colour, pts)) in series.iter().enumerate() {
+        let dash = if name.ends_with("test.ping") { " stroke-dasharray=\"6 4\"" } else { "" };
+        let path: Vec<String> = pts.iter().map(|(a, b)| format!("{:.1},{:.1}", x(*a), y(*b))).collect();
+        svg += &format!(
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{dash} points=\"{}\"/>\n",
+            path.join(" ")
+        );
+        for (a, b) in pts {
+            svg += &format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"/>\n", x(*a), y(*b));
+        }
+        let ly = top + 18.0 * i as f64;
+        svg += &format!(
+            "<line x1=\"{0}\" y1=\"{ly}\" x2=\"{1}\" y2=\"{ly}\" stroke=\"{colour}\" stroke-width=\"2\"{dash}/><text x=\"{2}\" y=\"{3}\">{name}</text>\n",
+            w - right + 10.0,
+            w - right + 34.0,
+            w - right + 40.0,
+            ly + 4.0
+        );
+    }
+    svg + "</svg>\n"
+}

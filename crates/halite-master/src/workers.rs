@@ -1,0 +1,85 @@
+//! The request workers: a fixed set of OS threads (`worker_threads`, Salt's MWorker count)
+//! that turn request bodies into replies.
+//!
+//! Why a fixed pool rather than tokio's blocking pool: handlers are RSA-, disk- and
+//! lock-bound. Under an auth storm the blocking pool grows to hundreds of threads that only
+//! contend for two cores (and for OpenSSL's internal locks), each with its own malloc arena;
+//! a pool sized like Salt's keeps the CPU on the work and memory flat, and requests wait
+//! in one queue in arrival order.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tracing::{error, warn};
+
+use crate::master::Master;
+
+/// One request from the ROUTER: who asked, and what.
+pub struct Job {
+    pub peer: Vec<u8>,
+    pub body: Vec<u8>,
+}
+
+pub struct Workers {
+    queue: Option<mpsc::Sender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts `count` workers that answer through `replier`.
+    pub fn start(count: usize, master: Arc<Master>, replier: halite_zmq::Replier) -> std::io::Result<Workers> {
+        let (queue, jobs) = mpsc::channel::<Job>();
+        let jobs = Arc::new(Mutex::new(jobs));
+        let mut threads = Vec::with_capacity(count);
+        for n in 0..count.max(1) {
+            let (jobs, master, replier) = (jobs.clone(), master.clone(), replier.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("worker-{n}"))
+                .spawn(move || work(&jobs, &master, &replier))?;
+            threads.push(thread);
+        }
+        Ok(Workers { queue: Some(queue), threads })
+    }
+
+    /// Queues a request; never blocks.
+    pub fn submit(&self, job: Job) {
+        if let Some(queue) = &self.queue {
+            if queue.send(job).is_err() {
+                error!("request workers have stopped; request dropped");
+            }
+        }
+    }
+
+    /// Lets the workers finish what is queued, then joins them.
+    pub fn shutdown(mut self) {
+        self.queue = None;
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                error!("a request worker panicked");
+            }
+        }
+    }
+}
+
+fn work(jobs: &Mutex<mpsc::Receiver<Job>>, master: &Master, replier: &halite_zmq::Replier) {
+    loop {
+        // The lock is held only while waiting for the next job, never while handling one.
+        let next = match jobs.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = next else { return };
+        let span = tracing::debug_span!("peer", peer = %halite_zmq::PeerName(&job.peer));
+        let _entered = span.enter();
+        let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| master.handle(&job.body)));
+        match reply {
+            Ok(body) => {
+                if let Err(e) = replier.reply(&job.peer, &body) {
+                    warn!(error = %e, "reply not sent");
+                }
+            }
+            Err(_) => error!("request handler panicked; the peer gets no reply and retries"),
+        }
+    }
+}
