@@ -307,6 +307,30 @@ impl Conn {
         }
     }
 
+    /// Reads whatever has arrived into the codec, without writing anything, so it can be
+    /// raced against another connection's read and dropped without corrupting a stream.
+    async fn read_some(&mut self) -> Result<(), SimError> {
+        let mut buf = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut buf).await?;
+        if n == 0 {
+            return Err(SimError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        self.codec.push(&buf[..n]);
+        Ok(())
+    }
+
+    /// Handles what the codec holds: answers PINGs, and returns the first message, if any.
+    async fn drain(&mut self) -> Result<Option<Vec<Vec<u8>>>, SimError> {
+        while let Some(event) = self.codec.next_event()? {
+            match event {
+                zmtp::Event::Reply(bytes) => self.stream.write_all(&bytes).await?,
+                zmtp::Event::Message(parts) => return Ok(Some(parts)),
+                zmtp::Event::Command(_) | zmtp::Event::Greeted => {}
+            }
+        }
+        Ok(None)
+    }
+
     async fn next_event(&mut self) -> Result<zmtp::Event, SimError> {
         let mut buf = [0u8; 16 * 1024];
         loop {
@@ -440,7 +464,23 @@ impl Sim {
         locked(&self.stats.last_ready)[self.slot] = Some(self.started.elapsed());
         let mut seen: VecDeque<String> = VecDeque::new();
         loop {
-            let parts = sub.next_message().await?;
+            // While waiting for a publish, the request connection is read too, so the
+            // master's heartbeat PINGs on it are answered at once, as libzmq does for a real
+            // minion (an unanswered connection is closed after heartbeat_timeout). Only
+            // reads are raced; replies are written after the race.
+            let parts = loop {
+                if let Some(parts) = sub.drain().await? {
+                    break parts;
+                }
+                tokio::select! {
+                    read = sub.read_some() => read?,
+                    read = session.req.read_some() => {
+                        read?;
+                        // Nothing is asked on it now, so a message here is stray: dropped.
+                        let _stray = session.req.drain().await?;
+                    }
+                }
+            };
             let Some(frame) = parts.last() else { continue };
             let load = match minion::open_publish(frame, &session.aes, session.master_pub.as_ref()) {
                 Ok(load) => load,
