@@ -44,6 +44,9 @@ pub struct Collector {
     missing: BTreeSet<String>,
     found: BTreeSet<String>,
     minion_timeouts: HashMap<String, Instant>,
+    /// Expected minions not yet found: kept as the sets change, so that an event costs
+    /// O(log n) and a 10,000-minion job is not O(n²).
+    pending: usize,
     timeout: Duration,
     gather_job_timeout: Duration,
     timeout_at: Instant,
@@ -64,18 +67,46 @@ impl Collector {
         expect_minions: bool,
         now: Instant,
     ) -> Collector {
-        Collector {
+        let mut collector = Collector {
             jid: jid.to_owned(),
-            minions: minions.iter().cloned().collect(),
+            minions: BTreeSet::new(),
             missing: missing.iter().cloned().collect(),
             found: BTreeSet::new(),
             minion_timeouts: HashMap::new(),
+            pending: 0,
             timeout,
             gather_job_timeout,
             timeout_at: now + timeout,
             minions_running: true,
             find_jobs: Vec::new(),
             expect_minions,
+        };
+        for id in minions {
+            collector.expect(id.clone(), now);
+        }
+        collector
+    }
+
+    /// Adds an expected minion. Its own timeout starts now, as Salt's loop starts it on the
+    /// first pass that finds the minion waiting.
+    fn expect(&mut self, id: String, now: Instant) {
+        self.minion_timeouts.entry(id.clone()).or_insert(now + self.timeout);
+        let found = self.found.contains(&id);
+        if self.minions.insert(id) && !found {
+            self.pending += 1;
+        }
+    }
+
+    fn stop_expecting(&mut self, id: &str) {
+        if self.minions.remove(id) && !self.found.contains(id) {
+            self.pending -= 1;
+        }
+    }
+
+    fn mark_found(&mut self, id: String) {
+        let expected = self.minions.contains(&id);
+        if self.found.insert(id) && expected {
+            self.pending -= 1;
         }
     }
 
@@ -84,7 +115,7 @@ impl Collector {
     pub fn on_event(&mut self, tag: &str, data: &Value, now: Instant) -> Option<MinionReturn> {
         let job_prefix = format!("salt/job/{}", self.jid);
         if tag.starts_with(&job_prefix) {
-            return self.on_job_event(tag, data);
+            return self.on_job_event(tag, data, now);
         }
         if let Some(find_jid) = self.find_jobs.iter().find(|j| tag.starts_with(&format!("salt/job/{j}"))).cloned() {
             self.on_find_job_event(&find_jid, tag, data, now);
@@ -92,9 +123,11 @@ impl Collector {
         None
     }
 
-    fn on_job_event(&mut self, tag: &str, data: &Value) -> Option<MinionReturn> {
+    fn on_job_event(&mut self, tag: &str, data: &Value, now: Instant) -> Option<MinionReturn> {
         if let Some(Value::Array(ids)) = data.as_map().and_then(|_| get(data, "minions")) {
-            self.minions.extend(ids.iter().filter_map(|v| v.as_str().map(str::to_owned)));
+            for id in ids.iter().filter_map(|v| v.as_str()) {
+                self.expect(id.to_owned(), now);
+            }
             if let Some(Value::Array(ids)) = get(data, "missing") {
                 self.missing.extend(ids.iter().filter_map(|v| v.as_str().map(str::to_owned)));
             }
@@ -105,7 +138,7 @@ impl Collector {
         }
         let ret = get(data, "return")?.clone();
         let id = get(data, "id")?.as_str()?.to_owned();
-        self.found.insert(id.clone());
+        self.mark_found(id.clone());
         Some(MinionReturn {
             id,
             ret,
@@ -116,7 +149,9 @@ impl Collector {
 
     fn on_find_job_event(&mut self, find_jid: &str, tag: &str, data: &Value, now: Instant) {
         if let Some(Value::Array(ids)) = get(data, "minions") {
-            self.minions.extend(ids.iter().filter_map(|v| v.as_str().map(str::to_owned)));
+            for id in ids.iter().filter_map(|v| v.as_str()) {
+                self.expect(id.to_owned(), now);
+            }
             return;
         }
         if !tag.starts_with(&format!("salt/job/{find_jid}/ret/")) {
@@ -125,7 +160,7 @@ impl Collector {
         let Some(id) = get(data, "id").and_then(Value::as_str).map(str::to_owned) else { return };
         if get(data, "retcode").and_then(Value::as_i64).is_some_and(|rc| rc > 0) {
             // find_job itself failed on that minion: Salt stops waiting for it.
-            self.minions.remove(&id);
+            self.stop_expecting(&id);
             return;
         }
         let running = match get(data, "return") {
@@ -134,32 +169,29 @@ impl Collector {
             _ => false,
         };
         if running {
-            self.minions.insert(id.clone());
-            self.minion_timeouts.insert(id, now + self.timeout);
+            self.minion_timeouts.insert(id.clone(), now + self.timeout);
+            self.expect(id, now);
             self.minions_running = true;
         }
     }
 
     /// Salt's end-of-loop checks: all found, time to ask the stragglers, or all timed out.
     pub fn next_step(&mut self, now: Instant) -> Step {
-        let waiting: Vec<String> = self.minions.difference(&self.found).cloned().collect();
-        if waiting.is_empty() {
+        if self.pending == 0 {
             return Step::Done;
         }
-        for id in &waiting {
-            self.minion_timeouts.entry(id.clone()).or_insert(now + self.timeout);
+        if now <= self.timeout_at {
+            return Step::WaitUntil(self.timeout_at + Duration::from_millis(1));
         }
-        if now > self.timeout_at && self.minions_running {
+        let waiting: Vec<String> = self.minions.difference(&self.found).cloned().collect();
+        if self.minions_running {
             return Step::FindJob(waiting);
         }
-        if now > self.timeout_at && !self.minions_running {
-            let latest = waiting.iter().filter_map(|id| self.minion_timeouts.get(id)).max().copied();
-            return match latest {
-                Some(t) if now < t => Step::WaitUntil(t),
-                _ => Step::Done,
-            };
+        let latest = waiting.iter().filter_map(|id| self.minion_timeouts.get(id)).max().copied();
+        match latest {
+            Some(t) if now < t => Step::WaitUntil(t),
+            _ => Step::Done,
         }
-        Step::WaitUntil(self.timeout_at + Duration::from_millis(1))
     }
 
     /// Records the `find_job` publish (`None` when it could not be sent): its events are

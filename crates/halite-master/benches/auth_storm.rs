@@ -65,10 +65,10 @@ fn main() -> anyhow::Result<()> {
     let mut settings = Settings::from_config(&config)?;
     settings.cachedir = dir.path().to_owned();
     settings.policy.auto_accept = true;
-    let ctx = zmq::Context::new();
-    let publisher = halite_zmq::bind_publisher(&ctx, "tcp://127.0.0.1:*", &halite_zmq::SocketOptions::default())?;
+    // Nothing is published here; the receiving end only has to outlive the master.
+    let (publisher, _published) = halite_zmq::PublishSender::channel();
     let user_keys = UserKeys::load_or_create(dir.path(), &["root".to_owned()])?;
-    let master = Arc::new(Master::new(settings, keys, pki, store, user_keys, publisher.sender()?)?);
+    let master = Arc::new(Master::new(settings, keys, pki, store, user_keys, publisher)?);
 
     eprintln!("generating {minions} minion keys (2048 bits)...");
     let pems: Vec<String> = (0..minions)
@@ -90,6 +90,5 @@ fn main() -> anyhow::Result<()> {
     println!("  re-authentication, {cores} threads:              {again_n:8.0} auths/s");
     println!("  RSS: {} KiB before the storm, {} KiB after", rss_before, rss_kib());
     drop(master);
-    publisher.shutdown();
     Ok(())
 }

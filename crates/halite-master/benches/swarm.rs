@@ -8,7 +8,9 @@
 //!
 //! Run (after `cargo build --release --bins`):
 //! `cargo bench -p halite-master --bench swarm -- [--sizes 100,1000,5000,10000]
-//!  [--targets halite,salt] [--write]`
+//!  [--targets halite,salt] [--write] [--merge]`
+//! `--merge` keeps the rows of docs/swarm-results.json for the (master, size) pairs this run
+//! does not measure, so halite can be re-measured without re-running Python's hour.
 //! `--write` puts the table into docs/benchmarks.md (between the swarm markers), the plot
 //! into docs/swarm.svg and the raw figures into docs/swarm-results.json. Nothing here
 //! asserts a speed: it measures and reports.
@@ -74,7 +76,12 @@ impl Target {
     /// Pids of the master's processes.
     fn pids(&self) -> Vec<u32> {
         match self {
-            Target::Halite(d) => vec![d.pid()],
+            // The master and its publisher process.
+            Target::Halite(d) => {
+                let mut pids = children_of(d.pid());
+                pids.push(d.pid());
+                pids
+            }
             Target::Salt(m) => m.pgid().map(processes_in_group).unwrap_or_default(),
         }
     }
@@ -87,10 +94,19 @@ impl Target {
     }
 }
 
+fn children_of(parent: u32) -> Vec<u32> {
+    processes_where(|fields| fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent))
+}
+
 fn processes_in_group(pgid: u32) -> Vec<u32> {
+    processes_where(|fields| fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid))
+}
+
+/// Pids whose /proc stat fields (from the state on) satisfy `keep`.
+fn processes_where(keep: impl Fn(&[String]) -> bool) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| stat_fields(*pid).and_then(|f| f.get(2).and_then(|g| g.parse::<u32>().ok())) == Some(pgid))
+        .filter(|pid| stat_fields(*pid).is_some_and(|f| keep(&f)))
         .collect()
 }
 
@@ -380,6 +396,7 @@ fn main() {
     let mut sizes = vec![100, 1000, 5000, 10000];
     let mut targets = vec!["halite".to_owned(), "salt".to_owned()];
     let mut write = false;
+    let mut merge = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -388,20 +405,33 @@ fn main() {
             }
             "--targets" => targets = args.next().unwrap_or_default().split(',').map(str::to_owned).collect(),
             "--write" => write = true,
+            // Keeps the rows of docs/swarm-results.json this run does not measure (the Python
+            // master's take most of an hour at 5,000 minions and do not change with halite).
+            "--merge" => merge = true,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
     }
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
     let mut results = Vec::new();
     for &n in &sizes {
         for t in &targets {
             results.push(measure(t, n));
         }
     }
+    if merge {
+        let previous: Vec<Value> = std::fs::read(docs.join("swarm-results.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let measured = |r: &Value| results.iter().any(|m| m["master"] == r["master"] && m["minions"] == r["minions"]);
+        let kept: Vec<Value> = previous.into_iter().filter(|r| !measured(r)).collect();
+        results.extend(kept);
+        results.sort_by_key(|r| (r["minions"].as_u64().unwrap_or(0), r["master"].as_str().unwrap_or("").to_owned()));
+    }
     let table = table(&results);
     println!("{table}");
     if write {
-        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
         std::fs::write(docs.join("swarm-results.json"), serde_json::to_string_pretty(&results).unwrap()).unwrap();
         std::fs::write(docs.join("swarm.svg"), plot(&results)).unwrap();
         splice(&docs.join("benchmarks.md"), &table);

@@ -13,6 +13,7 @@ use halite_store::MinionData;
 use halite_target::{CachedMinion, Expr, Matched, MinionIndex, TargetError, TargetType};
 use tracing::{error, info, warn};
 
+use crate::events::EventBus;
 use crate::jid;
 use crate::master::Master;
 
@@ -321,9 +322,9 @@ impl Master {
     }
 
     /// Salt's `store_job` for a minion's `_return`: a load without `return`, `jid` or `id` is
-    /// ignored; jid `req` (a minion's own job) gets a new jid; the return is cached and
-    /// announced as `salt/job/<jid>/ret/<id>`.
-    pub(crate) fn job_return(&self, minion: &str, mut load: Value) -> Value {
+    /// ignored; jid `req` (a minion's own job) gets a new jid; the return is left in `pending`
+    /// to be cached and announced as `salt/job/<jid>/ret/<id>` before the minion is answered.
+    pub(crate) fn job_return(&self, minion: &str, mut load: Value, pending: &mut Option<PendingReturn>) -> Value {
         if ["return", "jid", "id"].iter().any(|k| load.get(k).is_none()) {
             warn!("_return without return, jid or id; ignored as Salt ignores it");
             return Value::Boolean(false);
@@ -349,12 +350,49 @@ impl Master {
             }
         };
         info!(%jid, fun = load.get_text("fun").unwrap_or(""), "job return");
-        self.events.fire(format!("salt/job/{jid}/ret/{minion}"), load.clone());
-        if jid != "nocache" {
-            if let Err(e) = self.store.put_return(&jid, minion, &load, jid::now_micros()) {
-                error!(%jid, error = %e, "cannot save job return");
+        *pending = Some(PendingReturn { jid, minion: minion.to_owned(), load });
+        Value::Nil
+    }
+
+    /// Caches a return, then announces it.
+    pub(crate) fn save_return(&self, ret: PendingReturn) {
+        if ret.jid != "nocache" {
+            if let Err(e) = self.store.put_return(&ret.jid, &ret.minion, &ret.load, jid::now_micros()) {
+                error!(jid = %ret.jid, minion = %ret.minion, error = %e, "cannot save job return");
             }
         }
-        Value::Nil
+        ret.announce(&self.events);
+    }
+
+    /// [`Master::save_return`] without waiting for the write; `then` runs after the event.
+    pub(crate) fn save_return_then(&self, ret: PendingReturn, then: impl FnOnce() + Send + 'static) {
+        if ret.jid == "nocache" {
+            ret.announce(&self.events);
+            return then();
+        }
+        let events = self.events.clone();
+        let (jid, minion, load) = (ret.jid.clone(), ret.minion.clone(), ret.load.clone());
+        self.store.put_return_then(&jid, &minion, &load, jid::now_micros(), move |saved| {
+            if let Err(e) = saved {
+                error!(jid = %ret.jid, minion = %ret.minion, error = %e, "cannot save job return");
+            }
+            ret.announce(&events);
+            then();
+        });
+    }
+}
+
+/// A `_return` accepted and waiting to be cached and announced.
+pub(crate) struct PendingReturn {
+    jid: String,
+    minion: String,
+    load: Value,
+}
+
+impl PendingReturn {
+    /// After the write, not before (Salt fires first): a listener that falls behind the bus
+    /// re-reads the job cache, which must then hold every return it missed.
+    fn announce(self, events: &EventBus) {
+        events.fire(format!("salt/job/{}/ret/{}", self.jid, self.minion), self.load);
     }
 }

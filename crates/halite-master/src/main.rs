@@ -1,5 +1,6 @@
 //! `halite-master`: the binary edge. Reads Salt's master config, opens the pki dir and the
-//! store, binds the two ZeroMQ sockets and serves until SIGINT/SIGTERM.
+//! store, starts the publisher process (4505), binds the request socket (4506) and serves
+//! until SIGINT/SIGTERM.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,11 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use halite_zmq::{bind_publisher, bind_router, tcp_endpoint, SocketOptions};
+use halite_zmq::{bind_router, listen_addr, SocketOptions};
 use tracing::{info, warn};
 
 use halite_master::master::{self, Master};
 use halite_master::{clear, event_pub, events, local, workers};
+
+mod publish_process;
 
 #[derive(Parser, Debug)]
 #[command(name = "halite-master", version, about = "A Salt master for unmodified salt-minions")]
@@ -24,6 +27,9 @@ struct Args {
     /// Overrides log_level (quiet, critical, error, warning, info, debug, trace, all).
     #[arg(short = 'l', long = "log-level")]
     log_level: Option<String>,
+    /// Internal: run as the master's publisher process (started by the master itself).
+    #[arg(long = "publisher", hide = true)]
+    publisher: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,11 +37,27 @@ fn main() -> anyhow::Result<()> {
     let (config, warnings) = halite_config::MasterConfig::load(args.config_dir.as_deref())?;
     let level = args.log_level.as_deref().unwrap_or(&config.log_level).to_owned();
     init_logging(&level, &config.log_file)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if args.publisher {
+        // The parent has already warned about the config.
+        let addr = listen_addr(&config.interface, config.publish_port)?;
+        return runtime.block_on(publish_process::run_child(addr, socket_options(&config)));
+    }
     for w in &warnings {
         warn!("{w}");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve(config))
+    let child = publish_process::ChildCommand { config_dir: args.config_dir, log_level: args.log_level };
+    runtime.block_on(serve(config, child))
+}
+
+fn socket_options(config: &halite_config::MasterConfig) -> SocketOptions {
+    SocketOptions {
+        // Salt binds dual-stack only when asked, or when the interface is itself IPv6.
+        ipv6: config.ipv6.unwrap_or_else(|| config.interface.contains(':')),
+        backlog: config.zmq_backlog,
+        pub_hwm: config.pub_hwm.max(1) as usize,
+        ..SocketOptions::default()
+    }
 }
 
 /// Logs go to stderr (for systemd and terminals) and to `log_file`, as Salt's do, with Salt's
@@ -75,7 +97,7 @@ fn init_logging(salt_level: &str, log_file: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(config: halite_config::MasterConfig) -> anyhow::Result<()> {
+async fn serve(config: halite_config::MasterConfig, publisher: publish_process::ChildCommand) -> anyhow::Result<()> {
     for dir in [&config.pki_dir, &config.cachedir, &config.sock_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -85,16 +107,8 @@ async fn serve(config: halite_config::MasterConfig) -> anyhow::Result<()> {
     let settings = master::Settings::from_config(&config)?;
     let user_keys = clear::UserKeys::load_or_create(&config.cachedir, &local_users(config.user.as_deref()))?;
 
-    let ctx = zmq::Context::new();
-    let opts = SocketOptions {
-        // Salt binds dual-stack only when asked, or when the interface is itself IPv6.
-        ipv6: config.ipv6.unwrap_or_else(|| config.interface.contains(':')),
-        backlog: config.zmq_backlog,
-        pub_hwm: config.pub_hwm,
-        ..SocketOptions::default()
-    };
-    let publisher = bind_publisher(&ctx, &tcp_endpoint(&config.interface, config.publish_port), &opts)?;
-    let master = Arc::new(Master::new(settings, keys, pki, store, user_keys, publisher.sender()?)?);
+    let (publisher, publish) = publish_process::PublishProcess::start(publisher)?;
+    let master = Arc::new(Master::new(settings, keys, pki, store, user_keys, publish)?);
     master.import_salt_cache();
     // The stock `salt` CLI refuses to publish unless this path exists (it predates the TCP
     // request channel it actually uses).
@@ -107,7 +121,7 @@ async fn serve(config: halite_config::MasterConfig) -> anyhow::Result<()> {
     let local_server = tokio::spawn(local::serve(local_listener, master.clone()));
     let (event_listener, event_path) = event_pub::bind(&config.sock_dir)?;
     let event_server = tokio::spawn(event_pub::serve(event_listener, master.events.clone()));
-    let mut router = bind_router(&ctx, &tcp_endpoint(&config.interface, config.ret_port), &opts)?;
+    let mut router = bind_router(listen_addr(&config.interface, config.ret_port)?, &socket_options(&config))?;
     info!(pki_dir = %config.pki_dir.display(), "halite master ready");
 
     let maintenance = {
@@ -140,7 +154,7 @@ async fn serve(config: halite_config::MasterConfig) -> anyhow::Result<()> {
     let workers = workers::Workers::start(config.worker_threads as usize, master.clone(), router.replier.clone())?;
     let serve_requests = async {
         while let Some(req) = router.requests.recv().await {
-            workers.submit(workers::Job { peer: req.peer, body: req.body });
+            workers.submit(workers::Job { peer: req.peer, remote: req.remote, body: req.body });
         }
     };
 
@@ -153,11 +167,10 @@ async fn serve(config: halite_config::MasterConfig) -> anyhow::Result<()> {
     event_server.abort();
     let _ = std::fs::remove_file(&local_path);
     let _ = std::fs::remove_file(&event_path);
-    // Queued requests are answered before the sockets close; the workers own reply handles,
-    // and libzmq's context cannot terminate while one is open.
+    // Queued requests are answered before the sockets close.
     tokio::task::spawn_blocking(move || workers.shutdown()).await?;
-    router.shutdown();
-    publisher.shutdown();
+    router.shutdown().await;
+    tokio::task::spawn_blocking(move || publisher.shutdown()).await?;
     info!("halite master stopped");
     Ok(())
 }

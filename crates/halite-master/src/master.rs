@@ -22,6 +22,7 @@ use tracing::{debug, error, info, info_span, warn};
 use crate::aes::AesKey;
 use crate::clear::UserKeys;
 use crate::events::EventBus;
+use crate::jobs::PendingReturn;
 
 /// What the master needs from its configuration, resolved once at start-up.
 #[derive(Debug, Clone)]
@@ -159,7 +160,8 @@ impl Master {
             pki,
             store,
             aes: AesKey::generate()?,
-            events: EventBus::new(4096),
+            // Room for every return of a 10,000-minion job in one burst, so a CLI rarely lags.
+            events: EventBus::new(16384),
             user_keys,
             publisher,
             connected: Mutex::new(HashSet::new()),
@@ -168,13 +170,36 @@ impl Master {
 
     /// Answers one request body. Every path returns a reply, as a REQ peer waits for one.
     pub fn handle(&self, body: &[u8]) -> Reply {
+        let mut pending = None;
+        let reply = self.answer(body, &mut pending);
+        if let Some(ret) = pending {
+            self.save_return(ret);
+        }
+        reply
+    }
+
+    /// [`Master::handle`] for a caller that need not wait: `respond` gets the reply at once,
+    /// or, for a `_return`, once the return is durable — from the thread that committed it,
+    /// so the calling worker moves on to the next request meanwhile, and returns arriving
+    /// together share one fsync however few workers there are.
+    pub fn handle_then(&self, body: &[u8], respond: impl FnOnce(Reply) + Send + 'static) {
+        let mut pending = None;
+        let reply = self.answer(body, &mut pending);
+        match pending {
+            None => respond(reply),
+            Some(ret) => self.save_return_then(ret, move || respond(reply)),
+        }
+    }
+
+    /// The reply; a `_return` to save before the reply may go out is left in `pending`.
+    fn answer(&self, body: &[u8], pending: &mut Option<PendingReturn>) -> Reply {
         match request::parse(body) {
             Err(refusal) => {
                 warn!(reason = %refusal, "refusing request");
                 refusal.reply()
             }
             Ok(Request::Clear { load, version }) => self.handle_clear(load, version),
-            Ok(Request::Aes(sealed)) => self.handle_aes(sealed),
+            Ok(Request::Aes(sealed)) => self.handle_aes(sealed, pending),
         }
     }
 
@@ -313,7 +338,7 @@ impl Master {
         }
     }
 
-    fn handle_aes(&self, sealed: SealedRequest) -> Reply {
+    fn handle_aes(&self, sealed: SealedRequest, pending: &mut Option<PendingReturn>) -> Reply {
         let key = match sealed.key_needed() {
             Err(refusal) => {
                 warn!(reason = %refusal, "refusing request");
@@ -355,7 +380,7 @@ impl Master {
                 return self.pillar(&minion, &opened, enc, sig, signs);
             }
             Some("_minion_event") => self.minion_event(&minion, opened.load),
-            Some("_return") => self.job_return(&minion, opened.load),
+            Some("_return") => self.job_return(&minion, opened.load, pending),
             Some(cmd) if cmd.starts_with("__") => map::<_, String>([]),
             // 3008 minions announce the resources they manage at start. halite has no
             // resource targeting (T@/M@) yet; the minion only logs the answer, so the

@@ -17,7 +17,8 @@ use crate::master::Master;
 
 /// One request from the ROUTER: who asked, and what.
 pub struct Job {
-    pub peer: Vec<u8>,
+    pub peer: halite_zmq::PeerId,
+    pub remote: std::net::SocketAddr,
     pub body: Vec<u8>,
 }
 
@@ -70,16 +71,17 @@ fn work(jobs: &Mutex<mpsc::Receiver<Job>>, master: &Master, replier: &halite_zmq
             Err(_) => return,
         };
         let Ok(job) = next else { return };
-        let span = tracing::debug_span!("peer", peer = %halite_zmq::PeerName(&job.peer));
+        let span = tracing::debug_span!("request", peer = %job.peer, remote = %job.remote);
         let _entered = span.enter();
-        let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| master.handle(&job.body)));
-        match reply {
-            Ok(body) => {
-                if let Err(e) = replier.reply(&job.peer, &body) {
-                    warn!(error = %e, "reply not sent");
-                }
+        let (peer, replier) = (job.peer, replier.clone());
+        let respond = move |body: Vec<u8>| {
+            if let Err(e) = replier.reply(peer, &body) {
+                warn!(%peer, error = %e, "reply not sent");
             }
-            Err(_) => error!("request handler panicked; the peer gets no reply and retries"),
+        };
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| master.handle_then(&job.body, respond)));
+        if handled.is_err() {
+            error!("request handler panicked; the peer gets no reply and retries");
         }
     }
 }

@@ -119,7 +119,8 @@ fn mask_runs(line: &str) -> String {
     while i < chars.len() {
         let run = chars[i..].iter().take_while(|c| c.is_ascii_digit() || **c == '.' || **c == ':').count();
         let digits = chars[i..i + run].iter().filter(|c| c.is_ascii_digit()).count();
-        if run > 0 && (digits == 20 || chars[i..i + run].contains(&'.') && digits >= 3) {
+        if run > 0 && (digits == 20 || chars[i..i + run].contains(&'.') && (digits >= 3 || out.ends_with("Duration: ")))
+        {
             out.push_str("<n>");
             i += run;
         } else if run > 0 {

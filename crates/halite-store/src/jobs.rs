@@ -116,18 +116,44 @@ impl Store {
     /// does not know starts a job of its own (stamped `now_micros`), so it is listed and
     /// expires like any other.
     pub fn put_return(&self, jid: &str, minion: &str, ret: &Value, now_micros: u64) -> Result<(), StoreError> {
+        let change = Self::return_change(jid, minion, ret, now_micros);
+        self.write_shared("saving job return", minion, change)
+    }
+
+    /// [`Store::put_return`] without waiting: `then` gets the result once the return is
+    /// durable, on whichever thread committed it. `then` must not write to the store.
+    pub fn put_return_then(
+        &self,
+        jid: &str,
+        minion: &str,
+        ret: &Value,
+        now_micros: u64,
+        then: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+    ) {
+        let change = Self::return_change(jid, minion, ret, now_micros);
+        self.write_shared_then("saving job return", minion, change, then);
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn return_change(
+        jid: &str,
+        minion: &str,
+        ret: &Value,
+        now_micros: u64,
+    ) -> impl Fn(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + Sync + 'static {
         let bytes = payload::encode(ret);
-        let first_seen = Job::from_return(jid, minion, ret, now_micros).encode();
-        let (jid, minion_id) = (jid.to_owned(), minion.to_owned());
-        self.write_shared("saving job return", minion, move |txn| {
+        let (jid, minion_id, ret) = (jid.to_owned(), minion.to_owned(), ret.clone());
+        move |txn| {
             let mut jobs = txn.open_table(JOBS)?;
             if jobs.get(jid.as_str())?.is_none() {
+                // Only the first return of a job pays for describing it.
+                let first_seen = Job::from_return(&jid, &minion_id, &ret, now_micros).encode();
                 jobs.insert(jid.as_str(), first_seen.as_slice())?;
                 txn.open_table(JOB_TIMES)?.insert((now_micros, jid.as_str()), ())?;
             }
             txn.open_table(RETURNS)?.insert((jid.as_str(), minion_id.as_str()), bytes.as_slice())?;
             Ok(())
-        })
+        }
     }
 
     /// Every stored return of a job, by minion id.

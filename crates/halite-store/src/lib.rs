@@ -104,6 +104,20 @@ impl Store {
         self.group.apply(&self.db, std::sync::Arc::new(change)).map_err(|e| self.err(what, id, e))
     }
 
+    /// [`Store::write_shared`] without waiting: `then` gets the result once durable.
+    pub(crate) fn write_shared_then(
+        &self,
+        what: &'static str,
+        id: &str,
+        change: impl Fn(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + Sync + 'static,
+        then: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+    ) {
+        let (path, id) = (self.path.clone(), id.to_owned());
+        let then: group::Then =
+            Box::new(move |result| then(result.map_err(|detail| StoreError::Io { path, what, id, detail })));
+        self.group.apply_then(&self.db, std::sync::Arc::new(change), then);
+    }
+
     /// Records what a minion reported in `_pillar`.
     pub fn put_minion_data(&self, id: &str, data: &MinionData) -> Result<(), StoreError> {
         let bytes = payload::encode(&payload::map([("grains", data.grains.clone()), ("pillar", data.pillar.clone())]));

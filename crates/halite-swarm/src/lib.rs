@@ -1,7 +1,8 @@
 //! A swarm of simulated salt-minions: thousands in one process, each behaving on the wire
 //! as a real 3006 (request version 2) or 3007/3008 (version 3) minion does.
 //!
-//! Owns: per-minion keys (cached, [`keys`]); a ZMTP 3.0 client ([`zmtp`]); the minion's life
+//! Owns: per-minion keys (cached, [`keys`]); ZMTP connections (REQ and SUB, through
+//! halite-zmtp); the minion's life
 //! — `_auth` (retrying while pending), `_pillar` with grains (`roles` from the site's role
 //! list), subscribing to publishes, the start event, then for each publish: opening it
 //! (re-authenticating when the AES key rotated), minion-side targeting (glob, list, pcre,
@@ -13,7 +14,6 @@
 //! its own key, connections, AES session and replies, as a real one does.
 
 pub mod keys;
-pub mod zmtp;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,6 +24,7 @@ use halite_proto::minion::{self, AuthAnswer, Channel, ReqVersion};
 use halite_proto::payload::{map, Value, ValueExt};
 use halite_proto::rsa::{clean_key, PrivateKey, PublicKey};
 use halite_target::{matches_one, CachedMinion, Expr, TargetType};
+use halite_zmtp::{Connection, Event, SocketType, ZmtpError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -270,10 +271,10 @@ struct Sim {
     count: usize,
 }
 
-/// A ZMTP connection: a TCP stream and its codec.
+/// A ZMTP connection: a TCP stream and its protocol state.
 struct Conn {
     stream: TcpStream,
-    codec: zmtp::Codec,
+    zmtp: Connection,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -281,7 +282,7 @@ enum SimError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
-    Zmtp(#[from] zmtp::ZmtpError),
+    Zmtp(#[from] ZmtpError),
     #[error("{0}")]
     Proto(#[from] halite_proto::ProtoError),
     #[error("timed out waiting for the master")]
@@ -290,67 +291,67 @@ enum SimError {
     Refused(String),
 }
 
+/// Largest message a simulated minion accepts (a pillar or publish is far below it).
+const MAX_MESSAGE: u64 = 256 << 20;
+
 impl Conn {
-    async fn connect(host: &str, port: u16, socket_type: &str, identity: &[u8]) -> Result<Conn, SimError> {
-        let mut stream = TcpStream::connect((host, port)).await?;
+    async fn connect(host: &str, port: u16, ours: SocketType, identity: &[u8]) -> Result<Conn, SimError> {
+        let stream = TcpStream::connect((host, port)).await?;
         stream.set_nodelay(true)?;
-        stream.write_all(&zmtp::greeting()).await?;
-        stream.write_all(&zmtp::ready(socket_type, identity)).await?;
-        let mut conn = Conn { stream, codec: zmtp::Codec::default() };
-        // The peer's greeting, then its READY.
+        let mut conn = Conn { stream, zmtp: Connection::new(ours, identity, MAX_MESSAGE) };
         loop {
-            match conn.next_event().await? {
-                zmtp::Event::Command(name) if name == "READY" => return Ok(conn),
-                zmtp::Event::Command(name) => return Err(SimError::Refused(format!("peer sent {name}"))),
-                _ => {}
+            if let Event::Open { .. } = conn.next_event().await? {
+                return Ok(conn);
             }
         }
     }
 
-    /// Reads whatever has arrived into the codec, without writing anything, so it can be
-    /// raced against another connection's read and dropped without corrupting a stream.
+    /// Writes what the protocol has queued (handshake, PONGs, messages).
+    async fn flush(&mut self) -> Result<(), SimError> {
+        if self.zmtp.has_output() {
+            self.stream.write_all(&self.zmtp.take_output()).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads whatever has arrived, without writing anything, so it can be raced against
+    /// another connection's read and dropped without corrupting a stream.
     async fn read_some(&mut self) -> Result<(), SimError> {
         let mut buf = [0u8; 16 * 1024];
         let n = self.stream.read(&mut buf).await?;
         if n == 0 {
             return Err(SimError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
-        self.codec.push(&buf[..n]);
+        self.zmtp.receive(&buf[..n]);
         Ok(())
     }
 
-    /// Handles what the codec holds: answers PINGs, and returns the first message, if any.
+    /// Handles what has been read (PINGs are answered), and returns the first message.
     async fn drain(&mut self) -> Result<Option<Vec<Vec<u8>>>, SimError> {
-        while let Some(event) = self.codec.next_event()? {
-            match event {
-                zmtp::Event::Reply(bytes) => self.stream.write_all(&bytes).await?,
-                zmtp::Event::Message(parts) => return Ok(Some(parts)),
-                zmtp::Event::Command(_) | zmtp::Event::Greeted => {}
+        while let Some(event) = self.zmtp.next_event()? {
+            if let Event::Message(parts) = event {
+                self.flush().await?;
+                return Ok(Some(parts));
             }
         }
+        self.flush().await?;
         Ok(None)
     }
 
-    async fn next_event(&mut self) -> Result<zmtp::Event, SimError> {
-        let mut buf = [0u8; 16 * 1024];
+    async fn next_event(&mut self) -> Result<Event, SimError> {
         loop {
-            match self.codec.next_event()? {
-                Some(zmtp::Event::Reply(bytes)) => self.stream.write_all(&bytes).await?,
-                Some(event) => return Ok(event),
-                None => {
-                    let n = self.stream.read(&mut buf).await?;
-                    if n == 0 {
-                        return Err(SimError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-                    }
-                    self.codec.push(&buf[..n]);
-                }
+            self.flush().await?;
+            if let Some(event) = self.zmtp.next_event()? {
+                self.flush().await?;
+                return Ok(event);
             }
+            self.read_some().await?;
         }
     }
 
     async fn next_message(&mut self) -> Result<Vec<Vec<u8>>, SimError> {
         loop {
-            if let zmtp::Event::Message(parts) = self.next_event().await? {
+            if let Event::Message(parts) = self.next_event().await? {
                 return Ok(parts);
             }
         }
@@ -358,7 +359,8 @@ impl Conn {
 
     /// One REQ exchange: the body out, the reply body back.
     async fn request(&mut self, body: &[u8], timeout: Duration) -> Result<Vec<u8>, SimError> {
-        self.stream.write_all(&zmtp::request(body)).await?;
+        self.zmtp.send(&[b"", body]);
+        self.flush().await?;
         let parts = tokio::time::timeout(timeout, self.next_message()).await.map_err(|_| SimError::Timeout)??;
         Ok(parts.into_iter().last().unwrap_or_default())
     }
@@ -447,8 +449,10 @@ impl Sim {
         let body = session.channel.seal(pillar_load, &nonce, now_secs())?;
         let reply = session.req.request(&body, self.config.request_timeout).await?;
         Channel::open_private(&reply, &self.key, &nonce, session.master_pub.as_ref())?;
-        let mut sub = Conn::connect(&self.config.host, self.config.publish_port, "SUB", self.id.as_bytes()).await?;
-        sub.stream.write_all(&zmtp::subscribe_all()).await?;
+        let mut sub =
+            Conn::connect(&self.config.host, self.config.publish_port, SocketType::Sub, self.id.as_bytes()).await?;
+        sub.zmtp.subscribe(b"");
+        sub.flush().await?;
         let start = map([
             ("cmd", Value::from("_minion_event")),
             ("id", Value::from(self.id.as_str())),
@@ -553,7 +557,7 @@ impl Sim {
 
     async fn authenticate(&self) -> Result<Session, SimError> {
         let pub_pem = clean_key(&String::from_utf8_lossy(&self.key.public_key()?.to_spki_pem()?));
-        let mut req = Conn::connect(&self.config.host, self.config.ret_port, "DEALER", b"").await?;
+        let mut req = Conn::connect(&self.config.host, self.config.ret_port, SocketType::Req, b"").await?;
         loop {
             let body = minion::auth_request(&self.id, &pub_pem, &minion::nonce()?);
             // A real minion waits `auth_timeout` (5 s) and re-sends, `auth_tries` (7) times.

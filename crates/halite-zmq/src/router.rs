@@ -1,0 +1,95 @@
+//! The request socket: REQ peers (minions, Salt's CLI) send `['', body]` and get
+//! `['', reply]` back on the same connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use halite_zmtp::SocketType;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::peer::{OnMessage, Peer, PeerId, Sent, Server};
+use crate::{listen, SocketOptions, TransportError};
+
+/// One request from a REQ peer; the reply goes to `peer`.
+#[derive(Debug)]
+pub struct Request {
+    pub peer: PeerId,
+    pub remote: SocketAddr,
+    pub body: Vec<u8>,
+}
+
+/// Sends replies to request peers. Cheap to clone; usable from any thread.
+#[derive(Clone)]
+pub struct Replier {
+    server: Arc<Server>,
+}
+
+impl Replier {
+    /// Writes the reply, or queues it if the peer's socket is full. A peer that has gone
+    /// (its REQ socket reconnects and resends) is logged, not an error.
+    pub fn reply(&self, peer: PeerId, body: &[u8]) -> Result<(), TransportError> {
+        let Some(conn) = self.server.peer(peer) else {
+            warn!(%peer, "reply not delivered: the peer has disconnected");
+            return Ok(());
+        };
+        if conn.send(Bytes::from(halite_zmtp::message(&[b"", body]))) == Sent::Gone {
+            warn!(%peer, remote = %conn.remote, "reply not delivered: the connection is closing");
+        }
+        Ok(())
+    }
+}
+
+/// The listening request socket.
+pub struct RouterHandle {
+    pub replier: Replier,
+    pub requests: mpsc::Receiver<Request>,
+    pub local_addr: SocketAddr,
+    server: Arc<Server>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl RouterHandle {
+    /// Stops accepting, lets queued replies go out (up to a second), closes every peer.
+    pub async fn shutdown(self) {
+        self.accept.abort();
+        self.server.close(Duration::from_secs(1)).await;
+    }
+}
+
+/// Listens for REQ peers on `addr`. Must be called inside a tokio runtime.
+pub fn bind_router(addr: SocketAddr, opts: &SocketOptions) -> Result<RouterHandle, TransportError> {
+    let listener = listen(addr, opts)?;
+    let local_addr = listener.local_addr().map_err(|source| TransportError::Bind { addr, source })?;
+    let server = Server::new(SocketType::Router, "request", opts.clone());
+    let (tx, rx) = mpsc::channel(opts.request_queue);
+    let on_message: OnMessage = Arc::new(move |peer: &Peer, parts: Vec<Vec<u8>>| forward_request(peer, parts, &tx));
+    let accept = server.spawn_accept(listener, on_message);
+    info!(%local_addr, "request server listening");
+    Ok(RouterHandle { replier: Replier { server: server.clone() }, requests: rx, local_addr, server, accept })
+}
+
+/// A REQ peer's message is exactly `['', body]`; anything else is a peer that is not
+/// speaking Salt's request protocol, logged and dropped.
+fn forward_request(peer: &Peer, parts: Vec<Vec<u8>>, tx: &mpsc::Sender<Request>) {
+    let n = parts.len();
+    let mut it = parts.into_iter();
+    let (Some(delimiter), Some(body), None) = (it.next(), it.next(), it.next()) else {
+        warn!(frames = n, "dropping a request that is not ['', body]: not a REQ peer");
+        return;
+    };
+    if !delimiter.is_empty() {
+        warn!("dropping a request without the REQ delimiter frame");
+        return;
+    }
+    match tx.try_send(Request { peer: peer.id, remote: peer.remote, body }) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            // The peer's REQ socket times out and retries, as it would against a busy Salt master.
+            warn!("request queue full; request dropped, the peer will retry");
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}

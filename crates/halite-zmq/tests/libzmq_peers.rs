@@ -1,0 +1,180 @@
+//! The sockets against libzmq, the library every salt-minion runs: what a REQ or SUB socket
+//! of libzmq does here is what a minion does.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use halite_zmq::{bind_publisher, bind_router, listen_addr, SocketOptions};
+use tokio::task::spawn_blocking;
+
+fn any_port() -> SocketAddr {
+    listen_addr("127.0.0.1", 0).unwrap()
+}
+
+fn endpoint(addr: SocketAddr) -> String {
+    format!("tcp://{addr}")
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libzmq_req_round_trip_and_a_dealer_speaking_otherwise_is_dropped() {
+    let mut router = bind_router(any_port(), &SocketOptions::default()).unwrap();
+    let ep = endpoint(router.local_addr);
+    let ctx = zmq::Context::new();
+
+    let client = {
+        let (ctx, ep) = (ctx.clone(), ep.clone());
+        spawn_blocking(move || {
+            // A DEALER sending a bare frame is not a REQ peer: dropped, not forwarded.
+            let dealer = ctx.socket(zmq::DEALER).unwrap();
+            dealer.connect(&ep).unwrap();
+            dealer.send("garbage", 0).unwrap();
+            let req = ctx.socket(zmq::REQ).unwrap();
+            req.connect(&ep).unwrap();
+            req.set_rcvtimeo(10_000).unwrap();
+            req.send(vec![9u8; 100_000], 0).unwrap();
+            req.recv_bytes(0).unwrap()
+        })
+    };
+    let got = tokio::time::timeout(WAIT, router.requests.recv()).await.unwrap().unwrap();
+    assert_eq!(got.body, vec![9u8; 100_000]);
+    router.replier.reply(got.peer, b"world").unwrap();
+    assert_eq!(client.await.unwrap(), b"world");
+    assert!(router.requests.try_recv().is_err(), "the dealer's frame must not be forwarded");
+    router.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_closes_only_its_sender() {
+    let opts = SocketOptions { max_message_size: 1024, ..SocketOptions::default() };
+    let mut router = bind_router(any_port(), &opts).unwrap();
+    let ep = endpoint(router.local_addr);
+    let ctx = zmq::Context::new();
+    spawn_blocking(move || {
+        let big = ctx.socket(zmq::REQ).unwrap();
+        // libzmq keeps resending the refused message; without linger 0 the context would
+        // wait for it forever when the test ends.
+        big.set_linger(0).unwrap();
+        big.connect(&ep).unwrap();
+        big.send(vec![0u8; 4096], 0).unwrap();
+        let small = ctx.socket(zmq::REQ).unwrap();
+        small.set_linger(0).unwrap();
+        small.connect(&ep).unwrap();
+        small.send("ok", 0).unwrap();
+        // Keep both sockets open until the test is done with them.
+        std::thread::sleep(Duration::from_secs(1));
+    });
+    let got = tokio::time::timeout(WAIT, router.requests.recv()).await.unwrap().unwrap();
+    assert_eq!(got.body, b"ok");
+    router.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_reach_libzmq_subscribers_by_prefix() {
+    let publisher = bind_publisher(any_port(), &SocketOptions::default()).unwrap();
+    let ep = endpoint(publisher.local_addr);
+    let sender = publisher.sender();
+    let ctx = zmq::Context::new();
+    let received = spawn_blocking(move || {
+        let all = ctx.socket(zmq::SUB).unwrap();
+        all.set_subscribe(b"").unwrap();
+        all.connect(&ep).unwrap();
+        let some = ctx.socket(zmq::SUB).unwrap();
+        some.set_subscribe(b"abc").unwrap();
+        some.connect(&ep).unwrap();
+        for s in [&all, &some] {
+            s.set_rcvtimeo(100).unwrap();
+        }
+        // Slow joiner: publish until both subscriptions have arrived, bounded.
+        let mut got_all = None;
+        for _ in 0..100 {
+            sender.publish(b"abcd".to_vec()).unwrap();
+            if let Ok(m) = all.recv_bytes(0) {
+                got_all = Some(m);
+                break;
+            }
+        }
+        let mut got_some = None;
+        for _ in 0..100 {
+            sender.publish(b"xyz".to_vec()).unwrap();
+            sender.publish(b"abcd".to_vec()).unwrap();
+            if let Ok(m) = some.recv_bytes(0) {
+                got_some = Some(m);
+                break;
+            }
+        }
+        (got_all, got_some)
+    })
+    .await
+    .unwrap();
+    assert_eq!(received.0.as_deref(), Some(&b"abcd"[..]));
+    assert_eq!(received.1.as_deref(), Some(&b"abcd"[..]), "a subscriber to abc gets abcd, never xyz");
+    publisher.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_is_not_zmtp_is_disconnected() {
+    let router = bind_router(any_port(), &SocketOptions::default()).unwrap();
+    let addr = router.local_addr;
+    let closed = spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let mut greeting = [0u8; 64];
+        s.read_exact(&mut greeting).unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).is_ok()
+    })
+    .await
+    .unwrap();
+    assert!(closed, "the server must close the connection, not leave it hanging");
+    router.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_peers_are_dropped_and_libzmq_peers_answer_heartbeats() {
+    let opts = SocketOptions {
+        heartbeat_interval: Duration::from_millis(200),
+        heartbeat_timeout: Duration::from_millis(800),
+        handshake_timeout: Duration::from_millis(500),
+        ..SocketOptions::default()
+    };
+    let mut router = bind_router(any_port(), &opts).unwrap();
+    let addr = router.local_addr;
+    let ep = endpoint(addr);
+    let ctx = zmq::Context::new();
+    let silent_closed = spawn_blocking(move || {
+        // Completes the handshake as a 3.1 REQ, then never reads or answers a PING.
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut conn = halite_zmtp::Connection::new(halite_zmtp::SocketType::Req, b"", 1 << 20);
+        s.write_all(&conn.take_output()).unwrap();
+        let mut greeting = [0u8; 64];
+        s.read_exact(&mut greeting).unwrap();
+        conn.receive(&greeting);
+        while conn.next_event().unwrap().is_some() {}
+        s.write_all(&conn.take_output()).unwrap();
+        let started = std::time::Instant::now();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+        started.elapsed()
+    });
+    let idle_req = spawn_blocking(move || {
+        let req = ctx.socket(zmq::REQ).unwrap();
+        req.connect(&ep).unwrap();
+        req.set_rcvtimeo(10_000).unwrap();
+        // Idle well past the timeout: libzmq answers the PINGs, so it stays connected and
+        // its request still reaches the same listener.
+        std::thread::sleep(Duration::from_millis(2000));
+        req.send("still here", 0).unwrap();
+        req.recv_bytes(0).unwrap()
+    });
+    let got = tokio::time::timeout(WAIT, router.requests.recv()).await.unwrap().unwrap();
+    assert_eq!(got.body, b"still here");
+    router.replier.reply(got.peer, b"yes").unwrap();
+    assert_eq!(idle_req.await.unwrap(), b"yes");
+    assert!(silent_closed.await.unwrap() < WAIT, "a peer that never answers heartbeats must be closed");
+    router.shutdown().await;
+}

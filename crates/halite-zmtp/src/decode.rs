@@ -1,0 +1,128 @@
+//! Bytes to frames: the greeting, then command frames and whole multipart messages.
+
+use crate::{Greeting, ZmtpError, FLAG_COMMAND, FLAG_LONG, FLAG_MORE, GREETING_LEN};
+
+/// What the decoder assembled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Greeting(Greeting),
+    /// A command frame's body: name length, name, data.
+    Command(Vec<u8>),
+    Message(Vec<Vec<u8>>),
+}
+
+/// Buffers what has arrived and cuts it into frames. Memory held between calls is only the
+/// unfinished tail: an idle connection holds no buffer at all.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+    pos: usize,
+    greeted: bool,
+    parts: Vec<Vec<u8>>,
+    message_len: u64,
+    max_message: u64,
+}
+
+impl FrameDecoder {
+    pub fn new(max_message: u64) -> FrameDecoder {
+        FrameDecoder { buf: Vec::new(), pos: 0, greeted: false, parts: Vec::new(), message_len: 0, max_message }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > 0 && self.pos >= self.buf.len() / 2 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes held for frames not yet complete (capacity, not length: what memory it costs).
+    pub fn buffered_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// The next frame, `None` when more bytes are needed.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, ZmtpError> {
+        let frame = if self.greeted { self.next_data_frame()? } else { self.greeting()? };
+        if frame.is_none() && self.pos == self.buf.len() && self.buf.capacity() > 0 {
+            // Everything consumed: give the buffer back rather than keep it per idle peer.
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
+        Ok(frame)
+    }
+
+    fn greeting(&mut self) -> Result<Option<Frame>, ZmtpError> {
+        let have = self.pending();
+        // Refuse as early as the bytes allow, so a peer speaking something else (HTTP, an
+        // old ZMTP that waits for our reply to its short greeting) is told at once.
+        if !have.is_empty() && have[0] != 0xff {
+            return Err(ZmtpError::NotZmtp);
+        }
+        if have.len() >= 10 && have[9] & 1 != 1 {
+            return Err(ZmtpError::NotZmtp);
+        }
+        if have.len() >= 11 && have[10] < 3 {
+            return Err(ZmtpError::OldVersion(have[10]));
+        }
+        if have.len() < GREETING_LEN {
+            return Ok(None);
+        }
+        let mechanism = &have[12..32];
+        let end = mechanism.iter().position(|&b| b == 0).unwrap_or(mechanism.len());
+        let greeting = Greeting {
+            major: have[10],
+            minor: have[11],
+            mechanism: String::from_utf8_lossy(&mechanism[..end]).into_owned(),
+        };
+        self.pos += GREETING_LEN;
+        self.greeted = true;
+        Ok(Some(Frame::Greeting(greeting)))
+    }
+
+    fn next_data_frame(&mut self) -> Result<Option<Frame>, ZmtpError> {
+        loop {
+            let have = self.pending();
+            let Some(&flags) = have.first() else { return Ok(None) };
+            let (size, header) = if flags & FLAG_LONG != 0 {
+                let Some(b) = have.get(1..9) else { return Ok(None) };
+                let mut size = [0u8; 8];
+                size.copy_from_slice(b);
+                (u64::from_be_bytes(size), 9)
+            } else {
+                let Some(&b) = have.get(1) else { return Ok(None) };
+                (u64::from(b), 2)
+            };
+            let command = flags & FLAG_COMMAND != 0;
+            let total = if command { size } else { self.message_len.saturating_add(size) };
+            if total > self.max_message {
+                return Err(ZmtpError::TooLarge { size: total, limit: self.max_message });
+            }
+            let end = header + size as usize;
+            if have.len() < end {
+                // Reserve for the frame (up to 1 MiB: the declared size is the peer's claim, not data).
+                let missing = (end - have.len()).min(1 << 20);
+                self.buf.reserve(missing);
+                return Ok(None);
+            }
+            let body = have[header..end].to_vec();
+            self.pos += end;
+            if command {
+                return Ok(Some(Frame::Command(body)));
+            }
+            self.message_len = total;
+            self.parts.push(body);
+            if flags & FLAG_MORE == 0 {
+                self.message_len = 0;
+                return Ok(Some(Frame::Message(std::mem::take(&mut self.parts))));
+            }
+        }
+    }
+}
