@@ -251,9 +251,12 @@ impl Server {
         tokio::spawn(
             async move {
                 let closing = server.closing.subscribe();
+                let socket = server.name;
                 match server.serve(&peer, closing, &on_message).await {
                     Ok(()) => debug!("peer disconnected"),
-                    Err(reason) => info!(%reason, "connection closed"),
+                    // The span is debug-level; the fields are repeated so this line names
+                    // the connection at any log level.
+                    Err(reason) => info!(socket, peer = %id, %remote, %reason, "connection closed"),
                 }
                 server.peers().remove(&id);
             }
@@ -269,6 +272,8 @@ impl Server {
     ) -> Result<(), String> {
         let mut conn = Connection::new(self.ours, b"", self.opts.max_message_size);
         peer.send(conn.take_output().into());
+        // A PING in flight: when it went out. Anything read from the peer answers it.
+        let mut ping_sent: Option<Instant> = None;
         let mut last_heard = Instant::now();
         let mut tick = Box::pin(tokio::time::sleep(self.opts.handshake_timeout));
         loop {
@@ -280,6 +285,7 @@ impl Server {
                         return Ok(());
                     }
                     last_heard = Instant::now();
+                    ping_sent = None;
                     let handled = self.handle_events(peer, &mut conn, on_message);
                     if conn.has_output() {
                         peer.send(conn.take_output().into());
@@ -297,15 +303,25 @@ impl Server {
                     if !conn.is_open() {
                         return Err("no ZMTP handshake within the handshake timeout".into());
                     }
-                    let silent = last_heard.elapsed();
+                    // A quiet peer is not a dead one (a subscriber never speaks unasked):
+                    // only a PING left unanswered for heartbeat_timeout closes it.
                     if conn.peer_has_heartbeats() {
-                        if silent >= self.opts.heartbeat_timeout {
-                            return Err(format!("silent for {silent:?}, heartbeats unanswered"));
-                        }
-                        if silent >= self.opts.heartbeat_interval {
-                            let ttl = (self.opts.heartbeat_timeout.as_millis() / 100).min(u16::MAX as u128) as u16;
-                            conn.ping(ttl);
-                            peer.send(conn.take_output().into());
+                        match ping_sent {
+                            Some(sent) if sent.elapsed() >= self.opts.heartbeat_timeout => {
+                                return Err(format!(
+                                    "heartbeat unanswered for {:?} (silent for {:?})",
+                                    sent.elapsed(),
+                                    last_heard.elapsed()
+                                ));
+                            }
+                            Some(_) => {}
+                            None if last_heard.elapsed() >= self.opts.heartbeat_interval => {
+                                let ttl = (self.opts.heartbeat_timeout.as_millis() / 100).min(u16::MAX as u128) as u16;
+                                conn.ping(ttl);
+                                peer.send(conn.take_output().into());
+                                ping_sent = Some(Instant::now());
+                            }
+                            None => {}
                         }
                     }
                     tick.as_mut().reset(Instant::now() + self.opts.heartbeat_interval);

@@ -178,3 +178,53 @@ async fn silent_peers_are_dropped_and_libzmq_peers_answer_heartbeats() {
     assert!(silent_closed.await.unwrap() < WAIT, "a peer that never answers heartbeats must be closed");
     router.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_peer_that_answers_heartbeats_stays_connected() {
+    // A subscriber never speaks unless pinged; however long the handshake allowance, only
+    // an unanswered PING may close it.
+    let opts = SocketOptions {
+        heartbeat_interval: Duration::from_millis(200),
+        heartbeat_timeout: Duration::from_millis(600),
+        handshake_timeout: Duration::from_millis(1000),
+        ..SocketOptions::default()
+    };
+    let publisher = bind_publisher(any_port(), &opts).unwrap();
+    let addr = publisher.local_addr;
+    let sender = publisher.sender();
+    let got = spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut conn = halite_zmtp::Connection::new(halite_zmtp::SocketType::Sub, b"", 1 << 20);
+        s.write_all(&conn.take_output()).unwrap();
+        let started = std::time::Instant::now();
+        let mut subscribed = false;
+        let mut buf = [0u8; 4096];
+        while started.elapsed() < Duration::from_secs(10) {
+            match s.read(&mut buf) {
+                Ok(0) => return Err(format!("closed after {:?}", started.elapsed())),
+                Ok(n) => conn.receive(&buf[..n]),
+                Err(_) => {}
+            }
+            while let Some(event) = conn.next_event().unwrap() {
+                if let halite_zmtp::Event::Message(parts) = event {
+                    return Ok(parts);
+                }
+                if !subscribed {
+                    conn.subscribe(b"");
+                    subscribed = true;
+                }
+            }
+            s.write_all(&conn.take_output()).unwrap();
+            // Publish only after several heartbeat periods of silence from this side.
+            if started.elapsed() > Duration::from_millis(2500) {
+                sender.publish(b"late".to_vec()).unwrap();
+            }
+        }
+        Err("no publish".into())
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.unwrap(), vec![b"late".to_vec()]);
+    publisher.shutdown().await;
+}
