@@ -457,6 +457,7 @@ fn table(results: &[Value]) -> String {
     for r in results {
         let lost = r["ping"]["lost_in_any_run"].as_u64().unwrap_or(0)
             + r["grains_db"]["lost_in_any_run"].as_u64().unwrap_or(0);
+        let cpu = format!("{} / {}", fmt(&r["coming_up_cpu_s"], 1), fmt(&r["swarm_coming_up_cpu_s"], 1));
         out += &format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |\n",
             r["minions"],
@@ -468,7 +469,7 @@ fn table(results: &[Value]) -> String {
             fmt(&r["ping"]["returns_per_s"], 0),
             fmt(&r["grains_db"]["publish_to_last_return_s"], 3),
             if r["ping"].is_null() { "—".to_owned() } else { lost.to_string() },
-            format!("{} / {}", fmt(&r["coming_up_cpu_s"], 1), fmt(&r["swarm_coming_up_cpu_s"], 1)),
+            cpu,
             fmt(&r["rss_mb"], 0),
             fmt(&r["pss_mb"], 0),
         );

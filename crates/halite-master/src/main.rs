@@ -33,6 +33,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    limit_malloc_arenas();
     let args = Args::parse();
     let (config, warnings) = halite_config::MasterConfig::load(args.config_dir.as_deref())?;
     let level = args.log_level.as_deref().unwrap_or(&config.log_level).to_owned();
@@ -48,6 +49,22 @@ fn main() -> anyhow::Result<()> {
     }
     let child = publish_process::ChildCommand { config_dir: args.config_dir, log_level: args.log_level };
     runtime.block_on(serve(config, child))
+}
+
+/// glibc gives each thread that allocates its own arena (up to 8 per core) and keeps what is
+/// freed in it; with a worker pool, the runtime and the publish thread all allocating, the
+/// master held 14 MB more after a few 10,000-minion jobs (swarm benchmark: RSS 151 MB with
+/// the default, 137 MB with two arenas, no change in latency). `MALLOC_ARENA_MAX` in the
+/// environment still wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only adjusts allocator parameters; it is called before any thread
+        // is spawned, as glibc asks.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
 }
 
 fn socket_options(config: &halite_config::MasterConfig) -> SocketOptions {
