@@ -371,12 +371,13 @@ impl Master {
             return then();
         }
         let events = self.events.clone();
-        let (jid, minion, load) = (ret.jid.clone(), ret.minion.clone(), ret.load.clone());
-        self.store.put_return_then(&jid, &minion, &load, jid::now_micros(), move |saved| {
+        let PendingReturn { jid, minion, load } = ret;
+        let (jid_for_store, minion_for_store) = (jid.clone(), minion.clone());
+        self.store.put_return_then(&jid_for_store, &minion_for_store, load, jid::now_micros(), move |saved, load| {
             if let Err(e) = saved {
-                error!(jid = %ret.jid, minion = %ret.minion, error = %e, "cannot save job return");
+                error!(%jid, %minion, error = %e, "cannot save job return");
             }
-            ret.announce(&events);
+            PendingReturn { jid, minion, load }.announce(&events);
             then();
         });
     }

@@ -121,17 +121,18 @@ impl Store {
     }
 
     /// [`Store::put_return`] without waiting: `then` gets the result once the return is
-    /// durable, on whichever thread committed it. `then` must not write to the store.
+    /// durable, on whichever thread committed it, with the return handed back (so the caller
+    /// can announce it without keeping a copy). `then` must not write to the store.
     pub fn put_return_then(
         &self,
         jid: &str,
         minion: &str,
-        ret: &Value,
+        ret: Value,
         now_micros: u64,
-        then: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+        then: impl FnOnce(Result<(), StoreError>, Value) + Send + 'static,
     ) {
-        let change = Self::return_change(jid, minion, ret, now_micros);
-        self.write_shared_then("saving job return", minion, change, then);
+        let change = Self::return_change(jid, minion, &ret, now_micros);
+        self.write_shared_then("saving job return", minion, change, move |saved| then(saved, ret));
     }
 
     #[allow(clippy::result_large_err)]
@@ -142,11 +143,14 @@ impl Store {
         now_micros: u64,
     ) -> impl Fn(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + Sync + 'static {
         let bytes = payload::encode(ret);
-        let (jid, minion_id, ret) = (jid.to_owned(), minion.to_owned(), ret.clone());
+        let (jid, minion_id) = (jid.to_owned(), minion.to_owned());
         move |txn| {
             let mut jobs = txn.open_table(JOBS)?;
             if jobs.get(jid.as_str())?.is_none() {
-                // Only the first return of a job pays for describing it.
+                // Only the first return of a job pays for describing it, from the bytes
+                // already encoded rather than from a copy of the return kept for every one.
+                let ret = payload::decode(&bytes)
+                    .map_err(|e| redb::Error::Corrupted(format!("return of {minion_id}: {e}")))?;
                 let first_seen = Job::from_return(&jid, &minion_id, &ret, now_micros).encode();
                 jobs.insert(jid.as_str(), first_seen.as_slice())?;
                 txn.open_table(JOB_TIMES)?.insert((now_micros, jid.as_str()), ())?;

@@ -38,7 +38,11 @@ pub fn load_or_generate(dir: &Path, range: Range<usize>, threads: usize) -> Resu
             .collect();
         let mut keys = Vec::with_capacity(indices.len());
         for worker in workers {
-            for key in worker.join().expect("a key loading thread") {
+            let loaded = worker.join().map_err(|_| KeyError::Io {
+                path: dir.to_owned(),
+                source: std::io::Error::other("a key loading thread panicked"),
+            })?;
+            for key in loaded {
                 keys.push(key?);
             }
         }

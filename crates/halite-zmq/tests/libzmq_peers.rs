@@ -18,6 +18,30 @@ fn endpoint(addr: SocketAddr) -> String {
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// Heartbeats fast enough for a test: a PING after 200 ms of silence, the connection
+/// closed 800 ms after an unanswered one.
+fn quick_heartbeats(handshake_timeout: Duration) -> SocketOptions {
+    SocketOptions {
+        heartbeat_interval: Duration::from_millis(200),
+        heartbeat_timeout: Duration::from_millis(800),
+        handshake_timeout,
+        ..SocketOptions::default()
+    }
+}
+
+/// A hand-driven ZMTP peer of type `ours`, its greeting already sent.
+fn raw_peer(
+    addr: SocketAddr,
+    ours: halite_zmtp::SocketType,
+    read_timeout: Duration,
+) -> (std::net::TcpStream, halite_zmtp::Connection) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(read_timeout)).unwrap();
+    let mut conn = halite_zmtp::Connection::new(ours, b"", 1 << 20);
+    s.write_all(&conn.take_output()).unwrap();
+    (s, conn)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libzmq_req_round_trip_and_a_dealer_speaking_otherwise_is_dropped() {
     let mut router = bind_router(any_port(), &SocketOptions::default()).unwrap();
@@ -135,22 +159,13 @@ async fn a_peer_that_is_not_zmtp_is_disconnected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_peers_are_dropped_and_libzmq_peers_answer_heartbeats() {
-    let opts = SocketOptions {
-        heartbeat_interval: Duration::from_millis(200),
-        heartbeat_timeout: Duration::from_millis(800),
-        handshake_timeout: Duration::from_millis(500),
-        ..SocketOptions::default()
-    };
-    let mut router = bind_router(any_port(), &opts).unwrap();
+    let mut router = bind_router(any_port(), &quick_heartbeats(Duration::from_millis(500))).unwrap();
     let addr = router.local_addr;
     let ep = endpoint(addr);
     let ctx = zmq::Context::new();
     let silent_closed = spawn_blocking(move || {
         // Completes the handshake as a 3.1 REQ, then never reads or answers a PING.
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        let mut conn = halite_zmtp::Connection::new(halite_zmtp::SocketType::Req, b"", 1 << 20);
-        s.write_all(&conn.take_output()).unwrap();
+        let (mut s, mut conn) = raw_peer(addr, halite_zmtp::SocketType::Req, WAIT);
         let mut greeting = [0u8; 64];
         s.read_exact(&mut greeting).unwrap();
         conn.receive(&greeting);
@@ -183,20 +198,11 @@ async fn silent_peers_are_dropped_and_libzmq_peers_answer_heartbeats() {
 async fn a_quiet_peer_that_answers_heartbeats_stays_connected() {
     // A subscriber never speaks unless pinged; however long the handshake allowance, only
     // an unanswered PING may close it.
-    let opts = SocketOptions {
-        heartbeat_interval: Duration::from_millis(200),
-        heartbeat_timeout: Duration::from_millis(600),
-        handshake_timeout: Duration::from_millis(1000),
-        ..SocketOptions::default()
-    };
-    let publisher = bind_publisher(any_port(), &opts).unwrap();
+    let publisher = bind_publisher(any_port(), &quick_heartbeats(Duration::from_millis(1000))).unwrap();
     let addr = publisher.local_addr;
     let sender = publisher.sender();
     let got = spawn_blocking(move || {
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        let mut conn = halite_zmtp::Connection::new(halite_zmtp::SocketType::Sub, b"", 1 << 20);
-        s.write_all(&conn.take_output()).unwrap();
+        let (mut s, mut conn) = raw_peer(addr, halite_zmtp::SocketType::Sub, Duration::from_millis(50));
         let started = std::time::Instant::now();
         let mut subscribed = false;
         let mut buf = [0u8; 4096];
