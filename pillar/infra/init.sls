@@ -1,4 +1,4 @@
-{#- The cluster a VM belongs to: its `level` grain, production unless said otherwise. -#}
+{#- The cluster a VM belongs to: its `level` grain, production unless its name says otherwise. -#}
 {%- set level = salt['grains.get']('level', 'production') %}
 include:
   - infra.{{ level }}
@@ -6,4 +6,9 @@ include:
 infra:
   current:
     level: {{ level }}
-    roles: {{ grains.get('roles', [])|yaml }}
+    roles: {{ grains.get('roles', [])|json }}
+
+# Every VM publishes its internal addresses to the mine; /etc/hosts and the DNS zone are
+# built from them.
+mine_functions:
+  network.ip_addrs: []

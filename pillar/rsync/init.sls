@@ -1,13 +1,22 @@
-# Modules the salt VM's rsync daemon serves to the other VMs.
+# Modules the salt VM's rsync daemon serves to the other VMs (the document's "rsync through
+# an xinetd service": each VM pulls files from it, backups included).
+include:
+  - private.rsync
+
 rsync:
+  secrets_file: /etc/rsyncd.secrets
   shares:
     backups:
       path: /srv/backups
-      comment: Backups every VM pulls from and pushes to
+      comment: Backups every VM pushes to and pulls from
+      uid: backup
+      gid: backup
       read_only: false
-      hosts_allow: [10.10.10.0/24, 10.20.10.0/24]
+      auth_users: [backup]
     code:
       path: /srv/code
       comment: Mirrored sources for deployments
+      uid: nobody
+      gid: nogroup
       read_only: true
-      hosts_allow: [10.10.10.0/24, 10.20.10.0/24]
+      auth_users: [deploy]

@@ -1,4 +1,14 @@
-# Session data only: Redis and Memcached on the internal network.
+# Session stores of the web apps (states/sessions): Redis and Memcached on the internal
+# network, each behind a password from private/sessions.sls. Session data only.
+include:
+  - private.sessions
+
 sessions:
-  redis: {bind: 0.0.0.0, port: 6379, maxmemory: 256mb}
-  memcached: {port: 11211, memory: 128}
+  redis:
+    port: 6379
+    maxmemory: 256mb
+  memcached:
+    port: 11211
+    # Megabytes of item memory.
+    memory: 128
+    user: sessions

@@ -22,7 +22,7 @@ fn endpoints(master: &Master) -> Endpoints {
 }
 
 fn spec(id: &str, version: SaltVersion, roles: &[&str]) -> MinionSpec {
-    MinionSpec { id: id.into(), version, roles: roles.iter().map(|r| r.to_string()).collect(), ..MinionSpec::default() }
+    MinionSpec::new(id, version).with_roles(roles)
 }
 
 /// The site's VMs, one per minion version.

@@ -24,6 +24,14 @@ const MINIONS: &[(&str, &str)] = &[
     ("salt", "{roles: [salt], os: Debian, osrelease: '12', num_cpus: 2, ipv4: [10.0.0.1], level: staging}"),
     ("db1-masterdb", "{roles: [db, masterdb], os: Debian, osrelease: '12', num_cpus: 8, ipv4: [10.0.0.21]}"),
     ("app1", "{roles: [app], os: Ubuntu, osrelease: '22.04', num_cpus: 4, ipv4: [10.0.0.31], mem_total: 7982}"),
+    // Between them, every role of the VM-roles document, so the site's whole pillar is compared.
+    ("mail1-source.staging.wpdn", "{roles: [mail, source], level: staging, os: Debian, osrelease: '12', num_cpus: 2}"),
+    ("sessions1-memcache-elastic", "{roles: [sessions, memcache, elastic], os: Debian, osrelease: '12', num_cpus: 2}"),
+    ("accounts1-blog-project", "{roles: [accounts, blog, project], os: Debian, osrelease: '12', num_cpus: 2}"),
+    (
+        "notes1-bots-jobrunner",
+        "{roles: [notes, bots, jobrunner], level: staging, os: Debian, osrelease: '12', num_cpus: 2}",
+    ),
 ];
 
 const CASES: &[Case] = &[

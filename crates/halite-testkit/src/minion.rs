@@ -16,8 +16,10 @@ use crate::salt::{salt_bin, Endpoints, SaltVersion};
 pub struct MinionSpec {
     pub id: String,
     pub version: SaltVersion,
-    /// The `roles` grain, which halite's targeting and pillar are keyed on.
-    pub roles: Vec<String>,
+    /// The `roles` grain, which halite's targeting and pillar are keyed on. `None` leaves it to
+    /// the minion's grain modules (the site's `_grains/roles.py` derives it from the id):
+    /// a static grain in the config would override any module.
+    pub roles: Option<Vec<String>>,
     /// More static grains, beside `roles`.
     pub extra_grains: Vec<(String, Value)>,
     /// Raw YAML lines appended to the minion config. A line setting a top-level key the kit
@@ -25,6 +27,8 @@ pub struct MinionSpec {
     pub extra_config: Vec<String>,
     /// Salt's log level for the log file and the console (`info`, `debug`, `trace`, ...).
     pub log_level: String,
+    /// Whether `pkg` states may refresh the host's package database (`apt-get update`).
+    pub package_refresh: bool,
 }
 
 impl Default for MinionSpec {
@@ -32,10 +36,11 @@ impl Default for MinionSpec {
         MinionSpec {
             id: "minion".into(),
             version: SaltVersion::default(),
-            roles: Vec::new(),
+            roles: Some(Vec::new()),
             extra_grains: Vec::new(),
             extra_config: Vec::new(),
             log_level: "info".into(),
+            package_refresh: true,
         }
     }
 }
@@ -46,7 +51,23 @@ impl MinionSpec {
     }
 
     pub fn with_roles(mut self, roles: &[&str]) -> MinionSpec {
-        self.roles = roles.iter().map(|r| r.to_string()).collect();
+        self.roles = Some(roles.iter().map(|r| r.to_string()).collect());
+        self
+    }
+
+    /// No static `roles` grain: the minion's grain modules provide it.
+    pub fn with_derived_roles(mut self) -> MinionSpec {
+        self.roles = None;
+        self
+    }
+
+    /// Keeps `pkg` states from running `apt-get update`. Salt's apt module refreshes the
+    /// package database for every `pkg.installed` of a missing package, dry runs included
+    /// (`pkg.latest_version` defaults to `refresh=True`): minions sharing a host then queue
+    /// for minutes on the apt lock, and need the network. The minion runs with an `apt-get`
+    /// first on its PATH that does nothing for `update` and hands anything else to the real one.
+    pub fn without_package_refresh(mut self) -> MinionSpec {
+        self.package_refresh = false;
         self
     }
 
@@ -67,7 +88,9 @@ impl MinionSpec {
 
     fn config(&self, root: &Path, master: &Endpoints) -> SaltConfig {
         let mut grains = serde_json::Map::new();
-        grains.insert("roles".into(), self.roles.clone().into());
+        if let Some(roles) = &self.roles {
+            grains.insert("roles".into(), roles.clone().into());
+        }
         grains.extend(self.extra_grains.iter().cloned());
         let root_str = root.to_str().unwrap_or_else(|| panic!("{}: root dir {root:?} is not UTF-8", self.id));
         let mut c = SaltConfig::default();
@@ -123,6 +146,12 @@ impl Minion {
     fn spawn(&mut self) {
         let mut cmd = Command::new(salt_bin(self.spec.version, "salt-minion"));
         cmd.arg("-c").arg(self.config_dir()).arg("-l").arg(&self.spec.log_level);
+        if !self.spec.package_refresh {
+            let bin = self.root().join("bin");
+            write_apt_get_without_update(&bin).unwrap_or_else(|e| panic!("{}: {}: {e}", self.spec.id, bin.display()));
+            let path = std::env::var("PATH").unwrap_or_default();
+            cmd.env("PATH", format!("{}:{path}", bin.display()));
+        }
         let name = format!("salt-minion {} ({})", self.spec.id, self.spec.version);
         self.process = Some(Group::spawn(&name, cmd, &self.root().join("minion.out")));
     }
@@ -277,4 +306,17 @@ impl Minion {
             tail(&self.root().join("minion.out"), 15)
         )
     }
+}
+
+/// An `apt-get` for `dir` that succeeds at once for `update` and runs the real one otherwise.
+fn write_apt_get_without_update(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    let script = dir.join("apt-get");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n# halite-testkit: no package database refresh from tests (MinionSpec::without_package_refresh).\n\
+         for arg in \"$@\"; do [ \"$arg\" = update ] && exit 0; done\nexec /usr/bin/apt-get \"$@\"\n",
+    )?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
 }

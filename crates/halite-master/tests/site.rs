@@ -1,0 +1,157 @@
+//! The site this repository ships (`states/`, `pillar/`): one real salt-minion 3007 per
+//! role of the VM-roles document, at both levels, named the way the site named its VMs so
+//! that `_grains/roles.py` derives the `roles` and `level` grains from the id. Each renders
+//! its pillar and highstate through halite and dry-runs it: no render errors, no failed
+//! state, every `salt://` source served.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::{describe, json_returns, salt, start_minions, Master};
+use halite_testkit::SaltVersion;
+use serde_json::Value;
+
+/// One VM per role (`db1-masterdb` carries both database roles, as the document asks of
+/// exactly one VM), then the same VMs in the staging cluster.
+const VMS: &[&str] = &[
+    "source",
+    "salt",
+    "mail1",
+    "db1-masterdb",
+    "db2",
+    "sessions1",
+    "accounts1",
+    "memcache1",
+    "elastic1",
+    "app1",
+    "blog1",
+    "project1",
+    "notes1",
+    "bots1",
+    "jobrunner1",
+];
+const STAGING: &str = ".staging.wpdn";
+
+/// The roles and level the site's grain module must derive from a VM's name.
+fn expected_grains(id: &str) -> (Vec<String>, &'static str) {
+    let (host, level) = match id.strip_suffix(STAGING) {
+        Some(host) => (host, "staging"),
+        None => (id, "production"),
+    };
+    let roles = host.split('-').map(|part| part.trim_end_matches(|c: char| c.is_ascii_digit()).to_owned()).collect();
+    (roles, level)
+}
+
+fn repo_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(name)
+}
+
+/// Every `salt://` URL anywhere in a rendered highstate.
+fn salt_urls(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::String(s) if s.starts_with("salt://") => found.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| salt_urls(v, found)),
+        Value::Object(map) => map.values().for_each(|v| salt_urls(v, found)),
+        _ => {}
+    }
+}
+
+fn returns(master: &Master, args: &[&str]) -> BTreeMap<String, Value> {
+    let out = salt(master, args);
+    let got = json_returns(&out);
+    assert!(!got.is_empty(), "{args:?}: {}", describe(&out));
+    got
+}
+
+#[test]
+fn every_role_renders_and_dry_runs_at_both_levels() {
+    // The real secrets are mounted as a pillar root listed before the repository's; its
+    // files shadow the placeholders of `pillar/private/`.
+    let mounted = tempfile::Builder::new().prefix("hsp").tempdir_in("/tmp").expect("temp dir");
+    std::fs::create_dir_all(mounted.path().join("private")).expect("mkdir");
+    std::fs::write(mounted.path().join("private/monit.sls"), "monit:\n  httpd:\n    password: mounted-secret\n")
+        .expect("write the mounted secret");
+
+    let states = repo_dir("states");
+    let master = Master::start(&[
+        "auto_accept: True",
+        "file_roots:",
+        "  base:",
+        &format!("    - {}", states.display()),
+        "pillar_roots:",
+        "  base:",
+        &format!("    - {}", mounted.path().display()),
+        &format!("    - {}", repo_dir("pillar").display()),
+    ]);
+    let ids: Vec<String> =
+        VMS.iter().map(|vm| vm.to_string()).chain(VMS.iter().map(|vm| format!("{vm}{STAGING}"))).collect();
+    let specs: Vec<(&str, SaltVersion, &[&str])> =
+        ids.iter().map(|id| (id.as_str(), SaltVersion::V3007, &[][..])).collect();
+    let minions = start_minions(&master, &specs, |spec| spec.with_derived_roles().without_package_refresh());
+
+    // The grain module comes from the file server; once synced, the names give the roles.
+    let synced = returns(&master, &["*", "saltutil.sync_grains", "--out", "json", "-t", "120"]);
+    let grains = returns(&master, &["*", "grains.item", "roles", "level", "--out", "json", "-t", "60"]);
+    for id in &ids {
+        assert_eq!(synced[id], serde_json::json!(["grains.roles"]), "{id}");
+        let (roles, level) = expected_grains(id);
+        assert_eq!(grains[id]["roles"], serde_json::json!(roles), "{id}: {}", grains[id]);
+        assert_eq!(grains[id]["level"], level, "{id}: {}", grains[id]);
+    }
+
+    // Pillar: rendered without errors, for the VM's own level, secrets from the mount.
+    let pillars = returns(&master, &["*", "pillar.items", "--out", "json", "-t", "120"]);
+    for id in &ids {
+        let pillar = &pillars[id];
+        let (_, level) = expected_grains(id);
+        assert!(pillar.get("_errors").is_none(), "{id}: {pillar}");
+        assert_eq!(pillar["infra"]["current"]["level"], level, "{id}: {pillar}");
+        assert_eq!(pillar["monit"]["httpd"]["password"], "mounted-secret", "{id}");
+    }
+    let tlds: Vec<&Value> =
+        ["salt", "salt.staging.wpdn"].iter().map(|id| &pillars[*id]["infra"]["current"]["tld"]).collect();
+    assert_eq!(tlds, ["webplatform.org", "webplatformstaging.org"]);
+    // A role's secrets reach that role's VMs only.
+    assert!(pillars["sessions1"].get("sessions").is_some(), "{}", pillars["sessions1"]);
+    assert!(pillars["app1"].get("sessions").is_none(), "sessions data leaked to app1: {}", pillars["app1"]);
+
+    // The highstate: each role's sls, every salt:// source served.
+    let highstates = returns(&master, &["*", "state.show_highstate", "--out", "json", "-t", "300"]);
+    for id in &ids {
+        let highstate = highstates[id].as_object().unwrap_or_else(|| panic!("{id}: render errors: {}", highstates[id]));
+        let sls: Vec<&str> = highstate.values().filter_map(|s| s["__sls__"].as_str()).collect();
+        let (roles, _) = expected_grains(id);
+        for wanted in roles.iter().map(String::as_str).chain(["resolver", "hosts", "monit", "users"]) {
+            assert!(
+                sls.iter().any(|s| *s == wanted || s.starts_with(&format!("{wanted}."))),
+                "{id}: no state from sls {wanted}; have {sls:?}"
+            );
+        }
+        let mut urls = Vec::new();
+        salt_urls(&highstates[id], &mut urls);
+        for url in urls {
+            let path = url.trim_start_matches("salt://").split('?').next().unwrap_or_default();
+            assert!(states.join(path).is_file(), "{id}: {url} is not in states/");
+        }
+    }
+
+    // The dry run: every state checks out (changes pending are fine: nothing is installed).
+    let dry = salt(&master, &["*", "state.apply", "test=True", "--out", "json", "-t", "600"]);
+    let dry_runs = json_returns(&dry);
+    let mut failed = Vec::new();
+    for id in &ids {
+        let Some(results) = dry_runs.get(id).and_then(Value::as_object) else {
+            failed.push(format!("{id}: {}", dry_runs.get(id).cloned().unwrap_or_default()));
+            continue;
+        };
+        for (state, result) in results {
+            if result["result"] == false {
+                failed.push(format!("{id}: {state}: {}", result["comment"]));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{} failed:\n{}\n{}", failed.len(), failed.join("\n"), describe(&dry));
+    drop(minions);
+}

@@ -1,0 +1,7 @@
+# The web apps' general-purpose object cache (states/memcache): one Memcached per memcache
+# VM, on the internal network.
+memcache:
+  port: 11211
+  # Megabytes of item memory: the VM's main use, leave room for the system and Monit.
+  memory: 1024
+  max_connections: 2048
