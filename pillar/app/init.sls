@@ -1,8 +1,14 @@
 # The docs wiki (app role): WebPlatform Docs on MediaWiki, at <subdomain>.<tld>. The jobrunner
 # role includes this file too, as its job runners use the same code and configuration.
+# private.sessions: the wiki keeps its sessions in the sessions VM's Redis, with the password
+# the sessions VM sets. Accepted: the app and jobrunner VMs thus hold the credentials of both
+# session stores (Redis's one password, shared by every app that keeps sessions there, and
+# Memcached's, which they do not use), as the stores hold session data only and answer on
+# the internal network only.
 include:
   - private.app
   - private.databases.wpwiki
+  - private.sessions
 
 app:
   subdomain: docs
@@ -24,9 +30,10 @@ app:
       host: masterdb
       name: wpwiki
       user: wpwiki
-    # host:port lists; the names are infra:hosts_entries ones.
+    # host:port lists; the names are infra:hosts_entries ones (addresses, in /etc/hosts).
+    # Objects go to the memcache VM's Memcached; sessions to the sessions VM's Redis.
     object_cache: ['memcache:11211']
-    sessions: ['sessions:11211']
+    sessions: ['sessions:6379']
     search: [elastic]
     # 0: jobs are left to the jobrunner VMs.
     job_run_rate: 0

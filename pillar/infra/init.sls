@@ -4,6 +4,10 @@ include:
   - infra.{{ level }}
 
 infra:
+  # The provider's resolvers (assumed public ones here: replace them). halite-dns forwards
+  # other names to them, and every VM falls back on them while the salt VM's DNS is down
+  # or not installed yet (a new site's first highstate).
+  upstream_resolvers: [9.9.9.9, 1.1.1.1]
   current:
     level: {{ level }}
     roles: {{ grains.get('roles', [])|json }}

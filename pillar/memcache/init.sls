@@ -1,5 +1,5 @@
-# The web apps' general-purpose object cache (states/memcache): one Memcached per memcache
-# VM, on the internal network.
+# The web apps' general-purpose object cache (states/memcache): one Memcached instance per
+# memcache VM, on the internal network, at the port the apps are given (memcache:11211).
 memcache:
   port: 11211
   # Megabytes of item memory: the VM's main use, leave room for the system and Monit.

@@ -4,6 +4,8 @@ include:
   - private.monit
 
 monit:
+  # Who Monit mails when a check fails: <alert_to>@<the level's tld>, through the VM's MTA.
+  alert_to: ops
   httpd:
     port: 2812
     user: admin

@@ -1,8 +1,8 @@
 # PLACEHOLDER secrets. The real ones live outside this repository; see private/README.
 # One certificate, signed by the site's own CA, serves every db VM: any of them may become
 # the master, and replicas check the master's certificate against that CA. Values are PEM
-# texts (YAML block scalars, `key: |`). Keep quotes out of the replication password: it goes
-# into SQL statements.
+# texts (YAML block scalars, `key: |`). The replication password may hold any character but
+# a line break: states/db/sql.jinja escapes it for the SQL statements it goes into.
 mariadb:
   replication:
     password: CHANGE-ME-mariadb-replication

@@ -1,7 +1,7 @@
 # PLACEHOLDER secrets. The real ones live outside this repository; see private/README.
-# The web apps that keep sessions here are given the same values. Keep both free of quotes,
-# spaces and colons: they go into redis.conf and memcached's `user:password` auth file, and
-# memcached clients send `user password`.
+# The web apps keep their sessions in Redis and are given its password. Keep both free of
+# quotes, backslashes, spaces and colons: they go into redis.conf and memcached's
+# `user:password` auth file, and memcached clients send `user password`.
 sessions:
   redis:
     password: CHANGE-ME-sessions-redis

@@ -1,6 +1,12 @@
 # The project tracker (project role): The Bug Genie at <subdomain>.<tld>.
+# private.sessions: the tracker keeps its PHP sessions in the sessions VM's Redis, with the
+# password the sessions VM sets. Accepted: the project VMs thus hold the credentials of both
+# session stores (Redis's one password, shared by every app that keeps sessions there, and
+# Memcached's, which they do not use), as the stores hold session data only and answer on
+# the internal network only.
 include:
   - private.databases.tracker
+  - private.sessions
 
 project:
   subdomain: project
@@ -19,10 +25,12 @@ project:
       memory_limit: 128M
       upload_max_filesize: 20M
       post_max_size: 20M
-    php_values:
-      # PHP sessions on the sessions VM's Memcached (sessions:port in infra:hosts_entries).
-      session.save_handler: memcached
-      session.save_path: sessions:11211
+  # PHP sessions go to Redis on the sessions VM: `host` is its name in /etc/hosts
+  # (infra:hosts_entries:sessions, an address), `port` Redis's. The state sets PHP's
+  # session.save_handler and session.save_path (with the password) from them.
+  sessions:
+    host: sessions
+    port: 6379
   db:
     # The /etc/hosts name of the database master (infra:hosts_entries:masterdb).
     host: masterdb

@@ -8,7 +8,8 @@ sessions:
     port: 6379
     maxmemory: 256mb
   memcached:
-    port: 11211
+    # Not 11211: that is the memcache role's object cache, which may share the VM.
+    port: 11212
     # Megabytes of item memory.
     memory: 128
     user: sessions

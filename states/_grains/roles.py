@@ -1,10 +1,10 @@
-"""The site's ``roles`` and ``level`` grains, read from the VM's name.
+"""The site's ``roles``, ``level`` and ``vm_number`` grains, read from the VM's name.
 
 The WebPlatform VMs were named for what they do: ``db1-masterdb.production.wpdn`` is a
 ``db`` and a ``masterdb`` VM of the ``production`` cluster. The digits only number VMs of
-one role, so they are dropped. The name is the minion id, which Salt sets to the FQDN
-unless told otherwise; unlike the machine's hostname it also tells apart minions that
-share a host. A static ``roles`` or ``level`` grain in the minion config overrides these.
+one role, so they are dropped from the roles and kept as ``vm_number``. The name is the
+minion id, which Salt sets to the FQDN unless told otherwise; unlike the machine's hostname
+it also tells apart minions that share a host. A static ``roles`` or ``level`` grain in the minion config overrides these.
 """
 
 import re
@@ -27,6 +27,12 @@ def roles():
         if role and role not in found:
             found.append(role)
     return {"roles": found}
+
+
+def vm_number():
+    """``db2-masterdb`` -> ``{"vm_number": 2}``: which VM of its role this is (1 if unnumbered)."""
+    digits = re.sub(r"[^0-9]", "", _name().split(".")[0].split("-")[0])
+    return {"vm_number": int(digits) if digits else 1}
 
 
 def level():

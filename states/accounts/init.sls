@@ -1,10 +1,14 @@
 # accounts: the site's accounts service at accounts.<tld>. The document lists no role data;
-# assumed from what the site ran: Firefox Accounts (FxA), Node.js servers deployed with git
-# from the source VM into /srv/webapps/accounts/<service>, each a `fxa-<service>` systemd
-# service (Debian's nodejs) bound to 127.0.0.1 and allowed no traffic but loopback and the
-# internal network: the content server (sign-in pages), the auth server (its API) and the
-# auth server's database service (to MariaDB on `masterdb`). nginx is their only public
-# front, one virtual host per public service. Monit watches each server and nginx.
+# assumed from what the site ran: Firefox Accounts (FxA), whose Node.js servers are the
+# content server (sign-in pages), the auth server (its API) and the auth server's database
+# service (to MariaDB on `masterdb`). Each is deployed with git from the source VM into
+# /srv/webapps/accounts/<service> and runs as the `fxa-<service>` systemd service (Debian's
+# nodejs; webapp/node.jinja), listening on its pillar `host`, 127.0.0.1: the auth server and
+# the database service are told so in their settings (IP_ADDRESS, HOST); the content server
+# has no such setting and binds 0.0.0.0, so systemd lets it use the loopback interface only.
+# None exchanges traffic with anything but loopback and the internal network. nginx is their
+# only public front, one virtual host per public service. Monit watches each server and
+# nginx.
 #
 # The document's design decision (webplatform/ops#115): "While at the moment we do expose an
 # HTTP server through NGINX to the public, this VM will be eventually not visible. It is
@@ -15,8 +19,8 @@
 {%- from 'site.jinja' import site with context %}
 {%- from 'monit/check.jinja' import monit_check with context %}
 {%- from 'webapp/vhost.jinja' import vhost with context %}
-{%- from 'webapp/deploy.jinja' import git_deploy with context %}
-{%- from 'webapp/systemd.jinja' import systemd_unit with context %}
+{%- from 'webapp/node.jinja' import node_user, node_service with context %}
+{%- from 'webapp/database.jinja' import db_password with context %}
 {%- set accounts = salt['pillar.get']('accounts', {}) %}
 {%- set services = accounts.get('services', {}) %}
 {%- set home = '/srv/webapps/accounts' %}
@@ -28,29 +32,19 @@
 include:
   - monit
   - webapp.nginx
-  - webapp.deploy
+  - webapp.node
 
-accounts-packages:
-  pkg.installed:
-    - pkgs:
-      - nodejs
-      - npm
-
-accounts:
-  user.present:
-    - system: True
-    - home: {{ home }}
-    - createhome: False
-    - shell: /usr/sbin/nologin
-
-/etc/webapps/accounts:
-  file.directory:
-    - mode: '0755'
-    - makedirs: True
+{{ node_user('accounts', home, '/etc/webapps/accounts') }}
 {%- for name, service in services|dictsort %}
 {%- set unit = 'fxa-' ~ name %}
 {%- set dir = home ~ '/' ~ name %}
+{%- set host = service.get('host', '127.0.0.1') %}
 {%- set env = {'PORT': service.port} %}
+{%- if service.get('host_variable') %}
+{%- do env.update({service.host_variable: host}) %}
+{%- elif host != '127.0.0.1' %}
+{{ raise('accounts:services:' ~ name ~ ': a server without host_variable can only be kept to 127.0.0.1') }}
+{%- endif %}
 {%- if name in public_urls %}
 {%- do env.update({'PUBLIC_URL': public_urls[name]}) %}
 {%- endif %}
@@ -59,56 +53,25 @@ accounts:
 {%- endfor %}
 {%- do env.update(service.get('env', {})) %}
 {%- if service.database is defined %}
-{%- do env.update({'MYSQL_PASSWORD': salt['pillar.get']('databases:' ~ service.database ~ ':password', '')}) %}
+{%- do env.update({'MYSQL_PASSWORD': db_password(service.database),
+                    'MYSQL_SLAVE_PASSWORD': db_password(service.database)}) %}
 {%- endif %}
 
-{{ git_deploy(unit, service.repo, service.rev, dir, 'accounts') }}
+{{ node_service(unit, 'accounts', dir, service.repo, service.rev,
+     command='/usr/bin/node ' ~ dir ~ '/' ~ service.script,
+     prestart=('/usr/bin/node ' ~ dir ~ '/' ~ service.prestart) if service.get('prestart') else None,
+     env_dir='/etc/webapps/accounts',
+     env=env,
+     install=service.get('install', 'npm install --production'),
+     description=service.get('description', 'Firefox Accounts ' ~ name ~ ' server'),
+     allow=['localhost', site.internal_cidr],
+     interfaces=None if service.get('host_variable') else ['lo']) }}
 
-# Its Node.js dependencies, for the revision just deployed.
-{{ unit }}-install:
-  cmd.run:
-    - name: {{ service.get('install', 'npm install --production') }}
-    - cwd: {{ dir }}
-    - runas: accounts
-    - onchanges:
-      - cmd: {{ unit }}-deploy
-    - require:
-      - pkg: accounts-packages
-
-# Its settings (convict reads them from the environment), secrets included: root only.
-/etc/webapps/accounts/{{ name }}.env:
-  file.managed:
-    - source: salt://accounts/files/service.env.jinja
-    - template: jinja
-    - mode: '0600'
-    - context:
-        variables: {{ env|yaml }}
-    - require:
-      - file: /etc/webapps/accounts
-
-{{ systemd_unit(unit, 'salt://accounts/files/fxa.service.jinja', {
-     'name': name,
-     'description': service.get('description', 'Firefox Accounts ' ~ name ~ ' server'),
-     'dir': dir,
-     'script': service.script,
-     'prestart': service.get('prestart'),
-     'internal_cidr': site.internal_cidr}) }}
-
-{{ unit }}:
-  service.running:
-    - enable: True
-    - require:
-      - cmd: {{ unit }}-daemon-reload
-    - watch:
-      - file: {{ unit }}-unit
-      - file: /etc/webapps/accounts/{{ name }}.env
-      - cmd: {{ unit }}-install
-
-{{ monit_check(unit, matching=dir ~ '/' ~ service.script, port=service.port) }}
+{{ monit_check(unit, matching=dir ~ '/' ~ service.script, port=service.port, host=host) }}
 {%- if service.get('subdomain') %}
 
 {{ vhost('accounts-' ~ name, service.subdomain ~ '.' ~ site.tld,
-         upstream='127.0.0.1:' ~ service.port,
+         upstream=host ~ ':' ~ service.port,
          tls=accounts.get('tls'),
          listen=None if accounts.get('public', True) else site.internal_ip) }}
 {%- endif %}

@@ -4,9 +4,9 @@
 # MediaWiki; here Debian's `mediawiki` package, configured from the `app:mediawiki` pillar.
 {%- from 'site.jinja' import site with context %}
 {%- from 'webapp/map.jinja' import webapp with context %}
+{%- from 'webapp/database.jinja' import with_db_password with context %}
 {%- set mw = salt['pillar.get']('app:mediawiki', {}) %}
-{#- The database account's password is kept with the database's (private/databases). #}
-{%- do mw.db.update({'password': salt['pillar.get']('databases:' ~ mw.db.name ~ ':password', '')}) %}
+{%- do with_db_password(mw.db) %}
 {%- set php = 'php' ~ webapp.php_version %}
 {%- set scheme = 'https' if salt['pillar.get']('app:tls') else 'http' %}
 
@@ -42,6 +42,8 @@ mediawiki:
     - pkgs:
       - mediawiki
       - php-apcu
+      # Sessions are kept in Redis (LocalSettings.php).
+      - php-redis
       - {{ php }}-cli
       - {{ php }}-curl
       - imagemagick
@@ -64,5 +66,6 @@ mediawiki:
         mw: {{ mw|yaml }}
         server: {{ scheme }}://{{ salt['pillar.get']('app:subdomain', 'docs') }}.{{ site.tld }}
         contact: {{ mw.get('contact', 'webmaster@' ~ site.tld) }}
+        session_password: {{ salt['pillar.get']('sessions:redis:password', '')|yaml_dquote }}
     - require:
       - pkg: mediawiki

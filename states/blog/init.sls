@@ -6,9 +6,9 @@
 {%- from 'site.jinja' import site with context %}
 {%- from 'webapp/map.jinja' import webapp with context %}
 {%- from 'webapp/vhost.jinja' import vhost with context %}
+{%- from 'webapp/database.jinja' import with_db_password with context %}
 {%- set blog = salt['pillar.get']('blog', {}) %}
-{#- The database account's password is kept with the database's (private/databases). #}
-{%- do blog.db.update({'password': salt['pillar.get']('databases:' ~ blog.db.name ~ ':password', '')}) %}
+{%- do with_db_password(blog.db) %}
 {%- set server_name = blog.get('subdomain', 'blog') ~ '.' ~ site.tld %}
 include:
   - webapp

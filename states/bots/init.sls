@@ -1,75 +1,44 @@
 # bots: the site's IRC bots. The document leaves the role blank; assumed: Hubot instances
 # (Node.js, with its IRC adapter) deployed with git from the source VM into /srv/bots/<name>,
-# one `bot-<name>` systemd service each, from the `bots:instances` pillar (network,
-# channels, nick). They only connect out to their IRC network: nothing listens for them,
-# so there is no inbound exposure at all. Monit watches each bot's process.
+# one `bot-<name>` systemd service each (webapp/node.jinja), from the `bots:instances`
+# pillar (network, channels, nick). They only connect out to their IRC network: nothing
+# listens for them, so there is no inbound exposure at all. Monit watches each bot's process.
 {%- from 'monit/check.jinja' import monit_check with context %}
-{%- from 'webapp/deploy.jinja' import git_deploy with context %}
-{%- from 'webapp/systemd.jinja' import systemd_unit with context %}
+{%- from 'webapp/node.jinja' import node_user, node_service with context %}
 {%- set bots = salt['pillar.get']('bots', {}) %}
 {%- set home = '/srv/bots' %}
 include:
   - monit
-  - webapp.deploy
+  - webapp.node
 
-bots-packages:
-  pkg.installed:
-    - pkgs:
-      - nodejs
-      - npm
-
-bots:
-  user.present:
-    - system: True
-    - home: {{ home }}
-    - createhome: False
-    - shell: /usr/sbin/nologin
-
-/etc/bots:
-  file.directory:
-    - mode: '0755'
+{{ node_user('bots', home, '/etc/bots') }}
 {%- for name, bot in bots.get('instances', {})|dictsort %}
 {%- set unit = 'bot-' ~ name %}
 {%- set dir = home ~ '/' ~ name %}
-{%- set command = bot.get('command', dir ~ '/node_modules/.bin/hubot --adapter irc --name ' ~ bot.nick) %}
+{#- Hubot's IRC adapter reads where it connects, and its NickServ password, from the
+    environment. #}
+{%- set env = {
+      'HUBOT_IRC_SERVER': bot.network.server,
+      'HUBOT_IRC_PORT': bot.network.get('port', 6697),
+      'HUBOT_IRC_NICK': bot.nick,
+      'HUBOT_IRC_ROOMS': bot.channels|join(',')} %}
+{%- if bot.network.get('tls', True) %}
+{%- do env.update({'HUBOT_IRC_USESSL': 'true'}) %}
+{%- endif %}
+{%- if bot.get('password') %}
+{%- do env.update({'HUBOT_IRC_NICKSERV_PASSWORD': bot.password}) %}
+{%- endif %}
+{%- do env.update(bot.get('env', {})) %}
 
-{{ git_deploy(unit, bot.repo, bot.rev, dir, 'bots') }}
-
-# Its Node.js dependencies (the adapter and scripts), for the revision just deployed.
-{{ unit }}-install:
-  cmd.run:
-    - name: npm install --production
-    - cwd: {{ dir }}
-    - runas: bots
-    - onchanges:
-      - cmd: {{ unit }}-deploy
-    - require:
-      - pkg: bots-packages
-
-# Where it connects, and its NickServ password: root only.
-/etc/bots/{{ name }}.env:
-  file.managed:
-    - source: salt://bots/files/bot.env.jinja
-    - template: jinja
-    - mode: '0600'
-    - context:
-        bot: {{ bot|yaml }}
-    - require:
-      - file: /etc/bots
-
-{{ systemd_unit(unit, 'salt://bots/files/bot.service.jinja', {
-     'name': name, 'dir': dir, 'command': command,
-     'description': bot.get('description', 'IRC bot ' ~ bot.nick)}) }}
-
-{{ unit }}:
-  service.running:
-    - enable: True
-    - require:
-      - cmd: {{ unit }}-daemon-reload
-    - watch:
-      - file: {{ unit }}-unit
-      - file: /etc/bots/{{ name }}.env
-      - cmd: {{ unit }}-install
+{#- A bot that exits, even cleanly, comes back, but only after 30s: reconnecting any
+    faster could get it banned from the network for flooding. #}
+{{ node_service(unit, 'bots', dir, bot.repo, bot.rev,
+     command=bot.get('command', dir ~ '/node_modules/.bin/hubot --adapter irc --name ' ~ bot.nick),
+     env_dir='/etc/bots',
+     env=env,
+     description=bot.get('description', 'IRC bot ' ~ bot.nick),
+     restart='always',
+     restart_sec=30) }}
 
 {{ monit_check(unit, matching=bot.get('matching', dir ~ '/')) }}
 {%- endfor %}

@@ -7,3 +7,4 @@ include:
   - ntp
   - users
   - sudo
+  - sshd

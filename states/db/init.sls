@@ -4,6 +4,7 @@
 # be changed quickly (states/masterdb says how).
 {%- from 'site.jinja' import site with context %}
 {%- from 'monit/check.jinja' import monit_check with context %}
+{%- from 'db/sql.jinja' import sql_str with context %}
 {%- set mariadb = salt['pillar.get']('mariadb', {}) %}
 {%- set replication = mariadb.get('replication', {}) %}
 {%- set ssl_dir = '/etc/mysql/ssl' %}
@@ -57,10 +58,16 @@ mariadb:
       - file: /etc/mysql/mariadb.conf.d/60-webplatform.cnf
 
 {#- A replica follows whatever infra:hosts_entries:masterdb names: when that entry changes,
-    the next state.apply points it at the new master (MASTER_USE_GTID lets it resume at the
-    right transaction). It is never pointed at itself, e.g. on a promoted VM whose name
-    does not say masterdb yet. A new replica of a master that already has data is seeded
-    first with a dump taken with --gtid --master-data, which sets where it resumes. #}
+    the next state.apply points it at the new master. It is never pointed at itself, e.g.
+    on a promoted VM whose name does not say masterdb yet.
+    MASTER_USE_GTID=current_pos: the replica resumes after the later of the last transaction
+    it replicated (gtid_slave_pos) and the last one it wrote itself (gtid_binlog_pos). An
+    old master made a replica (docs/site.md, runbook step 8) has only the latter, and with
+    slave_pos would ask the new master for its binary log from the start; a replica seeded
+    from a `mariadb-dump --gtid --master-data` dump has the former, which the dump sets.
+    The catch: a write on a replica that reaches its binary log becomes its position, one
+    no master has, and replication stops at the next reconnect. Load a seed dump, and make
+    any write by hand on a replica, with SET sql_log_bin = 0. #}
 {%- if 'masterdb' not in site.roles and master and master != site.internal_ip %}
 
 mariadb-replication:
@@ -69,12 +76,12 @@ mariadb-replication:
     - stdin: |
         STOP SLAVE;
         CHANGE MASTER TO
-          MASTER_HOST='{{ master }}',
-          MASTER_USER='{{ replication.get('user', 'replication') }}',
-          MASTER_PASSWORD='{{ replication.get('password', '')|replace("'", "''") }}',
+          MASTER_HOST={{ sql_str(master) }},
+          MASTER_USER={{ sql_str(replication.get('user', 'replication')) }},
+          MASTER_PASSWORD={{ sql_str(replication.get('password', '')) }},
           MASTER_SSL=1,
-          MASTER_SSL_CA='{{ ssl_dir }}/ca.pem',
-          MASTER_USE_GTID=slave_pos;
+          MASTER_SSL_CA={{ sql_str(ssl_dir ~ '/ca.pem') }},
+          MASTER_USE_GTID=current_pos;
         START SLAVE;
     - unless: mysql -NBe 'SHOW SLAVE STATUS' | cut -f2 | grep -qxF '{{ master }}'
     - require:

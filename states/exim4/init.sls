@@ -12,6 +12,7 @@ exim4-daemon-light:
     - mode: '0644'
     - context:
         smarthost: {{ salt['pillar.get']('mail:smarthost', 'mail') }}
+        readhost: {{ site.tld }}
     - require:
       - pkg: exim4-daemon-light
 

@@ -4,7 +4,7 @@
 # pillar includes the app one). It listens on no port at all: it only connects out, to
 # masterdb and to the memcache, sessions and elastic VMs. Monit watches the process.
 {%- from 'monit/check.jinja' import monit_check with context %}
-{%- from 'webapp/systemd.jinja' import systemd_unit with context %}
+{%- from 'systemd/unit.jinja' import systemd_unit with context %}
 {%- set runner = salt['pillar.get']('jobrunner', {}) %}
 include:
   - monit

@@ -1,5 +1,5 @@
 # mail: the site's SMTP relay to the outside world (Postfix), listening on the public port
-# 25 but relaying only for the site's own networks (pillar mail:postfix:mynetworks). Every
+# 25 but relaying only for loopback and the level's internal network (infra:network:internal). Every
 # other VM's exim4 hands its mail here (states/exim4). OpenDKIM signs what leaves;
 # Mailgraph graphs the traffic, its CGI served on the internal network only
 # (http://mail/cgi-bin/mailgraph.cgi through the salt VM's SOCKS proxy).
@@ -8,9 +8,9 @@
 {%- from 'monit/check.jinja' import monit_check with context %}
 {%- set mail = salt['pillar.get']('mail', {}) %}
 {%- set dkim = mail.get('opendkim', {}) %}
-{%- set host = grains['id'].split('.')[0] %}
-{%- set number = host|regex_replace('[^0-9]', '') %}
-{%- set public_name = 'mail' ~ ('' if number in ['', '1'] else number) ~ '.' ~ site.tld %}
+{%- set number = grains.get('vm_number', 1) %}
+{%- set public_name = 'mail' ~ ('' if number <= 1 else number) ~ '.' ~ site.tld %}
+{%- set mynetworks = ['127.0.0.0/8', '[::1]/128', site.internal_cidr] %}
 {%- set dkim_key = '/etc/dkimkeys/' ~ dkim.selector ~ '.private' %}
 include:
   - monit
@@ -33,7 +33,7 @@ postfix:
     - mode: '0644'
     - context:
         myhostname: {{ public_name }}
-        mynetworks: {{ mail.postfix.mynetworks|yaml }}
+        mynetworks: {{ mynetworks|yaml }}
         milter: inet:127.0.0.1:8891
     - require:
       - pkg: postfix
@@ -77,9 +77,9 @@ opendkim:
     - makedirs: True
     - context:
         selector: {{ dkim.selector }}
-        domain: {{ dkim.domain }}
+        domain: {{ site.tld }}
         key: {{ dkim_key }}
-        mynetworks: {{ mail.postfix.mynetworks|yaml }}
+        mynetworks: {{ mynetworks|yaml }}
     - require:
       - pkg: opendkim
     - watch_in:

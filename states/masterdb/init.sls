@@ -29,6 +29,7 @@ include:
         roles: {{ site.roles|yaml }}
 
 {%- if 'db' in site.roles %}
+{%- from 'db/sql.jinja' import mariadb_account with context %}
 {%- set mariadb = salt['pillar.get']('mariadb', {}) %}
 {%- set replication = mariadb.get('replication', {}) %}
 {%- set user = replication.get('user', 'replication') %}
@@ -46,34 +47,15 @@ include:
     - watch_in:
       - service: mariadb
 
-{#- Created once; a new password is set with ALTER USER on the master (it replicates) and
-    in the private pillar. The replicas get the user through replication. #}
-mariadb-replication-user:
-  cmd.run:
-    - name: mysql
-    - stdin: |
-        CREATE USER IF NOT EXISTS '{{ user }}'@'{{ host }}'
-          IDENTIFIED BY '{{ replication.get('password', '')|replace("'", "''") }}' REQUIRE SSL;
-        GRANT REPLICATION SLAVE ON *.* TO '{{ user }}'@'{{ host }}';
-    - unless: mysql -NBe "SELECT 1 FROM mysql.user WHERE User = '{{ user }}' AND Host = '{{ host }}'" | grep -q 1
-    - require:
-      - service: mariadb
+{#- The replicas get this account, and the ones below, through replication. #}
+{{ mariadb_account('mariadb-replication-user', user, host, replication.get('password', ''),
+                   'REPLICATION SLAVE ON *.*', require_ssl=True) }}
 
 {#- The applications' databases, each with an account of the same name that the application
-    VMs reach over the internal network. Created on the master only: the replicas get them
-    through replication. A changed password is set with ALTER USER, as above. #}
+    VMs reach over the internal network. #}
 {%- for name, database in salt['pillar.get']('databases', {})|dictsort %}
 
-mariadb-database-{{ name }}:
-  cmd.run:
-    - name: mysql
-    - stdin: |
-        CREATE DATABASE IF NOT EXISTS `{{ name }}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
-        CREATE USER IF NOT EXISTS '{{ name }}'@'{{ host }}'
-          IDENTIFIED BY '{{ database.get('password', '')|replace("'", "''") }}';
-        GRANT ALL PRIVILEGES ON `{{ name }}`.* TO '{{ name }}'@'{{ host }}';
-    - unless: mysql -NBe "SELECT 1 FROM mysql.user WHERE User = '{{ name }}' AND Host = '{{ host }}'" | grep -q 1
-    - require:
-      - service: mariadb
+{{ mariadb_account('mariadb-database-' ~ name, name, host, database.get('password', ''),
+                   'ALL PRIVILEGES ON `' ~ name ~ '`.*', database=name) }}
 {%- endfor %}
 {%- endif %}

@@ -21,3 +21,17 @@ monit:
       - pkg: monit
     - watch_in:
       - service: monit
+
+# Failed checks are mailed through the VM's own MTA (exim4, or Postfix on the mail VM).
+/etc/monit/conf.d/alerts:
+  file.managed:
+    - source: salt://monit/files/alerts.jinja
+    - template: jinja
+    - mode: '0600'
+    - context:
+        sender: monit@{{ site.tld }}
+        recipient: {{ salt['pillar.get']('monit:alert_to', 'ops') }}@{{ site.tld }}
+    - require:
+      - pkg: monit
+    - watch_in:
+      - service: monit

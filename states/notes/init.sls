@@ -8,10 +8,10 @@
 {%- from 'monit/check.jinja' import monit_check with context %}
 {%- from 'webapp/vhost.jinja' import vhost with context %}
 {%- from 'webapp/deploy.jinja' import git_deploy with context %}
-{%- from 'webapp/systemd.jinja' import systemd_unit with context %}
+{%- from 'systemd/unit.jinja' import systemd_unit with context %}
+{%- from 'webapp/database.jinja' import with_db_password with context %}
 {%- set notes = salt['pillar.get']('notes', {}) %}
-{#- The database account's password is kept with the database's (private/databases). #}
-{%- do notes.db.update({'password': salt['pillar.get']('databases:' ~ notes.db.name ~ ':password', '')}) %}
+{%- do with_db_password(notes.db) %}
 {%- set home = '/srv/webapps/notes' %}
 {%- set port = notes.get('port', 5000) %}
 include:

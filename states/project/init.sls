@@ -3,15 +3,25 @@
 # /srv/webapps/project and run on the shared nginx + PHP-FPM base (webapp), in a PHP-FPM pool
 # of its own user. Only nginx is public (80, and 443 when `project:tls` names a
 # certificate); PHP-FPM listens on a Unix socket. Its database is `masterdb`; its PHP
-# sessions go to the sessions VM. Monit watches nginx and PHP-FPM (webapp).
+# sessions go to the sessions VM's Redis, with its password (php-redis; the sessions VM's
+# Memcached wants ASCII authentication, which no PHP session handler sends). Monit watches
+# nginx and PHP-FPM (webapp).
 # The schema is created once by the tracker's web installer, with the settings below.
 {%- from 'site.jinja' import site with context %}
 {%- from 'webapp/map.jinja' import webapp with context %}
 {%- from 'webapp/vhost.jinja' import vhost with context %}
 {%- from 'webapp/deploy.jinja' import git_deploy with context %}
+{%- from 'webapp/database.jinja' import with_db_password with context %}
 {%- set project = salt['pillar.get']('project', {}) %}
-{#- The database account's password is kept with the database's (private/databases). #}
-{%- do project.db.update({'password': salt['pillar.get']('databases:' ~ project.db.name ~ ':password', '')}) %}
+{%- do with_db_password(project.db) %}
+{%- set sessions = project.get('sessions', {}) %}
+{%- set session_password = salt['pillar.get']('sessions:redis:password', '') %}
+{%- set php_values = project.php.get('php_values', {}) %}
+{%- do php_values.update({
+      'session.save_handler': 'redis',
+      'session.save_path': 'tcp://' ~ sessions.get('host', 'sessions') ~ ':' ~ sessions.get('port', 6379)
+                           ~ '?' ~ {'auth': session_password}|urlencode}) %}
+{%- do project.php.update({'php_values': php_values}) %}
 {%- set home = '/srv/webapps/project' %}
 {%- set php = 'php' ~ webapp.php_version %}
 include:
@@ -26,7 +36,7 @@ project-php-modules:
       - {{ php }}-mbstring
       - {{ php }}-xml
       - {{ php }}-curl
-      - php-memcached
+      - php-redis
     - require:
       - pkg: php-fpm
     - watch_in:

@@ -13,6 +13,7 @@
 # from the first highstate after its binary lands.
 {%- from 'site.jinja' import site with context %}
 {%- from 'monit/check.jinja' import monit_check with context %}
+{%- from 'systemd/unit.jinja' import systemd_unit with context %}
 {%- set public_name = 'salt.' ~ site.tld %}
 {%- set zones = salt['pillar.get']('gdnsd:zones', {}) %}
 {%- set rsync = salt['pillar.get']('rsync', {}) %}
@@ -20,29 +21,17 @@
 {%- from 'mine.jinja' import vm_addresses with context %}
 include:
   - monit
-  - salt.sshd
+  - sshd
 
 /etc/halite:
   file.directory:
     - mode: '0755'
 
 # Unit files
-
 {%- for service in ['halite-master', 'halite-dns', 'halite-jumpbox', 'halite-rsyncd'] %}
-/etc/systemd/system/{{ service }}.service:
-  file.managed:
-    - source: salt://salt/files/{{ service }}.service.jinja
-    - template: jinja
-    - mode: '0644'
-    - context:
-        binary: /usr/local/bin/{{ service }}
-{%- endfor %}
 
-systemd-daemon-reload:
-  cmd.run:
-    - name: systemctl daemon-reload
-    - onchanges:
-      - file: /etc/systemd/system/halite-*.service
+{{ systemd_unit(service, 'salt://salt/files/' ~ service ~ '.service.jinja', {'binary': '/usr/local/bin/' ~ service}) }}
+{%- endfor %}
 
 # halite-master: reads Salt's own master config.
 
@@ -59,10 +48,10 @@ halite-master:
   service.running:
     - enable: True
     - require:
-      - cmd: systemd-daemon-reload
+      - cmd: halite-master-daemon-reload
     - watch:
       - file: /etc/salt/master
-      - file: /etc/systemd/system/halite-master.service
+      - file: halite-master-unit
 
 {{ monit_check('halite-master', matching='halite-master -c', port=4506, host=site.internal_ip) }}
 
@@ -79,7 +68,7 @@ halite-master:
     - context:
         address: {{ site.internal_ip }}
         zones: {{ zones|list|yaml }}
-        forwarders: {{ salt['pillar.get']('gdnsd:forwarders', [])|yaml }}
+        forwarders: {{ salt['pillar.get']('infra:upstream_resolvers', [])|yaml }}
     - require:
       - file: /etc/halite
 
@@ -104,10 +93,10 @@ halite-dns:
     - enable: True
     - onlyif: test -x /usr/local/bin/halite-dns
     - require:
-      - cmd: systemd-daemon-reload
+      - cmd: halite-dns-daemon-reload
     - watch:
       - file: /etc/halite/dns.yaml
-      - file: /etc/systemd/system/halite-dns.service
+      - file: halite-dns-unit
 
 {%- if salt['file.file_exists']('/usr/local/bin/halite-dns') %}
 {{ monit_check('halite-dns', matching='/usr/local/bin/halite-dns', port=53, host=site.internal_ip) }}
@@ -151,11 +140,11 @@ halite-jumpbox:
     - enable: True
     - onlyif: test -x /usr/local/bin/halite-jumpbox
     - require:
-      - cmd: systemd-daemon-reload
+      - cmd: halite-jumpbox-daemon-reload
     - watch:
       - file: /etc/halite/jumpbox.yaml
       - file: /etc/ssh/banner
-      - file: /etc/systemd/system/halite-jumpbox.service
+      - file: halite-jumpbox-unit
 
 {%- if salt['file.file_exists']('/usr/local/bin/halite-jumpbox') %}
 {{ monit_check('halite-jumpbox', matching='/usr/local/bin/halite-jumpbox', port=jumpbox.get('port', 2222), host=site.internal_ip) }}
@@ -201,11 +190,11 @@ halite-rsyncd:
     - enable: True
     - onlyif: test -x /usr/local/bin/halite-rsyncd
     - require:
-      - cmd: systemd-daemon-reload
+      - cmd: halite-rsyncd-daemon-reload
     - watch:
       - file: /etc/halite/rsyncd.conf
       - file: {{ rsync.secrets_file }}
-      - file: /etc/systemd/system/halite-rsyncd.service
+      - file: halite-rsyncd-unit
 
 {%- if salt['file.file_exists']('/usr/local/bin/halite-rsyncd') %}
 {{ monit_check('halite-rsyncd', matching='/usr/local/bin/halite-rsyncd', port=873, host=site.internal_ip) }}

@@ -7,12 +7,16 @@
 #
 # Assumed: the volume (pillar gitolite:volume) is attached and formatted when the VM is
 # created; it is mounted, never formatted, here, so a repository volume is never wiped.
+{%- from 'site.jinja' import site with context %}
+{%- from 'monit/check.jinja' import monit_check with context %}
+{%- from 'systemd/unit.jinja' import systemd_unit with context %}
 {%- set gitolite = salt['pillar.get']('gitolite', {}) %}
 {%- set home = gitolite.get('home', '/srv/git') %}
 {%- set user = gitolite.get('user', 'git') %}
 include:
   # Gitolite has no daemon of its own: it is reached through sshd.
-  - salt.sshd
+  - sshd
+  - monit
 
 gitolite3:
   pkg.installed: []
@@ -70,3 +74,24 @@ gitolite-setup:
       - file: gitolite-admin-key
     - require:
       - pkg: gitolite3
+
+# The VMs deploy from here without keys: a read-only git daemon on the internal address
+# (git://source/<name>.git) serves the repositories gitolite marks git-daemon-export-ok,
+# i.e. those whose gitolite-admin rules give `R = daemon`. Nothing is ever pushed this way.
+git:
+  pkg.installed: []
+
+{{ systemd_unit('git-daemon', 'salt://source/files/git-daemon.service.jinja', {
+     'address': site.internal_ip, 'repositories': home ~ '/repositories', 'user': user}) }}
+
+git-daemon:
+  service.running:
+    - enable: True
+    - require:
+      - pkg: git
+      - cmd: git-daemon-daemon-reload
+      - cmd: gitolite-setup
+    - watch:
+      - file: git-daemon-unit
+
+{{ monit_check('git-daemon', matching='git-daemon', port=9418, host=site.internal_ip) }}

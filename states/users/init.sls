@@ -12,11 +12,13 @@ user-{{ name }}:
   user.present:
     - name: {{ name }}
     - uid: {{ user.uid }}
-    - fullname: {{ user.fullname }}
+    - fullname: {{ user.fullname|yaml_dquote }}
     - shell: {{ user.get('shell', '/bin/bash') }}
-    {#- Optional, so that a dry run, in which the site groups are not created yet, still
-        checks; the requisites create them first in a real run. #}
-    - optional_groups: {{ user.get('groups', [])|yaml }}
+    {#- Site groups are optional so that a dry run, in which they are not created yet,
+        still checks (the requisites create them first in a real run); any other group
+        must exist already, so a misspelled one fails. #}
+    - groups: {{ user.get('groups', [])|reject('in', groups)|list|yaml }}
+    - optional_groups: {{ user.get('groups', [])|select('in', groups)|list|yaml }}
     - require:
 {%- for group in groups|sort %}
       - group: group-{{ group }}
