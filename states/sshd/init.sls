@@ -5,7 +5,7 @@
 {%- from 'site.jinja' import site with context %}
 {%- from 'monit/check.jinja' import monit_check with context %}
 {%- set public = 'salt' in site.roles or 'source' in site.roles %}
-{%- set internal_only = not public and site.internal_ip != '127.0.0.1' %}
+{%- set internal_only = not public and site.on_internal_network %}
 include:
   - monit
 
