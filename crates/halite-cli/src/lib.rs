@@ -3,7 +3,8 @@
 //! Owns: Salt's outputters for the data the tools print ([`output`]), how a tool finds its
 //! configuration ([`config`]), Salt's command-line reading ([`optparse`], [`args`]), the
 //! client end of the local channel to the master ([`client`]), the wait for a job's returns
-//! ([`returns`]), the runner functions `salt-run` has ([`runners`]), and each tool's command
+//! ([`returns`]), the runner functions `salt-run` has ([`runners`]) and its live view of the event bus
+//! ([`event_stream`]), and each tool's command
 //! line (`src/bin/`: `salt-key`, `salt`, `salt-run`).
 //!
 //! Must not: hold protocol, pki or targeting logic — `salt-key` edits the pki dir only through
@@ -15,6 +16,7 @@ pub mod batch;
 pub mod client;
 pub mod config;
 pub mod display;
+pub mod event_stream;
 pub mod optparse;
 pub mod output;
 pub mod returns;

@@ -201,7 +201,7 @@ fn pillar(ctx: &mut Context<'_>, query: PillarQuery) -> Result<Value, RunnerErro
 
 /// Binds positional and keyword arguments to parameter names, as Python calls a function;
 /// Salt rejects keyword arguments the function does not take.
-fn bind<'p>(fun: &str, params: &[&'p str], args: &[Value]) -> Result<Vec<(&'p str, Value)>, RunnerError> {
+pub(crate) fn bind<'p>(fun: &str, params: &[&'p str], args: &[Value]) -> Result<Vec<(&'p str, Value)>, RunnerError> {
     let mut bound = Vec::new();
     let mut positional = 0;
     for a in args {

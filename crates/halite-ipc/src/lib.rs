@@ -88,6 +88,9 @@ pub enum Request {
     /// Compile a minion's pillar, or read its merged top file, from its cached grains
     /// (`salt-run pillar.show_pillar` / `pillar.show_top`).
     Pillar { user: String, key: String, query: PillarQuery },
+    /// Stream every event of the master's bus from now on (`salt-run state.event`); the
+    /// client filters by tag, as Salt's does.
+    Watch { user: String, key: String },
 }
 
 /// What `pillar.show_pillar` and `pillar.show_top` ask for.
@@ -143,6 +146,11 @@ impl Request {
                     ("jid", jid.map_or(Value::Nil, |j| Value::from(j.as_str()))),
                 ])
             }
+            Request::Watch { user, key } => map([
+                ("cmd", Value::from("watch")),
+                ("user", Value::from(user.as_str())),
+                ("key", Value::from(key.as_str())),
+            ]),
             Request::Connected { user, key } => map([
                 ("cmd", Value::from("connected")),
                 ("user", Value::from(user.as_str())),
@@ -195,6 +203,7 @@ impl Request {
                 Ok(Request::Jobs { user: text("user")?, key: text("key")?, query })
             }
             "connected" => Ok(Request::Connected { user: text("user")?, key: text("key")? }),
+            "watch" => Ok(Request::Watch { user: text("user")?, key: text("key")? }),
             "fire" => Ok(Request::Fire {
                 user: text("user")?,
                 key: text("key")?,
@@ -223,7 +232,8 @@ impl Request {
             | Request::Jobs { user, .. }
             | Request::Connected { user, .. }
             | Request::Fire { user, .. }
-            | Request::Pillar { user, .. } => user,
+            | Request::Pillar { user, .. }
+            | Request::Watch { user, .. } => user,
         }
     }
 
@@ -234,7 +244,8 @@ impl Request {
             | Request::Jobs { key, .. }
             | Request::Connected { key, .. }
             | Request::Fire { key, .. }
-            | Request::Pillar { key, .. } => key,
+            | Request::Pillar { key, .. }
+            | Request::Watch { key, .. } => key,
         }
     }
 }
@@ -321,6 +332,23 @@ pub fn job_tag_prefix(jid: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_request_survives_its_encoding() {
+        let (user, key) = (|| "root".to_owned(), || "k".to_owned());
+        let requests = [
+            Request::Publish { user: user(), key: key(), load: map([("fun", Value::from("test.ping"))]), listen: true },
+            Request::Preview { user: user(), key: key(), load: map([("tgt", Value::from("*"))]) },
+            Request::Jobs { user: user(), key: key(), query: JobQuery::Returns("20261129000000000000".into()) },
+            Request::Jobs { user: user(), key: key(), query: JobQuery::List },
+            Request::Connected { user: user(), key: key() },
+            Request::Fire { user: user(), key: key(), tag: "salt/key".into(), data: map([("id", Value::from("m"))]) },
+            Request::Watch { user: user(), key: key() },
+        ];
+        for r in requests {
+            assert_eq!(Request::from_value(&r.to_value()).expect("decodes"), r);
+        }
+    }
 
     #[test]
     fn frames_survive_any_split() {

@@ -52,6 +52,22 @@ impl PublishRequest {
         })
     }
 
+    /// A job the master itself starts (a rotation's ping, a reaction, a peer's publish), as
+    /// Salt's in-master `LocalClient.cmd_async` sends it: no returner, a fresh jid.
+    pub fn from_master(user: &str, tgt: Value, tgt_type: &str, fun: &str, arg: Vec<Value>) -> PublishRequest {
+        PublishRequest {
+            user: user.to_owned(),
+            tgt,
+            tgt_type: tgt_type.to_owned(),
+            fun: Value::from(fun),
+            arg: Value::Array(arg),
+            ret: Value::from(""),
+            jid: None,
+            kwargs: map::<_, String>([]),
+            to: None,
+        }
+    }
+
     /// The `delimiter` of `kwargs`, for grain and pillar targets.
     pub fn delimiter(&self) -> Option<&str> {
         self.kwargs.get_text("delimiter")

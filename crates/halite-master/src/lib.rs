@@ -21,4 +21,5 @@ pub mod jobs;
 pub mod local;
 pub mod master;
 pub mod presence;
+pub mod rotation;
 pub mod workers;

@@ -67,11 +67,20 @@ struct Connection {
     events: Option<broadcast::Receiver<Event>>,
     /// (jid, minion) returns already sent, so a resend after lagging sends each once.
     sent: HashSet<(String, String)>,
+    /// Every event goes to this client (`state.event`), not only its jobs'.
+    watching: bool,
 }
 
 impl Connection {
     fn new(stream: UnixStream, master: Arc<Master>) -> Connection {
-        Connection { stream: Some(stream), master, jobs: Vec::new(), events: None, sent: HashSet::new() }
+        Connection {
+            stream: Some(stream),
+            master,
+            jobs: Vec::new(),
+            events: None,
+            sent: HashSet::new(),
+            watching: false,
+        }
     }
 
     async fn run(mut self) {
@@ -109,6 +118,12 @@ impl Connection {
                 event = next_event(&mut self.events) => {
                     let keep_going = match event {
                         Ok(ev) => self.forward(&mut wr, ev).await,
+                        Err(broadcast::error::RecvError::Lagged(skipped)) if self.watching => {
+                            // A live stream has no cache to catch up from, as Salt's has not
+                            // (its subscribers drop at the socket's high-water mark).
+                            warn!(skipped, "event stream client fell behind the event bus; events skipped");
+                            true
+                        }
                         Err(broadcast::error::RecvError::Lagged(skipped)) => {
                             warn!(skipped, "local client fell behind the event bus; resending its returns from the job cache");
                             self.resend_returns(&mut wr).await
@@ -191,6 +206,13 @@ impl Connection {
                     .map_err(|e| (ErrorKind::Internal, format!("pillar task failed: {e}")))?
                     .map_err(|e| (ErrorKind::Internal, e))
             }
+            Request::Watch { user, .. } => {
+                debug!(%user, "local client watches the event bus");
+                let bus = &self.master.events;
+                self.events.get_or_insert_with(|| bus.subscribe());
+                self.watching = true;
+                Ok(Value::Boolean(true))
+            }
             Request::Connected { .. } => {
                 let master = self.master.clone();
                 let ids = tokio::task::spawn_blocking(move || master.connected_ids())
@@ -201,8 +223,11 @@ impl Connection {
         }
     }
 
-    /// Sends `ev` if it belongs to a followed job; false once the client is gone.
+    /// Sends `ev` if the client watches the bus or follows its job; false once the client is gone.
     async fn forward(&mut self, wr: &mut OwnedWriteHalf, ev: Event) -> bool {
+        if self.watching {
+            return send(wr, &ServerMsg::Event { tag: ev.tag, data: ev.data }).await.is_ok();
+        }
         let Some(jid) = self.jobs.iter().find(|j| ev.tag.starts_with(&job_tag_prefix(j))).cloned() else {
             return true;
         };

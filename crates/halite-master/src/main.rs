@@ -158,7 +158,7 @@ async fn serve(config: halite_config::MasterConfig, publisher: publish_process::
                     last_cleanup = tokio::time::Instant::now();
                 }
                 let _ = tokio::task::spawn_blocking(move || {
-                    m.rotate_if_requested();
+                    m.maintain_aes_key();
                     if clean {
                         m.expire_jobs(keep_jobs);
                     }

@@ -33,6 +33,7 @@ pub struct Settings {
     pub sign_pub_messages: bool,
     pub publish_signing_algorithm: SigAlgo,
     pub publish_session: u64,
+    pub ping_on_rotate: bool,
     pub request_server_ttl: u64,
     pub auth_events: bool,
     pub policy: AuthPolicy,
@@ -63,6 +64,7 @@ impl Settings {
             sign_pub_messages: c.sign_pub_messages,
             publish_signing_algorithm,
             publish_session: c.publish_session,
+            ping_on_rotate: c.ping_on_rotate,
             request_server_ttl: c.request_server_ttl,
             auth_events: c.auth_events,
             nodegroups: c.nodegroups.clone(),
@@ -130,12 +132,27 @@ pub struct Master {
     pub user_keys: UserKeys,
     pub publisher: halite_zmq::PublishSender,
     /// Minions that authenticated since start: what `max_minions` counts.
-    connected: Mutex<HashSet<String>>,
+    pub(crate) connected: Mutex<HashSet<String>>,
+    /// When the AES key was last made: `publish_session` counts from here.
+    pub(crate) aes_since: Mutex<std::time::Instant>,
 }
 
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
+
+/// Tags a minion may not put on the master's bus (Salt's `MINION_EVENT_BLACKLIST`).
+const MASTER_ONLY_TAGS: &[&str] = &[
+    "salt/job/*/publish",
+    "salt/job/*/new",
+    "salt/job/*/return",
+    "salt/key",
+    "salt/cloud/*",
+    "salt/run/*",
+    "salt/cluster/*",
+    "salt/wheel/*/new",
+    "salt/wheel/*/return",
+];
 
 /// A reply body, or nothing: some malformed requests are answered by Salt with an exception
 /// string, and those are the bodies here too; nothing is ever left unanswered on purpose.
@@ -165,6 +182,7 @@ impl Master {
             user_keys,
             publisher,
             connected: Mutex::new(HashSet::new()),
+            aes_since: Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -550,20 +568,62 @@ impl Master {
         Ok(self.compile_pillar(&request))
     }
 
+    /// Salt's `_minion_event`: a batch of `events` (each fired under its tag, and again
+    /// under `pretag/tag` when the load has a `pretag`), or one `tag` fired with the whole load
+    /// as its data (`event.send`, `event.fire_master`, the start events).
+    ///
+    /// Tags the master alone may fire (Salt's `MINION_EVENT_BLACKLIST`: job publication,
+    /// `salt/key`, runs, wheel, cloud, cluster) are refused from a minion. Salt checks them
+    /// only in the batch form; halite checks the single-tag form too, since a forged
+    /// `salt/key` event would otherwise drive a reactor that accepts keys.
     fn minion_event(&self, minion: &str, mut load: Value) -> Value {
-        if let Some(Value::Array(events)) = payload::remove(&mut load, "events") {
-            for ev in events {
-                if let (Some(tag), Some(data)) = (ev.get_text("tag"), ev.get("data")) {
-                    self.events.fire(tag.to_owned(), data.clone());
-                }
-            }
-        } else if let Some(tag) = load.get_text("tag").map(str::to_owned) {
-            info!(%tag, "minion event");
-            self.events.fire(tag, load);
-        } else {
-            warn!(%minion, "_minion_event without tag or events");
+        if load.get_text("tag") == Some("_salt_error") {
+            let message = load.get("data").and_then(|d| d.get_text("message")).unwrap_or("");
+            error!(%minion, message, "minion reports an error");
         }
-        Value::Nil
+        match payload::remove(&mut load, "events") {
+            Some(Value::Array(events)) => {
+                let pretag = load.get_text("pretag").map(str::to_owned);
+                for event in events {
+                    let Some(tag) = event.get_text("tag").map(str::to_owned) else {
+                        warn!(%minion, "_minion_event: an event without a tag; skipped");
+                        continue;
+                    };
+                    if !self.minion_may_fire(minion, &tag) {
+                        continue;
+                    }
+                    let data = event.get("data").cloned().unwrap_or(event);
+                    let again = pretag.as_ref().map(|base| (format!("{base}/{tag}"), data.clone()));
+                    self.events.fire(tag, data);
+                    if let Some((tag, data)) = again {
+                        self.events.fire(tag, data);
+                    }
+                }
+                Value::Boolean(true)
+            }
+            _ => match (load.get_text("tag").map(str::to_owned), load.get("data").is_some()) {
+                (Some(tag), true) => {
+                    if !self.minion_may_fire(minion, &tag) {
+                        return Value::Boolean(false);
+                    }
+                    debug!(%minion, %tag, "minion event");
+                    self.events.fire(tag, load);
+                    Value::Boolean(true)
+                }
+                _ => {
+                    warn!(%minion, "_minion_event without events, or without a tag and data; ignored as Salt does");
+                    Value::Boolean(false)
+                }
+            },
+        }
+    }
+
+    fn minion_may_fire(&self, minion: &str, tag: &str) -> bool {
+        let reserved = MASTER_ONLY_TAGS.iter().find(|glob| halite_target::fnmatch(tag, glob));
+        if let Some(glob) = reserved {
+            warn!(%minion, %tag, reserved = glob, "event refused: only the master fires this tag");
+        }
+        reserved.is_none()
     }
 
     /// Seals and queues a publish; `load` gets its serial here.
@@ -573,48 +633,5 @@ impl Master {
         let signer =
             self.settings.sign_pub_messages.then_some((&self.keys.private, self.settings.publish_signing_algorithm));
         publish::frame(&key, &load, signer)
-    }
-
-    /// Rotates the AES key if salt-key asked for it (Salt's `.dfn` dropfile).
-    pub fn rotate_if_requested(&self) {
-        if halite_pki::take_rotation_request(&self.settings.cachedir) {
-            match self.aes.rotate() {
-                Ok(()) => {
-                    info!("AES key rotated: a minion key was deleted or rejected");
-                    if let Ok(mut c) = self.connected.lock() {
-                        c.clear();
-                    }
-                    self.forget_unaccepted_minions();
-                    self.events.fire("key", map([("rotate_aes_key", Value::Boolean(true))]));
-                }
-                Err(e) => error!(error = %e, "AES key rotation failed; keeping the old key"),
-            }
-        }
-    }
-
-    /// What Salt's `check_minion_cache` does after salt-key deletes or rejects a key: drop the
-    /// cached data and session key of every minion whose key is no longer accepted. salt-key
-    /// cannot do it itself here, because the redb file belongs to the running master.
-    fn forget_unaccepted_minions(&self) {
-        let accepted: HashSet<String> = match self.pki.list(halite_pki::KeyState::Accepted) {
-            Ok(ids) => ids.into_iter().collect(),
-            Err(e) => {
-                error!(error = %e, "cannot list accepted keys; keeping the minion data cache as is");
-                return;
-            }
-        };
-        let cached = match self.store.known_minions() {
-            Ok(ids) => ids,
-            Err(e) => {
-                error!(error = %e, "cannot list the minion data cache");
-                return;
-            }
-        };
-        for id in cached.into_iter().filter(|id| !accepted.contains(id)) {
-            match self.store.forget_minion(&id) {
-                Ok(()) => info!(minion = %id, "minion data and session key dropped: key no longer accepted"),
-                Err(e) => error!(minion = %id, error = %e, "cannot drop minion data"),
-            }
-        }
     }
 }

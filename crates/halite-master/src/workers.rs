@@ -11,7 +11,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use tracing::{error, warn};
+use halite_proto::payload::ValueExt;
+use halite_proto::request::{self, Request};
+use tracing::{debug, error, warn};
 
 use crate::master::Master;
 
@@ -73,6 +75,14 @@ fn work(jobs: &Mutex<mpsc::Receiver<Job>>, master: &Master, replier: &halite_zmq
         let Ok(job) = next else { return };
         let span = tracing::debug_span!("request", peer = %job.peer, remote = %job.remote);
         let _entered = span.enter();
+        if !replier.is_connected(job.peer) && is_sign_in(&job.body) {
+            // After a rotation every minion signs in at once; one whose request waited past
+            // its `auth_timeout` has closed that connection and asked again on a new one.
+            // Computing the old sign-in (a private-key operation) would only delay the new
+            // one, which is how an auth storm feeds itself (Salt issue #64035).
+            debug!("sign-in skipped: its connection closed while it waited");
+            continue;
+        }
         let (peer, replier) = (job.peer, replier.clone());
         let respond = move |body: Vec<u8>| {
             if let Err(e) = replier.reply(peer, &body) {
@@ -84,4 +94,11 @@ fn work(jobs: &Mutex<mpsc::Receiver<Job>>, master: &Master, replier: &halite_zmq
             error!("request handler panicked; the peer gets no reply and retries");
         }
     }
+}
+
+/// A clear `_auth`: the one request that is safe to drop when its asker is gone (it changes
+/// nothing but the asker's own state, and the asker asks again). Returns and events are
+/// never dropped, so nothing a minion reported is lost.
+fn is_sign_in(body: &[u8]) -> bool {
+    matches!(request::parse(body), Ok(Request::Clear { load, .. }) if load.get_text("cmd") == Some("_auth"))
 }

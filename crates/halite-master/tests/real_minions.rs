@@ -233,3 +233,35 @@ fn a_python_masters_pki_dir_is_taken_over_unchanged() {
     assert_eq!(listing(&pki), before, "key states untouched");
     assert_eq!(read(&pki.join("master.pem")), master_pem, "master.pem untouched");
 }
+
+/// `publish_session` rotates the AES key on schedule (as Salt 3006 does), and with
+/// `ping_on_rotate` the master pings the connected minions at once: each fails to open the
+/// ping under its old key, signs in again, and answers it, with no job from anyone else.
+#[test]
+fn the_aes_key_rotates_on_schedule_and_ping_on_rotate_brings_minions_over() {
+    const ROTATED: &str = "AES key rotated: publish_session elapsed";
+    let master = Master::start(&["auto_accept: True", "publish_session: 10", "ping_on_rotate: True"]);
+    let minions = common::start_minions(
+        &master,
+        &[("db1-masterdb", SaltVersion::V3006, &["db"]), ("app1", SaltVersion::V3007, &["app"])],
+        |s| s,
+    );
+    let ids: Vec<&str> = minions.iter().map(Minion::id).collect();
+
+    // A rotation after every minion is up, and the ping that followed it.
+    let rotations_before = master.log().matches(ROTATED).count();
+    wait_for("a scheduled rotation", Duration::from_secs(30), || {
+        master.log().matches(ROTATED).count() > rotations_before
+    });
+    let log = master.log();
+    let after = log.rmatch_indices(ROTATED).next().map_or(0, |(at, _)| at);
+    let ping = log[after..]
+        .lines()
+        .find(|l| l.contains("ping_on_rotate: pinged the connected minions"))
+        .unwrap_or_else(|| panic!("no ping after the rotation:\n{log}"));
+    let jid = ping.split("jid=").nth(1).and_then(|r| r.split([' ', '}']).next()).expect("the ping's jid");
+    master.wait_returns(jid, &ids, AUTH_TIMEOUT);
+    let reauthenticated = master.log()[after..].matches("authentication accepted").count();
+    assert!(reauthenticated >= ids.len(), "every minion signs in again after the rotation");
+    ping_until_returned(&master, &ids);
+}

@@ -124,6 +124,8 @@ struct Stats {
     authenticated: AtomicUsize,
     ready: AtomicUsize,
     reauths: AtomicUsize,
+    /// Sign-ins sent again on a new connection after `auth_timeout`, as a real minion does.
+    auth_resends: AtomicUsize,
     errors: AtomicUsize,
     all_authenticated: Mutex<Option<Duration>>,
     all_ready: Mutex<Option<Duration>>,
@@ -242,6 +244,7 @@ impl Swarm {
             "all_ready_s": secs(*locked(&self.stats.all_ready)),
             "reauths": self.stats.reauths.load(Ordering::Relaxed),
             "errors": self.stats.errors.load(Ordering::Relaxed),
+            "auth_resends": self.stats.auth_resends.load(Ordering::Relaxed),
             "error_samples": *locked(&self.stats.error_samples),
             "elapsed_s": self.started.elapsed().as_secs_f64(),
             "jobs": jobs,
@@ -557,13 +560,24 @@ impl Sim {
 
     async fn authenticate(&self) -> Result<Session, SimError> {
         let pub_pem = clean_key(&String::from_utf8_lossy(&self.key.public_key()?.to_spki_pem()?));
-        let mut req = Conn::connect(&self.config.host, self.config.ret_port, SocketType::Req, b"").await?;
+        let connect = || Conn::connect(&self.config.host, self.config.ret_port, SocketType::Req, b"");
+        let mut req = connect().await?;
+        let mut tries = 0;
         loop {
             let body = minion::auth_request(&self.id, &pub_pem, &minion::nonce()?);
-            // A real minion waits `auth_timeout` (5 s) and re-sends, `auth_tries` (7) times.
-            // The swarm waits as long on the one request without re-sending: duplicates only
-            // lengthen the master's queue, and measuring that is not the point.
-            let reply = req.request(&body, AUTH_TIMEOUT * AUTH_TRIES).await?;
+            // A real minion (3007's zeromq RequestClient) waits `auth_timeout`, then closes
+            // the socket, connects again and re-sends, `auth_tries` times. The swarm does the
+            // same, so an overloaded master sees the duplicate sign-ins real minions send.
+            let reply = match req.request(&body, AUTH_TIMEOUT).await {
+                Err(SimError::Timeout) if tries + 1 < AUTH_TRIES => {
+                    tries += 1;
+                    self.stats.auth_resends.fetch_add(1, Ordering::Relaxed);
+                    req = connect().await?;
+                    continue;
+                }
+                other => other?,
+            };
+            tries = 0;
             match minion::read_auth_reply(&reply, &self.key) {
                 AuthAnswer::Accepted { aes, session, master_pub, .. } => {
                     let channel = Channel::new(&self.id, self.version, &aes, &session, &self.key)?;

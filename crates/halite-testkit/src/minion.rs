@@ -156,6 +156,17 @@ impl Minion {
         self.process = Some(Group::spawn(&name, cmd, &self.root().join("minion.out")));
     }
 
+    /// Runs `salt-call <args>` with this minion's config: a second, short-lived client of the
+    /// same master under the same id and key, as an admin on the minion's host would run it.
+    pub fn salt_call(&self, args: &[&str]) -> std::process::Output {
+        Command::new(salt_bin(self.spec.version, "salt-call"))
+            .arg("-c")
+            .arg(self.config_dir())
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("salt-call for {}: {e}", self.spec.id))
+    }
+
     pub fn id(&self) -> &str {
         &self.spec.id
     }

@@ -28,6 +28,12 @@ pub struct Replier {
 }
 
 impl Replier {
+    /// Whether the peer is still connected: a REQ peer that timed out closed its socket and
+    /// sends again on a new one, so work for the old one would be answered to nobody.
+    pub fn is_connected(&self, peer: PeerId) -> bool {
+        self.server.peer(peer).is_some()
+    }
+
     /// Writes the reply, or queues it if the peer's socket is full. A peer that has gone
     /// (its REQ socket reconnects and resends) is logged, not an error.
     pub fn reply(&self, peer: PeerId, body: &[u8]) -> Result<(), TransportError> {

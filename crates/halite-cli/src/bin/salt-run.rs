@@ -59,7 +59,7 @@ fn main() -> ExitCode {
     if parsed.flag("help") {
         println!(
             "{USAGE}\n\nRuns a runner function on the master.\n\nRunner functions: {}",
-            runners::FUNCTIONS.join(", ")
+            runners::FUNCTIONS.iter().chain(&["state.event"]).copied().collect::<Vec<_>>().join(", ")
         );
         return ExitCode::SUCCESS;
     }
@@ -113,7 +113,14 @@ fn run(parsed: &optparse::Parsed, fun: &str) -> anyhow::Result<u8> {
         Err(e) => return unreachable(&e),
     };
     let mut ctx = Context { client: &mut client, identity: &identity, config: &config, timeout };
-    match runners::call(&mut ctx, fun, &args) {
+    // state.event streams to stdout as events arrive, so it is not one of the runners that
+    // compute a value (and that the master can run itself).
+    let result = if fun == "state.event" {
+        halite_cli::event_stream::event(&mut ctx, &args, &mut std::io::stdout().lock())
+    } else {
+        runners::call(&mut ctx, fun, &args)
+    };
+    match result {
         Ok(out) => {
             if !quiet {
                 printer.display(&out.data, out.outputter.as_deref(), 0)?;
