@@ -42,9 +42,7 @@ enum Target {
 impl Target {
     fn start(name: &str) -> Target {
         match name {
-            "halite" => Target::Halite(
-                HaliteDaemon::start(&["auto_accept: True", "ping_on_rotate: True"]).expect("start halite-master"),
-            ),
+            "halite" => Target::Halite(HaliteDaemon::start(&["auto_accept: True"]).expect("start halite-master")),
             "salt" => Target::Salt(PythonMaster::start_version(
                 SaltVersion::V3007,
                 &["auto_accept: True", "log_level_logfile: warning"],
@@ -374,24 +372,35 @@ fn restart_storm(target: &mut Target, swarm: &mut Swarm, minions: usize) -> Valu
     json!({ "all_ready_again_s": back, "ping_after": ping })
 }
 
-/// `salt-key -d` of one minion until every other has signed in again. halite runs with
-/// `ping_on_rotate`, so nothing is published from here: the master's own ping after the
-/// rotation is what sends 9,999 minions to sign in at once, the auth storm of Salt issue
-/// #64035. Counts the sign-ins the swarm had to re-send after `auth_timeout`.
+/// `salt-key -d` of one minion until every other has signed in again: the auth storm of
+/// Salt issue #64035. Once the master has rotated, one `test.ping` goes out — what
+/// `ping_on_rotate` sends (it targets the minions Salt's presence rule finds connected,
+/// and the swarm's all share this host's loopback, so the bench publishes it itself). Every
+/// minion fails to open it, signs in at once, and answers. Counts the sign-ins the swarm
+/// re-sent after `auth_timeout` on a new connection, as real minions do.
 fn rotation(target: &Target, swarm: &mut Swarm, minions: usize) -> Value {
     let (errors_before, resends_before) = errors_and_resends(swarm);
-    let since = unix_now();
     eprintln!("   deleting swarm0's key");
     let out = target.cli("salt-key", &["-d", "swarm0", "-y"]);
     assert!(out.status.success(), "salt-key -d: {}", String::from_utf8_lossy(&out.stderr));
+    if let Target::Halite(d) = target {
+        // halite takes salt-key's dropfile within a second; publishing before that would
+        // measure the wait for the next ping rather than the re-authentication.
+        let dropfile = d.root().join("cache/.dfn");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while dropfile.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let since = unix_now();
+    let storm = run_job(target, swarm, &["*", "test.ping"], minions - 1);
     let back = back_after(swarm, since, minions - 1, Duration::from_secs(600));
-    let ping = run_job(target, swarm, &["*", "test.ping"], minions - 1);
     let (errors_after, resends_after) = errors_and_resends(swarm);
     json!({
         "all_reauthenticated_s": back,
         "swarm_errors": errors_after - errors_before,
         "auth_resends": resends_after - resends_before,
-        "ping_after": ping,
+        "ping_during": storm,
     })
 }
 
@@ -486,7 +495,7 @@ fn table(results: &[Value]) -> String {
             ratio(&p["pss_mb"], &h["pss_mb"]),
         );
     }
-    let mut storms = String::from("\n| N | restart: all ready again (s) | key delete + `ping_on_rotate`: all re-authenticated (s) | sign-ins re-sent after `auth_timeout` | swarm errors during rotation |\n|---|---|---|---|---|\n");
+    let mut storms = String::from("\n| N | restart: all ready again (s) | key delete, then one ping: all re-authenticated (s) | sign-ins re-sent after `auth_timeout` | swarm errors during rotation |\n|---|---|---|---|---|\n");
     for h in results.iter().filter(|r| !r["restart_storm"].is_null()) {
         storms += &format!(
             "| {} | {} | {} | {} | {} |\n",
