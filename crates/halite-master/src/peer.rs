@@ -26,7 +26,7 @@ use halite_proto::payload::{map, Value, ValueExt};
 use halite_target::pyre::PyRegex;
 use tracing::{error, info, warn};
 
-use crate::jobs::PublishRequest;
+use crate::jobs::{PublishError, PublishRequest};
 use crate::master::Master;
 use crate::runner::InProcess;
 
@@ -327,6 +327,14 @@ impl Master {
                     ("jid", Value::from(p.jid.as_str())),
                     ("minions", Value::Array(p.minions.iter().map(|m| Value::from(m.as_str())).collect())),
                 ])
+            }
+            // Salt's cmd_async gives jid 0 when nothing was published; the minion then polls
+            // for no one and returns None.
+            Err(
+                e @ (PublishError::NoMinions(_) | PublishError::Target { .. } | PublishError::UnknownTargetType(_)),
+            ) => {
+                info!(%minion, reason = %e, "peer publish names no minion");
+                map([("jid", Value::from(0)), ("minions", Value::Array(Vec::new()))])
             }
             Err(e) => {
                 warn!(%minion, error = %e, "peer publish failed");

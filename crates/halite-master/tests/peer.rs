@@ -71,6 +71,9 @@ fn minions_publish_to_each_other_within_the_peer_rules() {
         json!({"peer-a": "peer-a", "peer-old": "peer-old"})
     );
 
+    // A target naming nobody publishes nothing; Salt's minion then answers None.
+    assert_eq!(from_minion(&master, "peer-a", &["publish.publish", "nobody*", "test.ping"]), json!(null));
+
     // publish.full_data: pub_ret's shape, Salt's get_cache_returns: {id: {"ret": ...}}.
     let full = from_minion(&master, "peer-a", &["publish.full_data", "*", "test.echo", "hello"]);
     let full = full.as_object().unwrap_or_else(|| panic!("full_data is a mapping: {full}"));
