@@ -1,93 +1,10 @@
-//! Salt's reading of a job's command-line arguments (`salt.utils.args.parse_input`).
+//! Salt's reading of a job's command-line arguments (`salt.utils.args.parse_input`), shared
+//! with the master, which reads the arguments minions send with `publish.*` the same way.
 
-use halite_yaml::{yamlify_arg, Value};
+use halite_yaml::Value;
 
-/// `name=value` with a Python identifier-like name (`[^\d\W][\w.-]*`) and no second `=`
-/// right after the first; the value may not span lines (Salt's `KWARG_REGEX`).
-pub fn parse_kwarg(arg: &str) -> Option<(&str, &str)> {
-    let (name, value) = arg.split_once('=')?;
-    let mut chars = name.chars();
-    let first = chars.next()?;
-    let word = |c: char| c.is_alphanumeric() || c == '_';
-    if !word(first) || first.is_numeric() || !chars.all(|c| word(c) || c == '.' || c == '-') {
-        return None;
-    }
-    // `(?!=)`: `a==b` is no kwarg; `.*$` stops at a line break (a final one is allowed).
-    if value.starts_with('=') || value.trim_end_matches('\n').contains('\n') || value.matches('\n').count() > 1 {
-        return None;
-    }
-    Some((name, value.strip_suffix('\n').unwrap_or(value)))
-}
-
-/// `parse_input(args, no_parse)` then `condition_input`: positional arguments YAML-read as
-/// Salt reads them, `name=value` arguments gathered into one trailing
-/// `{"__kwarg__": True, ...}` dict (names in `no_parse` keep their text), and a 20-digit
-/// integer that is a jid turned back into text.
+/// [`halite_runner::args::parse_input`] for command-line words.
 pub fn parse_input(args: &[String], no_parse: &[&str]) -> Vec<Value> {
-    let mut positional = Vec::new();
-    let mut kwargs: Vec<(Value, Value)> = Vec::new();
-    for arg in args {
-        match parse_kwarg(arg) {
-            Some((name, value)) => {
-                let value = if no_parse.contains(&name) { Value::from(value) } else { yamlify_arg(value) };
-                // A repeated name keeps its first position and its last value, as a dict does.
-                match kwargs.iter_mut().find(|(k, _)| k.as_str() == Some(name)) {
-                    Some(slot) => slot.1 = value,
-                    None => kwargs.push((Value::from(name), value)),
-                }
-            }
-            None => positional.push(condition(yamlify_arg(arg))),
-        }
-    }
-    if !kwargs.is_empty() {
-        let mut kw = vec![(Value::from("__kwarg__"), Value::Boolean(true))];
-        kw.extend(kwargs);
-        positional.push(Value::Map(kw));
-    }
-    positional
-}
-
-fn condition(v: Value) -> Value {
-    match &v {
-        Value::Integer(i) => {
-            let text = i.to_string();
-            if text.len() == 20 && text.bytes().all(|b| b.is_ascii_digit()) {
-                Value::from(text)
-            } else {
-                v
-            }
-        }
-        _ => v,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kwargs_like_salt() {
-        assert_eq!(parse_kwarg("name=value"), Some(("name", "value")));
-        assert_eq!(parse_kwarg("a.b-c=1=2"), Some(("a.b-c", "1=2")));
-        assert_eq!(parse_kwarg("1a=x"), None);
-        assert_eq!(parse_kwarg("a==b"), None);
-        assert_eq!(parse_kwarg("=x"), None);
-        assert_eq!(parse_kwarg("a b=x"), None);
-        assert_eq!(parse_kwarg("a=x\ny"), None);
-        let args: Vec<String> =
-            ["roles", "default=[1, 2]", "x=yes", "quiet=off"].iter().map(|s| s.to_string()).collect();
-        let got = parse_input(&args, &["quiet"]);
-        assert_eq!(
-            got,
-            vec![
-                Value::from("roles"),
-                Value::Map(vec![
-                    (Value::from("__kwarg__"), Value::Boolean(true)),
-                    (Value::from("default"), Value::Array(vec![Value::from(1), Value::from(2)])),
-                    (Value::from("x"), Value::Boolean(true)),
-                    (Value::from("quiet"), Value::from("off")),
-                ])
-            ]
-        );
-    }
+    let args: Vec<Value> = args.iter().map(|a| Value::from(a.as_str())).collect();
+    halite_runner::args::parse_input(&args, no_parse)
 }

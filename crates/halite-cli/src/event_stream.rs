@@ -11,8 +11,9 @@ use halite_ipc::Request;
 use halite_yaml::dump::{json, JsonStyle};
 use halite_yaml::{py, Value};
 
-use crate::client::ClientError;
-use crate::runners::{bind, Context, RunnerError, RunnerOutput};
+use halite_runner::bind;
+
+use crate::runners::{Context, RunnerError, RunnerOutput};
 
 /// The runner's parameters, in Salt's order.
 const PARAMS: &[&str] = &["tagmatch", "count", "quiet", "sock_dir", "pretty", "node"];
@@ -68,14 +69,18 @@ impl Watch {
 /// negative), then returns Salt's runner result, `None`.
 pub fn event(ctx: &mut Context<'_>, args: &[Value], out: &mut dyn Write) -> Result<RunnerOutput, RunnerError> {
     let mut watch = Watch::from_args(args)?;
-    ctx.client.call(&Request::Watch { user: ctx.identity.user.clone(), key: ctx.identity.key.clone() })?;
+    ctx.client
+        .call(&Request::Watch { user: ctx.identity.user.clone(), key: ctx.identity.key.clone() })
+        .map_err(RunnerError::backend)?;
     loop {
         // No deadline: the stream lasts until enough events matched or the master goes.
         let far = std::time::Instant::now() + std::time::Duration::from_secs(3600);
-        let Some((tag, data)) = ctx.client.next_event(far)? else { continue };
+        let Some((tag, data)) = ctx.client.next_event(far).map_err(RunnerError::backend)? else {
+            continue;
+        };
         let Some(line) = watch.line(&tag, &data) else { continue };
         if !watch.quiet {
-            writeln!(out, "{line}").and_then(|()| out.flush()).map_err(ClientError::Io)?;
+            writeln!(out, "{line}").and_then(|()| out.flush()).map_err(RunnerError::backend)?;
         }
         // Salt's own countdown: 0 at the start still stops after the first match.
         if watch.count > 0 {

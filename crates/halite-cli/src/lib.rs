@@ -2,10 +2,11 @@
 //!
 //! Owns: Salt's outputters for the data the tools print ([`output`]), how a tool finds its
 //! configuration ([`config`]), Salt's command-line reading ([`optparse`], [`args`]), the
-//! client end of the local channel to the master ([`client`]), the wait for a job's returns
-//! ([`returns`]), the runner functions `salt-run` has ([`runners`]) and its live view of the event bus
-//! ([`event_stream`]), and each tool's command
-//! line (`src/bin/`: `salt-key`, `salt`, `salt-run`).
+//! client end of the local channel to the master ([`client`]), the local channel as the job
+//! channel and runner backend of `halite-runner` ([`returns`], [`runners`]: the wait for
+//! returns and the runner functions themselves live there, shared with the master), and each
+//! tool's command line (`src/bin/`: `salt-key`, `salt`, `salt-run`; `salt-run state.event`, the live
+//! view of the event bus, is [`event_stream`]).
 //!
 //! Must not: hold protocol, pki or targeting logic — `salt-key` edits the pki dir only through
 //! halite-pki, whose atomic renames and rotation dropfile make it safe beside a running master;

@@ -167,6 +167,15 @@ pub struct MasterConfig {
     /// Name → compound target (a string or a list), as Salt's `nodegroups`.
     pub nodegroups: Vec<(String, Value)>,
 
+    // Peer publishing.
+    /// `peer`: minion-id regex → function regexes that minion may publish to others
+    /// (`publish.*`), in the file's order; both are Python `re.match` patterns, compiled by the
+    /// master. Salt ignores entries that are not lists; halite refuses them.
+    pub peer: Vec<(String, Vec<String>)>,
+    /// `peer_run`: minion-id regex → runner function regexes that minion may run on the master
+    /// (`publish.runner`). Empty when unset (Salt has no default for it).
+    pub peer_run: Vec<(String, Vec<String>)>,
+
     /// Every other option, sorted by name: Salt's default unless a file sets it, re-rooted
     /// where Salt re-roots it (`pidfile`, `extension_modules`, ...), plus the options Salt
     /// derives (`token_dir`, `syndic_dir`, `utils_dirs`) and unknown keys as written.

@@ -95,6 +95,8 @@ pub(crate) fn master_config(
         jinja_lstrip_blocks: o.bool("jinja_lstrip_blocks")?,
         jinja_trim_blocks: o.bool("jinja_trim_blocks")?,
         nodegroups: o.nodegroups("nodegroups")?,
+        peer: o.peer_rules("peer")?,
+        peer_run: o.peer_rules("peer_run")?,
         extra: Vec::new(),
     };
     // Every option read into a field above leaves `extra`.
@@ -351,6 +353,37 @@ impl Options<'_> {
             }
             Some(_) => self.mapping(key),
         }
+    }
+
+    /// `peer` / `peer_run`: a mapping of minion-id patterns to lists of function patterns.
+    /// Salt skips a pattern whose value is not a list and would fail on a non-string
+    /// function pattern at the first publish; both stop start-up here, as does auth_check's
+    /// `{target: [functions]}` form, which halite does not implement.
+    fn peer_rules(&self, key: &str) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+        if matches!(self.optional(key), None | Some(Value::Nil)) {
+            return Ok(Vec::new());
+        }
+        let mut rules = Vec::new();
+        for (minions, funs) in self.mapping(key)? {
+            let Value::Array(items) = &funs else {
+                return Err(
+                    self.invalid(key, format!("'{minions}' must list function patterns, found {}", shown(&funs)))
+                );
+            };
+            let funs = items
+                .iter()
+                .map(|f| {
+                    f.as_str().map(str::to_owned).ok_or_else(|| {
+                        self.invalid(
+                            key,
+                            format!("'{minions}': {} is not a function pattern (target-restricted entries are not supported)", shown(f)),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            rules.push((minions, funs));
+        }
+        Ok(rules)
     }
 
     fn state_aggregate(&self, key: &str) -> Result<StateAggregate, ConfigError> {

@@ -258,3 +258,33 @@ fn nodegroups_as_a_list_of_mappings_are_repacked() {
         ]
     );
 }
+
+#[test]
+fn peer_rules_are_read_in_order_and_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "master",
+        "peer:\n  'web.*': ['grains.*', 'test.*']\n  '.*': ['network.*']\npeer_run:\n  db1: ['manage.up']\n",
+    );
+    let (c, _) = load(dir.path()).expect("load");
+    assert_eq!(
+        c.peer,
+        vec![
+            ("web.*".to_owned(), vec!["grains.*".to_owned(), "test.*".to_owned()]),
+            (".*".to_owned(), vec!["network.*".to_owned()])
+        ]
+    );
+    assert_eq!(c.peer_run, vec![("db1".to_owned(), vec!["manage.up".to_owned()])]);
+    assert!(c.extra("peer").is_none() && c.extra("peer_run").is_none());
+    let (c, _) = load(&{
+        write(dir.path(), "master", "peer_run:\n");
+        dir.path().to_path_buf()
+    })
+    .expect("load");
+    assert!(c.peer.is_empty() && c.peer_run.is_empty());
+
+    assert_invalid("peer: ['.*']\n", "peer");
+    assert_invalid("peer:\n  '.*': 'test.*'\n", "peer");
+    assert_invalid("peer_run:\n  '.*': [{'G@os:Debian': ['manage.*']}]\n", "peer_run");
+}

@@ -111,6 +111,13 @@ fn halite_opts(c: &MasterConfig) -> Map<String, Json> {
         m.insert(k.to_owned(), v);
     };
     put("interface", json!(c.interface));
+    let rules =
+        |r: &[(String, Vec<String>)]| -> Json { Json::Object(r.iter().map(|(k, v)| (k.clone(), json!(v))).collect()) };
+    put("peer", rules(&c.peer));
+    // Salt has no default for peer_run: unset means absent.
+    if !c.peer_run.is_empty() {
+        put("peer_run", rules(&c.peer_run));
+    }
     put("ipv6", json!(c.ipv6));
     put("publish_port", json!(c.publish_port));
     put("ret_port", json!(c.ret_port));

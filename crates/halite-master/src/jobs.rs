@@ -322,6 +322,7 @@ impl Master {
             .map(|jobs| jobs.into_iter().take_while(|j| j.started_micros < cutoff).map(|j| j.jid).collect())
             .unwrap_or_default();
         for jid in &expired {
+            self.forget_publisher(jid);
             if let Some(dir) = self.salt_job_dir(jid) {
                 let _ = std::fs::remove_dir_all(&dir);
                 if let Some(parent) = dir.parent() {

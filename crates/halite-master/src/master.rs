@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use halite_pki::{AuthDecision, AuthPolicy, MasterKeys, PkiDir};
@@ -23,6 +23,7 @@ use crate::aes::AesKey;
 use crate::clear::UserKeys;
 use crate::events::EventBus;
 use crate::jobs::PendingReturn;
+use crate::peer::{Deferred, DeferredCmd};
 
 /// What the master needs from its configuration, resolved once at start-up.
 #[derive(Debug, Clone)]
@@ -46,6 +47,8 @@ pub struct Settings {
     /// The options `_master_opts` sends minions besides `file_roots`: those that decide how
     /// a minion compiles its highstate (top merging, renderer, Jinja settings, nodegroups).
     pub master_opts: Value,
+    /// `peer`, `peer_run` and what master-side runners read.
+    pub peer: crate::peer::PeerSettings,
 }
 
 impl Settings {
@@ -78,6 +81,7 @@ impl Settings {
                 hash_type: c.hash_type.clone(),
             },
             master_opts: master_opts(c),
+            peer: crate::peer::PeerSettings::from_config(c)?,
             pillar: halite_pillar::Settings::from_config(c)?,
             policy: AuthPolicy {
                 open_mode: c.open_mode,
@@ -154,6 +158,17 @@ const MASTER_ONLY_TAGS: &[&str] = &[
     "salt/wheel/*/return",
 ];
 
+/// `reply` sealed with the key that opened its request, echoing the nonce.
+pub(crate) fn seal(key: &Crypticle, reply: &Value, nonce: Option<&str>) -> Reply {
+    match request::seal_reply(key, reply, nonce) {
+        Ok(body) => body,
+        Err(e) => {
+            error!(error = %e, "cannot seal reply");
+            request::clear_reply(&Value::from("Server-side exception handling payload"))
+        }
+    }
+}
+
 /// A reply body, or nothing: some malformed requests are answered by Salt with an exception
 /// string, and those are the bodies here too; nothing is ever left unanswered on purpose.
 pub type Reply = Vec<u8>;
@@ -188,36 +203,42 @@ impl Master {
 
     /// Answers one request body. Every path returns a reply, as a REQ peer waits for one.
     pub fn handle(&self, body: &[u8]) -> Reply {
-        let mut pending = None;
-        let reply = self.answer(body, &mut pending);
+        let (mut pending, mut deferred) = (None, None);
+        let reply = self.answer(body, &mut pending, &mut deferred);
         if let Some(ret) = pending {
             self.save_return(ret);
         }
-        reply
+        match deferred {
+            Some(work) => self.run_deferred(work),
+            None => reply,
+        }
     }
 
     /// [`Master::handle`] for a caller that need not wait: `respond` gets the reply at once,
     /// or, for a `_return`, once the return is durable — from the thread that committed it,
     /// so the calling worker moves on to the next request meanwhile, and returns arriving
-    /// together share one fsync however few workers there are.
-    pub fn handle_then(&self, body: &[u8], respond: impl FnOnce(Reply) + Send + 'static) {
-        let mut pending = None;
-        let reply = self.answer(body, &mut pending);
-        match pending {
-            None => respond(reply),
-            Some(ret) => self.save_return_then(ret, move || respond(reply)),
+    /// together share one fsync however few workers there are. A peer request that waits
+    /// for returns or a runner is answered from a thread of its own (`peer.rs`).
+    pub fn handle_then(self: &Arc<Self>, body: &[u8], respond: impl FnOnce(Reply) + Send + 'static) {
+        let (mut pending, mut deferred) = (None, None);
+        let reply = self.answer(body, &mut pending, &mut deferred);
+        match (pending, deferred) {
+            (_, Some(work)) => self.spawn_deferred(work, respond),
+            (None, None) => respond(reply),
+            (Some(ret), None) => self.save_return_then(ret, move || respond(reply)),
         }
     }
 
-    /// The reply; a `_return` to save before the reply may go out is left in `pending`.
-    fn answer(&self, body: &[u8], pending: &mut Option<PendingReturn>) -> Reply {
+    /// The reply; a `_return` to save before the reply may go out is left in `pending`, a
+    /// request answered later in `deferred`.
+    fn answer(&self, body: &[u8], pending: &mut Option<PendingReturn>, deferred: &mut Option<Deferred>) -> Reply {
         match request::parse(body) {
             Err(refusal) => {
                 warn!(reason = %refusal, "refusing request");
                 refusal.reply()
             }
             Ok(Request::Clear { load, version }) => self.handle_clear(load, version),
-            Ok(Request::Aes(sealed)) => self.handle_aes(sealed, pending),
+            Ok(Request::Aes(sealed)) => self.handle_aes(sealed, pending, deferred),
         }
     }
 
@@ -356,7 +377,12 @@ impl Master {
         }
     }
 
-    fn handle_aes(&self, sealed: SealedRequest, pending: &mut Option<PendingReturn>) -> Reply {
+    fn handle_aes(
+        &self,
+        sealed: SealedRequest,
+        pending: &mut Option<PendingReturn>,
+        deferred: &mut Option<Deferred>,
+    ) -> Reply {
         let key = match sealed.key_needed() {
             Err(refusal) => {
                 warn!(reason = %refusal, "refusing request");
@@ -399,6 +425,12 @@ impl Master {
             }
             Some("_minion_event") => self.minion_event(&minion, opened.load),
             Some("_return") => self.job_return(&minion, opened.load, pending),
+            Some(cmd @ ("minion_publish" | "minion_runner")) => {
+                let cmd = if cmd == "minion_publish" { DeferredCmd::MinionPublish } else { DeferredCmd::MinionRunner };
+                *deferred = Some(Deferred { cmd, minion, load: opened.load, key, nonce });
+                return Vec::new();
+            }
+            Some(cmd) if let Some(answer) = self.peer_command(cmd, &minion, &opened.load) => answer,
             Some(cmd) if cmd.starts_with("__") => map::<_, String>([]),
             // 3008 minions announce the resources they manage at start. halite has no
             // resource targeting (T@/M@) yet; the minion only logs the answer, so the
@@ -409,8 +441,8 @@ impl Master {
                 Value::Boolean(true)
             }
             Some(cmd) => {
-                // Salt answers an unknown AESFuncs command with False. The file server, mine
-                // and peer commands land with later work.
+                // Salt answers an unknown AESFuncs command with False. The mine commands
+                // land with later work.
                 warn!(%cmd, "command not served yet; answering False as Salt does for unknown commands");
                 Value::Boolean(false)
             }
@@ -419,13 +451,7 @@ impl Master {
                 Value::Boolean(false)
             }
         };
-        match request::seal_reply(&key, &reply, nonce.as_deref()) {
-            Ok(body) => body,
-            Err(e) => {
-                error!(error = %e, "cannot seal reply");
-                request::clear_reply(&Value::from("Server-side exception handling payload"))
-            }
-        }
+        seal(&key, &reply, nonce.as_deref())
     }
 
     /// A v3 request's session key; only minions with an accepted key have one, so a request

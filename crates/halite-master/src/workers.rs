@@ -65,7 +65,7 @@ impl Workers {
     }
 }
 
-fn work(jobs: &Mutex<mpsc::Receiver<Job>>, master: &Master, replier: &halite_zmq::Replier) {
+fn work(jobs: &Mutex<mpsc::Receiver<Job>>, master: &Arc<Master>, replier: &halite_zmq::Replier) {
     loop {
         // The lock is held only while waiting for the next job, never while handling one.
         let next = match jobs.lock() {

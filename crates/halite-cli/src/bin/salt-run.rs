@@ -134,6 +134,6 @@ fn run(parsed: &optparse::Parsed, fun: &str) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Err(RunnerError::Client(e)) => unreachable(&e),
+        Err(RunnerError::Backend(e)) => unreachable(&e),
     }
 }

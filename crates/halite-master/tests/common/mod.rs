@@ -294,7 +294,8 @@ pub struct FakeMinion {
 fn request(master: &Master, body: &[u8]) -> Vec<u8> {
     let ctx = zmq::Context::new();
     let sock = ctx.socket(zmq::REQ).expect("req socket");
-    sock.set_rcvtimeo(15_000).expect("rcvtimeo");
+    // Salt's own request timeout: a deferred answer (minion_publish) may take its `tmo`.
+    sock.set_rcvtimeo(60_000).expect("rcvtimeo");
     sock.set_linger(0).expect("linger");
     sock.connect(&master.ret_endpoint()).expect("connect");
     sock.send(body, 0).expect("send");
