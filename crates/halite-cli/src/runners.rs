@@ -58,6 +58,7 @@ pub const FUNCTIONS: &[&str] = &[
     "manage.present",
     "manage.status",
     "manage.up",
+    "mine.get",
     "pillar.show_pillar",
     "pillar.show_top",
 ];
@@ -67,6 +68,9 @@ pub const FUNCTIONS: &[&str] = &[
 pub fn call(ctx: &mut Context<'_>, fun: &str, args: &[Value]) -> Result<RunnerOutput, RunnerError> {
     if fun == "pillar.show_pillar" {
         return show_pillar(ctx, args);
+    }
+    if fun == "mine.get" {
+        return mine_get(ctx, args);
     }
     let params: &[&str] = match fun {
         "jobs.lookup_jid" => &["jid", "ext_source", "returned", "missing", "display_progress"],
@@ -192,6 +196,31 @@ fn show_pillar(ctx: &mut Context<'_>, args: &[Value]) -> Result<RunnerOutput, Ru
         }
     }
     pillar(ctx, query).map(RunnerOutput::plain)
+}
+
+/// `mine.get(tgt, fun, tgt_type='glob')`: Salt's runner asks `RemoteFuncs._mine_get` as the
+/// master's own id; here the master answers that same load over the local channel.
+fn mine_get(ctx: &mut Context<'_>, args: &[Value]) -> Result<RunnerOutput, RunnerError> {
+    let bound = bind("get", &["tgt", "fun", "tgt_type"], args)?;
+    let arg = |name: &str| bound.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+    let (Some(tgt), Some(fun)) = (arg("tgt"), arg("fun")) else {
+        let missing: Vec<String> =
+            ["tgt", "fun"].iter().filter(|p| arg(p).is_none()).map(|p| format!("'{p}'")).collect();
+        return Err(RunnerError::BadArguments(format!(
+            "get() missing {} required positional argument{}: {}",
+            missing.len(),
+            if missing.len() > 1 { "s" } else { "" },
+            missing.join(" and ")
+        )));
+    };
+    let load = Value::Map(vec![
+        (Value::from("id"), Value::from(crate::config::master_id(ctx.config))),
+        (Value::from("fun"), fun),
+        (Value::from("tgt"), tgt),
+        (Value::from("tgt_type"), arg("tgt_type").unwrap_or_else(|| Value::from("glob"))),
+    ]);
+    let request = Request::Mine { user: ctx.identity.user.clone(), key: ctx.identity.key.clone(), load };
+    Ok(RunnerOutput::plain(ctx.client.call(&request)?))
 }
 
 fn pillar(ctx: &mut Context<'_>, query: PillarQuery) -> Result<Value, RunnerError> {

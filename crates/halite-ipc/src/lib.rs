@@ -88,6 +88,9 @@ pub enum Request {
     /// Compile a minion's pillar, or read its merged top file, from its cached grains
     /// (`salt-run pillar.show_pillar` / `pillar.show_top`).
     Pillar { user: String, key: String, query: PillarQuery },
+    /// Read the mine (`salt-run mine.get`): `load` is the `_mine_get` load a minion would
+    /// send (`id`, `tgt`, `fun`, `tgt_type`), answered the same way.
+    Mine { user: String, key: String, load: Value },
 }
 
 /// What `pillar.show_pillar` and `pillar.show_top` ask for.
@@ -168,6 +171,12 @@ impl Request {
                     ("top", Value::Boolean(query.top)),
                 ])
             }
+            Request::Mine { user, key, load } => map([
+                ("cmd", Value::from("mine")),
+                ("user", Value::from(user.as_str())),
+                ("key", Value::from(key.as_str())),
+                ("load", load.clone()),
+            ]),
         }
     }
 
@@ -212,6 +221,7 @@ impl Request {
                 };
                 Ok(Request::Pillar { user: text("user")?, key: text("key")?, query })
             }
+            "mine" => Ok(Request::Mine { user: text("user")?, key: text("key")?, load: load()? }),
             other => Err(IpcError::Malformed(format!("unknown cmd {other:?}"))),
         }
     }
@@ -223,7 +233,8 @@ impl Request {
             | Request::Jobs { user, .. }
             | Request::Connected { user, .. }
             | Request::Fire { user, .. }
-            | Request::Pillar { user, .. } => user,
+            | Request::Pillar { user, .. }
+            | Request::Mine { user, .. } => user,
         }
     }
 
@@ -234,7 +245,8 @@ impl Request {
             | Request::Jobs { key, .. }
             | Request::Connected { key, .. }
             | Request::Fire { key, .. }
-            | Request::Pillar { key, .. } => key,
+            | Request::Pillar { key, .. }
+            | Request::Mine { key, .. } => key,
         }
     }
 }
@@ -375,6 +387,9 @@ mod tests {
                 top: true,
             },
         };
+        assert_eq!(Request::from_value(&r.to_value()).unwrap(), r);
+        let mine = map([("tgt", Value::from("*")), ("fun", Value::from("network.ip_addrs"))]);
+        let r = Request::Mine { user: "root".into(), key: "k".into(), load: mine };
         assert_eq!(Request::from_value(&r.to_value()).unwrap(), r);
     }
 

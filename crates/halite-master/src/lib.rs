@@ -2,7 +2,7 @@
 //! async shell of `main.rs`.
 //!
 //! Owns: the request dispatch table (`_auth`, `_pillar`, `_minion_event`, `_return`, the file
-//! server commands of `files.rs`, clear
+//! server commands of `files.rs`, the mine commands of `mine.rs`, clear
 //! `publish`), the shared AES key and its rotation, publish serials, the in-process event bus,
 //! the local-client user keys, and jids.
 //!
@@ -20,5 +20,6 @@ pub mod jid;
 pub mod jobs;
 pub mod local;
 pub mod master;
+pub mod mine;
 pub mod presence;
 pub mod workers;

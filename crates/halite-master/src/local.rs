@@ -191,6 +191,12 @@ impl Connection {
                     .map_err(|e| (ErrorKind::Internal, format!("pillar task failed: {e}")))?
                     .map_err(|e| (ErrorKind::Internal, e))
             }
+            Request::Mine { load, .. } => {
+                let master = self.master.clone();
+                tokio::task::spawn_blocking(move || master.mine.get(&load))
+                    .await
+                    .map_err(|e| (ErrorKind::Internal, format!("mine task failed: {e}")))
+            }
             Request::Connected { .. } => {
                 let master = self.master.clone();
                 let ids = tokio::task::spawn_blocking(move || master.connected_ids())

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use halite_pki::{AuthDecision, AuthPolicy, MasterKeys, PkiDir};
@@ -42,6 +42,7 @@ pub struct Settings {
     pub hash_type: String,
     pub fileserver: halite_fileserver::Settings,
     pub pillar: halite_pillar::Settings,
+    pub mine: crate::mine::MineSettings,
     /// The options `_master_opts` sends minions besides `file_roots`: those that decide how
     /// a minion compiles its highstate (top merging, renderer, Jinja settings, nodegroups).
     pub master_opts: Value,
@@ -77,6 +78,7 @@ impl Settings {
             },
             master_opts: master_opts(c),
             pillar: halite_pillar::Settings::from_config(c)?,
+            mine: crate::mine::MineSettings::from_config(c),
             policy: AuthPolicy {
                 open_mode: c.open_mode,
                 auto_accept: c.auto_accept,
@@ -124,7 +126,9 @@ pub struct Master {
     pub pillar: halite_pillar::Compiler,
     pub keys: MasterKeys,
     pub pki: PkiDir,
-    pub store: Store,
+    pub store: Arc<Store>,
+    /// `_mine*` and templates' `mine.get`, over the same store.
+    pub mine: Arc<crate::mine::Mine>,
     pub aes: AesKey,
     pub events: EventBus,
     pub user_keys: UserKeys,
@@ -151,7 +155,14 @@ impl Master {
         publisher: halite_zmq::PublishSender,
     ) -> anyhow::Result<Self> {
         let fileserver = halite_fileserver::Roots::new(settings.fileserver.clone())?;
-        let pillar = halite_pillar::Compiler::new(settings.pillar.clone())?;
+        let store = Arc::new(store);
+        let mine = Arc::new(crate::mine::Mine::new(
+            Arc::clone(&store),
+            pki.clone(),
+            settings.nodegroups.clone(),
+            settings.mine.clone(),
+        ));
+        let pillar = halite_pillar::Compiler::new(settings.pillar.clone())?.with_mine(mine.clone());
         Ok(Self {
             fileserver,
             pillar,
@@ -159,6 +170,7 @@ impl Master {
             keys,
             pki,
             store,
+            mine,
             aes: AesKey::generate()?,
             // Room for every return of a 10,000-minion job in one burst, so a CLI rarely lags.
             events: EventBus::new(16384),
@@ -386,13 +398,14 @@ impl Master {
             // resource targeting (T@/M@) yet; the minion only logs the answer, so the
             // registration is acknowledged and dropped rather than warned about on every start.
             Some(cmd) if let Some(answer) = self.file_command(cmd, &opened.load) => answer,
+            Some(cmd) if let Some(answer) = self.mine.command(cmd, &minion, &opened.load) => answer,
             Some("_register_resources") => {
                 debug!("resource registration ignored: resource targeting is not supported");
                 Value::Boolean(true)
             }
             Some(cmd) => {
-                // Salt answers an unknown AESFuncs command with False. The file server, mine
-                // and peer commands land with later work.
+                // Salt answers an unknown AESFuncs command with False. The peer commands
+                // land with later work.
                 warn!(%cmd, "command not served yet; answering False as Salt does for unknown commands");
                 Value::Boolean(false)
             }
