@@ -394,11 +394,11 @@ impl Master {
             Some("_minion_event") => self.minion_event(&minion, opened.load),
             Some("_return") => self.job_return(&minion, opened.load, pending),
             Some(cmd) if cmd.starts_with("__") => map::<_, String>([]),
+            Some(cmd) if let Some(answer) = self.mine.command(cmd, &minion, &opened.load) => answer,
             // 3008 minions announce the resources they manage at start. halite has no
             // resource targeting (T@/M@) yet; the minion only logs the answer, so the
             // registration is acknowledged and dropped rather than warned about on every start.
             Some(cmd) if let Some(answer) = self.file_command(cmd, &opened.load) => answer,
-            Some(cmd) if let Some(answer) = self.mine.command(cmd, &minion, &opened.load) => answer,
             Some("_register_resources") => {
                 debug!("resource registration ignored: resource targeting is not supported");
                 Value::Boolean(true)

@@ -2,7 +2,8 @@
 //! data with `mine_functions` and `mine.send`, read each other's with `mine.get` through every
 //! common target form, are held to an `allow_tgt` ACL, drop data with `mine.delete` and
 //! `mine.flush`; a pillar template on the master reads the mine; `salt-run mine.get` prints
-//! what Salt's own nested outputter prints for the same data.
+//! what Salt's own nested outputter prints for the same data; and the same `mine.get`
+//! commands print the same with Salt 3007.8's master and CLIs as with halite's.
 
 mod common;
 
@@ -10,8 +11,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{describe, json, json_returns, salt, salt_run, start_minions, text, Master};
-use halite_testkit::{venv, wait_until, SaltVersion};
+use common::{describe, json, json_returns, salt, salt_run, start_minions, text, Master, Setup};
+use halite_testkit::{venv, wait_until, Minion, MinionSpec, PythonMaster, SaltVersion};
 use serde_json::json;
 
 const MINIONS: &[(&str, SaltVersion, &[&str])] = &[
@@ -184,4 +185,111 @@ fn enforce_mine_cache_keeps_it_and_the_master_acl_filters_it() {
     // The runner asks as the master's id, which the ACL does not list.
     assert_eq!(run_mine_get(&master, &["db1", "roles"]), json!({}));
     assert!(!master.log().contains("unknown option 'mine_get'"), "mine_get is an option:\n{}", master.log());
+}
+
+/// `salt-run` commands whose output is compared with Salt's.
+const RUN_CASES: &[&[&str]] = &[
+    &["mine.get", "*", "roles"],
+    &["mine.get", "*", "roles,test.ping"],
+    &["mine.get", "*", "[roles, test.ping]"],
+    &["mine.get", "roles:db", "roles", "grain"],
+    &["mine.get", "G@roles:web or app1", "roles", "compound"],
+    &["mine.get", "web1,db1", "roles", "tgt_type=list"],
+    &["mine.get", "*", "roles", "--out", "json"],
+    &["mine.get", "db1", "secret"],
+    &["mine.get", "nobody", "roles"],
+];
+
+/// `salt` commands (one minion each, so the output is deterministic) compared with Salt's.
+const MINION_CASES: &[&[&str]] = &[
+    &["web1", "mine.get", "*", "roles"],
+    &["web1", "mine.get", "db1", "secret"],
+    &["db1", "mine.get", "db1", "secret"],
+    &["app1", "mine.get", "roles:web", "roles", "grain"],
+    &["db1", "mine.get", "*", "[roles, test.ping]", "--out", "json"],
+    &["app1", "mine.get", "*", "roles", "exclude_minion=True"],
+    &["web1", "mine.get", "G@roles:db and not app1", "roles,test.ping", "compound"],
+];
+
+const SECRET: &[&str] = &["db1", "mine.send", "secret", "s3cr3t", "mine_function=test.echo", "allow_tgt=web1"];
+
+/// Every minion's roles and test.ping, and db1's secret for web1: what the cases read.
+fn mine_complete(
+    run: impl Fn(&[&str]) -> std::process::Output,
+    salt: impl Fn(&[&str]) -> std::process::Output,
+) -> bool {
+    let all = json!({"roles": {"app1": ["app"], "db1": ["db"], "web1": ["web"]},
+                     "test.ping": {"app1": true, "db1": true, "web1": true}});
+    let mined = serde_json::from_slice::<serde_json::Value>(
+        &run(&["mine.get", "*", "roles,test.ping", "--out", "json"]).stdout,
+    );
+    let secret = json_returns(&salt(&["web1", "mine.get", "db1", "secret", "--out", "json"]));
+    mined.is_ok_and(|m| m == all) && secret.get("web1") == Some(&json!({"db1": "s3cr3t"}))
+}
+
+fn outputs(
+    run: impl Fn(&[&str]) -> std::process::Output,
+    salt: impl Fn(&[&str]) -> std::process::Output,
+) -> Vec<String> {
+    let shown = |kind: &str, args: &[&str], out: std::process::Output| {
+        format!("{kind} {args:?}: exit {:?}\n{}", out.status.code(), text(&out.stdout))
+    };
+    let runs = RUN_CASES.iter().map(|args| shown("salt-run", args, run(args)));
+    let minions = MINION_CASES.iter().map(|args| shown("salt", args, salt(args)));
+    runs.chain(minions).collect()
+}
+
+#[test]
+fn mine_get_prints_what_salt_3007_prints() {
+    let python = PythonMaster::start(&["auto_accept: True"]);
+    let endpoints = python.endpoints();
+    let specs =
+        MINIONS.iter().map(|(id, v, roles)| MinionSpec::new(id, *v).with_roles(roles).with_config(MINE_FUNCTIONS));
+    let mut minions: Vec<Minion> = specs.map(|s| Minion::start(s, &endpoints)).collect();
+    for m in &minions {
+        m.wait_authenticated(WAIT).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let py_run = |args: &[&str]| python.cli("salt-run", args);
+    let py_salt = |args: &[&str]| python.cli("salt", args);
+    let ready = wait_until(Duration::from_secs(90), || {
+        if json_returns(&py_salt(&["*", "test.ping", "--out", "json"])).len() < MINIONS.len() {
+            return false;
+        }
+        py_salt(SECRET);
+        mine_complete(py_run, py_salt)
+    });
+    assert!(ready, "Salt's master never had every minion's mine\n{}", python.log());
+    let want = outputs(py_run, py_salt);
+    let pki = python.pki_dir();
+    let cachedir = python.root().join("var/cache/salt/master");
+    let mut python = python;
+    python.stop();
+
+    // halite takes over the master's keys and ports; the minions send their mine again.
+    let master = Master::start_with(Setup {
+        extra: vec!["auto_accept: True".into()],
+        pki_dir: Some(pki),
+        ports: Some((endpoints.ret_port, endpoints.publish_port)),
+        cachedir: Some(cachedir),
+        sock_dir: None,
+    });
+    let run = |args: &[&str]| salt_run(&master, args);
+    let halite_salt = |args: &[&str]| salt(&master, args);
+    let ready = wait_until(Duration::from_secs(90), || {
+        if json_returns(&halite_salt(&["*", "test.ping", "--out", "json"])).len() < MINIONS.len() {
+            return false;
+        }
+        halite_salt(&["*", "mine.update"]);
+        halite_salt(SECRET);
+        mine_complete(run, halite_salt)
+    });
+    assert!(ready, "halite never had every minion's mine\n{}", master.log());
+    let got = outputs(run, halite_salt);
+    Minion::stop_all(&mut minions);
+    let differ: Vec<String> =
+        want.iter().zip(&got).filter(|(w, g)| w != g).map(|(w, g)| format!("Salt:\n{w}\nhalite:\n{g}")).collect();
+    assert!(differ.is_empty(), "{} cases differ:\n{}", differ.len(), differ.join("\n"));
+    // The comparison means something only if Salt answered with data.
+    assert!(want.iter().any(|w| w.contains("s3cr3t")) && want.iter().any(|w| w.contains("- web")), "{want:?}");
+    assert!(!want.iter().any(|w| w.contains("did not return") || w.contains("not available")), "{want:?}");
 }
