@@ -260,19 +260,12 @@ fn mine_get_prints_what_salt_3007_prints() {
     });
     assert!(ready, "Salt's master never had every minion's mine\n{}", python.log());
     let want = outputs(py_run, py_salt);
-    let pki = python.pki_dir();
-    let cachedir = python.root().join("var/cache/salt/master");
+    let setup = Setup::taking_over(&python);
     let mut python = python;
     python.stop();
 
     // halite takes over the master's keys and ports; the minions send their mine again.
-    let master = Master::start_with(Setup {
-        extra: vec!["auto_accept: True".into()],
-        pki_dir: Some(pki),
-        ports: Some((endpoints.ret_port, endpoints.publish_port)),
-        cachedir: Some(cachedir),
-        sock_dir: None,
-    });
+    let master = Master::start_with(setup);
     let run = |args: &[&str]| salt_run(&master, args);
     let halite_salt = |args: &[&str]| salt(&master, args);
     let ready = wait_until(Duration::from_secs(90), || {
