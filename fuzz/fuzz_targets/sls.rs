@@ -20,7 +20,12 @@ impl TemplateFiles for Neighbour {
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let grains = halite_yaml::load("{id: m, roles: [app, db], os: Debian, num_cpus: 2}").expect("grains");
-    let data = FnData { grains, pillar: halite_yaml::Value::Map(Vec::new()), opts: halite_yaml::Value::Map(Vec::new()) };
+    let data = FnData {
+        grains,
+        pillar: halite_yaml::Value::Map(Vec::new()),
+        opts: halite_yaml::Value::Map(Vec::new()),
+        mine: None,
+    };
     let env = JinjaEnv::new(Arc::new(Neighbour), &Globals::new(Arc::new(data)), "base", JinjaOptions::default());
     let file = FileContext { saltenv: "base".into(), sls: "fuzzed".into(), rel: "fuzzed.sls".into(), ..Default::default() };
     let _ = halite_pillar::render::compile(text, "jinja|yaml", &env, &file);

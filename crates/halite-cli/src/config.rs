@@ -24,16 +24,3 @@ pub fn load(dir: Option<&Path>) -> anyhow::Result<MasterConfig> {
     }
     Ok(config)
 }
-
-/// The master's id as Salt derives it when the config sets none: `<hostname>_master`.
-pub fn master_id(config: &MasterConfig) -> String {
-    if let Some(id) = config.extra("id").and_then(|v| v.as_str()) {
-        return id.to_owned();
-    }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{host}_master")
-}

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use halite_config::MasterConfig;
 use halite_ipc::{JobQuery, PillarQuery, Request};
-use halite_runner::{Backend, JobChannel, Published, Settings};
+use halite_runner::{mine_load, Backend, JobChannel, Published, Settings};
 use halite_yaml::Value;
 
 use crate::client::{Client, ClientError, Identity};
@@ -80,6 +80,11 @@ impl Backend for Local<'_> {
         };
         let pki = halite_pki::PkiDir::open(&self.config.pki_dir).map_err(keys)?;
         pki.list(halite_pki::KeyState::Accepted).map_err(keys)
+    }
+
+    fn mine_get(&mut self, tgt: Value, fun: Value, tgt_type: Value) -> Result<Value, ClientError> {
+        let load = mine_load(&self.config.master_id(), tgt, fun, tgt_type);
+        self.ask(|user, key| Request::Mine { user, key, load })
     }
 
     fn notice(&mut self, text: &str) {

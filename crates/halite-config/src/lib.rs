@@ -202,6 +202,20 @@ pub enum StateAggregate {
 }
 
 impl MasterConfig {
+    /// The master's id: the `id` option, else `<hostname>_master` as Salt derives it. The
+    /// mine's ACLs and salt-key's rotation dropfile name the master by it.
+    pub fn master_id(&self) -> String {
+        if let Some(id) = self.extra("id").and_then(|v| v.as_str()) {
+            return id.to_owned();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        format!("{host}_master")
+    }
+
     /// Reads the configuration in `config_dir` (Salt's `-c`), or the embedded defaults with
     /// `None`. Relative paths are taken from the current directory.
     pub fn load(config_dir: Option<&Path>) -> Result<(MasterConfig, Vec<Warning>), ConfigError> {

@@ -91,6 +91,9 @@ pub enum Request {
     /// Stream every event of the master's bus from now on (`salt-run state.event`); the
     /// client filters by tag, as Salt's does.
     Watch { user: String, key: String },
+    /// Read the mine (`salt-run mine.get`): `load` is the `_mine_get` load a minion would
+    /// send (`id`, `tgt`, `fun`, `tgt_type`), answered the same way.
+    Mine { user: String, key: String, load: Value },
 }
 
 /// What `pillar.show_pillar` and `pillar.show_top` ask for.
@@ -176,6 +179,12 @@ impl Request {
                     ("top", Value::Boolean(query.top)),
                 ])
             }
+            Request::Mine { user, key, load } => map([
+                ("cmd", Value::from("mine")),
+                ("user", Value::from(user.as_str())),
+                ("key", Value::from(key.as_str())),
+                ("load", load.clone()),
+            ]),
         }
     }
 
@@ -221,6 +230,7 @@ impl Request {
                 };
                 Ok(Request::Pillar { user: text("user")?, key: text("key")?, query })
             }
+            "mine" => Ok(Request::Mine { user: text("user")?, key: text("key")?, load: load()? }),
             other => Err(IpcError::Malformed(format!("unknown cmd {other:?}"))),
         }
     }
@@ -234,6 +244,7 @@ impl Request {
             | Request::Fire { user, .. }
             | Request::Pillar { user, .. }
             | Request::Watch { user, .. } => user,
+            Request::Mine { user, .. } => user,
         }
     }
 
@@ -246,6 +257,7 @@ impl Request {
             | Request::Fire { key, .. }
             | Request::Pillar { key, .. }
             | Request::Watch { key, .. } => key,
+            Request::Mine { key, .. } => key,
         }
     }
 }
@@ -403,6 +415,9 @@ mod tests {
                 top: true,
             },
         };
+        assert_eq!(Request::from_value(&r.to_value()).unwrap(), r);
+        let mine = map([("tgt", Value::from("*")), ("fun", Value::from("network.ip_addrs"))]);
+        let r = Request::Mine { user: "root".into(), key: "k".into(), load: mine };
         assert_eq!(Request::from_value(&r.to_value()).unwrap(), r);
     }
 

@@ -128,6 +128,29 @@ fn shown(tgt: &Value) -> String {
     }
 }
 
+/// Salt's `check_minions` against the accepted keys of `pki` and the minion data cache of
+/// `store` (also what the mine targets with).
+pub(crate) fn expected_in(
+    pki: &halite_pki::PkiDir,
+    store: &halite_store::Store,
+    nodegroups: &[(String, Value)],
+    tgt: &Value,
+    tgt_type: &str,
+    delimiter: &str,
+) -> Result<Matched, PublishError> {
+    let kind = TargetType::from_name(tgt_type).ok_or_else(|| PublishError::UnknownTargetType(tgt_type.into()))?;
+    let internal = |e: &dyn std::fmt::Display| PublishError::Internal(e.to_string());
+    let accepted = pki.list(halite_pki::KeyState::Accepted).map_err(|e| internal(&e))?;
+    let data = if reads_minion_data(kind) {
+        store.minion_data_of(&accepted).map_err(|e| internal(&e))?
+    } else {
+        HashMap::new()
+    };
+    let snapshot = Snapshot { accepted, data };
+    halite_target::check_minions(&snapshot, &Expr::from_value(tgt), kind, delimiter, nodegroups)
+        .map_err(|source| PublishError::Target { tgt: shown(tgt), source })
+}
+
 fn id_list(ids: &[String]) -> Value {
     Value::Array(ids.iter().map(|m| Value::from(m.as_str())).collect())
 }
@@ -135,17 +158,7 @@ fn id_list(ids: &[String]) -> Value {
 impl Master {
     /// Salt's `check_minions` against the accepted keys and the minion data cache.
     pub fn expected_minions(&self, tgt: &Value, tgt_type: &str, delimiter: &str) -> Result<Matched, PublishError> {
-        let kind = TargetType::from_name(tgt_type).ok_or_else(|| PublishError::UnknownTargetType(tgt_type.into()))?;
-        let internal = |e: &dyn std::fmt::Display| PublishError::Internal(e.to_string());
-        let accepted = self.pki.list(halite_pki::KeyState::Accepted).map_err(|e| internal(&e))?;
-        let data = if reads_minion_data(kind) {
-            self.store.minion_data_of(&accepted).map_err(|e| internal(&e))?
-        } else {
-            HashMap::new()
-        };
-        let snapshot = Snapshot { accepted, data };
-        halite_target::check_minions(&snapshot, &Expr::from_value(tgt), kind, delimiter, &self.settings.nodegroups)
-            .map_err(|source| PublishError::Target { tgt: shown(tgt), source })
+        expected_in(&self.pki, &self.store, &self.settings.nodegroups, tgt, tgt_type, delimiter)
     }
 
     /// Salt's `ClearFuncs.publish` after authentication: resolve the expected minions,

@@ -2,8 +2,9 @@
 //! async shell of `main.rs`.
 //!
 //! Owns: the request dispatch table (`_auth`, `_pillar`, `_minion_event`, `_return`, the file
-//! server commands of `files.rs`, the peer commands of `peer.rs`, clear
-//! `publish`), runners in the master (`runner.rs`), the shared AES key and its rotation, publish serials, the in-process event bus,
+//! server commands of `files.rs`, the peer commands of `peer.rs`, the mine commands of
+//! `mine.rs`, clear `publish`), runners in the master (`runner.rs`), the shared AES key and
+//! its rotation (`rotation.rs`), publish serials, the in-process event bus,
 //! the local-client user keys, and jids.
 //!
 //! Must not: parse or seal wire formats itself (halite-proto does), read or write key files
@@ -20,6 +21,7 @@ pub mod jid;
 pub mod jobs;
 pub mod local;
 pub mod master;
+pub mod mine;
 pub mod peer;
 pub mod presence;
 pub mod rotation;

@@ -213,6 +213,12 @@ impl Connection {
                 self.watching = true;
                 Ok(Value::Boolean(true))
             }
+            Request::Mine { load, .. } => {
+                let master = self.master.clone();
+                tokio::task::spawn_blocking(move || master.mine.get(&load))
+                    .await
+                    .map_err(|e| (ErrorKind::Internal, format!("mine task failed: {e}")))
+            }
             Request::Connected { .. } => {
                 let master = self.master.clone();
                 let ids = tokio::task::spawn_blocking(move || master.connected_ids())

@@ -28,6 +28,8 @@ use crate::peer::{Deferred, DeferredCmd};
 /// What the master needs from its configuration, resolved once at start-up.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The `id` option, else `<hostname>_master`: who the master is to the mine's ACLs.
+    pub master_id: String,
     pub publish_port: u16,
     pub cachedir: PathBuf,
     pub max_minions: usize,
@@ -44,6 +46,7 @@ pub struct Settings {
     pub hash_type: String,
     pub fileserver: halite_fileserver::Settings,
     pub pillar: halite_pillar::Settings,
+    pub mine: crate::mine::MineSettings,
     /// The options `_master_opts` sends minions besides `file_roots`: those that decide how
     /// a minion compiles its highstate (top merging, renderer, Jinja settings, nodegroups).
     pub master_opts: Value,
@@ -61,6 +64,7 @@ impl Settings {
             )
         })?;
         Ok(Self {
+            master_id: c.master_id(),
             publish_port: c.publish_port,
             cachedir: c.cachedir.clone(),
             max_minions: usize::try_from(c.max_minions).unwrap_or(usize::MAX),
@@ -83,6 +87,7 @@ impl Settings {
             master_opts: master_opts(c),
             peer: crate::peer::PeerSettings::from_config(c)?,
             pillar: halite_pillar::Settings::from_config(c)?,
+            mine: crate::mine::MineSettings::from_config(c),
             policy: AuthPolicy {
                 open_mode: c.open_mode,
                 auto_accept: c.auto_accept,
@@ -130,7 +135,9 @@ pub struct Master {
     pub pillar: halite_pillar::Compiler,
     pub keys: MasterKeys,
     pub pki: PkiDir,
-    pub store: Store,
+    pub store: Arc<Store>,
+    /// `_mine*` and templates' `mine.get`, over the same store.
+    pub mine: Arc<crate::mine::Mine>,
     pub aes: AesKey,
     pub events: EventBus,
     pub user_keys: UserKeys,
@@ -183,7 +190,14 @@ impl Master {
         publisher: halite_zmq::PublishSender,
     ) -> anyhow::Result<Self> {
         let fileserver = halite_fileserver::Roots::new(settings.fileserver.clone())?;
-        let pillar = halite_pillar::Compiler::new(settings.pillar.clone())?;
+        let store = Arc::new(store);
+        let mine = Arc::new(crate::mine::Mine::new(
+            Arc::clone(&store),
+            pki.clone(),
+            settings.nodegroups.clone(),
+            settings.mine.clone(),
+        ));
+        let pillar = halite_pillar::Compiler::new(settings.pillar.clone())?.with_mine(mine.clone());
         Ok(Self {
             fileserver,
             pillar,
@@ -191,6 +205,7 @@ impl Master {
             keys,
             pki,
             store,
+            mine,
             aes: AesKey::generate()?,
             // Room for every return of a 10,000-minion job in one burst, so a CLI rarely lags.
             events: EventBus::new(16384),
@@ -431,18 +446,18 @@ impl Master {
                 return Vec::new();
             }
             Some(cmd) if let Some(answer) = self.peer_command(cmd, &minion, &opened.load) => answer,
+            Some(cmd) if let Some(answer) = self.mine.command(cmd, &minion, &opened.load) => answer,
             Some(cmd) if cmd.starts_with("__") => map::<_, String>([]),
+            Some(cmd) if let Some(answer) = self.file_command(cmd, &opened.load) => answer,
             // 3008 minions announce the resources they manage at start. halite has no
             // resource targeting (T@/M@) yet; the minion only logs the answer, so the
             // registration is acknowledged and dropped rather than warned about on every start.
-            Some(cmd) if let Some(answer) = self.file_command(cmd, &opened.load) => answer,
             Some("_register_resources") => {
                 debug!("resource registration ignored: resource targeting is not supported");
                 Value::Boolean(true)
             }
             Some(cmd) => {
-                // Salt answers an unknown AESFuncs command with False. The mine commands
-                // land with later work.
+                // Salt answers an unknown AESFuncs command with False.
                 warn!(%cmd, "command not served yet; answering False as Salt does for unknown commands");
                 Value::Boolean(false)
             }

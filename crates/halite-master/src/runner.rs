@@ -125,6 +125,10 @@ impl Backend for InProcess<'_> {
         Ok(self.master.pki.list(halite_pki::KeyState::Accepted)?)
     }
 
+    fn mine_get(&mut self, tgt: Value, fun: Value, tgt_type: Value) -> Result<Value, InProcessError> {
+        Ok(self.master.mine.get(&halite_runner::mine_load(&self.master.settings.master_id, tgt, fun, tgt_type)))
+    }
+
     fn notice(&mut self, text: &str) {
         info!("runner: {text}");
     }

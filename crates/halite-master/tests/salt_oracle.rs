@@ -170,21 +170,13 @@ fn salt_cli_output_matches_salt_3007() {
         m.wait_log_contains("__mine_interval", TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     }
     std::thread::sleep(Duration::from_secs(2));
-    let pki = python.pki_dir();
     // The migration case: halite reads the Python master's config paths, so it also finds
     // its minion data cache (grains) and its `.root_key`.
-    let cachedir = python.root().join("var/cache/salt/master");
-    let sock_dir = python.root().join("var/run/salt/master");
+    let setup = Setup::taking_over(&python);
     let mut python = python;
     python.stop();
 
-    let master = Master::start_with(Setup {
-        extra: vec!["auto_accept: True".into()],
-        pki_dir: Some(pki),
-        ports: Some((endpoints.ret_port, endpoints.publish_port)),
-        cachedir: Some(cachedir),
-        sock_dir: Some(sock_dir),
-    });
+    let master = Master::start_with(setup);
     let salt = |args: &[&str]| {
         std::process::Command::new(workspace_bin("salt"))
             .arg("-c")

@@ -198,6 +198,7 @@ pub struct Compiled {
 pub struct Compiler {
     settings: Settings,
     roots: Arc<Roots>,
+    mine: Option<Arc<dyn salt_fns::Mine>>,
 }
 
 struct EnvFiles {
@@ -239,7 +240,13 @@ impl Compiler {
             buffer_size: halite_fileserver::DEFAULT_BUFFER_SIZE,
             hash_type: "sha256".into(),
         })?;
-        Ok(Compiler { settings, roots: Arc::new(roots) })
+        Ok(Compiler { settings, roots: Arc::new(roots), mine: None })
+    }
+
+    /// Where templates' `mine.get` reads (the master's mine); without it they find nothing.
+    pub fn with_mine(mut self, mine: Arc<dyn salt_fns::Mine>) -> Compiler {
+        self.mine = Some(mine);
+        self
     }
 
     pub fn settings(&self) -> &Settings {
@@ -301,7 +308,8 @@ impl Compiler {
         set_key(&mut opts, "id", Value::from(req.minion_id));
         set_key(&mut opts, "saltenv", req.saltenv.map_or(Value::Nil, Value::from));
         set_key(&mut opts, "pillarenv", pillarenv.as_deref().map_or(Value::Nil, Value::from));
-        let data = Arc::new(FnData { grains: grains.clone(), pillar: Value::Map(Vec::new()), opts });
+        let data =
+            Arc::new(FnData { grains: grains.clone(), pillar: Value::Map(Vec::new()), opts, mine: self.mine.clone() });
         let avail = self
             .envs(pillarenv.as_deref().or(req.saltenv))
             .into_iter()

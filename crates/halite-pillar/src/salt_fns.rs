@@ -7,9 +7,30 @@
 //! `pillar.*` (and the `pillar` variable) see an empty pillar, as in Salt: its loader's
 //! `__pillar__` is empty while pillar renders (no `ext_pillar_first` in halite), whatever
 //! was compiled before and whatever the minion sent as `pillar_override`.
+//!
+//! `mine.get` answers from the master's mine ([`Mine`], which the master implements over
+//! its store), as the minion whose pillar compiles would get it with its own `mine.get`.
+//! Salt renders pillar with `file_client: local`, so there `mine.get` reads the master's
+//! own, normally empty, local mine cache; halite gives templates the real mine instead.
+
+use std::sync::Arc;
 
 use halite_yaml::py::{self, truthy};
 use halite_yaml::{yamlify_arg, Value};
+
+/// The master's mine, as templates read it.
+pub trait Mine: Send + Sync {
+    /// What Salt's `_mine_get` answers minion `requester` asking for `fun` of the minions
+    /// `tgt` (of type `tgt_type`) names: the targeting, ACLs and reply shapes are the
+    /// master's.
+    fn get(&self, requester: &str, tgt: &Value, fun: &Value, tgt_type: &Value) -> Value;
+}
+
+impl std::fmt::Debug for dyn Mine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Mine")
+    }
+}
 
 /// The data functions read.
 #[derive(Debug, Clone)]
@@ -18,6 +39,8 @@ pub struct FnData {
     pub pillar: Value,
     /// The master's options as the loader has them (with the minion's `id`).
     pub opts: Value,
+    /// Where `mine.get` reads; without one it finds nothing, as Salt's master does.
+    pub mine: Option<Arc<dyn Mine>>,
 }
 
 /// The functions halite answers, for error messages and documentation.
@@ -36,6 +59,7 @@ pub const FUNCTIONS: &[&str] = &[
     "slsutil.merge",
     "test.true",
     "test.false",
+    "mine.get",
 ];
 
 /// Why a call failed; the renderer adds the template's name.
@@ -118,8 +142,34 @@ pub fn call(function: &str, args: &Args, data: &FnData) -> Result<Value, CallErr
         }
         "test.true" => Value::Boolean(true),
         "test.false" => Value::Boolean(false),
+        "mine.get" => mine_get(args, data)?,
         other => return Err(CallError::Unknown(other.to_owned())),
     })
+}
+
+/// `mine.get(tgt, fun, tgt_type='glob', exclude_minion=False)` from the minion whose
+/// pillar compiles. As in Salt's module, `exclude_minion` drops only a top-level key (the
+/// one-function shape).
+fn mine_get(args: &Args, data: &FnData) -> Result<Value, CallError> {
+    let function = "mine.get";
+    let required = |pos: usize, name: &str| {
+        args.get(pos, name).cloned().ok_or_else(|| CallError::BadArguments {
+            function: function.to_owned(),
+            reason: format!("missing required argument {name:?}"),
+        })
+    };
+    let (tgt, fun) = (required(0, "tgt")?, required(1, "fun")?);
+    let tgt_type = args.get(2, "tgt_type").cloned().unwrap_or_else(|| Value::from("glob"));
+    let exclude_minion = args.get(3, "exclude_minion").is_some_and(truthy);
+    let requester = lookup(&data.opts, &Value::from("id")).and_then(Value::as_str).unwrap_or_default();
+    let mut ret = match &data.mine {
+        Some(mine) => mine.get(requester, &tgt, &fun, &tgt_type),
+        None => Value::Map(Vec::new()),
+    };
+    if let (true, Value::Map(pairs)) = (exclude_minion, &mut ret) {
+        pairs.retain(|(k, _)| k.as_str() != Some(requester));
+    }
+    Ok(ret)
 }
 
 /// `config.get`: the master's options, then grains, then pillar, then pillar's `master`.
@@ -204,8 +254,12 @@ mod tests {
 
     #[test]
     fn calls() {
-        let data =
-            FnData { grains: y("roles: [db]\nos: Debian\n"), pillar: y("{}"), opts: y("file_roots: {base: [/srv]}") };
+        let data = FnData {
+            grains: y("roles: [db]\nos: Debian\n"),
+            pillar: y("{}"),
+            opts: y("file_roots: {base: [/srv]}"),
+            mine: None,
+        };
         let args = |p: &[&str]| Args { positional: p.iter().map(|s| Value::from(*s)).collect(), keyword: vec![] };
         assert_eq!(call("grains.get", &args(&["roles"]), &data).unwrap(), y("[db]"));
         assert_eq!(call("grains.get", &args(&["nope"]), &data).unwrap(), y("''"));
@@ -214,5 +268,44 @@ mod tests {
         assert_eq!(call("config.get", &args(&["os"]), &data).unwrap(), y("Debian"));
         assert_eq!(call("grains.item", &args(&["os", "roles"]), &data).unwrap(), y("{os: Debian, roles: [db]}"));
         assert!(matches!(call("cmd.run", &args(&["id"]), &data), Err(CallError::Unknown(_))));
+        assert_eq!(call("mine.get", &args(&["*", "network.ip_addrs"]), &data).unwrap(), y("{}"), "no mine");
+        assert!(matches!(call("mine.get", &args(&["*"]), &data), Err(CallError::BadArguments { .. })));
+    }
+
+    /// Answers as if every minion named `a*` had `fun` → its id, recording the requests.
+    struct FakeMine(std::sync::Mutex<Vec<String>>);
+
+    impl Mine for FakeMine {
+        fn get(&self, requester: &str, tgt: &Value, fun: &Value, tgt_type: &Value) -> Value {
+            let seen = format!("{requester} {} {} {}", py::text(tgt), py::text(fun), py::text(tgt_type));
+            self.0.lock().unwrap().push(seen);
+            y("{a1: [10.0.0.1], a2: [10.0.0.2]}")
+        }
+    }
+
+    #[test]
+    fn mine_get_asks_the_master_as_the_compiling_minion() {
+        let mine = Arc::new(FakeMine(Default::default()));
+        let data = FnData {
+            grains: y("{}"),
+            pillar: y("{}"),
+            opts: y("id: a1"),
+            mine: Some(Arc::clone(&mine) as Arc<dyn Mine>),
+        };
+        let args = |p: &[&str], kw: &[(&str, Value)]| Args {
+            positional: p.iter().map(|s| Value::from(*s)).collect(),
+            keyword: kw.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        };
+        let all = y("{a1: [10.0.0.1], a2: [10.0.0.2]}");
+        assert_eq!(call("mine.get", &args(&["a*", "network.ip_addrs"], &[]), &data).unwrap(), all);
+        let excluded =
+            call("mine.get", &args(&["a*", "f", "glob"], &[("exclude_minion", Value::Boolean(true))]), &data);
+        assert_eq!(excluded.unwrap(), y("{a2: [10.0.0.2]}"));
+        call("mine.get", &args(&["G@r:x", "f"], &[("tgt_type", Value::from("compound"))]), &data).unwrap();
+        assert_eq!(
+            *mine.0.lock().unwrap(),
+            ["a1 a* network.ip_addrs glob", "a1 a* f glob", "a1 G@r:x f compound"],
+            "the compiling minion asks, with the template's target type"
+        );
     }
 }

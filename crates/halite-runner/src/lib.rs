@@ -50,6 +50,9 @@ pub trait Backend: JobChannel {
     fn connected(&mut self) -> Result<Vec<String>, Self::Error>;
     /// Accepted minion ids.
     fn accepted(&mut self) -> Result<Vec<String>, Self::Error>;
+    /// The mine data `tgt`/`fun`/`tgt_type` select, asked as the master's own id (Salt's
+    /// `RemoteFuncs._mine_get` with `id: <master id>`, so minion-side ACLs apply to it).
+    fn mine_get(&mut self, tgt: Value, fun: Value, tgt_type: Value) -> Result<Value, Self::Error>;
     /// What a Salt runner prints besides its return (`salt-run` prints it, the master logs it).
     fn notice(&mut self, text: &str);
 }
@@ -105,6 +108,7 @@ pub const FUNCTIONS: &[&str] = &[
     "manage.present",
     "manage.status",
     "manage.up",
+    "mine.get",
     "pillar.show_pillar",
     "pillar.show_top",
 ];
@@ -119,6 +123,9 @@ pub fn call<B: Backend>(
 ) -> Result<RunnerOutput, RunnerError> {
     if fun == "pillar.show_pillar" {
         return show_pillar(ctx, args);
+    }
+    if fun == "mine.get" {
+        return mine_get(ctx, args);
     }
     let params: &[&str] = match fun {
         "jobs.lookup_jid" => &["jid", "ext_source", "returned", "missing", "display_progress"],
@@ -248,6 +255,34 @@ fn show_pillar<B: Backend>(ctx: &mut B, args: &[Value]) -> Result<RunnerOutput, 
 
 fn pillar<B: Backend>(ctx: &mut B, query: PillarQuery) -> Result<Value, RunnerError> {
     ctx.pillar(query).map_err(RunnerError::backend)
+}
+
+/// The `_mine_get` load a runner sends as `master_id`.
+pub fn mine_load(master_id: &str, tgt: Value, fun: Value, tgt_type: Value) -> Value {
+    Value::Map(vec![
+        (Value::from("id"), Value::from(master_id)),
+        (Value::from("fun"), fun),
+        (Value::from("tgt"), tgt),
+        (Value::from("tgt_type"), tgt_type),
+    ])
+}
+
+/// `mine.get(tgt, fun, tgt_type='glob')`.
+fn mine_get<B: Backend>(ctx: &mut B, args: &[Value]) -> Result<RunnerOutput, RunnerError> {
+    let bound = bind("get", &["tgt", "fun", "tgt_type"], args)?;
+    let arg = |name: &str| bound.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+    let (Some(tgt), Some(fun)) = (arg("tgt"), arg("fun")) else {
+        let missing: Vec<String> =
+            ["tgt", "fun"].iter().filter(|p| arg(p).is_none()).map(|p| format!("'{p}'")).collect();
+        return Err(RunnerError::BadArguments(format!(
+            "get() missing {} required positional argument{}: {}",
+            missing.len(),
+            if missing.len() > 1 { "s" } else { "" },
+            missing.join(" and ")
+        )));
+    };
+    let tgt_type = arg("tgt_type").unwrap_or_else(|| Value::from("glob"));
+    ctx.mine_get(tgt, fun, tgt_type).map(RunnerOutput::plain).map_err(RunnerError::backend)
 }
 
 /// Binds positional and keyword arguments to parameter names, as Python calls a function;

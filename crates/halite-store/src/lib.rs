@@ -1,5 +1,6 @@
 //! The master's own durable data, in one redb file: the minion data cache (the grains and
-//! pillar each minion last reported through `_pillar`), the per-minion session keys of
+//! pillar each minion last reported through `_pillar`, and its mine ([`mine`])), the
+//! per-minion session keys of
 //! 3007+ request channels, and the job cache ([`jobs`]: each job's load, expected minions
 //! and every return).
 //!
@@ -22,6 +23,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 
 mod group;
 pub mod jobs;
+pub mod mine;
 
 const MINION_DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("minion_data");
 const SESSIONS: TableDefinition<&str, (u64, &str)> = TableDefinition::new("sessions");
@@ -70,6 +72,7 @@ impl Store {
         store.write("creating tables", "", |txn| {
             txn.open_table(MINION_DATA)?;
             txn.open_table(SESSIONS)?;
+            txn.open_table(mine::MINE)?;
             jobs::create_tables(txn)?;
             Ok(())
         })?;
@@ -206,11 +209,12 @@ impl Store {
         self.write("forgetting minion", id, |txn| {
             txn.open_table(MINION_DATA)?.remove(id)?;
             txn.open_table(SESSIONS)?.remove(id)?;
+            txn.open_table(mine::MINE)?.remove(id)?;
             Ok(())
         })
     }
 
-    /// Ids the store holds anything for (minion data or a session key), sorted.
+    /// Ids the store holds anything for (minion data, mine data or a session key), sorted.
     pub fn known_minions(&self) -> Result<Vec<String>, StoreError> {
         let what = "listing known minions";
         let txn = self.db.begin_read().map_err(|e| self.err(what, "*", e))?;
@@ -221,6 +225,10 @@ impl Store {
         }
         let sessions = txn.open_table(SESSIONS).map_err(|e| self.err(what, "*", e))?;
         for row in sessions.iter().map_err(|e| self.err(what, "*", e))? {
+            ids.insert(row.map_err(|e| self.err(what, "*", e))?.0.value().to_owned());
+        }
+        let mine = txn.open_table(mine::MINE).map_err(|e| self.err(what, "*", e))?;
+        for row in mine.iter().map_err(|e| self.err(what, "*", e))? {
             ids.insert(row.map_err(|e| self.err(what, "*", e))?.0.value().to_owned());
         }
         Ok(ids.into_iter().collect())

@@ -405,8 +405,7 @@ impl Tool<'_> {
             }
         };
         let rotation = if change != Change::Accept && a.rotate_aes_key.eq_ignore_ascii_case("true") {
-            halite_pki::request_rotation(&self.config.cachedir, &halite_cli::config::master_id(&self.config))
-                .map(|_| ())
+            halite_pki::request_rotation(&self.config.cachedir, &self.config.master_id()).map(|_| ())
         } else {
             Ok(())
         };

@@ -42,6 +42,22 @@ pub struct Setup {
     pub sock_dir: Option<PathBuf>,
 }
 
+impl Setup {
+    /// Taking over from Salt's `python` master, as a site migrates: its keys, ports, minion
+    /// data cache (grains, `.root_key`) and sock_dir (so Salt's own CLI finds halite), with
+    /// `auto_accept`. Stop `python` before starting halite on this.
+    pub fn taking_over(python: &halite_testkit::PythonMaster) -> Setup {
+        let endpoints = python.endpoints();
+        Setup {
+            extra: vec!["auto_accept: True".into()],
+            pki_dir: Some(python.pki_dir()),
+            ports: Some((endpoints.ret_port, endpoints.publish_port)),
+            cachedir: Some(python.root().join("var/cache/salt/master")),
+            sock_dir: Some(python.root().join("var/run/salt/master")),
+        }
+    }
+}
+
 /// A halite-master process on loopback, in its own temp root, killed on drop.
 pub struct Master {
     dir: tempfile::TempDir,

@@ -311,6 +311,7 @@ mod tests {
             grains: halite_yaml::load("id: web1\nroles: [app, db]\nos: Debian\n").unwrap(),
             pillar: Value::Map(vec![]),
             opts: halite_yaml::load("renderer: jinja|yaml\n").unwrap(),
+            mine: None,
         };
         let env = JinjaEnv::new(Arc::new(Files(files)), &Globals::new(Arc::new(data)), "base", JinjaOptions::default());
         let file = FileContext {
