@@ -269,6 +269,12 @@ impl MasterConfig {
     }
 }
 
+/// Python's `glob.glob(pattern)` (not recursive), sorted: what Salt's path options (and the
+/// reactor's file paths) expand to.
+pub fn glob(pattern: &str) -> Vec<String> {
+    pypath::glob(pattern)
+}
+
 fn warn_unknown_keys(overrides: &Layer, warnings: &mut Vec<Warning>) {
     for entry in overrides.entries() {
         let Origin::File(file) = &entry.origin else {

@@ -20,7 +20,7 @@ pub mod compile;
 use std::sync::Arc;
 
 use halite_pillar::jinja::{FileContext, Globals, JinjaEnv, JinjaOptions, TemplateFiles};
-use halite_pillar::salt_fns::FnData;
+use halite_pillar::salt_fns::{FnData, Mine};
 use halite_yaml::Value;
 
 pub use action::{Action, KeyOp, LocalJob, Reaction, ReactionError, RunnerCall};
@@ -101,15 +101,17 @@ pub struct Renderer {
 
 impl Renderer {
     /// `opts` is what templates see as `opts`; `grains` the master's (Salt's `MasterMinion`
-    /// loads them); `templates` serves `{% import %}`s (Salt's file client, `base`).
+    /// loads them); `templates` serves `{% import %}`s (Salt's file client, `base`); `mine`
+    /// answers `salt['mine.get']`.
     pub fn new(
         renderer: &str,
         options: JinjaOptions,
         opts: Value,
         grains: Value,
         templates: Arc<dyn TemplateFiles>,
+        mine: Option<Arc<dyn Mine>>,
     ) -> Renderer {
-        let data = FnData { grains, pillar: Value::Map(Vec::new()), opts };
+        let data = FnData { grains, pillar: Value::Map(Vec::new()), opts, mine };
         Renderer { renderer: renderer.to_owned(), options, globals: Globals::new(Arc::new(data)), templates }
     }
 

@@ -26,7 +26,7 @@ impl TemplateFiles for Files {
 fn react(files: &[(&'static str, &'static str)], tag: &str, data: &str) -> Reactions {
     let files = Arc::new(Files(files.to_vec()));
     let opts = halite_yaml::load("{id: salt_master, renderer: jinja|yaml}").unwrap();
-    let r = Renderer::new("jinja|yaml", JinjaOptions::default(), opts, Value::Map(Vec::new()), files.clone());
+    let r = Renderer::new("jinja|yaml", JinjaOptions::default(), opts, Value::Map(Vec::new()), files.clone(), None);
     let paths: Vec<String> = files.0.iter().map(|(p, _)| (*p).to_owned()).collect();
     r.reactions(tag, &halite_yaml::load(data).unwrap(), &paths, files.as_ref())
 }
@@ -180,6 +180,7 @@ fn a_broken_file_is_reported_and_the_others_still_react() {
         Value::Map(vec![]),
         Value::Map(vec![]),
         Arc::new(Files(vec![])),
+        None,
     )
     .reactions("t", &Value::Nil, &["salt://nowhere.sls".into()], &Files(vec![]));
     assert_eq!(missing.errors, [ReactorError::Missing { path: "salt://nowhere.sls".into(), tag: "t".into() }]);
