@@ -223,6 +223,9 @@ impl High {
                 }
             }
         }
+        // Salt orders twice (`compile_high_data` ends with it, `reactions` does it again); the
+        // second pass is the one that adds `name_order` to chunks the first gave the default.
+        order_chunks(&mut chunks);
         order_chunks(&mut chunks);
         for chunk in &mut chunks {
             if get(chunk, "state").and_then(as_str) == Some("cmd") {

@@ -144,25 +144,32 @@ fn order_is_salts_order_then_state_name_fun() {
                aaa:\n  local.test.ping:\n    - tgt: '*'\n\
                last:\n  local.test.ping:\n    - tgt: '*'\n    - order: last\n\
                first:\n  runner.jobs.list_jobs:\n    - order: 1\n\
-               old:\n  cmd.test.echo:\n    - tgt: '*'\n    - arg: [x]\n";
+               old:\n  cmd.test.echo:\n    - tgt: '*'\n    - arg: [x]\n\
+               ping:\n  local.test.ping:\n    - names: [web1, web2]\n    - tgt: '*'\n";
     let r = ok(&react(&[("o.sls", sls)], "t", "{}"));
-    let ids: Vec<&str> = r.iter().map(|x| x.id.as_str()).collect();
-    // Salt sorts before it reads `cmd` as the old name of `local`: "cmd..." < "local...".
-    assert_eq!(ids, ["first", "old", "aaa", "zzz", "last"]);
+    let ids: Vec<String> = r.iter().map(|x| format!("{}/{}", x.id, halite_yaml::py::text(&name_of(x)))).collect();
+    // What Salt 3007.8's Compiler makes of the same file: `cmd` sorts before `local` (the
+    // alias is read after ordering), and `names` entries come after the default order.
+    assert_eq!(ids, ["first/first", "old/old", "aaa/aaa", "zzz/zzz", "ping/web1", "ping/web2", "last/last"]);
     assert_eq!(local(&r[1]).fun, "test.echo");
     assert_eq!(r[0].action, Action::Runner(RunnerCall { fun: "jobs.list_jobs".into(), arg: vec![], kwarg: vec![] }));
+    assert_eq!(local(&r[4]).kwargs.iter().find(|(k, _)| k == "order").map(|(_, v)| v), Some(&Value::F64(101.0001)));
 }
 
 #[test]
 fn names_expand_into_one_reaction_each() {
     let sls = "ping:\n  local.test.ping:\n    - names:\n      - web1\n      - web2\n    - tgt: '*'\n";
     let r = ok(&react(&[("n.sls", sls)], "t", "{}"));
-    let names: Vec<String> = r.iter().map(|x| halite_yaml::py::text(halite_reactor_name(x))).collect();
+    let names: Vec<String> = r.iter().map(|x| halite_yaml::py::text(&name_of(x))).collect();
     assert_eq!(names, ["web1", "web2"]);
 }
 
-fn halite_reactor_name(r: &Reaction) -> &Value {
-    &local(r).kwargs.iter().find(|(k, _)| k == "name").expect("name").1
+/// The `name` a reaction carries (its ID, or a `names` entry).
+fn name_of(r: &Reaction) -> Value {
+    match &r.action {
+        Action::Local(job) => job.kwargs.iter().find(|(k, _)| k == "name").map(|(_, v)| v.clone()).expect("name"),
+        _ => Value::from(r.id.as_str()),
+    }
 }
 
 #[test]
