@@ -6,6 +6,9 @@
 use halite_yaml::py::{self, text};
 use halite_yaml::Value;
 
+/// The requisites whose arguments `verify_high` checks.
+const REQUISITES: &[&str] = &["require", "watch", "prereq", "onchanges"];
+
 /// A chunk: Salt's low data for one reaction, keys in insertion order.
 pub type Chunk = Vec<(String, Value)>;
 
@@ -116,9 +119,24 @@ impl High {
                             }
                             funs.push(f);
                         }
-                        Value::Map(kv) if kv.len() != 1 => errors.push(format!(
-                            "Multiple dictionaries defined in argument of state '{name_text}' in SLS '{sls}'"
-                        )),
+                        // Salt fails on an empty mapping (`next(iter(arg))`) and reacts to nothing.
+                        Value::Map(kv) if kv.is_empty() => {
+                            errors.push(format!("An empty argument in state '{name_text}' in SLS '{sls}'"))
+                        }
+                        // Only requisites are checked for their shape, as in Salt.
+                        Value::Map(kv) if as_str(&kv[0].0).is_some_and(|k| REQUISITES.contains(&k)) => {
+                            if !matches!(kv[0].1, Value::Array(_)) {
+                                errors.push(format!(
+                                    "The {} statement in state '{name_text}' in SLS '{sls}' needs to be formed as a list",
+                                    text(&kv[0].0)
+                                ));
+                            }
+                            if kv.len() != 1 {
+                                errors.push(format!(
+                                    "Multiple dictionaries defined in argument of state '{name_text}' in SLS '{sls}'"
+                                ));
+                            }
+                        }
                         _ => {}
                     }
                 }
