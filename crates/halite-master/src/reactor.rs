@@ -169,15 +169,23 @@ impl Worker {
                     Err(_) => return,
                 }
             };
-            let reactions = self.renderer.reactions(&work.tag, &work.data, &work.files, self.files.as_ref());
-            for e in &reactions.errors {
-                error!(tag = %work.tag, "{e}");
+            // A defect in a renderer must not take a reactor thread down with it.
+            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.react(&work)));
+            if done.is_err() {
+                error!(tag = %work.tag, files = ?work.files, "the reaction to {} panicked; the reactor carries on", work.tag);
             }
-            for reaction in reactions.reactions {
-                match reaction {
-                    Ok(r) => self.execute(&work.tag, &r),
-                    Err(e) => error!(tag = %work.tag, "{e}"),
-                }
+        }
+    }
+
+    fn react(&self, work: &Work) {
+        let reactions = self.renderer.reactions(&work.tag, &work.data, &work.files, self.files.as_ref());
+        for e in &reactions.errors {
+            error!(tag = %work.tag, "{e}");
+        }
+        for reaction in reactions.reactions {
+            match reaction {
+                Ok(r) => self.execute(&work.tag, &r),
+                Err(e) => error!(tag = %work.tag, "{e}"),
             }
         }
     }
