@@ -11,15 +11,14 @@
 //! Actions: `local.*` publish through [`Master::publish_job`] (as Salt's `LocalClient`, user
 //! `root` or the configured `user`); `wheel.key.*` change keys through `halite-pki`, fire
 //! `salt/key` per changed key and ask for an AES rotation after a reject or delete (as
-//! `salt-key` does); `runner.*` is logged as not available (halite's runners live in
-//! `salt-run`).
+//! `salt-key` does); `runner.*` through [`Master::run_runner`] (the runners `salt-run` has).
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
 use halite_pki::KeyChange;
 use halite_proto::payload::{map, Value, ValueExt};
-use halite_reactor::{Action, KeyOp, LocalJob, Reaction, ReactorMap, Renderer, SourceFile, Sources};
+use halite_reactor::{Action, KeyOp, LocalJob, Reaction, ReactorMap, Renderer, RunnerCall, SourceFile, Sources};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, error, info, warn};
 
@@ -194,12 +193,18 @@ impl Worker {
         match &r.action {
             Action::Local(job) => self.local(tag, r, job),
             Action::WheelKey { op, patterns } => self.wheel_key(tag, r, *op, patterns),
-            Action::Runner(call) => error!(
-                tag, reaction = %r.id, sls = %r.sls,
-                "Reactor '{}' failed to execute runner '{}': runner reactions are not available in halite's master \
-                 yet",
-                r.id, call.fun
-            ),
+            Action::Runner(call) => self.runner(tag, r, call),
+        }
+    }
+
+    /// Salt hands runner reactions to its thread pool; here the reactor thread runs it (a
+    /// runner that waits for returns holds that thread, never a request worker).
+    fn runner(&self, tag: &str, r: &Reaction, call: &RunnerCall) {
+        match self.master.run_runner(&call.fun, call.arg.clone(), call.kwarg.clone()) {
+            Ok(ret) => info!(tag, reaction = %r.id, sls = %r.sls, fun = %call.fun, ret = %halite_yaml::py::repr(&ret),
+                "runner reaction done"),
+            Err(e) => error!(tag, reaction = %r.id, sls = %r.sls,
+                "Reactor '{}' failed to execute runner '{}': {e}", r.id, call.fun),
         }
     }
 

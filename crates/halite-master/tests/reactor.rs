@@ -1,6 +1,6 @@
 //! The reactor end to end, with real salt-minion 3007 processes: reactions to `salt/key`
 //! (halite's `salt-key -a`, and a `wheel.key.accept` reaction of the reactor itself), to
-//! `minion_start`, to `salt/auth`, and a broken and a missing reaction file that are logged
+//! `minion_start` (a local and a runner reaction), to `salt/auth`, and a broken and a missing reaction file that are logged
 //! while the master keeps serving.
 
 mod common;
@@ -17,8 +17,9 @@ const KEY_SLS: &str = "{% if data['act'] == 'accept' %}\n\
 ping_all:\n  local.test.echo:\n    - tgt: '*'\n    - arg:\n      - accepted {{ data['id'] }}\n\
 {% endif %}\n";
 
-const START_SLS: &str =
-    "mark_start:\n  local.grains.setval:\n    - tgt: {{ data['id'] }}\n    - arg:\n      - reactor_saw\n      - {{ tag }}\n";
+const START_SLS: &str = "mark_start:\n  local.grains.setval:\n    - tgt: {{ data['id'] }}\n    - arg:\n      \
+                         - reactor_saw\n      - {{ tag }}\npresent:\n  runner.manage.present: []\n\
+                         no_such: runner.nope.fun\n";
 
 /// The classic auto-accept reactor: new-style `args`, a wheel function, Jinja on the event.
 const AUTH_SLS: &str = "{% if data['act'] == 'pend' and data['id'].startswith('auto-') %}\n\
@@ -104,6 +105,13 @@ fn reactions_run_for_key_start_and_auth_events_and_broken_files_are_logged() {
     let log = master.log();
     assert!(log.contains("Failed to render \"salt://reactor/broken.sls\" for tag minion_start: Jinja error"), "{log}");
     assert!(log.contains("Can not render SLS salt://reactor/missing.sls for tag minion_start"), "{log}");
+    // Runner reactions run in the master; an unknown runner is an error naming the reaction.
+    let log = master.wait_log_contains("runner reaction done", TIMEOUT);
+    assert!(log.contains("fun=manage.present"), "{log}");
+    assert!(
+        log.contains("Reactor 'no_such' failed to execute runner 'nope.fun': 'nope.fun' is not available."),
+        "{log}"
+    );
 
     // salt-key -a on a pending minion: salt-key fires salt/key, the reactor publishes to
     // every accepted minion, and those connected return it.
