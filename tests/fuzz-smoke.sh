@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A short run of every fuzz target (the envelope, Crypticle and _auth decoders, ZMTP, both YAML
-# loaders, a pillar sls through jinja|yaml), seeded from fuzz/seeds (Salt's own messages,
+# loaders, a pillar sls through jinja|yaml, a reaction file), seeded from fuzz/seeds (Salt's own messages,
 # site sls files). Long campaigns: `cargo fuzz run <target>` without a limit.
 #
 # Usage: tests/fuzz-smoke.sh [SECONDS_PER_TARGET]
@@ -12,7 +12,7 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 # cargo fuzz passes -Z sanitizer flags; this machine has only a stable toolchain.
 export RUSTC_BOOTSTRAP=1
 cd fuzz
-for target in envelope crypticle auth yaml sls zmtp; do
+for target in envelope crypticle auth yaml sls zmtp reaction; do
   mkdir -p "corpus/$target"
   log=$(mktemp)
   if ! cargo fuzz run -O "$target" "corpus/$target" seeds -- -max_total_time="$secs" -rss_limit_mb=2048 >"$log" 2>&1; then
@@ -23,4 +23,4 @@ for target in envelope crypticle auth yaml sls zmtp; do
   grep -E '^Done' "$log" | sed "s/^/$target: /"
   rm -f "$log"
 done
-echo "fuzz smoke: 6 targets, ${secs}s each, no crash"
+echo "fuzz smoke: 7 targets, ${secs}s each, no crash"

@@ -176,6 +176,16 @@ pub struct MasterConfig {
     /// (`publish.runner`). Empty when unset (Salt has no default for it).
     pub peer_run: Vec<(String, Vec<String>)>,
 
+    // The reactor.
+    /// `reactor`: tag glob → reaction sls paths (`salt://...` or filesystem globs), in the
+    /// file's order; Salt's single-key mappings, a single path read as a list of one.
+    pub reactor: Vec<(String, Vec<String>)>,
+    /// Threads that render and run reactions.
+    pub reactor_worker_threads: u32,
+    /// Reactions that may wait for a reactor thread; past it an event's reactions are dropped
+    /// with an error in the log.
+    pub reactor_worker_hwm: u32,
+
     /// Every other option, sorted by name: Salt's default unless a file sets it, re-rooted
     /// where Salt re-roots it (`pidfile`, `extension_modules`, ...), plus the options Salt
     /// derives (`token_dir`, `syndic_dir`, `utils_dirs`) and unknown keys as written.
@@ -257,6 +267,12 @@ impl MasterConfig {
     pub fn extra(&self, key: &str) -> Option<&Value> {
         self.extra.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
+}
+
+/// Python's `glob.glob(pattern)` (not recursive), sorted: what Salt's path options (and the
+/// reactor's file paths) expand to.
+pub fn glob(pattern: &str) -> Vec<String> {
+    pypath::glob(pattern)
 }
 
 fn warn_unknown_keys(overrides: &Layer, warnings: &mut Vec<Warning>) {

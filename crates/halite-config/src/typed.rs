@@ -97,6 +97,10 @@ pub(crate) fn master_config(
         nodegroups: o.nodegroups("nodegroups")?,
         peer: o.peer_rules("peer")?,
         peer_run: o.peer_rules("peer_run")?,
+        reactor: o.reactor("reactor")?,
+        reactor_worker_threads: o.int_in("reactor_worker_threads", 1, 1024)?,
+        // Salt's thread pool reads 0 as an unbounded queue; halite's queue is always bounded.
+        reactor_worker_hwm: o.int_in("reactor_worker_hwm", 1, 10_000_000)?,
         extra: Vec::new(),
     };
     // Every option read into a field above leaves `extra`.
@@ -384,6 +388,38 @@ impl Options<'_> {
             rules.push((minions, funs));
         }
         Ok(rules)
+    }
+
+    /// Salt's `reactor`: a list of single-key mappings, tag glob → a path or a list of paths.
+    /// Salt skips a malformed entry without a word; halite refuses to start on one. Salt
+    /// also takes a string naming a file that holds the list, which halite does not read.
+    fn reactor(&self, key: &str) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+        let items = match self.optional(key) {
+            None | Some(Value::Nil) => return Ok(Vec::new()),
+            Some(Value::Array(items)) => items,
+            Some(other) => return Err(self.expected(key, "a list of mappings of a tag to reaction files", other)),
+        };
+        let mut reactor = Vec::new();
+        for item in items {
+            let Value::Map(pairs) = item else {
+                return Err(self.expected(key, "a mapping of one tag to its reaction files", item));
+            };
+            let [(tag, files)] = pairs.as_slice() else {
+                return Err(self.invalid(key, format!("an entry maps {} tags; each maps exactly one", pairs.len())));
+            };
+            let tag = py::str(tag).ok_or_else(|| self.invalid(key, format!("{} cannot be a tag", shown(tag))))?;
+            let path = |v: &Value| {
+                v.as_str().map(str::to_owned).ok_or_else(|| {
+                    self.invalid(key, format!("tag '{tag}': {} is not a path to a reaction file", shown(v)))
+                })
+            };
+            let files = match files {
+                Value::Array(list) => list.iter().map(path).collect::<Result<Vec<_>, _>>()?,
+                single => vec![path(single)?],
+            };
+            reactor.push((tag, files));
+        }
+        Ok(reactor)
     }
 
     fn state_aggregate(&self, key: &str) -> Result<StateAggregate, ConfigError> {

@@ -288,3 +288,37 @@ fn peer_rules_are_read_in_order_and_checked() {
     assert_invalid("peer:\n  '.*': 'test.*'\n", "peer");
     assert_invalid("peer_run:\n  '.*': [{'G@os:Debian': ['manage.*']}]\n", "peer_run");
 }
+
+#[test]
+fn reactor_maps_tags_to_files_and_refuses_malformed_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "master",
+        "reactor:\n  - 'salt/key':\n    - salt://reactor/key.sls\n    - /srv/reactor/*.sls\n  \
+         - 'salt/minion/*/start': salt://reactor/start.sls\nreactor_worker_threads: 2\nreactor_worker_hwm: 5\n",
+    );
+    let (c, _) = load(dir.path()).expect("load");
+    assert_eq!(
+        c.reactor,
+        vec![
+            ("salt/key".to_owned(), vec!["salt://reactor/key.sls".to_owned(), "/srv/reactor/*.sls".to_owned()]),
+            ("salt/minion/*/start".to_owned(), vec!["salt://reactor/start.sls".to_owned()]),
+        ]
+    );
+    assert_eq!((c.reactor_worker_threads, c.reactor_worker_hwm), (2, 5));
+    assert!(c.extra("reactor").is_none());
+
+    let empty = tempfile::tempdir().expect("tempdir");
+    let (c, _) = load(empty.path()).expect("load");
+    assert!(c.reactor.is_empty());
+    assert_eq!((c.reactor_worker_threads, c.reactor_worker_hwm), (10, 10_000));
+
+    assert_invalid("reactor: salt://reactor.sls\n", "reactor");
+    assert_invalid("reactor:\n  - salt/key\n", "reactor");
+    assert_invalid("reactor:\n  - {a: x.sls, b: y.sls}\n", "reactor");
+    assert_invalid("reactor:\n  - a: [1]\n", "reactor");
+    assert_invalid("reactor_worker_threads: 0\n", "reactor_worker_threads");
+    assert_invalid("reactor_worker_hwm: 0\n", "reactor_worker_hwm");
+    assert_invalid("reactor_worker_hwm: many\n", "reactor_worker_hwm");
+}

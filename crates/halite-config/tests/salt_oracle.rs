@@ -184,6 +184,9 @@ fn halite_opts(c: &MasterConfig) -> Map<String, Json> {
     put("jinja_lstrip_blocks", json!(c.jinja_lstrip_blocks));
     put("jinja_trim_blocks", json!(c.jinja_trim_blocks));
     put("nodegroups", pairs(&c.nodegroups));
+    put("reactor", Json::Array(c.reactor.iter().map(|(tag, files)| json!({ tag: files })).collect()));
+    put("reactor_worker_threads", json!(c.reactor_worker_threads));
+    put("reactor_worker_hwm", json!(c.reactor_worker_hwm));
     for (k, v) in &c.extra {
         put(k, to_json(v));
     }

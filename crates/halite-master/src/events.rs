@@ -1,6 +1,6 @@
 //! The master's event bus: Salt's tags and data, fanned out to whoever listens in-process.
-//! Later work exposes it to the CLI and reactors; today it is what `_minion_event`, `_return`
-//! and `_auth` report into, so nothing a minion says is dropped on the floor.
+//! `_minion_event`, `_return`, `_auth` and the master's own jobs and key changes report into
+//! it; Salt's event socket (`event_pub`), the local channel and the reactor (`reactor`) read it.
 
 use halite_proto::Value;
 use tokio::sync::broadcast;
@@ -40,7 +40,7 @@ impl EventBus {
     }
 }
 
-/// Writes every event to the debug log: the bus's journal until the CLI and reactors listen.
+/// Writes every event to the debug log: the bus's journal.
 pub async fn journal(mut rx: broadcast::Receiver<Event>) {
     loop {
         match rx.recv().await {

@@ -3,7 +3,7 @@
 //!
 //! Owns: the request dispatch table (`_auth`, `_pillar`, `_minion_event`, `_return`, the file
 //! server commands of `files.rs`, the peer commands of `peer.rs`, the mine commands of
-//! `mine.rs`, clear `publish`), runners in the master (`runner.rs`), the shared AES key and
+//! `mine.rs`, clear `publish`), runners in the master (`runner.rs`), the reactor's runtime (`reactor.rs`), the shared AES key and
 //! its rotation (`rotation.rs`), publish serials, the in-process event bus,
 //! the local-client user keys, and jids.
 //!
@@ -24,6 +24,7 @@ pub mod master;
 pub mod mine;
 pub mod peer;
 pub mod presence;
+pub mod reactor;
 pub mod rotation;
 pub mod runner;
 pub mod workers;

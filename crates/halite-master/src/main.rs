@@ -12,7 +12,7 @@ use halite_zmq::{bind_router, listen_addr, SocketOptions};
 use tracing::{info, warn};
 
 use halite_master::master::{self, Master};
-use halite_master::{clear, event_pub, events, local, workers};
+use halite_master::{clear, event_pub, events, local, reactor, workers};
 
 mod publish_process;
 
@@ -134,6 +134,8 @@ async fn serve(config: halite_config::MasterConfig, publisher: publish_process::
         std::fs::write(&marker, b"").with_context(|| format!("creating {}", marker.display()))?;
     }
     tokio::spawn(events::journal(master.events.subscribe()));
+    let _reactor =
+        reactor::start(master.clone(), reactor::Settings::from_config(&config)).context("starting the reactor")?;
     let (local_listener, local_path) = local::bind(&config.sock_dir)?;
     let local_server = tokio::spawn(local::serve(local_listener, master.clone()));
     let (event_listener, event_path) = event_pub::bind(&config.sock_dir)?;

@@ -1,7 +1,8 @@
 //! Salt's pki directory, read and written exactly as Salt lays it out.
 //!
 //! Owns: the master key pair (`master.pem`/`master.pub`), the minion key states
-//! (`minions`, `minions_pre`, `minions_rejected`, `minions_denied`), the acceptance policy of
+//! (`minions`, `minions_pre`, `minions_rejected`, `minions_denied`) and Salt's accept/reject/delete
+//! of them by glob (`keyops`), the acceptance policy of
 //! `_auth` (open_mode, auto_accept, autosign_file, autoreject_file, autosign_grains_dir,
 //! `minions_autosign`), key fingerprints, and the `.dfn` dropfile through which `salt-key` asks
 //! a running master to rotate its AES key. Both the master and `salt-key` use this crate, so a
@@ -14,11 +15,13 @@
 //! a crash never leaves a half-written key, and listings skip dot-files as Salt's do.
 
 mod dir;
+pub mod keyops;
 mod keys;
 mod policy;
 mod rotation;
 
 pub use dir::{finger, KeyState, PkiDir};
+pub use keyops::KeyChange;
 pub use keys::MasterKeys;
 pub use policy::{decide_auth, AuthDecision, AuthPolicy};
 pub use rotation::{request_rotation, take_rotation_request};
