@@ -337,6 +337,11 @@ impl FakeMinion {
     }
 
     pub fn auth_raw(&self, master: &Master, version: i64) -> Vec<u8> {
+        request(master, &self.auth_body(version))
+    }
+
+    /// The clear `_auth` request this minion sends.
+    pub fn auth_body(&self, version: i64) -> Vec<u8> {
         let load = map([
             ("cmd", Value::from("_auth")),
             ("id", Value::from(self.id.as_str())),
@@ -346,7 +351,7 @@ impl FakeMinion {
             ("pub", Value::from(self.pub_pem.as_str())),
         ]);
         let env = map([("enc", Value::from("clear")), ("load", load), ("version", Value::from(version))]);
-        request(master, &payload::encode(&env))
+        payload::encode(&env)
     }
 
     pub fn authenticate(&self, master: &Master, version: i64) -> AuthOutcome {
