@@ -99,8 +99,7 @@ pub(crate) fn master_config(
         peer_run: o.peer_rules("peer_run")?,
         reactor: o.reactor("reactor")?,
         reactor_worker_threads: o.int_in("reactor_worker_threads", 1, 1024)?,
-        // Salt's thread pool reads 0 as an unbounded queue; halite's queue is always bounded.
-        reactor_worker_hwm: o.int_in("reactor_worker_hwm", 1, 10_000_000)?,
+        reactor_worker_hwm: reactor_worker_hwm(&o, warnings)?,
         extra: Vec::new(),
     };
     // Every option read into a field above leaves `extra`.
@@ -109,6 +108,26 @@ pub(crate) fn master_config(
         opts.into_entries().into_iter().filter(|e| !fields.contains(&e.key)).map(|e| (e.key, e.value)).collect();
     extra.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(MasterConfig { extra, ..config })
+}
+
+/// The most reactions waiting at once; what `reactor_worker_hwm: 0` becomes.
+const REACTOR_QUEUE_MAX: u32 = 10_000_000;
+
+/// Salt's thread pool reads `reactor_worker_hwm: 0` as an unbounded queue; halite's queue is
+/// always bounded, so 0 (a valid Salt setting) becomes the largest bound, with a warning.
+fn reactor_worker_hwm(o: &Options<'_>, warnings: &mut Vec<Warning>) -> Result<u32, ConfigError> {
+    let hwm: u32 = o.int_in("reactor_worker_hwm", 0, u64::from(REACTOR_QUEUE_MAX))?;
+    if hwm > 0 {
+        return Ok(hwm);
+    }
+    if let Some(file) = file_of(&o.origin("reactor_worker_hwm")) {
+        warnings.push(Warning::Adjusted {
+            key: "reactor_worker_hwm".to_owned(),
+            file,
+            message: format!("0 (unbounded in Salt) read as {REACTOR_QUEUE_MAX}: halite bounds the reactor queue"),
+        });
+    }
+    Ok(REACTOR_QUEUE_MAX)
 }
 
 /// Salt resets `worker_threads` below 3 to 3 when `peer` is configured (publish.* needs the

@@ -319,6 +319,12 @@ fn reactor_maps_tags_to_files_and_refuses_malformed_entries() {
     assert_invalid("reactor:\n  - {a: x.sls, b: y.sls}\n", "reactor");
     assert_invalid("reactor:\n  - a: [1]\n", "reactor");
     assert_invalid("reactor_worker_threads: 0\n", "reactor_worker_threads");
-    assert_invalid("reactor_worker_hwm: 0\n", "reactor_worker_hwm");
     assert_invalid("reactor_worker_hwm: many\n", "reactor_worker_hwm");
+
+    // Salt's unbounded queue becomes the largest bound, said once.
+    let unbounded = tempfile::tempdir().expect("tempdir");
+    write(unbounded.path(), "master", "reactor_worker_hwm: 0\n");
+    let (c, warnings) = load(unbounded.path()).expect("load");
+    assert_eq!(c.reactor_worker_hwm, 10_000_000);
+    assert!(warnings.iter().any(|w| w.to_string().contains("reactor_worker_hwm")), "{warnings:?}");
 }

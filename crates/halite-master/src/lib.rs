@@ -3,14 +3,17 @@
 //!
 //! Owns: the request dispatch table (`_auth`, `_pillar`, `_minion_event`, `_return`, the file
 //! server commands of `files.rs`, the peer commands of `peer.rs`, the mine commands of
-//! `mine.rs`, clear `publish`), runners in the master (`runner.rs`), the reactor's runtime (`reactor.rs`), the shared AES key and
-//! its rotation (`rotation.rs`), publish serials, the in-process event bus,
-//! the local-client user keys, and jids.
+//! `mine.rs`, clear `publish`), runners in the master (`runner.rs`), the reactor's runtime
+//! (`reactor.rs`), the shared AES key and its rotation (`rotation.rs`), publish serials, the
+//! in-process event bus, the local-client user keys, and jids.
 //!
 //! Must not: parse or seal wire formats itself (halite-proto does), read or write key files
-//! directly (halite-pki does), own sockets (halite-zmq does) or block on the network. Every
-//! handler is a synchronous function from request bytes to reply bytes, so it can be driven by
-//! the daemon, a benchmark or a test alike.
+//! directly (halite-pki does), own sockets (halite-zmq does) or block a request worker on
+//! the network. A handler is a synchronous function from request bytes to reply bytes, so it
+//! can be driven by the daemon, a benchmark or a test alike; the exceptions wait on other
+//! minions and so answer later from threads of their own: a `_return` (after the group
+//! commit) and `minion_publish`/`minion_runner` (after the job's returns). The reactor has
+//! its own threads too.
 
 pub mod aes;
 pub mod clear;

@@ -163,6 +163,8 @@ const MASTER_ONLY_TAGS: &[&str] = &[
     "salt/cluster/*",
     "salt/wheel/*/new",
     "salt/wheel/*/return",
+    // halite's own tags (`halite/mine/<id>/changed`).
+    "halite/*",
 ];
 
 /// `reply` sealed with the key that opened its request, echoing the nonce.
@@ -191,11 +193,14 @@ impl Master {
     ) -> anyhow::Result<Self> {
         let fileserver = halite_fileserver::Roots::new(settings.fileserver.clone())?;
         let store = Arc::new(store);
+        // Room for every return of a 10,000-minion job in one burst, so a CLI rarely lags.
+        let events = EventBus::new(16384);
         let mine = Arc::new(crate::mine::Mine::new(
             Arc::clone(&store),
             pki.clone(),
             settings.nodegroups.clone(),
             settings.mine.clone(),
+            events.clone(),
         ));
         let pillar = halite_pillar::Compiler::new(settings.pillar.clone())?.with_mine(mine.clone());
         Ok(Self {
@@ -207,8 +212,7 @@ impl Master {
             store,
             mine,
             aes: AesKey::generate()?,
-            // Room for every return of a 10,000-minion job in one burst, so a CLI rarely lags.
-            events: EventBus::new(16384),
+            events,
             user_keys,
             publisher,
             connected: Mutex::new(HashSet::new()),
@@ -615,8 +619,10 @@ impl Master {
     ///
     /// Tags the master alone may fire (Salt's `MINION_EVENT_BLACKLIST`: job publication,
     /// `salt/key`, runs, wheel, cloud, cluster) are refused from a minion. Salt checks them
-    /// only in the batch form; halite checks the single-tag form too, since a forged
-    /// `salt/key` event would otherwise drive a reactor that accepts keys.
+    /// only in the batch form, and not under the pretag; halite checks every tag it fires,
+    /// since a forged `salt/key` event would otherwise drive a reactor that accepts keys.
+    /// So is a `salt/minion/<id>/...` tag naming another minion (its start event would
+    /// set off that minion's reactions), which Salt allows.
     fn minion_event(&self, minion: &str, mut load: Value) -> Value {
         if load.get_text("tag") == Some("_salt_error") {
             let message = load.get("data").and_then(|d| d.get_text("message")).unwrap_or("");
@@ -634,11 +640,16 @@ impl Master {
                         continue;
                     }
                     let data = event.get("data").cloned().unwrap_or(event);
-                    let again = pretag.as_ref().map(|base| (format!("{base}/{tag}"), data.clone()));
-                    self.events.fire(tag, data);
-                    if let Some((tag, data)) = again {
-                        self.events.fire(tag, data);
+                    // Salt's tagify drops empty parts: an empty pretag adds nothing.
+                    let again = pretag
+                        .as_deref()
+                        .filter(|base| !base.is_empty())
+                        .map(|base| format!("{base}/{tag}"))
+                        .filter(|joined| self.minion_may_fire(minion, joined));
+                    if let Some(joined) = again {
+                        self.events.fire(joined, data.clone());
                     }
+                    self.events.fire(tag, data);
                 }
                 Value::Boolean(true)
             }
@@ -660,11 +671,17 @@ impl Master {
     }
 
     fn minion_may_fire(&self, minion: &str, tag: &str) -> bool {
-        let reserved = MASTER_ONLY_TAGS.iter().find(|glob| halite_target::fnmatch(tag, glob));
-        if let Some(glob) = reserved {
+        if let Some(glob) = MASTER_ONLY_TAGS.iter().find(|glob| halite_target::fnmatch(tag, glob)) {
             warn!(%minion, %tag, reserved = glob, "event refused: only the master fires this tag");
+            return false;
         }
-        reserved.is_none()
+        if let Some(other) = tag.strip_prefix("salt/minion/").and_then(|rest| rest.split('/').next()) {
+            if other != minion {
+                warn!(%minion, %tag, "event refused: a minion fires salt/minion/ events for itself only");
+                return false;
+            }
+        }
+        true
     }
 
     /// Seals and queues a publish; `load` gets its serial here.

@@ -22,6 +22,7 @@ use halite_target::pyre::PyRegex;
 use halite_yaml::py;
 use tracing::{debug, error, warn};
 
+use crate::events::EventBus;
 use crate::jobs;
 
 /// Salt's `MINE_ITEM_ACL_ID`: a mine entry holding this key wraps its data with an ACL.
@@ -193,6 +194,20 @@ pub struct Mine {
     pki: PkiDir,
     nodegroups: Vec<(String, Value)>,
     settings: MineSettings,
+    events: EventBus,
+}
+
+/// Whether storing `data` (with `clear`) changes a minion's mine that was `before`. The
+/// mine is refreshed every `mine_interval` with the same data; only a difference counts.
+fn changes(before: Option<&Value>, data: &[(Value, Value)], clear: bool) -> bool {
+    let old: &[(Value, Value)] = match before {
+        Some(Value::Map(pairs)) => pairs,
+        _ => &[],
+    };
+    if clear && old.len() != data.len() {
+        return true;
+    }
+    data.iter().any(|(k, v)| old.iter().find(|(ok, _)| ok == k).map(|(_, ov)| ov) != Some(v))
 }
 
 impl MineIndex for Mine {
@@ -216,8 +231,14 @@ impl MineIndex for Mine {
 }
 
 impl Mine {
-    pub fn new(store: Arc<Store>, pki: PkiDir, nodegroups: Vec<(String, Value)>, settings: MineSettings) -> Mine {
-        Mine { store, pki, nodegroups, settings }
+    pub fn new(
+        store: Arc<Store>,
+        pki: PkiDir,
+        nodegroups: Vec<(String, Value)>,
+        settings: MineSettings,
+        events: EventBus,
+    ) -> Mine {
+        Mine { store, pki, nodegroups, settings, events }
     }
 
     /// The answer to mine command `cmd` from `minion`, `None` for any other command.
@@ -253,9 +274,16 @@ impl Mine {
             return raised();
         };
         let clear = load.get("clear").is_some_and(py::truthy);
+        let before = self.store.mine_of(&[minion.to_owned()]).ok().and_then(|mut m| m.remove(minion));
         match self.store.update_mine(minion, data.clone(), clear) {
             Ok(()) => {
                 debug!(functions = data.len(), clear, "mine data stored");
+                if changes(before.as_ref(), data, clear) {
+                    // Salt fires nothing here. halite does, so what is built from the mine
+                    // (the site's /etc/hosts and zones) can follow a VM's new data as soon as
+                    // it is stored, not at a guess of when; minions may not fire halite/ tags.
+                    self.events.fire(format!("halite/mine/{minion}/changed"), map([("id", Value::from(minion))]));
+                }
                 Value::Boolean(true)
             }
             Err(e) => {
@@ -310,6 +338,17 @@ impl halite_pillar::salt_fns::Mine for Mine {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_new_or_different_data_is_a_change() {
+        let kv = |k: &str, v: &str| (Value::from(k), Value::from(v));
+        let before = Value::Map(vec![kv("network.ip_addrs", "10.0.0.1"), kv("test.ping", "True")]);
+        assert!(changes(None, &[kv("network.ip_addrs", "10.0.0.1")], false), "a first entry");
+        assert!(!changes(Some(&before), &[kv("network.ip_addrs", "10.0.0.1")], false), "the hourly refresh");
+        assert!(changes(Some(&before), &[kv("network.ip_addrs", "10.0.0.2")], false), "a new address");
+        assert!(changes(Some(&before), &[kv("network.ip_addrs", "10.0.0.1")], true), "clear drops test.ping");
+        assert!(!changes(Some(&before), &[kv("network.ip_addrs", "10.0.0.1"), kv("test.ping", "True")], true));
+    }
     use super::*;
     use std::cell::RefCell;
 

@@ -361,10 +361,15 @@ impl Master {
     pub(crate) fn run_deferred(&self, work: Deferred) -> crate::master::Reply {
         let span = tracing::info_span!("request", minion = %work.minion, cmd = ?work.cmd);
         let _enter = span.enter();
-        let reply = match work.cmd {
+        // A defect must still answer the minion, or it would retry into the same defect.
+        let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match work.cmd {
             DeferredCmd::MinionPublish => self.minion_publish(&work.minion, &work.load),
             DeferredCmd::MinionRunner => self.minion_runner(&work.minion, &work.load),
-        };
+        }))
+        .unwrap_or_else(|_| {
+            error!("peer request panicked; answered {{}}");
+            empty()
+        });
         crate::master::seal(&work.key, &reply, work.nonce.as_deref())
     }
 

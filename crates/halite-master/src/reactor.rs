@@ -244,15 +244,15 @@ impl Worker {
             }
             KeyOp::Delete => KeyChange::Delete,
         };
-        let changed = match halite_pki::keyops::apply(&self.master.pki, change, patterns) {
-            Ok(changed) => changed,
+        let applied = match halite_pki::keyops::apply(&self.master.pki, change, patterns) {
+            Ok(applied) => applied,
             Err(e) => {
                 error!(tag, reaction = %r.id, sls = %r.sls, "Reactor '{}' failed to execute wheel 'key.{}': {e}",
                     r.id, change.act());
                 return;
             }
         };
-        for id in &changed {
+        for (id, _) in &applied.changed {
             self.master.events.fire(
                 "salt/key",
                 map([
@@ -262,8 +262,14 @@ impl Worker {
                 ]),
             );
         }
-        info!(tag, reaction = %r.id, sls = %r.sls, act = change.act(), keys = ?changed, "reaction changed keys");
-        if change.rotates_aes_key() && self.settings.rotate_aes_key {
+        info!(tag, reaction = %r.id, sls = %r.sls, act = change.act(), keys = ?applied.ids(), "reaction changed keys");
+        for (id, e) in &applied.failed {
+            error!(tag, reaction = %r.id, sls = %r.sls, minion = %id,
+                "Reactor '{}' could not {} the key of {id}: {e}", r.id, change.act());
+        }
+        // Only an accepted key going changes who may read publishes; rotating for a pending
+        // stranger's key would send every minion to sign in again for nothing.
+        if change.rotates_aes_key() && applied.removed_an_accepted_key() && self.settings.rotate_aes_key {
             if let Err(e) = halite_pki::request_rotation(&self.master.settings.cachedir, &self.settings.master_id) {
                 error!(tag, reaction = %r.id, "the AES key was not rotated after key.{}: {e}", change.act());
             }

@@ -1,7 +1,7 @@
 //! The master's event bus as an admin watches it: `salt-run state.event` against real
 //! salt-minion 3006 and 3007 processes. A job's `new` and `ret` events, `event.send` from a
 //! minion, `salt-call event.fire_master`, a tag filter with a count, and a minion refused
-//! when it fires a tag only the master may fire.
+//! when it fires a tag only the master may fire or another minion's event.
 
 mod common;
 
@@ -137,6 +137,14 @@ fn state_event_shows_jobs_and_minion_events_as_salt_prints_them() {
     let out = salt(&master, &["app1", "event.send", "salt/key", r#"{"act": "accept", "id": "intruder"}"#]);
     assert!(out.status.success(), "{}", describe(&out));
     master.wait_log_contains("event refused: only the master fires this tag", Duration::from_secs(20));
+    // Nor another minion's events: a forged start event would set off that minion's reactions.
+    let out = salt(&master, &["app1", "event.send", "salt/minion/web1/start", r#"{"id": "*"}"#]);
+    assert!(out.status.success(), "{}", describe(&out));
+    master.wait_log_contains(
+        "event refused: a minion fires salt/minion/ events for itself only",
+        Duration::from_secs(20),
+    );
     std::thread::sleep(Duration::from_secs(1));
     assert!(!all.output().contains("salt/key\t"), "a minion's salt/key reached the bus:\n{}", all.output());
+    assert!(!all.output().contains("salt/minion/web1/start\t"), "app1 fired web1's start:\n{}", all.output());
 }

@@ -91,6 +91,10 @@ fn minions_share_data_through_the_mine() {
 
     // mine_functions run at minion start (mine.update); the master keeps each minion's data.
     wait_mine(&master, &["*", "roles"], &roles);
+    // Each first entry is a change the site's reactor rebuilds /etc/hosts on.
+    for id in ["web1", "db1", "app1"] {
+        master.wait_log_contains(&format!("halite/mine/{id}/changed"), Duration::from_secs(10));
+    }
 
     // Every version reads the mine, with each target form Salt's mine.get takes.
     assert_eq!(on(&master, "web1", &["mine.get", "*", "roles"]), roles, "3006, glob");

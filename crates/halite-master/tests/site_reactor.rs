@@ -59,12 +59,9 @@ fn reactions(config: &MasterConfig, tag: &str, data: Value) -> Vec<(String, Stri
     out.reactions
         .into_iter()
         .map(|r| match r.unwrap_or_else(|e| panic!("{tag}: {e}")).action {
-            Action::Local(job) => (
-                job.fun,
-                halite_yaml::py::text(&job.tgt),
-                job.tgt_type,
-                halite_yaml::py::repr(&Value::Array(job.arg)),
-            ),
+            Action::Local(job) => {
+                (job.fun, halite_yaml::py::text(&job.tgt), job.tgt_type, halite_yaml::py::repr(&Value::Array(job.arg)))
+            }
             other => panic!("{tag}: the site reacts with local jobs only, not {other:?}"),
         })
         .collect()
@@ -77,12 +74,23 @@ fn row(fun: &str, tgt: &str, tgt_type: &str, arg: &str) -> (String, String, Stri
 #[test]
 fn the_site_master_config_loads_with_its_peer_rules_and_reactor() {
     let config = site_master_config();
-    assert_eq!(config.peer, [(".*".to_owned(), vec!["grains.*".to_owned(), "network.*".to_owned(), "test.*".to_owned()])]);
-    assert_eq!(config.reactor.len(), 2);
+    let rules = &config.peer;
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].0, ".*");
+    // Read-only calls only: Salt matches with re.match, so the patterns are anchored.
+    let allowed =
+        |fun: &str| rules[0].1.iter().any(|p| halite_target::pyre::PyRegex::new(p).is_ok_and(|re| re.is_match(fun)));
+    for fun in ["grains.get", "grains.items", "network.ip_addrs", "test.ping"] {
+        assert!(allowed(fun), "{fun} is allowed");
+    }
+    for fun in ["grains.setval", "grains.delkey", "network.mod_hostname", "test.sleep", "cmd.run"] {
+        assert!(!allowed(fun), "{fun} is refused");
+    }
+    assert_eq!(config.reactor.len(), 3);
 }
 
 #[test]
-fn a_key_accepted_or_removed_refreshes_the_mine_hosts_and_zones() {
+fn a_key_accepted_refreshes_the_mine_and_a_changed_or_removed_entry_rebuilds_hosts_and_zones() {
     let config = site_master_config();
     let key = |act: &str, result: bool| {
         map(&[("act", Value::from(act)), ("id", Value::from("db2")), ("result", Value::Boolean(result))])
@@ -91,8 +99,10 @@ fn a_key_accepted_or_removed_refreshes_the_mine_hosts_and_zones() {
     let zones = row("state.apply", "roles:salt", "grain", "[{'__kwarg__': True, 'mods': 'salt'}]");
     assert_eq!(
         reactions(&config, "salt/key", key("accept", true)),
-        [row("mine.send", "*", "glob", "[{'__kwarg__': True, 'name': 'network.ip_addrs'}]"), hosts.clone(), zones.clone()]
+        [row("mine.send", "*", "glob", "[{'__kwarg__': True, 'name': 'network.ip_addrs'}]")]
     );
+    let changed = map(&[("id", Value::from("db2"))]);
+    assert_eq!(reactions(&config, "halite/mine/db2/changed", changed), [hosts.clone(), zones.clone()]);
     for act in ["reject", "delete"] {
         assert_eq!(reactions(&config, "salt/key", key(act, true)), [hosts.clone(), zones.clone()], "{act}");
     }
@@ -106,8 +116,8 @@ fn a_starting_vm_refreshes_its_own_mine_entry_and_hosts() {
     assert_eq!(
         reactions(&config, "salt/minion/app1.staging.wpdn/start", data),
         [
-            row("mine.update", "app1.staging.wpdn", "glob", "[]"),
-            row("state.apply", "app1.staging.wpdn", "glob", "[{'__kwarg__': True, 'mods': 'hosts'}]"),
+            row("mine.update", "['app1.staging.wpdn']", "list", "[]"),
+            row("state.apply", "['app1.staging.wpdn']", "list", "[{'__kwarg__': True, 'mods': 'hosts'}]"),
         ]
     );
 }

@@ -70,31 +70,58 @@ pub fn name_match(pki: &PkiDir, state: KeyState, patterns: &[String]) -> Result<
     Ok(hits)
 }
 
-/// Applies `change` to every key matching `patterns`; returns the ids whose key moved or was
-/// removed, in Salt's order (by source state, then case-insensitively). An accept skips a file
-/// that is not an RSA public key, logged as Salt logs it; a key that vanished meanwhile is
-/// skipped silently, as Salt's `except OSError: pass` does.
-pub fn apply(pki: &PkiDir, change: KeyChange, patterns: &[String]) -> Result<Vec<String>, PkiError> {
-    let mut changed = Vec::new();
+/// What [`apply`] did: the keys that moved or went, each with the state it left, in Salt's
+/// order (by source state, then case-insensitively), and the keys it could not change.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub changed: Vec<(String, KeyState)>,
+    pub failed: Vec<(String, PkiError)>,
+}
+
+impl Applied {
+    pub fn ids(&self) -> Vec<&str> {
+        self.changed.iter().map(|(id, _)| id.as_str()).collect()
+    }
+
+    /// Whether an accepted key went: what makes the AES key rotate, so its minion can no
+    /// longer read publishes (moving a pending or denied key changes nobody's access).
+    pub fn removed_an_accepted_key(&self) -> bool {
+        self.changed.iter().any(|(_, from)| *from == KeyState::Accepted)
+    }
+}
+
+/// Applies `change` to every key matching `patterns`. An accept skips a file that is not an
+/// RSA public key, logged as Salt logs it; a key that vanished meanwhile is skipped silently,
+/// as Salt's `except OSError: pass` does; a key that cannot be moved is logged and listed in
+/// [`Applied::failed`] while the others still change, so no change already made goes
+/// unreported. Only failing to list a key directory is an error.
+pub fn apply(pki: &PkiDir, change: KeyChange, patterns: &[String]) -> Result<Applied, PkiError> {
+    let mut applied = Applied::default();
     for state in change.sources() {
         for id in name_match(pki, state, patterns)? {
             let done = match change {
-                KeyChange::Accept { .. } => {
-                    if !pki.holds_valid_key(state, &id)? {
+                KeyChange::Accept { .. } => match pki.holds_valid_key(state, &id) {
+                    Ok(false) => {
                         error!(minion = %id, state = state.dir_name(), "Invalid RSA public key: not accepting it");
                         continue;
                     }
-                    pki.move_key(&id, state, KeyState::Accepted)?
-                }
-                KeyChange::Reject { .. } => pki.move_key(&id, state, KeyState::Rejected)?,
-                KeyChange::Delete => pki.remove(state, &id)?,
+                    Ok(true) => pki.move_key(&id, state, KeyState::Accepted),
+                    Err(e) => Err(e),
+                },
+                KeyChange::Reject { .. } => pki.move_key(&id, state, KeyState::Rejected),
+                KeyChange::Delete => pki.remove(state, &id),
             };
-            if done {
-                changed.push(id);
+            match done {
+                Ok(true) => applied.changed.push((id, state)),
+                Ok(false) => {}
+                Err(e) => {
+                    error!(minion = %id, state = state.dir_name(), error = %e, "key.{} failed for this key", change.act());
+                    applied.failed.push((id, e));
+                }
             }
         }
     }
-    Ok(changed)
+    Ok(applied)
 }
 
 #[cfg(test)]
@@ -116,10 +143,10 @@ mod tests {
     fn accept_moves_pending_only_unless_included() {
         let (_d, pki) = pki_with(&[(KeyState::Pending, "web1"), (KeyState::Rejected, "web2")]);
         let plain = KeyChange::Accept { include_rejected: false, include_denied: false };
-        assert_eq!(apply(&pki, plain, &["web*".into()]).unwrap(), ["web1"]);
+        assert_eq!(apply(&pki, plain, &["web*".into()]).unwrap().ids(), ["web1"]);
         assert_eq!(pki.list(KeyState::Rejected).unwrap(), ["web2"]);
         let all = KeyChange::Accept { include_rejected: true, include_denied: false };
-        assert_eq!(apply(&pki, all, &["web*".into()]).unwrap(), ["web2"]);
+        assert_eq!(apply(&pki, all, &["web*".into()]).unwrap().ids(), ["web2"]);
         assert_eq!(pki.list(KeyState::Accepted).unwrap(), ["web1", "web2"]);
     }
 
@@ -127,8 +154,12 @@ mod tests {
     fn delete_takes_every_state_and_reject_leaves_accepted() {
         let (_d, pki) = pki_with(&[(KeyState::Accepted, "a"), (KeyState::Pending, "b"), (KeyState::Denied, "c")]);
         let reject = KeyChange::Reject { include_accepted: false, include_denied: false };
-        assert_eq!(apply(&pki, reject, &["*".into()]).unwrap(), ["b"]);
-        assert_eq!(apply(&pki, KeyChange::Delete, &["a".into(), "c".into()]).unwrap(), ["a", "c"]);
+        let rejected = apply(&pki, reject, &["*".into()]).unwrap();
+        assert_eq!(rejected.ids(), ["b"]);
+        assert!(!rejected.removed_an_accepted_key(), "a pending key rejected changes nobody's access");
+        let deleted = apply(&pki, KeyChange::Delete, &["a".into(), "c".into()]).unwrap();
+        assert_eq!(deleted.ids(), ["a", "c"]);
+        assert!(deleted.removed_an_accepted_key());
         assert_eq!(pki.list(KeyState::Rejected).unwrap(), ["b"]);
         assert!(pki.list(KeyState::Accepted).unwrap().is_empty());
     }
@@ -138,7 +169,7 @@ mod tests {
         let (_d, pki) = pki_with(&[]);
         pki.write(KeyState::Pending, "bad", "not a key").unwrap();
         let accept = KeyChange::Accept { include_rejected: false, include_denied: false };
-        assert!(apply(&pki, accept, &["*".into()]).unwrap().is_empty());
+        assert!(apply(&pki, accept, &["*".into()]).unwrap().changed.is_empty());
         assert_eq!(pki.list(KeyState::Pending).unwrap(), ["bad"]);
     }
 }

@@ -56,6 +56,9 @@ pub struct Collector {
     expect_minions: bool,
 }
 
+/// The longest a job is waited for, whatever timeout was asked: a week.
+const LONGEST_WAIT: Duration = Duration::from_secs(7 * 24 * 3600);
+
 impl Collector {
     /// `expect_minions` is Salt's `verbose or show_timeout`: report minions that did not
     /// return (the default; `--hide-timeout` turns it off).
@@ -68,6 +71,9 @@ impl Collector {
         expect_minions: bool,
         now: Instant,
     ) -> Collector {
+        // Timeouts can come from a minion (a peer publish's `tmo`) or a reaction: a huge one
+        // must mean "a long wait", not an Instant that overflows.
+        let (timeout, gather_job_timeout) = (timeout.min(LONGEST_WAIT), gather_job_timeout.min(LONGEST_WAIT));
         let mut collector = Collector {
             jid: jid.to_owned(),
             minions: BTreeSet::new(),
@@ -314,6 +320,14 @@ mod tests {
 
     fn ret_event(id: &str, ret: Value) -> Value {
         map(vec![("id", Value::from(id)), ("return", ret), ("retcode", Value::from(0))])
+    }
+
+    #[test]
+    fn an_absurd_timeout_is_a_long_wait_not_an_overflow() {
+        let t0 = Instant::now();
+        let ids = vec!["a".to_owned()];
+        let mut c = Collector::new("1", &ids, &[], Duration::from_secs(u64::MAX), Duration::MAX, true, t0);
+        assert_eq!(c.next_step(t0), Step::WaitUntil(t0 + LONGEST_WAIT + Duration::from_millis(1)));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Salt's runner functions that halite has: `jobs.*` over the master's job cache, `manage.*`
-//! through jobs of their own, and `pillar.show_pillar`/`pillar.show_top` compiled by the
-//! master from its minion data cache, each returning what Salt's returns (and the outputter
-//! it asks for).
+//! through jobs of their own, `mine.get` from the master's mine, and
+//! `pillar.show_pillar`/`pillar.show_top` compiled by the master from its minion data cache,
+//! each returning what Salt's returns (and the outputter it asks for).
 //!
 //! Owns: the functions' argument binding and results ([`call`]), Salt's reading of
 //! arguments ([`args`]), and the wait for a job's returns ([`collect`]).
