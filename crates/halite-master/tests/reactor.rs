@@ -1,5 +1,5 @@
 //! The reactor end to end, with real salt-minion 3007 processes: reactions to `salt/key`
-//! (halite's `salt-key -a`, and a `wheel.key.accept` reaction of the reactor itself), to
+//! (halite's `salt-key -a`: an echo to every minion and the site's `mine.send`, and a `wheel.key.accept` reaction of the reactor itself), to
 //! `minion_start` (a local and a runner reaction), to `salt/auth`, and a broken and a missing reaction file that are logged
 //! while the master keeps serving.
 
@@ -13,8 +13,10 @@ use halite_testkit::{Endpoints, Minion, MinionSpec, SaltVersion};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
+/// The site's key reaction (mine.send of every minion's addresses) and an echo naming the key.
 const KEY_SLS: &str = "{% if data['act'] == 'accept' %}\n\
 ping_all:\n  local.test.echo:\n    - tgt: '*'\n    - arg:\n      - accepted {{ data['id'] }}\n\
+send_addresses:\n  local.mine.send:\n    - tgt: '*'\n    - args:\n      - name: network.ip_addrs\n\
 {% endif %}\n";
 
 const START_SLS: &str = "mark_start:\n  local.grains.setval:\n    - tgt: {{ data['id'] }}\n    - arg:\n      \
@@ -127,6 +129,14 @@ fn reactions_run_for_key_start_and_auth_events_and_broken_files_are_logged() {
     assert_eq!(job["Arguments"], serde_json::json!(["accepted late"]), "{job}");
     assert_eq!(job["Minions"], serde_json::json!(["early1", "early2", "late"]), "{job}");
     assert_eq!(job["Result"]["early1"]["return"], "accepted late", "{job}");
+    // ...and runs mine.send on all: the connected minions' addresses land in the mine (the
+    // minions have no mine_functions, so nothing else puts them there).
+    let mined = wait_for("the key reaction's mine.send", &master, || {
+        let out = salt_run(&master, &["mine.get", "*", "network.ip_addrs", "--out", "json"]);
+        let got = json(&out);
+        ["early1", "early2"].iter().all(|id| got[id].as_array().is_some_and(|a| !a.is_empty())).then_some(got)
+    });
+    println!("mine after the salt/key reaction: {mined}");
     // The accepted minion joins, and its own start reaction reaches it.
     minions[2].wait_authenticated(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     wait_for("the minion_start reaction on late", &master, || reactor_saw(&master, &["late"]).then_some(()));
