@@ -26,7 +26,7 @@ pub struct Context<'a> {
 pub fn call(ctx: &mut Context<'_>, fun: &str, args: &[Value]) -> Result<RunnerOutput, RunnerError> {
     let settings = Settings {
         timeout: ctx.timeout.unwrap_or(ctx.config.timeout),
-        gather_job_timeout: ctx.config.extra("gather_job_timeout").and_then(Value::as_u64).unwrap_or(10),
+        gather_job_timeout: ctx.config.gather_job_timeout(),
     };
     let mut backend = Local { jobs: LocalJobs { client: ctx.client, identity: ctx.identity }, config: ctx.config };
     halite_runner::call(&mut backend, &settings, fun, args)

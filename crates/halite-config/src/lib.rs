@@ -212,6 +212,17 @@ pub enum StateAggregate {
 }
 
 impl MasterConfig {
+    /// Who the master's own jobs (peer publishes, reactions, runners) are published as: its
+    /// `user`, root when unset.
+    pub fn publishing_user(&self) -> String {
+        self.user.clone().unwrap_or_else(|| "root".to_owned())
+    }
+
+    /// Salt's `gather_job_timeout`: how long a `saltutil.find_job` follow-up waits (10 s).
+    pub fn gather_job_timeout(&self) -> u64 {
+        self.extra("gather_job_timeout").and_then(|v| v.as_u64()).unwrap_or(10)
+    }
+
     /// The master's id: the `id` option, else `<hostname>_master` as Salt derives it. The
     /// mine's ACLs and salt-key's rotation dropfile name the master by it.
     pub fn master_id(&self) -> String {

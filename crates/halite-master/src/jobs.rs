@@ -54,13 +54,13 @@ impl PublishRequest {
 
     /// A job the master itself starts (a rotation's ping, a reaction, a peer's publish), as
     /// Salt's in-master `LocalClient.cmd_async` sends it: no returner, a fresh jid.
-    pub fn from_master(user: &str, tgt: Value, tgt_type: &str, fun: &str, arg: Vec<Value>) -> PublishRequest {
+    pub fn from_master(user: &str, tgt: Value, tgt_type: &str, fun: Value, arg: Value) -> PublishRequest {
         PublishRequest {
             user: user.to_owned(),
             tgt,
             tgt_type: tgt_type.to_owned(),
-            fun: Value::from(fun),
-            arg: Value::Array(arg),
+            fun,
+            arg,
             ret: Value::from(""),
             jid: None,
             kwargs: map::<_, String>([]),

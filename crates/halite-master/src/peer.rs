@@ -78,11 +78,8 @@ impl PeerSettings {
         Ok(PeerSettings {
             peer: Rules::compile("peer", &c.peer)?,
             peer_run: Rules::compile("peer_run", &c.peer_run)?,
-            user: c.user.clone().unwrap_or_else(|| "root".to_owned()),
-            runner: halite_runner::Settings {
-                timeout: c.timeout,
-                gather_job_timeout: c.extra("gather_job_timeout").and_then(Value::as_u64).unwrap_or(10),
-            },
+            user: c.publishing_user(),
+            runner: halite_runner::Settings { timeout: c.timeout, gather_job_timeout: c.gather_job_timeout() },
         })
     }
 }
@@ -128,10 +125,6 @@ pub fn verify(rules: &Rules, minion: &str, load: &Value) -> Result<PeerCall, Ref
         }
     }
     let text = load.get_text("fun").ok_or_else(|| Refused::Malformed("fun is not text".into()))?;
-    let no_parse: Vec<&str> = match load.get("no_parse") {
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
     let args = match load.get("arg") {
         Some(Value::Array(items)) => items.as_slice(),
         _ => return Err(Refused::Malformed("arg is not a list".into())),
@@ -155,7 +148,7 @@ pub fn verify(rules: &Rules, minion: &str, load: &Value) -> Result<PeerCall, Ref
             .collect::<Result<Vec<_>, Refused>>()?;
         (Value::Array(funs.iter().map(|f| Value::from(*f)).collect()), Value::Array(per_fun))
     } else {
-        (Value::from(text), Value::Array(halite_runner::args::parse_input(args, &no_parse)))
+        (Value::from(text), Value::Array(parse_args(args, load)))
     };
     let tgt_type = load.get_text("tgt_type").unwrap_or("glob");
     // Salt takes any `node*` type for a nodegroup name.
@@ -183,11 +176,16 @@ pub fn verify_runner(rules: &Rules, minion: &str, load: &Value) -> Result<(Strin
     if !rules.allows(minion, fun) {
         return Err(Refused::NotAllowed(fun.to_owned()));
     }
+    Ok((fun.to_owned(), parse_args(args, load)))
+}
+
+/// Salt's `parse_input` of a peer's arguments, leaving alone those its `no_parse` names.
+fn parse_args(args: &[Value], load: &Value) -> Vec<Value> {
     let no_parse: Vec<&str> = match load.get("no_parse") {
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
         _ => Vec::new(),
     };
-    Ok((fun.to_owned(), halite_runner::args::parse_input(args, &no_parse)))
+    halite_runner::args::parse_input(args, &no_parse)
 }
 
 /// A peer request answered after the worker has moved on: `minion_publish` waits for the
@@ -291,17 +289,11 @@ impl Master {
         Some(call)
     }
 
-    fn peer_request(call: PeerCall) -> PublishRequest {
+    fn peer_request(&self, call: PeerCall) -> PublishRequest {
+        let user = &self.settings.peer.user;
         PublishRequest {
-            user: String::new(),
-            tgt: call.tgt,
-            tgt_type: call.tgt_type,
-            fun: call.fun,
-            arg: call.arg,
             ret: call.ret,
-            jid: None,
-            kwargs: empty(),
-            to: None,
+            ..PublishRequest::from_master(user, call.tgt, &call.tgt_type, call.fun, call.arg)
         }
     }
 
@@ -318,8 +310,8 @@ impl Master {
     /// Salt's `minion_pub`: publish, remember the publisher, answer `{jid, minions}`.
     fn minion_pub(&self, minion: &str, load: &Value) -> Value {
         let Some(call) = self.verified(minion, load) else { return empty() };
-        let mut channel = InProcess::new(self, &self.settings.peer.user);
-        match channel.publish_request(Self::peer_request(call)) {
+        // Published without following it: the minion polls pub_ret for the returns.
+        match self.publish_job(&self.peer_request(call)) {
             Ok(p) => {
                 self.remember_publisher(&p.jid, minion);
                 info!(jid = %p.jid, %minion, fun = load.get_text("fun").unwrap_or(""), "peer publish");
@@ -423,7 +415,7 @@ impl Master {
         }
         let full = load.get_text("form") == Some("full");
         let mut channel = InProcess::new(self, &self.settings.peer.user);
-        let published = match channel.publish_request(Self::peer_request(call)) {
+        let published = match channel.publish_request(self.peer_request(call)) {
             Ok(p) => p,
             Err(e) => {
                 warn!(%minion, error = %e, "peer publish failed");

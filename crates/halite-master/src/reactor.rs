@@ -49,7 +49,7 @@ impl Settings {
             map: ReactorMap::new(c.reactor.clone()),
             threads: c.reactor_worker_threads as usize,
             queue: c.reactor_worker_hwm as usize,
-            user: c.user.clone().unwrap_or_else(|| "root".into()),
+            user: c.publishing_user(),
             rotate_aes_key: c.rotate_aes_key,
             master_id: c.master_id(),
             renderer: c.renderer.clone(),
@@ -210,15 +210,16 @@ impl Worker {
 
     fn local(&self, tag: &str, r: &Reaction, job: &LocalJob) {
         let req = PublishRequest {
-            user: self.settings.user.clone(),
-            tgt: job.tgt.clone(),
-            tgt_type: job.tgt_type.clone(),
-            fun: Value::from(job.fun.as_str()),
-            arg: Value::Array(job.arg.clone()),
             ret: Value::from(job.ret.as_str()),
             jid: job.jid.clone().filter(|j| crate::jid::is_jid(j)),
             kwargs: Value::Map(job.kwargs.iter().map(|(k, v)| (Value::from(k.as_str()), v.clone())).collect()),
-            to: None,
+            ..PublishRequest::from_master(
+                &self.settings.user,
+                job.tgt.clone(),
+                &job.tgt_type,
+                Value::from(job.fun.as_str()),
+                Value::Array(job.arg.clone()),
+            )
         };
         match self.master.publish_job(&req) {
             Ok(p) => {

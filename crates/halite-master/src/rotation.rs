@@ -86,7 +86,13 @@ impl Master {
         }
         let count = ids.len();
         let tgt = Value::Array(ids.into_iter().map(Value::from).collect());
-        match self.publish_job(&PublishRequest::from_master("root", tgt, "list", "test.ping", vec![])) {
+        match self.publish_job(&PublishRequest::from_master(
+            "root",
+            tgt,
+            "list",
+            Value::from("test.ping"),
+            Value::Array(vec![]),
+        )) {
             Ok(job) => info!(jid = %job.jid, minions = count, "ping_on_rotate: pinged the connected minions"),
             Err(e) => warn!(error = %e, "ping_on_rotate: cannot ping the connected minions"),
         }

@@ -266,7 +266,7 @@ fn run(parsed: optparse::Parsed) -> anyhow::Result<u8> {
         let wait = cli.parsed.value("batch_wait").and_then(|w| w.parse::<f64>().ok()).unwrap_or(0.0);
         let field = |k: &str| load.iter().find(|(key, _)| key.as_str() == Some(k)).map(|(_, v)| v.clone());
         let timeout = if timeout <= 0 { config.timeout } else { timeout as u64 };
-        let gather = config.extra("gather_job_timeout").and_then(Value::as_u64).unwrap_or(10);
+        let gather = config.gather_job_timeout();
         let job = BatchJob {
             tgt: tgt.clone(),
             tgt_type,
@@ -402,7 +402,7 @@ impl Cli {
             println!("jid: {jid}");
         }
         let timeout = if timeout <= 0 { config.timeout } else { timeout as u64 };
-        let gather = config.extra("gather_job_timeout").and_then(Value::as_u64).unwrap_or(10);
+        let gather = config.gather_job_timeout();
         let show_timeout = !self.parsed.values.contains_key("show_timeout") || self.parsed.flag("show_timeout");
         let collector = Collector::new(
             jid,
