@@ -1,4 +1,5 @@
-//! The minion's side of the protocol, as salt-minion 3006 (request version 2) and 3007/3008
+//! The minion's side of the protocol, as salt-minion 3006.0–3006.11 and 3007.0–3007.3 (request
+//! version 2) and every later release
 //! (version 3) speak it: the `_auth` request and the reading of its reply, sealing requests
 //! and opening their replies, and opening publishes. For load generators (`halite-swarm`) and
 //! tests that must behave on the wire like real minions; the master never uses it.
@@ -11,7 +12,7 @@ use crate::ProtoError;
 /// The request envelope version a minion release sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReqVersion {
-    /// salt-minion 3006: loads sealed with the shared AES key.
+    /// salt-minion 3006.0–3006.11 and 3007.0–3007.3: loads sealed with the shared AES key.
     V2,
     /// salt-minion 3007/3008: loads sealed with the minion's session key, with `tok`, `ts`, `id`.
     V3,
@@ -107,7 +108,8 @@ pub struct Channel {
     pub version: ReqVersion,
     /// The shared AES key (v2) or the session key (v3).
     key: Crypticle,
-    /// `tok`: the X9.31 signature of `b"salt"` with the minion's key (v3).
+    /// `tok`: the X9.31 signature of `b"salt"` with the minion's key (v3, and v2 loads that
+    /// name an id).
     tok: Vec<u8>,
 }
 
@@ -127,7 +129,8 @@ impl Channel {
     }
 
     /// The request body for `load` (which holds `cmd`), with `nonce` (and for v3 `ts`, `tok`,
-    /// `id`) added as the minion adds them.
+    /// `id`) added as the minion adds them. A v2 load that names an `id` carries `tok` too,
+    /// which a master with `minimum_auth_version: 2` requires (CVE-2024-38822).
     pub fn seal(&self, mut load: Value, nonce: &str, now_secs: i64) -> Result<Vec<u8>, ProtoError> {
         payload::insert(&mut load, "nonce", Value::from(nonce));
         let mut env = vec![("enc", Value::from("aes"))];
@@ -135,6 +138,8 @@ impl Channel {
             payload::insert(&mut load, "ts", Value::from(now_secs));
             payload::insert(&mut load, "tok", Value::Binary(self.tok.clone()));
             payload::insert(&mut load, "id", Value::from(self.id.as_str()));
+        } else if load.get("id").is_some() {
+            payload::insert(&mut load, "tok", Value::Binary(self.tok.clone()));
         }
         env.push(("load", Value::Binary(self.key.dumps(&load, None)?)));
         env.push(("version", Value::from(self.version.number())));

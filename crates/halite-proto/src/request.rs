@@ -86,16 +86,28 @@ impl SealedRequest {
     }
 }
 
+impl Request {
+    /// The envelope's protocol `version` (0 when absent), which `minimum_auth_version`
+    /// checks before anything is decrypted.
+    pub fn version(&self) -> i64 {
+        match self {
+            Request::Clear { version, .. } => *version,
+            Request::Aes(sealed) => sealed.version,
+        }
+    }
+}
+
 /// Parses a request body. Never panics; a refusal carries Salt's reply string.
 pub fn parse(body: &[u8]) -> Result<Request, Refusal> {
-    let env = payload::decode(body).map_err(|e| Refusal::BadLoad(e.to_string()))?;
+    // Nothing has authenticated the sender yet: the envelope's own, smaller budget.
+    let env = payload::decode_with(body, &payload::Budget::ENVELOPE).map_err(|e| Refusal::BadLoad(e.to_string()))?;
     if !matches!(env, Value::Map(_)) {
         return Err(Refusal::BadLoad("envelope is not a dict".into()));
     }
     let (Some(enc), Some(load)) = (env.get("enc"), env.get("load")) else {
         return Err(Refusal::BadLoad("envelope lacks enc or load".into()));
     };
-    let version = env.get("version").and_then(Value::as_i64).unwrap_or(0);
+    let version = env.get("version").map_or(0, envelope_version);
     match enc.as_text() {
         Some("clear") => {
             if !matches!(load, Value::Map(_)) {
@@ -117,6 +129,16 @@ pub fn parse(body: &[u8]) -> Result<Request, Refusal> {
             }))
         }
         _ => Err(Refusal::BadLoad("unknown enc".into())),
+    }
+}
+
+/// Salt's `int(payload.get("version", 0))`: an integer, a float (truncated) or decimal
+/// text; anything else counts as 0, the oldest version, which `minimum_auth_version` refuses.
+fn envelope_version(v: &Value) -> i64 {
+    match v {
+        Value::F64(f) if f.is_finite() => *f as i64,
+        Value::F32(f) if f.is_finite() => *f as i64,
+        other => other.as_i64().or_else(|| other.as_text().and_then(|t| t.trim().parse().ok())).unwrap_or(0),
     }
 }
 
@@ -153,10 +175,11 @@ impl OpenedRequest {
         self.load.get_text("id")
     }
 
-    /// Whether the caller must check `tok` before dispatch: always for v3, and for v2 when the
-    /// load carries both `tok` and `id` (Salt validates it "if present").
+    /// Whether the caller must check `tok` before dispatch: whenever the load names a minion
+    /// id, whatever the version. Salt checks a v2 `tok` only "if present", which let any
+    /// holder of the shared AES key act as any minion (CVE-2024-38822).
     pub fn tok_required(&self) -> bool {
-        self.version > 2 || (self.tok.is_some() && self.id().is_some())
+        self.id().is_some()
     }
 }
 
@@ -206,4 +229,49 @@ pub fn seal_reply(key: &Crypticle, ret: &Value, nonce: Option<&str>) -> Result<V
 /// A clear reply: `mp(value)`, as Salt sends `send_clear` answers.
 pub fn clear_reply(value: &Value) -> Vec<u8> {
     payload::encode(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::map;
+
+    fn clear(version: Value) -> Vec<u8> {
+        payload::encode(&map([
+            ("enc", Value::from("clear")),
+            ("load", map([("cmd", Value::from("_auth"))])),
+            ("version", version),
+        ]))
+    }
+
+    #[test]
+    fn versions_read_as_salts_int_reads_them() {
+        let version = |v: Value| parse(&clear(v)).expect("parses").version();
+        assert_eq!(version(Value::from(3)), 3);
+        assert_eq!(version(Value::from("3")), 3);
+        assert_eq!(version(Value::F64(3.0)), 3);
+        assert_eq!(version(Value::from("three")), 0);
+        assert_eq!(version(Value::Nil), 0);
+        let none = payload::encode(&map([("enc", Value::from("clear")), ("load", map([("cmd", Value::from("x"))]))]));
+        assert_eq!(parse(&none).expect("parses").version(), 0);
+    }
+
+    #[test]
+    fn a_load_naming_an_id_needs_a_tok_at_every_version() {
+        let key = Crypticle::generate().expect("key");
+        for (version, load, needs) in [
+            (2, map([("cmd", Value::from("_file_list"))]), false),
+            (2, map([("cmd", Value::from("_return")), ("id", Value::from("web1"))]), true),
+        ] {
+            let blob = key.dumps(&load, None).expect("seal");
+            let body = payload::encode(&map([
+                ("enc", Value::from("aes")),
+                ("load", payload::blob(blob)),
+                ("version", Value::from(version)),
+            ]));
+            let Ok(Request::Aes(sealed)) = parse(&body) else { panic!("an aes request") };
+            let opened = open(sealed, &key).expect("opens");
+            assert_eq!(opened.tok_required(), needs, "{load}");
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! Bytes to frames: the greeting, then command frames and whole multipart messages.
 
-use crate::{Greeting, ZmtpError, FLAG_COMMAND, FLAG_LONG, FLAG_MORE, GREETING_LEN};
+use crate::{Greeting, Limits, ZmtpError, FLAG_COMMAND, FLAG_LONG, FLAG_MORE, FRAME_COST, GREETING_LEN};
 
 /// What the decoder assembled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,20 +12,44 @@ pub enum Frame {
 }
 
 /// Buffers what has arrived and cuts it into frames. Memory held between calls is only the
-/// unfinished tail: an idle connection holds no buffer at all.
+/// unfinished tail: an idle connection holds no buffer at all. Every limit is checked on a
+/// frame's header, before anything is buffered for its body.
 #[derive(Debug)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
     pos: usize,
     greeted: bool,
     parts: Vec<Vec<u8>>,
-    message_len: u64,
-    max_message: u64,
+    /// What the message being assembled is charged: its bodies and [`FRAME_COST`] a frame.
+    message_cost: u64,
+    limits: Limits,
+    /// Whether message frames may come (the connection's handshake is done). When not, one
+    /// is refused on its header rather than buffered up to the message limit first.
+    messages: bool,
 }
 
 impl FrameDecoder {
+    /// A decoder with [`Limits::new`]`(max_message)`.
     pub fn new(max_message: u64) -> FrameDecoder {
-        FrameDecoder { buf: Vec::new(), pos: 0, greeted: false, parts: Vec::new(), message_len: 0, max_message }
+        FrameDecoder::with_limits(Limits::new(max_message))
+    }
+
+    pub fn with_limits(limits: Limits) -> FrameDecoder {
+        FrameDecoder {
+            buf: Vec::new(),
+            pos: 0,
+            greeted: false,
+            parts: Vec::new(),
+            message_cost: 0,
+            limits,
+            messages: true,
+        }
+    }
+
+    /// Refuses message frames (on their header) until allowed again: before READY only
+    /// commands may come.
+    pub(crate) fn allow_messages(&mut self, allow: bool) {
+        self.messages = allow;
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
@@ -42,6 +66,17 @@ impl FrameDecoder {
     /// Bytes held for frames not yet complete (capacity, not length: what memory it costs).
     pub fn buffered_capacity(&self) -> usize {
         self.buf.capacity()
+    }
+
+    /// What the frames of an unfinished message are charged against
+    /// [`Limits::max_message`]: their bodies plus [`FRAME_COST`] each. Never over the limit.
+    pub fn message_cost(&self) -> u64 {
+        self.message_cost
+    }
+
+    /// Frames held for an unfinished message.
+    pub fn message_frames(&self) -> usize {
+        self.parts.len()
     }
 
     fn pending(&self) -> &[u8] {
@@ -101,11 +136,30 @@ impl FrameDecoder {
                 (u64::from(b), 2)
             };
             let command = flags & FLAG_COMMAND != 0;
-            let total = if command { size } else { self.message_len.saturating_add(size) };
-            if total > self.max_message {
-                return Err(ZmtpError::TooLarge { size: total, limit: self.max_message });
+            let mut cost = self.message_cost;
+            if command {
+                let limit = self.limits.max_command.min(self.limits.max_message);
+                if size > limit {
+                    return Err(ZmtpError::CommandTooLarge { size, limit });
+                }
+            } else {
+                if !self.messages {
+                    return Err(ZmtpError::BeforeReady("a message"));
+                }
+                if self.parts.len() >= self.limits.max_frames {
+                    return Err(ZmtpError::TooManyFrames { limit: self.limits.max_frames });
+                }
+                // An empty frame costs no body but still a slot in `parts`: charging a fixed
+                // cost per frame keeps the limit a bound on memory, not only on payload.
+                cost = cost.saturating_add(size).saturating_add(FRAME_COST);
+                if cost > self.limits.max_message {
+                    return Err(ZmtpError::TooLarge { size: cost, limit: self.limits.max_message });
+                }
             }
-            let end = header + size as usize;
+            // Only a limit near u64::MAX lets a size through that does not fit in memory.
+            let Some(end) = usize::try_from(size).ok().and_then(|s| s.checked_add(header)) else {
+                return Err(ZmtpError::TooLarge { size, limit: self.limits.max_message });
+            };
             if have.len() < end {
                 // Reserve for the frame (up to 1 MiB: the declared size is the peer's claim, not data).
                 let missing = (end - have.len()).min(1 << 20);
@@ -117,10 +171,10 @@ impl FrameDecoder {
             if command {
                 return Ok(Some(Frame::Command(body)));
             }
-            self.message_len = total;
+            self.message_cost = cost;
             self.parts.push(body);
             if flags & FLAG_MORE == 0 {
-                self.message_len = 0;
+                self.message_cost = 0;
                 return Ok(Some(Frame::Message(std::mem::take(&mut self.parts))));
             }
         }

@@ -13,6 +13,15 @@
 //! when a silent peer is dead), or accept a frame larger than its limit: the size is checked
 //! from the frame header, before anything is buffered for it.
 //!
+//! What a peer can make a connection hold is bounded by [`Limits`], whoever the peer is (the
+//! master's ports take connections from anyone): a message by its size with every frame
+//! charged [`FRAME_COST`] on top of its body, and by its frame count (endless empty frames
+//! with MORE set would otherwise grow a message forever at 0 bytes counted); a command frame,
+//! and anything a subscriber sends a publisher, by [`Limits::max_command`]; READY by
+//! [`MAX_PROPERTIES`]. Going over any of them is an error from [`Connection::next_event`], on
+//! which the shell closes the connection. How many subscriptions a subscriber may hold is the
+//! socket's business (halite-zmq keeps the list); here each one is bounded in size.
+//!
 //! Not supported, on purpose: ZMTP 1.0/2.0 peers (libzmq older than 4.0, never bundled by a
 //! salt-minion 3006+), and the PLAIN/CURVE mechanisms (Salt encrypts above ZeroMQ).
 
@@ -29,6 +38,42 @@ const FLAG_MORE: u8 = 0x01;
 const FLAG_LONG: u8 = 0x02;
 const FLAG_COMMAND: u8 = 0x04;
 
+/// What each frame of a message is charged against [`Limits::max_message`] on top of its
+/// body: its `Vec` in the message's part list (24 bytes) and, for a non-empty body, the
+/// allocator's smallest block (32 bytes on glibc), rounded up. With it the limit bounds the
+/// memory a message holds, not only its payload: an empty frame is not free.
+pub const FRAME_COST: u64 = 64;
+
+/// Properties a READY command may carry. libzmq sends two (`Socket-Type` and `Identity`),
+/// plus any `X-` metadata an application sets; Salt sets none.
+pub const MAX_PROPERTIES: usize = 64;
+
+/// What one peer may make its connection hold. Each is checked on a frame's header, before
+/// anything is buffered for the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes a message may take: its bodies plus [`FRAME_COST`] per frame.
+    pub max_message: u64,
+    /// Frames a message may have. Salt's messages have one (publishes) or two (requests and
+    /// replies, `['', body]`); a ROUTER in front adds one per hop.
+    pub max_frames: usize,
+    /// Bytes a command frame's body may have (never more than `max_message`). Commands
+    /// are READY (a socket type and an identity of at most 255 bytes), PING/PONG (a 16-byte
+    /// context), ERROR (a 255-byte reason) and SUBSCRIBE/CANCEL (a topic prefix: `""`, or
+    /// with `zmq_filtering` a 64-character hash or `broadcast`). It also bounds a message a
+    /// subscriber sends a publisher (plus one [`FRAME_COST`]): those are ZMTP 3.0
+    /// subscriptions and nothing else, so a PUB connection never buffers 64 MiB for one.
+    pub max_command: u64,
+}
+
+impl Limits {
+    /// `max_message` with the defaults for the rest: 64 frames (32 times what Salt
+    /// sends), 64 KiB commands.
+    pub const fn new(max_message: u64) -> Limits {
+        Limits { max_message, max_frames: 64, max_command: 64 << 10 }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ZmtpError {
     #[error("the peer does not speak ZMTP (bad greeting signature)")]
@@ -37,8 +82,18 @@ pub enum ZmtpError {
     OldVersion(u8),
     #[error("the peer wants the {0:?} security mechanism; only NULL is supported")]
     Mechanism(String),
-    #[error("a {size}-byte message exceeds the {limit}-byte limit")]
+    /// Over [`Limits::max_message`]; `size` counts [`FRAME_COST`] per frame.
+    #[error("a message of {size} bytes (frame overhead included) exceeds the {limit}-byte message limit")]
     TooLarge { size: u64, limit: u64 },
+    /// Over [`Limits::max_frames`].
+    #[error("a message of more than {limit} frames exceeds the frame limit")]
+    TooManyFrames { limit: usize },
+    /// Over [`Limits::max_command`].
+    #[error("a {size}-byte command exceeds the {limit}-byte command limit")]
+    CommandTooLarge { size: u64, limit: u64 },
+    /// Over [`MAX_PROPERTIES`].
+    #[error("a READY command with more than {limit} properties")]
+    TooManyProperties { limit: usize },
     #[error("malformed {0} command")]
     MalformedCommand(&'static str),
     #[error("the peer sent {0} before completing the handshake")]
@@ -136,13 +191,18 @@ impl Metadata {
         let bad = ZmtpError::MalformedCommand("READY");
         let mut props = Vec::new();
         while let Some((&name_len, rest)) = data.split_first() {
+            // Each property costs two allocations for 5 bytes on the wire at the least.
+            if props.len() == MAX_PROPERTIES {
+                return Err(ZmtpError::TooManyProperties { limit: MAX_PROPERTIES });
+            }
             let name = rest.get(..name_len as usize).ok_or(bad.clone())?;
             let rest = &rest[name_len as usize..];
             let len_bytes: [u8; 4] = rest.get(..4).and_then(|b| b.try_into().ok()).ok_or(bad.clone())?;
             let value_len = u32::from_be_bytes(len_bytes) as usize;
-            let value = rest.get(4..4 + value_len).ok_or(bad.clone())?;
+            let end = value_len.checked_add(4).ok_or(bad.clone())?;
+            let value = rest.get(4..end).ok_or(bad.clone())?;
             props.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
-            data = &rest[4 + value_len..];
+            data = &rest[end..];
         }
         Ok(Metadata(props))
     }
@@ -229,16 +289,33 @@ pub struct Connection {
 impl Connection {
     /// A connection for a socket of type `ours`; the greeting is queued at once (libzmq does
     /// the same, so neither side waits for the other). `identity` goes into READY for the
-    /// socket types that announce one; `max_message` bounds any message the peer sends.
+    /// socket types that announce one; `max_message` bounds any message the peer sends, the
+    /// other limits are [`Limits::new`]'s.
     pub fn new(ours: SocketType, identity: &[u8], max_message: u64) -> Connection {
+        Connection::with_limits(ours, identity, Limits::new(max_message))
+    }
+
+    pub fn with_limits(ours: SocketType, identity: &[u8], mut limits: Limits) -> Connection {
+        if ours.is_publisher() {
+            // What a subscriber sends is a subscription, one frame no larger than a command.
+            limits.max_message = limits.max_message.min(limits.max_command.saturating_add(FRAME_COST));
+        }
+        let mut decoder = FrameDecoder::with_limits(limits);
+        decoder.allow_messages(false);
         Connection {
             ours,
             identity: identity.to_vec(),
-            decoder: FrameDecoder::new(max_message),
+            decoder,
             phase: Phase::Greeting,
             peer_minor: 0,
             out: greeting().to_vec(),
         }
+    }
+
+    /// What the peer's unfinished frames hold right now: the receive buffer's capacity and
+    /// what an unfinished message is charged (see [`FrameDecoder::message_cost`]).
+    pub fn held_bytes(&self) -> u64 {
+        self.decoder.buffered_capacity() as u64 + self.decoder.message_cost()
     }
 
     pub fn is_open(&self) -> bool {
@@ -323,6 +400,7 @@ impl Connection {
                                 }
                             })?;
                         self.phase = Phase::Open;
+                        self.decoder.allow_messages(true);
                         let identity = meta.get("Identity").unwrap_or_default().to_vec();
                         return Ok(Some(Event::Open { socket_type: theirs, identity, minor_version: self.peer_minor }));
                     }
