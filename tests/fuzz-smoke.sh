@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# A short run of every fuzz target (the envelope, Crypticle and _auth decoders, ZMTP, both YAML
-# loaders, a pillar sls through jinja|yaml, a reaction file), seeded from fuzz/seeds (Salt's own messages,
-# site sls files). Long campaigns: `cargo fuzz run <target>` without a limit.
+# A short run of every fuzz target (the envelope, Crypticle and _auth decoders, the request
+# decoder against its nesting and size budgets, ZMTP, both YAML loaders, a pillar sls through
+# jinja|yaml, a reaction file, a compound target against its depth and word limits), seeded
+# from fuzz/seeds (Salt's own messages, site sls files, targets). Long campaigns: `cargo fuzz run <target>` without a limit.
 #
 # Usage: tests/fuzz-smoke.sh [SECONDS_PER_TARGET]
 set -euo pipefail
@@ -12,7 +13,8 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 # cargo fuzz passes -Z sanitizer flags; this machine has only a stable toolchain.
 export RUSTC_BOOTSTRAP=1
 cd fuzz
-for target in envelope crypticle auth yaml sls zmtp reaction; do
+targets=0
+for target in envelope crypticle auth request yaml sls zmtp reaction compound; do
   mkdir -p "corpus/$target"
   log=$(mktemp)
   if ! cargo fuzz run -O "$target" "corpus/$target" seeds -- -max_total_time="$secs" -rss_limit_mb=2048 >"$log" 2>&1; then
@@ -22,5 +24,6 @@ for target in envelope crypticle auth yaml sls zmtp reaction; do
   fi
   grep -E '^Done' "$log" | sed "s/^/$target: /"
   rm -f "$log"
+  targets=$((targets + 1))
 done
-echo "fuzz smoke: 7 targets, ${secs}s each, no crash"
+echo "fuzz smoke: $targets targets, ${secs}s each, no crash"

@@ -1,16 +1,18 @@
 //! Which accepted minions a target names: Salt's `CkMinions.check_minions`, the master's
 //! "expected minions" of a job.
 
-use std::collections::{BTreeSet, HashSet};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use halite_yaml::{py, Value};
 use ipnet::IpNet;
 
+use crate::glob::Glob;
 use crate::nodegroup::{self, OPERATORS};
 use crate::pyre::PyRegex;
 use crate::subdict::{SubdictMatcher, ValueMatch, DEFAULT_DELIMITER};
-use crate::{fnmatch, TargetError};
+use crate::{Abandoned, TargetError, MAX_DEPTH, MAX_WORDS};
 
 /// Salt's `tgt_type` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,6 +119,11 @@ pub trait MinionIndex {
 pub struct Matched {
     pub minions: Vec<String>,
     pub missing: Vec<String>,
+    /// Minions left out because matching them against some term of the target needed more
+    /// work than halite allows one minion (see the crate's limits and [`crate::Abandoned`]).
+    /// Such a minion is not in `minions`, whatever the other terms said: the target fails
+    /// closed. Nothing here logs; a caller may report a non-zero count once per target.
+    pub abandoned: usize,
 }
 
 /// `CkMinions.check_minions(expr, tgt_type, delimiter, greedy=True)`.
@@ -124,7 +131,8 @@ pub struct Matched {
 /// Grain and pillar forms only name minions whose cached data matches; an accepted minion
 /// with no cache entry is not expected (Salt 3006.30 and 3008.5, #68976; 3007.8 still
 /// expected every such minion). `ipcidr` keeps such minions, as every Salt release does.
-/// Where Salt logs an error and returns no minions, this returns the error.
+/// Where Salt logs an error and returns no minions, this returns the error; so does a target
+/// past one of halite's limits (see the crate's documentation).
 pub fn check_minions(
     index: &impl MinionIndex,
     expr: &Expr,
@@ -136,13 +144,27 @@ pub fn check_minions(
     // Salt lists the pki dir with `sorted_ignorecase`; the stable sort keeps ids that differ
     // only in case in a fixed order.
     accepted.sort_by_cached_key(|id| id.to_lowercase());
-    let ck = Checker { index, accepted, nodegroups };
+    // Sets of minions are sets of positions in this list; an id is accepted once (a key
+    // file per id).
+    let mut positions = HashMap::with_capacity(accepted.len());
+    accepted.retain(|id| {
+        let new = !positions.contains_key(id);
+        if new {
+            positions.insert(id.clone(), positions.len());
+        }
+        new
+    });
+    let abandoned = RefCell::new(IdSet::empty(accepted.len()));
+    let ck = Checker { index, accepted, positions, nodegroups, abandoned };
     let delimiter = if delimiter.is_empty() { DEFAULT_DELIMITER } else { delimiter };
     let set = match tgt_type {
         TargetType::List => return Ok(ck.list(expr, false)),
         TargetType::Compound | TargetType::CompoundPillarExact => {
             let words = match expr {
-                Expr::Text(t) => t.split_whitespace().map(str::to_owned).collect(),
+                Expr::Text(t) => compound_words(t)?,
+                Expr::Words(w) if w.len() > MAX_WORDS => {
+                    return Err(TargetError::Compound { expr: crate::shown(&w.join(" ")), reason: too_many_words() })
+                }
                 Expr::Words(w) => w.clone(),
             };
             return ck.compound(words, tgt_type == TargetType::CompoundPillarExact);
@@ -152,15 +174,29 @@ pub fn check_minions(
         }
         TargetType::Glob => ck.glob(expr.text(tgt_type)?),
         TargetType::Pcre => ck.pcre(expr.text(tgt_type)?)?,
-        TargetType::Grain => ck.cached(expr.text(tgt_type)?, delimiter, Bank::Grains, ValueMatch::Glob),
-        TargetType::GrainPcre => ck.cached(expr.text(tgt_type)?, delimiter, Bank::Grains, ValueMatch::Regex),
-        TargetType::Pillar => ck.cached(expr.text(tgt_type)?, delimiter, Bank::Pillar, ValueMatch::Glob),
-        TargetType::PillarPcre => ck.cached(expr.text(tgt_type)?, delimiter, Bank::Pillar, ValueMatch::Regex),
-        TargetType::PillarExact => ck.cached(expr.text(tgt_type)?, delimiter, Bank::Pillar, ValueMatch::Exact),
+        TargetType::Grain => ck.cached(expr.text(tgt_type)?, delimiter, Bank::Grains, ValueMatch::Glob)?,
+        TargetType::GrainPcre => ck.cached(expr.text(tgt_type)?, delimiter, Bank::Grains, ValueMatch::Regex)?,
+        TargetType::Pillar => ck.cached(expr.text(tgt_type)?, delimiter, Bank::Pillar, ValueMatch::Glob)?,
+        TargetType::PillarPcre => ck.cached(expr.text(tgt_type)?, delimiter, Bank::Pillar, ValueMatch::Regex)?,
+        TargetType::PillarExact => ck.cached(expr.text(tgt_type)?, delimiter, Bank::Pillar, ValueMatch::Exact)?,
         TargetType::Ipcidr => ck.ipcidr(expr.text(tgt_type)?)?,
         TargetType::Range => return Err(TargetError::Range),
     };
-    Ok(Matched { minions: ck.ordered(&set), missing: Vec::new() })
+    Ok(ck.matched(&set, Vec::new()))
+}
+
+/// The words of a compound target given as text, refused past [`MAX_WORDS`] before the rest
+/// of a hostile target is split and copied.
+fn compound_words(text: &str) -> Result<Vec<String>, TargetError> {
+    let words: Vec<String> = text.split_whitespace().take(MAX_WORDS + 1).map(str::to_owned).collect();
+    if words.len() > MAX_WORDS {
+        return Err(TargetError::Compound { expr: crate::shown(text), reason: too_many_words() });
+    }
+    Ok(words)
+}
+
+fn too_many_words() -> String {
+    format!("more than halite's limit of {MAX_WORDS} words (a long list of ids is one `L@a,b,c` word)")
 }
 
 /// Whether the one minion `id` (with its grains and pillar) is named by a target: what a
@@ -198,28 +234,58 @@ enum Bank {
 
 struct Checker<'a, I> {
     index: &'a I,
+    /// The accepted ids in Salt's order; an [`IdSet`] holds positions in it.
     accepted: Vec<String>,
+    positions: HashMap<String, usize>,
     nodegroups: &'a [(String, Value)],
+    /// Minions whose matching was given up at a limit.
+    abandoned: RefCell<IdSet>,
 }
 
-type IdSet = BTreeSet<String>;
-
 impl<I: MinionIndex> Checker<'_, I> {
-    fn ordered(&self, set: &IdSet) -> Vec<String> {
-        self.accepted.iter().filter(|id| set.contains(*id)).cloned().collect()
+    /// The result, failing closed: a minion whose matching was given up anywhere in the
+    /// target is left out, whatever the rest said (under `not`, a given-up term would
+    /// otherwise let in the very minion whose data made it costly; targets choose who gets a
+    /// pillar file or a peer publish).
+    fn matched(&self, set: &IdSet, missing: Vec<String>) -> Matched {
+        let abandoned = self.abandoned.borrow();
+        let mut kept = set.clone();
+        kept.subtract(&abandoned);
+        Matched {
+            minions: kept.iter().map(|at| self.accepted[at].clone()).collect(),
+            missing,
+            abandoned: abandoned.len(),
+        }
     }
 
-    fn all(&self) -> IdSet {
-        self.accepted.iter().cloned().collect()
+    /// The accepted minions `pred` holds for, given each one's position and id.
+    fn select(&self, mut pred: impl FnMut(usize, &str) -> bool) -> IdSet {
+        let mut set = IdSet::empty(self.accepted.len());
+        for (at, id) in self.accepted.iter().enumerate() {
+            if pred(at, id) {
+                set.insert(at);
+            }
+        }
+        set
+    }
+
+    /// The minion at `at` matched, or matching it was given up: then no match, remembered
+    /// for [`Matched::abandoned`].
+    fn counted(&self, at: usize, outcome: Result<bool, Abandoned>) -> bool {
+        outcome.unwrap_or_else(|_| {
+            self.abandoned.borrow_mut().insert(at);
+            false
+        })
     }
 
     fn glob(&self, pattern: &str) -> IdSet {
-        self.accepted.iter().filter(|id| fnmatch(id, pattern)).cloned().collect()
+        let glob = Glob::new(pattern);
+        self.select(|_, id| glob.matches(id))
     }
 
     fn pcre(&self, pattern: &str) -> Result<IdSet, TargetError> {
         let re = PyRegex::new(pattern)?;
-        Ok(self.accepted.iter().filter(|id| re.is_match(id)).cloned().collect())
+        Ok(self.select(|at, id| self.counted(at, re.try_match(id))))
     }
 
     /// Salt's `_check_list_minions`: listed ids with an accepted key, in the order listed
@@ -229,14 +295,13 @@ impl<I: MinionIndex> Checker<'_, I> {
             Expr::Text(t) => t.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
             Expr::Words(w) => w.clone(),
         };
-        let accepted: HashSet<&str> = self.accepted.iter().map(String::as_str).collect();
         let mut seen = HashSet::new();
         let mut out = Matched::default();
         for id in listed {
             if !seen.insert(id.clone()) {
                 continue;
             }
-            if accepted.contains(id.as_str()) {
+            if self.positions.contains_key(&id) {
                 out.minions.push(id);
             } else if !ignore_missing {
                 out.missing.push(id);
@@ -245,19 +310,15 @@ impl<I: MinionIndex> Checker<'_, I> {
         out
     }
 
-    fn cached(&self, expr: &str, delimiter: &str, bank: Bank, mode: ValueMatch) -> IdSet {
-        let matcher = SubdictMatcher::new(expr, delimiter, mode);
-        self.accepted
-            .iter()
-            .filter(|id| {
-                let data = self.index.cached(id).and_then(|m| match bank {
-                    Bank::Grains => m.grains,
-                    Bank::Pillar => m.pillar,
-                });
-                data.is_some_and(|d| matcher.matches(d))
-            })
-            .cloned()
-            .collect()
+    fn cached(&self, expr: &str, delimiter: &str, bank: Bank, mode: ValueMatch) -> Result<IdSet, TargetError> {
+        let matcher = SubdictMatcher::checked(expr, delimiter, mode)?;
+        Ok(self.select(|at, id| {
+            let data = self.index.cached(id).and_then(|m| match bank {
+                Bank::Grains => m.grains,
+                Bank::Pillar => m.pillar,
+            });
+            data.is_some_and(|d| self.counted(at, matcher.try_matches(d)))
+        }))
     }
 
     /// Salt's `_check_ipcidr_minions`: an address must be listed in the minion's `ipv4` (or
@@ -287,45 +348,50 @@ impl<I: MinionIndex> Checker<'_, I> {
                 None => Vec::new(),
             }
         };
-        Ok(self
-            .accepted
-            .iter()
-            .filter(|id| {
-                let Some(cached) = self.index.cached(id) else {
-                    // Greedy, as in every Salt release: no data yet, still expected.
-                    return true;
-                };
-                let Some(grains) = cached.grains else { return false };
-                let addrs = grain_addrs(grains);
-                match &want {
-                    Want::Addr(addr) => addrs.iter().any(|a| *a == addr.to_string()),
-                    Want::Net(net) => addrs.iter().filter_map(|a| a.parse::<IpAddr>().ok()).any(|a| net.contains(&a)),
-                }
-            })
-            .cloned()
-            .collect())
+        Ok(self.select(|_, id| {
+            let Some(cached) = self.index.cached(id) else {
+                // Greedy, as in every Salt release: no data yet, still expected.
+                return true;
+            };
+            let Some(grains) = cached.grains else { return false };
+            let addrs = grain_addrs(grains);
+            match &want {
+                Want::Addr(addr) => addrs.iter().any(|a| *a == addr.to_string()),
+                Want::Net(net) => addrs.iter().filter_map(|a| a.parse::<IpAddr>().ok()).any(|a| net.contains(&a)),
+            }
+        }))
     }
 
     /// Salt's `_check_compound_minions`: each term becomes the set of minions it names, the
     /// words `and`/`or`/`not` become `&`/`|`/`(ALL - ...)`, and the result is evaluated with
     /// Python's precedence (`-` over `&` over `|`).
+    ///
+    /// Bounded by the crate's limits: at most [`MAX_WORDS`] words, nodegroups expanded, and
+    /// [`MAX_DEPTH`] open parentheses (each `not` opens one), so that evaluating recurses at
+    /// most that deep. Every term is one pass over the minions and every operator one over a
+    /// bit set of them; nothing copies the set of all minions per word.
     fn compound(&self, mut words: Vec<String>, pillar_exact: bool) -> Result<Matched, TargetError> {
-        let original = words.join(" ");
-        let fail = |reason: &str| TargetError::Compound { expr: original.clone(), reason: reason.to_owned() };
+        let shown = crate::shown(&words.join(" "));
+        let fail = |reason: String| TargetError::Compound { expr: shown.clone(), reason };
         let mut tokens: Vec<Tok> = Vec::new();
         let mut open: Vec<Open> = Vec::new();
         let mut missing = Vec::new();
+        let mut done = 0;
         words.reverse();
         while let Some(word) = words.pop() {
+            done += 1;
             if OPERATORS.contains(&word.as_str()) {
+                if matches!(word.as_str(), "not" | "(") && open.len() >= MAX_DEPTH {
+                    return Err(fail(format!("nests `(` and `not` deeper than halite's limit of {MAX_DEPTH} levels")));
+                }
                 match (tokens.last(), word.as_str()) {
-                    (Some(Tok::LParen), "and" | "or") => return Err(fail("`and`/`or` right after `(`")),
-                    (None, "and" | "or" | ")") => return Err(fail("expression begins with a binary operator")),
+                    (Some(Tok::LParen), "and" | "or") => return Err(fail("`and`/`or` right after `(`".into())),
+                    (None, "and" | "or" | ")") => return Err(fail("expression begins with a binary operator".into())),
                     (last, "not") => {
                         if last.is_some() && !matches!(last, Some(Tok::And | Tok::Or | Tok::LParen)) {
                             tokens.push(Tok::And);
                         }
-                        tokens.extend([Tok::LParen, Tok::Set(self.all()), Tok::Minus]);
+                        tokens.extend([Tok::LParen, Tok::All, Tok::Minus]);
                         open.push(Open::Not);
                     }
                     (_, "and") => tokens.push(Tok::And),
@@ -336,7 +402,7 @@ impl<I: MinionIndex> Checker<'_, I> {
                     }
                     _ => {
                         if open.pop() != Some(Open::Paren) {
-                            return Err(fail("unexpected `)`"));
+                            return Err(fail("unexpected `)`".into()));
                         }
                         tokens.push(Tok::RParen);
                         close_not(&mut tokens, &mut open);
@@ -348,6 +414,9 @@ impl<I: MinionIndex> Checker<'_, I> {
             let set = match term.engine {
                 Some('N') => {
                     let mut expanded = nodegroup::expand(term.pattern, self.nodegroups)?;
+                    if done + words.len() + expanded.len() > MAX_WORDS {
+                        return Err(fail(too_many_words()));
+                    }
                     expanded.reverse();
                     words.extend(expanded);
                     continue;
@@ -356,17 +425,23 @@ impl<I: MinionIndex> Checker<'_, I> {
                     let delimiter = term.delimiter.unwrap_or(DEFAULT_DELIMITER);
                     let pillar_mode = if pillar_exact { ValueMatch::Exact } else { ValueMatch::Glob };
                     match engine {
-                        'G' => self.cached(term.pattern, delimiter, Bank::Grains, ValueMatch::Glob),
-                        'P' => self.cached(term.pattern, delimiter, Bank::Grains, ValueMatch::Regex),
-                        'I' => self.cached(term.pattern, delimiter, Bank::Pillar, pillar_mode),
-                        'J' if pillar_exact => self.cached(term.pattern, delimiter, Bank::Pillar, ValueMatch::Exact),
-                        'J' => self.cached(term.pattern, delimiter, Bank::Pillar, ValueMatch::Regex),
+                        'G' => self.cached(term.pattern, delimiter, Bank::Grains, ValueMatch::Glob)?,
+                        'P' => self.cached(term.pattern, delimiter, Bank::Grains, ValueMatch::Regex)?,
+                        'I' => self.cached(term.pattern, delimiter, Bank::Pillar, pillar_mode)?,
+                        'J' if pillar_exact => self.cached(term.pattern, delimiter, Bank::Pillar, ValueMatch::Exact)?,
+                        'J' => self.cached(term.pattern, delimiter, Bank::Pillar, ValueMatch::Regex)?,
                         'L' => {
                             // A list under `not` names ids to leave out; absent ones are fine.
                             let after_not = matches!(tokens.last(), Some(Tok::Minus));
                             let listed = self.list(&Expr::Text(term.pattern.to_owned()), after_not);
                             missing.extend(listed.missing);
-                            listed.minions.into_iter().collect()
+                            let mut set = IdSet::empty(self.accepted.len());
+                            listed
+                                .minions
+                                .iter()
+                                .filter_map(|id| self.positions.get(id))
+                                .for_each(|&at| set.insert(at));
+                            set
                         }
                         'S' => self.ipcidr(term.pattern)?,
                         'E' => self.pcre(term.pattern)?,
@@ -381,8 +456,8 @@ impl<I: MinionIndex> Checker<'_, I> {
             close_not(&mut tokens, &mut open);
         }
         tokens.extend(open.iter().map(|_| Tok::RParen));
-        let set = evaluate(&tokens).ok_or_else(|| fail("not a valid expression"))?;
-        Ok(Matched { minions: self.ordered(&set), missing })
+        let set = Eval::new(tokens, self.accepted.len()).run().ok_or_else(|| fail("not a valid expression".into()))?;
+        Ok(self.matched(&set, missing))
     }
 }
 
@@ -392,9 +467,13 @@ enum Open {
     Not,
 }
 
-#[derive(Debug, Clone)]
+/// Salt's joined expression, a term's set of minions standing for each term.
+#[derive(Debug)]
 enum Tok {
     Set(IdSet),
+    /// Every accepted minion, the left side of a `not`'s `(ALL - ...)`; made only when
+    /// evaluated.
+    All,
     And,
     Or,
     Minus,
@@ -442,57 +521,284 @@ fn parse_term(word: &str) -> Term<'_> {
     glob
 }
 
-/// Evaluates the token list as Python evaluates Salt's joined expression; `None` where Python
-/// would raise (a syntax error).
-fn evaluate(tokens: &[Tok]) -> Option<IdSet> {
-    let mut pos = 0;
-    let set = parse_or(tokens, &mut pos)?;
-    (pos == tokens.len()).then_some(set)
+/// Evaluates the tokens as Python evaluates Salt's joined expression, by recursive descent
+/// (at most [`MAX_DEPTH`] parentheses deep); `None` where Python would raise (a syntax
+/// error). The tokens are consumed, so each term's set is used in place, never copied.
+struct Eval {
+    tokens: std::iter::Peekable<std::vec::IntoIter<Tok>>,
+    minions: usize,
 }
 
-fn parse_or(t: &[Tok], pos: &mut usize) -> Option<IdSet> {
-    let mut acc = parse_and(t, pos)?;
-    while matches!(t.get(*pos), Some(Tok::Or)) {
-        *pos += 1;
-        acc.extend(parse_and(t, pos)?);
+impl Eval {
+    fn new(tokens: Vec<Tok>, minions: usize) -> Eval {
+        Eval { tokens: tokens.into_iter().peekable(), minions }
     }
-    Some(acc)
-}
 
-fn parse_and(t: &[Tok], pos: &mut usize) -> Option<IdSet> {
-    let mut acc = parse_minus(t, pos)?;
-    while matches!(t.get(*pos), Some(Tok::And)) {
-        *pos += 1;
-        let rhs = parse_minus(t, pos)?;
-        acc.retain(|id| rhs.contains(id));
+    fn run(mut self) -> Option<IdSet> {
+        let set = self.or()?;
+        self.tokens.next().is_none().then_some(set)
     }
-    Some(acc)
-}
 
-fn parse_minus(t: &[Tok], pos: &mut usize) -> Option<IdSet> {
-    let mut acc = parse_atom(t, pos)?;
-    while matches!(t.get(*pos), Some(Tok::Minus)) {
-        *pos += 1;
-        let rhs = parse_atom(t, pos)?;
-        acc.retain(|id| !rhs.contains(id));
+    /// Takes the next token if it is `op`.
+    fn eat(&mut self, op: fn(&Tok) -> bool) -> bool {
+        self.tokens.next_if(op).is_some()
     }
-    Some(acc)
-}
 
-fn parse_atom(t: &[Tok], pos: &mut usize) -> Option<IdSet> {
-    match t.get(*pos)? {
-        Tok::Set(s) => {
-            *pos += 1;
-            Some(s.clone())
+    fn or(&mut self) -> Option<IdSet> {
+        let mut acc = self.and()?;
+        while self.eat(|t| matches!(t, Tok::Or)) {
+            acc.union(&self.and()?);
         }
-        Tok::LParen => {
-            *pos += 1;
-            let inner = parse_or(t, pos)?;
-            matches!(t.get(*pos), Some(Tok::RParen)).then(|| {
-                *pos += 1;
-                inner
-            })
+        Some(acc)
+    }
+
+    fn and(&mut self) -> Option<IdSet> {
+        let mut acc = self.minus()?;
+        while self.eat(|t| matches!(t, Tok::And)) {
+            acc.intersect(&self.minus()?);
         }
-        _ => None,
+        Some(acc)
+    }
+
+    fn minus(&mut self) -> Option<IdSet> {
+        let mut acc = self.atom()?;
+        while self.eat(|t| matches!(t, Tok::Minus)) {
+            acc.subtract(&self.atom()?);
+        }
+        Some(acc)
+    }
+
+    fn atom(&mut self) -> Option<IdSet> {
+        match self.tokens.next()? {
+            Tok::Set(set) => Some(set),
+            Tok::All => Some(IdSet::full(self.minions)),
+            Tok::LParen => {
+                let inner = self.or()?;
+                self.eat(|t| matches!(t, Tok::RParen)).then_some(inner)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A set of accepted minions, as a bit per position in the accepted list: the set
+/// operations of a compound target cost a word per 64 minions, not a string per minion.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct IdSet {
+    bits: Vec<u64>,
+}
+
+impl IdSet {
+    fn empty(minions: usize) -> IdSet {
+        IdSet { bits: vec![0; minions.div_ceil(64)] }
+    }
+
+    fn full(minions: usize) -> IdSet {
+        let mut set = IdSet { bits: vec![u64::MAX; minions.div_ceil(64)] };
+        // Only positions below `minions` are members.
+        let used = minions % 64;
+        if let (Some(last), true) = (set.bits.last_mut(), used != 0) {
+            *last = (1 << used) - 1;
+        }
+        set
+    }
+
+    fn insert(&mut self, at: usize) {
+        self.bits[at / 64] |= 1 << (at % 64);
+    }
+
+    fn len(&self) -> usize {
+        self.bits.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    fn union(&mut self, other: &IdSet) {
+        self.bits.iter_mut().zip(&other.bits).for_each(|(a, b)| *a |= b);
+    }
+
+    fn intersect(&mut self, other: &IdSet) {
+        self.bits.iter_mut().zip(&other.bits).for_each(|(a, b)| *a &= b);
+    }
+
+    fn subtract(&mut self, other: &IdSet) {
+        self.bits.iter_mut().zip(&other.bits).for_each(|(a, b)| *a &= !b);
+    }
+
+    /// The positions in the set, in order.
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.bits
+            .iter()
+            .enumerate()
+            .flat_map(|(word, &bits)| (0..64).filter(move |bit| bits & (1 << bit) != 0).map(move |bit| word * 64 + bit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `count` minions `m0`, `m1`, ..., each with the grains `{x: y, v: <value>}`.
+    struct Site {
+        ids: Vec<String>,
+        grains: Value,
+    }
+
+    impl Site {
+        fn new(count: usize, value: &str) -> Site {
+            let grains = Value::Map(vec![(Value::from("x"), Value::from("y")), (Value::from("v"), Value::from(value))]);
+            Site { ids: (0..count).map(|i| format!("m{i}")).collect(), grains }
+        }
+
+        fn check(&self, expr: &str, tgt_type: TargetType) -> Result<Matched, TargetError> {
+            self.check_with(expr, tgt_type, &[])
+        }
+
+        fn check_with(
+            &self,
+            expr: &str,
+            tgt_type: TargetType,
+            groups: &[(String, Value)],
+        ) -> Result<Matched, TargetError> {
+            check_minions(self, &Expr::Text(expr.to_owned()), tgt_type, ":", groups)
+        }
+    }
+
+    impl MinionIndex for Site {
+        fn accepted(&self) -> Vec<String> {
+            self.ids.clone()
+        }
+
+        fn cached(&self, _id: &str) -> Option<CachedMinion<'_>> {
+            Some(CachedMinion { grains: Some(&self.grains), pillar: None })
+        }
+    }
+
+    fn limit_error(result: Result<Matched, TargetError>, names: &str) {
+        match result {
+            Err(TargetError::Compound { expr, reason }) => {
+                assert!(reason.contains(names), "{reason}");
+                assert!(expr.len() < 200, "the error abbreviates the target ({} bytes)", expr.len());
+            }
+            other => panic!("expected a compound error naming {names:?}, got {other:?}"),
+        }
+    }
+
+    fn nested(depth: usize, opener: &str, inner: &str) -> String {
+        format!("{}{inner}{}", opener.repeat(depth), " )".repeat(depth))
+    }
+
+    // These run on the test harness's default thread stack: a limit that failed to hold would
+    // overflow it and abort the test binary.
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let site = Site::new(3, "");
+        // 200,000 parentheses are refused by their number before any is parsed.
+        limit_error(site.check(&format!("{}m1", "( ".repeat(200_000)), TargetType::Compound), "1000 words");
+        limit_error(site.check(&nested(MAX_DEPTH + 1, "( ", "m1"), TargetType::Compound), "199 levels");
+        // `not` opens a parenthesis too, as in Salt's `(ALL - ...)`.
+        limit_error(site.check(&nested(MAX_DEPTH + 1, "not ( ", "m1"), TargetType::Compound), "199 levels");
+        let words = Expr::Words(vec!["(".to_owned(); 150_000]);
+        let err = check_minions(&site, &words, TargetType::Compound, ":", &[]);
+        limit_error(err, "1000 words");
+
+        // The deepest target Salt's Python can evaluate is evaluated here too.
+        let deepest = site.check(&nested(MAX_DEPTH, "( ", "m1"), TargetType::Compound).expect("at the limit");
+        assert_eq!(deepest.minions, ["m1"]);
+        let deepest_not =
+            site.check(&nested(MAX_DEPTH / 2, "not ( ", "m1"), TargetType::Compound).expect("at the limit");
+        assert_eq!(deepest_not.minions, ["m0", "m2"], "99 `not`s");
+    }
+
+    #[test]
+    fn long_not_chains_are_bounded_and_cheap() {
+        let site = Site::new(20_000, "");
+        // Salt reads `not not x` as `(ALL - & (ALL - x))`, a syntax error; 100,000 of them are
+        // refused by their length before any set is made.
+        limit_error(site.check(&format!("{}G@x:y", "not ".repeat(100_000)), TargetType::Compound), "1000 words");
+
+        // The longest chain allowed, over many minions: each `and not` is a bit-set operation.
+        let excluded: Vec<String> = (0..333).map(|i| format!("m{}", i * 7)).collect();
+        let chain: String = excluded.iter().map(|id| format!(" and not {id}")).collect();
+        let matched = site.check(&format!("*{chain}"), TargetType::Compound).expect("999 words");
+        assert_eq!(matched.minions.len(), 20_000 - 333);
+        assert!(excluded.iter().all(|id| !matched.minions.contains(id)));
+        assert_eq!(matched.abandoned, 0);
+
+        let chain: Vec<String> = excluded.iter().map(|id| format!("not {id}")).collect();
+        let matched = site.check(&format!("G@x:y and {}", chain.join(" and ")), TargetType::Compound).expect("chain");
+        assert_eq!(matched.minions.len(), 20_000 - 333);
+        let either: Vec<String> = excluded.iter().map(|id| format!("not {id}")).collect();
+        let matched = site.check(&either.join(" or "), TargetType::Compound).expect("chain");
+        assert_eq!(matched.minions.len(), 20_000, "each minion is outside all but one list");
+    }
+
+    #[test]
+    fn nested_nodegroups_are_bounded_like_compound_targets() {
+        let site = Site::new(3, "");
+        let group = |name: String, def: String| (name, Value::from(def));
+        // Each group names the next twice: 2^40 words if expanded.
+        let doubling: Vec<_> = (0..40)
+            .map(|i| group(format!("g{i}"), format!("N@g{} or N@g{}", i + 1, i + 1)))
+            .chain([group("g40".into(), "m1".into())])
+            .collect();
+        limit_error(site.check_with("g0", TargetType::Nodegroup, &doubling), "1000 words");
+        limit_error(site.check_with("N@g0", TargetType::Compound, &doubling), "1000 words");
+        assert!(nodegroup::expand("g0", &doubling).is_err());
+        let small = site.check_with("g33", TargetType::Nodegroup, &doubling).expect("509 words");
+        assert_eq!(small.minions, ["m1"]);
+
+        // A chain of groups deeper than a compound target may nest.
+        let chain: Vec<_> = (0..300)
+            .map(|i| group(format!("c{i}"), format!("N@c{}", i + 1)))
+            .chain([group("c300".into(), "m2".into())])
+            .collect();
+        limit_error(site.check_with("c0", TargetType::Nodegroup, &chain), "199 levels");
+        assert_eq!(site.check_with("c250", TargetType::Nodegroup, &chain).expect("50 deep").minions, ["m2"]);
+
+        // Small groups named many times add up.
+        let groups = [group("pair".into(), "m1 or m2".into())];
+        let target = vec!["N@pair"; 400].join(" or ");
+        limit_error(site.check_with(&target, TargetType::Compound, &groups), "1000 words");
+
+        // A group that includes itself further down is still found out.
+        let cycle = [group("a".into(), "N@b".into()), group("b".into(), "m1 or N@a".into())];
+        assert_eq!(site.check_with("a", TargetType::Nodegroup, &cycle), Err(TargetError::NestedNodegroup("a".into())));
+    }
+
+    #[test]
+    fn matches_given_up_are_counted_not_matched() {
+        // Every minion's grain `v` sends `(a|aa)+$` backtracking past the limit.
+        let site = Site::new(50, &format!("{}!", "a".repeat(2000)));
+        let matched = site.check("v:(a|aa)+$", TargetType::GrainPcre).expect("a valid target");
+        assert_eq!((matched.minions.len(), matched.abandoned), (0, 50));
+        // A minion given up on anywhere is left out, even where another term matched it or a
+        // `not` stands before the costly term: the target fails closed.
+        let matched = site.check("E@m1$ or P@v:(a|aa)+$", TargetType::Compound).expect("a valid target");
+        assert_eq!((matched.minions.len(), matched.abandoned), (0, 50));
+        let matched = site.check("not P@v:(a|aa)+$", TargetType::Compound).expect("a valid target");
+        assert_eq!((matched.minions.len(), matched.abandoned), (0, 50));
+        assert_eq!(site.check("v:a+!", TargetType::GrainPcre).expect("honest").abandoned, 0);
+    }
+
+    #[test]
+    fn grain_targets_past_the_limits_are_errors() {
+        let site = Site::new(3, "");
+        let many = format!("x{}", ":y".repeat(100_000));
+        for tgt_type in [TargetType::Grain, TargetType::Pillar, TargetType::GrainPcre] {
+            assert!(matches!(site.check(&many, tgt_type), Err(TargetError::Subdict(_))), "{tgt_type:?}");
+        }
+        assert!(matches!(site.check(&format!("G@{many}"), TargetType::Compound), Err(TargetError::Subdict(_))));
+        let long = format!("E@{}", "a".repeat(10_000));
+        assert!(matches!(site.check(&long, TargetType::Compound), Err(TargetError::Regex(_))));
+    }
+
+    #[test]
+    fn id_sets_keep_salt_order_and_bounds() {
+        for n in [0, 1, 63, 64, 65, 130] {
+            assert_eq!(IdSet::full(n).iter().collect::<Vec<_>>(), (0..n).collect::<Vec<_>>());
+            assert_eq!(IdSet::full(n).len(), n);
+        }
+        let site = Site { ids: vec!["b".into(), "A".into(), "a".into(), "b".into()], grains: Value::Nil };
+        let all = site.check("*", TargetType::Compound).expect("all");
+        assert_eq!(all.minions, ["A", "a", "b"], "sorted ignoring case, each id once");
     }
 }

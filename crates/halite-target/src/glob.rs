@@ -4,9 +4,34 @@
 /// POSIX: `*` any run, `?` any one character, `[seq]`/`[!seq]` classes with ranges, and a `[`
 /// with no closing `]` taken literally.
 pub fn fnmatch(name: &str, pattern: &str) -> bool {
-    let tokens = compile(pattern);
-    let name: Vec<char> = name.chars().collect();
-    matches(&tokens, &name)
+    Glob::new(pattern).matches(name)
+}
+
+/// A compiled `fnmatch` pattern, for matching one pattern against many names without
+/// compiling it again for each.
+#[derive(Debug)]
+pub(crate) struct Glob {
+    tokens: Vec<Token>,
+    /// The pattern, when it has no wildcard or class (a `[` without `]` is literal): most
+    /// compound terms are plain ids (`web1`, `not db2`), compared with `==` against every
+    /// minion.
+    literal: Option<String>,
+}
+
+impl Glob {
+    pub(crate) fn new(pattern: &str) -> Glob {
+        let tokens = compile(pattern);
+        let literal = tokens.iter().all(|t| matches!(t, Token::Literal(_))).then(|| pattern.to_owned());
+        Glob { tokens, literal }
+    }
+
+    pub(crate) fn matches(&self, name: &str) -> bool {
+        if let Some(literal) = &self.literal {
+            return name == literal;
+        }
+        let name: Vec<char> = name.chars().collect();
+        matches(&self.tokens, &name)
+    }
 }
 
 #[derive(Debug, PartialEq)]

@@ -2,7 +2,7 @@
 
 use halite_yaml::{py, Value};
 
-use crate::TargetError;
+use crate::{TargetError, MAX_DEPTH, MAX_WORDS};
 
 pub(crate) const OPERATORS: [&str; 5] = ["and", "or", "not", "(", ")"];
 
@@ -14,56 +14,85 @@ pub(crate) const OPERATORS: [&str; 5] = ["and", "or", "not", "(", ")"];
 /// `N@g or x` with `g: 'a and b'` reads `a and b or x`; a group of bare words with no
 /// wildcard and no `X@` engine is a list (`L@a,b`), or a regex (`E@a,b`) if any word holds a
 /// regex character.
+///
+/// The crate's compound limits hold here too: groups nested more than [`MAX_DEPTH`] deep, or
+/// an expansion past [`MAX_WORDS`] words (groups naming a group twice double at each level),
+/// is an error, as the compound target would be.
 pub fn expand(name: &str, nodegroups: &[(String, Value)]) -> Result<Vec<String>, TargetError> {
-    expand_nested(name, nodegroups, &mut Vec::new(), true)
+    let mut expansion = Expansion { top: name, nodegroups, path: Vec::new(), out: Vec::new() };
+    expansion.group(name, true)?;
+    Ok(expansion.out)
 }
 
-fn expand_nested(
-    name: &str,
-    nodegroups: &[(String, Value)],
-    skip: &mut Vec<String>,
-    first_call: bool,
-) -> Result<Vec<String>, TargetError> {
-    if skip.iter().any(|s| s == name) {
-        return Err(TargetError::NestedNodegroup(name.to_owned()));
-    }
-    let definition = nodegroups
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v)
-        .ok_or_else(|| TargetError::UnknownNodegroup(name.to_owned()))?;
-    let words: Vec<String> = match definition {
-        Value::String(_) => py::text(definition).split_whitespace().map(str::to_owned).collect(),
-        Value::Array(items) => items.iter().map(py::text).collect(),
-        other => {
-            return Err(TargetError::BadNodegroup { name: name.to_owned(), definition: py::repr(other) });
-        }
-    };
+/// One `expand`: the groups being expanded, outermost first, and the words so far.
+struct Expansion<'a> {
+    top: &'a str,
+    nodegroups: &'a [(String, Value)],
+    path: Vec<&'a str>,
+    out: Vec<String>,
+}
 
-    skip.push(name.to_owned());
-    let mut expanded_nested = false;
-    let mut ret = Vec::with_capacity(words.len() + 2);
-    for word in &words {
-        match word.strip_prefix("N@") {
-            Some(inner) if !OPERATORS.contains(&word.as_str()) && !inner.is_empty() => {
-                expanded_nested = true;
-                ret.extend(expand_nested(inner, nodegroups, skip, false)?);
+impl Expansion<'_> {
+    fn group(&mut self, name: &str, first_call: bool) -> Result<(), TargetError> {
+        if self.path.contains(&name) {
+            return Err(TargetError::NestedNodegroup(name.to_owned()));
+        }
+        if self.path.len() >= MAX_DEPTH {
+            return Err(self.too_large(format!("nodegroups nest deeper than halite's limit of {MAX_DEPTH} levels")));
+        }
+        let (name, definition) = self
+            .nodegroups
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(n, v)| (n.as_str(), v))
+            .ok_or_else(|| TargetError::UnknownNodegroup(name.to_owned()))?;
+        let words: Vec<String> = match definition {
+            Value::String(_) => py::text(definition).split_whitespace().map(str::to_owned).collect(),
+            Value::Array(items) => items.iter().map(py::text).collect(),
+            other => {
+                return Err(TargetError::BadNodegroup { name: name.to_owned(), definition: py::repr(other) });
             }
-            _ => ret.push(word.clone()),
+        };
+        // A list or regex group has no `N@` word (that is an engine), so it is one word
+        // wherever it is.
+        if let Some(joined) = as_list_or_regex(&words) {
+            return self.push(joined);
         }
-    }
-    skip.pop();
-    if !ret.is_empty() {
-        ret.insert(0, "(".to_owned());
-        ret.push(")".to_owned());
+        // Salt wraps a group in parentheses unless it is the top one and nests none.
+        let wrap = !first_call || words.iter().any(|w| nested_name(w).is_some());
+        if wrap {
+            self.push("(".to_owned())?;
+        }
+        self.path.push(name);
+        for word in &words {
+            match nested_name(word) {
+                Some(inner) => self.group(inner, false)?,
+                None => self.push(word.clone())?,
+            }
+        }
+        self.path.pop();
+        if wrap {
+            self.push(")".to_owned())?;
+        }
+        Ok(())
     }
 
-    if let Some(joined) = as_list_or_regex(&words) {
-        if !first_call || !expanded_nested {
-            return Ok(vec![joined]);
+    fn push(&mut self, word: String) -> Result<(), TargetError> {
+        if self.out.len() >= MAX_WORDS {
+            return Err(self.too_large(format!("expands to more than halite's limit of {MAX_WORDS} words")));
         }
+        self.out.push(word);
+        Ok(())
     }
-    Ok(if expanded_nested || !first_call { ret } else { words })
+
+    fn too_large(&self, reason: String) -> TargetError {
+        TargetError::Compound { expr: crate::shown(&format!("N@{}", self.top)), reason }
+    }
+}
+
+/// The group a word of a definition names with `N@`, if it names one.
+fn nested_name(word: &str) -> Option<&str> {
+    word.strip_prefix("N@").filter(|inner| !inner.is_empty())
 }
 
 /// Salt's `_nodegroup_regex`: bare words without operators, wildcards or engines are a list

@@ -16,14 +16,32 @@
 //! | `&&`, `--`, `~~` inside a class | literal characters | escaped (`regex` set operations) |
 //! | `(?P=name)` | back-reference to a named group | `\k<name>` |
 //!
-//! Differences left: Unicode case folding of a few characters, and the backtracking limit —
-//! a pattern that would make Python backtrack for minutes fails here after
-//! [`BACKTRACK_LIMIT`] steps and counts as no match, where Python would hang the master.
+//! Differences left: Unicode case folding of a few characters, and two bounds Python does not
+//! have, because minions send patterns too: a pattern longer than [`MAX_PATTERN_BYTES`] is
+//! refused, and a match that needs more than [`BACKTRACK_LIMIT`] backtracking steps (such as
+//! `(a|a)+b`, which would keep Python busy for minutes) is given up: no match for
+//! [`PyRegex::is_match`], [`Abandoned::Backtracking`] from [`PyRegex::try_match`].
 
 use std::fmt;
 
-/// Backtracking steps one match may take before it is abandoned (as no match).
-pub const BACKTRACK_LIMIT: usize = 1_000_000;
+use crate::Abandoned;
+
+/// Backtracking steps one match may take before it is given up. A step costs about 45 ns, so
+/// this is about half a millisecond; patterns written for real use take under a hundred steps
+/// (fancy-regex hands everything without look-around or back-references to `regex`, which
+/// does not backtrack at all).
+pub const BACKTRACK_LIMIT: usize = 10_000;
+
+/// Longest pattern compiled. Parsing and analysis are linear in the pattern, and `regex`'s
+/// own size limit bounds the automaton, so this keeps compiling one pattern cheap; a long
+/// alternation of ids belongs in a list target.
+pub const MAX_PATTERN_BYTES: usize = 4096;
+
+/// The most memory one compiled pattern may take (the `regex` crate's size limit, 10 MiB by
+/// default). Compiling stops as soon as it is passed, so a short pattern that expands hugely
+/// (`\w{4000}`, Unicode classes repeated) fails in a moment instead of taking ~0.1 s per
+/// word of a target; patterns targets use are a few KiB compiled.
+pub const COMPILED_BYTES_LIMIT: usize = 4 << 20;
 
 /// A compiled Python regular expression, matched as `re.match` does: anchored at the start of
 /// the text only.
@@ -59,11 +77,18 @@ impl PyRegex {
     }
 
     fn build(pattern: &str, anchored: bool) -> Result<PyRegex, RegexError> {
+        if pattern.len() > MAX_PATTERN_BYTES {
+            return Err(RegexError {
+                pattern: crate::shown(pattern),
+                reason: format!("longer than halite's limit of {MAX_PATTERN_BYTES} bytes"),
+            });
+        }
         let error = |reason: String| RegexError { pattern: pattern.to_owned(), reason };
         let translated = translate(pattern).map_err(error)?;
         let wrapped = if anchored { format!(r"\A(?:{translated})") } else { format!("(?:{translated})") };
         let anchored = fancy_regex::RegexBuilder::new(&wrapped)
             .backtrack_limit(BACKTRACK_LIMIT)
+            .delegate_size_limit(COMPILED_BYTES_LIMIT)
             .build()
             .map_err(|e| error(e.to_string()))?;
         Ok(PyRegex { pattern: pattern.to_owned(), anchored })
@@ -72,7 +97,15 @@ impl PyRegex {
     /// `re.match(pattern, text)` (or `re.search` when built with [`PyRegex::new_search`]) is
     /// not None. A match that exceeds the backtracking limit is no match.
     pub fn is_match(&self, text: &str) -> bool {
-        self.anchored.is_match(text).unwrap_or(false)
+        self.try_match(text).unwrap_or(false)
+    }
+
+    /// [`PyRegex::is_match`], telling a match given up at [`BACKTRACK_LIMIT`] (or at the
+    /// engine's bound on its backtracking stack) from no match, for callers that count them.
+    pub fn try_match(&self, text: &str) -> Result<bool, Abandoned> {
+        // Compiling caught every other error; at match time fancy-regex only fails on its
+        // two runtime bounds.
+        self.anchored.is_match(text).map_err(|_| Abandoned::Backtracking)
     }
 
     pub fn as_str(&self) -> &str {
@@ -341,8 +374,47 @@ mod tests {
     }
 
     #[test]
-    fn runaway_backtracking_is_no_match() {
+    fn runaway_backtracking_is_given_up() {
         let evil = PyRegex::new(r"(a+)+\1b").expect("compiles");
         assert!(!evil.is_match(&"a".repeat(40)));
+        // Patterns that keep Python busy for minutes against a long run of `a` that cannot
+        // match. Run by fancy-regex's backtracking VM (they look around or refer back: `$`
+        // is a look-ahead here), each is given up at the limit (in about a millisecond).
+        let text = format!("{}!", "a".repeat(50_000));
+        for pattern in ["(a|aa)+$", "(a|a)+(?=b)", "(.*a){20}(?=x)", "(a+)+$"] {
+            let re = PyRegex::new(pattern).expect("compiles");
+            assert_eq!(re.try_match(&text), Err(Abandoned::Backtracking), "{pattern}");
+            assert!(!re.is_match(&text), "{pattern}");
+        }
+        // Without those, fancy-regex hands the pattern to `regex`, which does not backtrack:
+        // an honest answer in linear time.
+        let re = PyRegex::new("(a|a)+b").expect("compiles");
+        assert_eq!(re.try_match(&text), Ok(false));
+        assert_eq!(re.try_match(&format!("{}b", "a".repeat(50_000))), Ok(true));
+    }
+
+    #[test]
+    fn long_patterns_are_refused_before_compiling() {
+        let at_limit = "a".repeat(MAX_PATTERN_BYTES);
+        assert!(PyRegex::new(&at_limit).expect("at the limit").is_match(&at_limit));
+        let err = PyRegex::new(&"a".repeat(200_000)).expect_err("past the limit");
+        assert!(err.reason.contains("4096 bytes"), "{err}");
+        assert!(err.pattern.len() < 200, "the error abbreviates the pattern: {}", err.pattern.len());
+    }
+}
+
+#[cfg(test)]
+mod compiled_size_tests {
+    use super::*;
+
+    #[test]
+    fn short_patterns_that_expand_hugely_are_refused() {
+        let started = std::time::Instant::now();
+        let err = PyRegex::new(r"\w{4000}").expect_err("past the compiled size limit");
+        assert!(err.reason.contains("building NFA"), "{err}");
+        eprintln!("refused in {:?}", started.elapsed());
+        // What targets use still compiles.
+        assert!(PyRegex::new(r"^(web|db|app)[0-9]+\.(production|staging)\.wpdn$").is_ok());
+        assert!(PyRegex::new(r"\w{50}").is_ok());
     }
 }

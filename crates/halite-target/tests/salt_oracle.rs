@@ -103,6 +103,20 @@ const CASES: &[(&str, &str, &str)] = &[
     ("osrelease:22.*", "grain", ":"),
     ("ip_interfaces|eth0|10.0.0.11", "grain", "|"),
     ("ip_interfaces:eth0:10.0.0.11", "grain", "|"),
+    ("ip_interfaces::eth0::10.0.0.*", "grain", "::"),
+    ("nested::a::b::c:d", "grain", "::"),
+    ("*:*:b:c*", "grain", ":"),
+    ("*:*:*:c:d", "grain", ":"),
+    ("*:*:*:*:*:*:*:*:nothing", "grain", ":"),
+    ("nested:*:*:c:d", "grain", ":"),
+    ("*:eth0:10.0.*", "grain", ":"),
+    ("ports:*:http", "grain", ":"),
+    ("mixed:*:v", "grain", ":"),
+    ("*|debian", "grain", "|"),
+    ("nested:a:b:C:D", "grain", ":"),
+    ("nested:a:b:c:d", "grain_pcre", ":"),
+    ("web:vhosts:*.example", "pillar", ":"),
+    ("web:*:8080", "pillar", ":"),
     ("roles:w.b", "grain_pcre", ":"),
     ("os:^deb", "grain_pcre", ":"),
     ("os:(", "grain_pcre", ":"),
@@ -163,6 +177,23 @@ const CASES: &[(&str, &str, &str)] = &[
     ("unknown", "nodegroup", ":"),
     ("loop", "nodegroup", ":"),
 ];
+
+/// [`CASES`] and the targets at halite's nesting limit: 199 levels are the deepest Salt's
+/// Python evaluates, 200 the first it cannot (an error in halite).
+fn cases() -> Vec<(String, &'static str, &'static str)> {
+    let nested = |depth: usize, opener: &str| format!("{}web1{}", opener.repeat(depth), " )".repeat(depth));
+    let limits = [
+        nested(halite_target::MAX_DEPTH, "( "),
+        nested(halite_target::MAX_DEPTH + 1, "( "),
+        format!("not {}", nested(halite_target::MAX_DEPTH - 1, "( ")),
+        format!("not {}", nested(halite_target::MAX_DEPTH, "( ")),
+    ];
+    CASES
+        .iter()
+        .map(|&(tgt, tgt_type, delim)| (tgt.to_owned(), tgt_type, delim))
+        .chain(limits.into_iter().map(|tgt| (tgt, "compound", ":")))
+        .collect()
+}
 
 const ORACLE: &str = r#"
 import json, os, sys, tempfile, logging
@@ -242,7 +273,8 @@ fn targets_resolve_like_salt_ckminions() {
             return;
         }
     };
-    let spec = json!({"minions": site(), "nodegroups": nodegroups(), "cases": CASES});
+    let cases = cases();
+    let spec = json!({"minions": site(), "nodegroups": nodegroups(), "cases": cases});
     let mut child = Command::new(&python)
         .args(["-c", ORACLE])
         .current_dir(std::env::temp_dir())
@@ -267,7 +299,7 @@ fn targets_resolve_like_salt_ckminions() {
     let groups: Vec<(String, Value)> =
         nodegroups().as_object().expect("groups").iter().map(|(k, v)| (k.clone(), to_value(v))).collect();
     let mut failures = Vec::new();
-    for ((tgt, tgt_type, delim), salt) in CASES.iter().zip(&expected) {
+    for ((tgt, tgt_type, delim), salt) in cases.iter().zip(&expected) {
         let kind = TargetType::from_name(tgt_type).expect("known type");
         let got = match check_minions(&index, &Expr::Text(tgt.to_string()), kind, delim, &groups) {
             Ok(m) => {
@@ -286,7 +318,7 @@ fn targets_resolve_like_salt_ckminions() {
         failures.is_empty(),
         "{} of {} targets differ from Salt:\n{}",
         failures.len(),
-        CASES.len(),
+        cases.len(),
         failures.join("\n")
     );
 }
