@@ -1,7 +1,4 @@
 # The accounts service (accounts role): Firefox Accounts' servers, from the source VM.
-include:
-  - private.databases.fxa
-
 accounts:
   # nginx listens on every address; False: on the internal one only, for the frontend proxy
   # that the document plans (webplatform/ops#115).

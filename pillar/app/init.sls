@@ -1,15 +1,11 @@
 # The docs wiki (app role): WebPlatform Docs on MediaWiki, at <subdomain>.<tld>. The jobrunner
 # role includes this file too, as its job runners use the same code and configuration.
-# private.sessions: the wiki keeps its sessions in the sessions VM's Redis, with the password
-# the sessions VM sets. Accepted: the app and jobrunner VMs thus hold the credentials of both
-# session stores (Redis's one password, shared by every app that keeps sessions there, and
-# Memcached's, which they do not use), as the stores hold session data only and answer on
-# the internal network only.
-include:
-  - private.app
-  - private.databases.wpwiki
-  - private.sessions
-
+# Its secrets (private.app, private.databases.wpwiki, private.sessions) are given to the app
+# and jobrunner VMs by id in top.sls. private.sessions: the wiki keeps its sessions in the
+# sessions VM's Redis, with the password the sessions VM sets. Accepted: the app and jobrunner
+# VMs thus hold the credentials of both session stores (Redis's one password, shared by every
+# app that keeps sessions there, and Memcached's, which they do not use), as the stores hold
+# session data only and answer on the internal network only.
 app:
   subdomain: docs
   # To serve HTTPS (port 80 then redirects), name a certificate and key installed on the VM:

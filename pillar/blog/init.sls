@@ -1,8 +1,4 @@
 # The blog (blog role): WordPress at <subdomain>.<tld>.
-include:
-  - private.blog
-  - private.databases.wpblog
-
 blog:
   subdomain: blog
   # To serve HTTPS (port 80 then redirects), name a certificate and key installed on the VM:

@@ -1,7 +1,4 @@
 # The IRC bots (bots role): one Hubot per entry, deployed from the source VM.
-include:
-  - private.bots
-
 bots:
   instances:
     # name: repository on the source VM and `rev` (a tag or a commit: changing it deploys

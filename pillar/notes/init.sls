@@ -1,8 +1,4 @@
 # The annotation service (notes role): Hypothesis at <subdomain>.<tld>.
-include:
-  - private.notes
-  - private.databases.notes
-
 notes:
   subdomain: notes
   # To serve HTTPS (port 80 then redirects), name a certificate and key installed on the VM:

@@ -1,13 +1,10 @@
 # The project tracker (project role): The Bug Genie at <subdomain>.<tld>.
-# private.sessions: the tracker keeps its PHP sessions in the sessions VM's Redis, with the
-# password the sessions VM sets. Accepted: the project VMs thus hold the credentials of both
-# session stores (Redis's one password, shared by every app that keeps sessions there, and
-# Memcached's, which they do not use), as the stores hold session data only and answer on
+# Its secrets (private.databases.tracker, private.sessions) are given to the project VMs by id
+# in top.sls. private.sessions: the tracker keeps its PHP sessions in the sessions VM's Redis,
+# with the password the sessions VM sets. Accepted: the project VMs thus hold the credentials
+# of both session stores (Redis's one password, shared by every app that keeps sessions there,
+# and Memcached's, which they do not use), as the stores hold session data only and answer on
 # the internal network only.
-include:
-  - private.databases.tracker
-  - private.sessions
-
 project:
   subdomain: project
   # To serve HTTPS (port 80 then redirects), name a certificate and key installed on the VM:

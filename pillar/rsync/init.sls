@@ -1,8 +1,5 @@
 # Modules the salt VM's rsync daemon serves to the other VMs (the document's "rsync through
 # an xinetd service": each VM pulls files from it, backups included).
-include:
-  - private.rsync
-
 rsync:
   secrets_file: /etc/rsyncd.secrets
   shares:

@@ -1,8 +1,5 @@
 # Session stores of the web apps (states/sessions): Redis and Memcached on the internal
 # network, each behind a password from private/sessions.sls. Session data only.
-include:
-  - private.sessions
-
 sessions:
   redis:
     port: 6379
