@@ -1,6 +1,10 @@
 //! The publish socket: every publish is encoded once and written to each subscriber whose
 //! subscription matches, from one fan-out thread, so a publisher never waits on a
 //! subscriber and a slow subscriber only delays itself.
+//!
+//! The publisher also writes the log limiter's summaries of suppressed warnings, once a
+//! second: the master runs it in a process of its own (`--publisher`), where the master's
+//! own tick, which does this for the request socket, does not reach.
 
 use std::net::SocketAddr;
 use std::sync::mpsc as std_mpsc;
@@ -12,7 +16,7 @@ use bytes::Bytes;
 use halite_zmtp::SocketType;
 use tracing::{debug, info};
 
-use crate::peer::{OnMessage, Sent, Server};
+use crate::peer::{OnMessage, Publication, Sent, Server};
 use crate::{listen, SocketOptions, TransportError};
 
 /// Queues publishes from any thread or task. Cheap to clone.
@@ -42,8 +46,10 @@ impl PublishSender {
 pub struct Publisher {
     sender: PublishSender,
     pub local_addr: SocketAddr,
-    server: Arc<Server>,
+    pub(crate) server: Arc<Server>,
     accept: tokio::task::JoinHandle<()>,
+    /// Writes the summaries of suppressed warnings every second.
+    flush: tokio::task::JoinHandle<()>,
     fan_out: Option<JoinHandle<()>>,
 }
 
@@ -66,6 +72,10 @@ impl Publisher {
         }
         self.accept.abort();
         self.server.close(Duration::from_secs(1)).await;
+        self.flush.abort();
+        // What was suppressed in windows still open goes with the process; what ended is
+        // written now.
+        halite_ratelog::PEERS.flush();
     }
 }
 
@@ -96,8 +106,20 @@ pub fn serve_publisher(
             .spawn(move || fan_out(&server, rx))
             .map_err(|_| TransportError::Stopped("publish"))?
     };
-    info!(%local_addr, "publisher listening");
-    Ok(Publisher { sender, local_addr, server, accept, fan_out: Some(fan_out) })
+    let flush = tokio::spawn(flush_suppressed_warnings());
+    info!(%local_addr, max_connections = server.max_connections(), "publisher listening");
+    Ok(Publisher { sender, local_addr, server, accept, flush, fan_out: Some(fan_out) })
+}
+
+/// Every second, logs one summary line per peer and kind of warning whose window ended with
+/// lines suppressed ([`halite_ratelog::Limiter::flush`]); runs until aborted.
+async fn flush_suppressed_warnings() {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        halite_ratelog::PEERS.flush();
+    }
 }
 
 fn fan_out(server: &Server, rx: std_mpsc::Receiver<Vec<u8>>) {
@@ -106,10 +128,10 @@ fn fan_out(server: &Server, rx: std_mpsc::Receiver<Vec<u8>>) {
         if frame.is_empty() {
             break;
         }
-        let wire = Bytes::from(halite_zmtp::message(&[&frame]));
+        let publication = Publication::new(Bytes::from(halite_zmtp::message(&[&frame])), server.budget().clone());
         let (mut written, mut queued, mut dropped) = (0usize, 0usize, 0usize);
         for peer in server.snapshot() {
-            match peer.publish(&wire, &frame, hwm) {
+            match server.publish(&peer, &publication, &frame, hwm) {
                 Sent::Written => written += 1,
                 Sent::Queued => queued += 1,
                 Sent::Dropped => dropped += 1,

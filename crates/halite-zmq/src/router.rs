@@ -6,14 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use halite_ratelog::{peer_warn, shown};
 use halite_zmtp::SocketType;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::peer::{OnMessage, Peer, PeerId, Sent, Server};
 use crate::{listen, SocketOptions, TransportError};
 
-/// One request from a REQ peer; the reply goes to `peer`.
+/// One request from a REQ peer; the reply goes to `peer`. Plain data: its bytes left the
+/// socket's in-flight budget ([`SocketOptions::max_inflight_bytes`]) when the message was
+/// complete, so however long it waits in the channel or the master's queue, it holds
+/// nothing of the socket's.
 #[derive(Debug)]
 pub struct Request {
     pub peer: PeerId,
@@ -38,11 +42,13 @@ impl Replier {
     /// (its REQ socket reconnects and resends) is logged, not an error.
     pub fn reply(&self, peer: PeerId, body: &[u8]) -> Result<(), TransportError> {
         let Some(conn) = self.server.peer(peer) else {
-            warn!(%peer, "reply not delivered: the peer has disconnected");
+            // Its address went with the connection: such lines share one budget.
+            peer_warn!("reply undelivered", None, conn = %peer, "reply not delivered: the peer has disconnected");
             return Ok(());
         };
-        if conn.send(Bytes::from(halite_zmtp::message(&[b"", body]))) == Sent::Gone {
-            warn!(%peer, remote = %conn.remote, "reply not delivered: the connection is closing");
+        if self.server.send(&conn, Bytes::from(halite_zmtp::message(&[b"", body]))) == Sent::Gone {
+            peer_warn!("reply undelivered", Some(conn.remote.ip().to_canonical()), conn = %peer, remote = %conn.remote,
+                "reply not delivered: the connection is closing");
         }
         Ok(())
     }
@@ -53,7 +59,7 @@ pub struct RouterHandle {
     pub replier: Replier,
     pub requests: mpsc::Receiver<Request>,
     pub local_addr: SocketAddr,
-    server: Arc<Server>,
+    pub(crate) server: Arc<Server>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -73,28 +79,32 @@ pub fn bind_router(addr: SocketAddr, opts: &SocketOptions) -> Result<RouterHandl
     let (tx, rx) = mpsc::channel(opts.request_queue);
     let on_message: OnMessage = Arc::new(move |peer: &Peer, parts: Vec<Vec<u8>>| forward_request(peer, parts, &tx));
     let accept = server.spawn_accept(listener, on_message);
-    info!(%local_addr, "request server listening");
+    info!(%local_addr, max_connections = server.max_connections(), "request server listening");
     Ok(RouterHandle { replier: Replier { server: server.clone() }, requests: rx, local_addr, server, accept })
 }
 
 /// A REQ peer's message is exactly `['', body]`; anything else is a peer that is not
 /// speaking Salt's request protocol, logged and dropped.
 fn forward_request(peer: &Peer, parts: Vec<Vec<u8>>, tx: &mpsc::Sender<Request>) {
+    let ip = Some(peer.remote.ip().to_canonical());
     let n = parts.len();
     let mut it = parts.into_iter();
     let (Some(delimiter), Some(body), None) = (it.next(), it.next(), it.next()) else {
-        warn!(frames = n, "dropping a request that is not ['', body]: not a REQ peer");
+        peer_warn!("not REQ", ip, conn = %peer.id, remote = %peer.remote, frames = n,
+            "dropping a request that is not ['', body]: not a REQ peer");
         return;
     };
     if !delimiter.is_empty() {
-        warn!("dropping a request without the REQ delimiter frame");
+        peer_warn!("not REQ", ip, conn = %peer.id, remote = %peer.remote, delimiter = %shown(&delimiter),
+            "dropping a request without the REQ delimiter frame");
         return;
     }
     match tx.try_send(Request { peer: peer.id, remote: peer.remote, body }) {
         Ok(()) => {}
         Err(mpsc::error::TrySendError::Full(_)) => {
             // The peer's REQ socket times out and retries, as it would against a busy Salt master.
-            warn!("request queue full; request dropped, the peer will retry");
+            peer_warn!("request queue full", ip, conn = %peer.id, remote = %peer.remote,
+                "request queue full; request dropped, the peer will retry");
         }
         Err(mpsc::error::TrySendError::Closed(_)) => {}
     }

@@ -234,3 +234,143 @@ async fn a_quiet_peer_that_answers_heartbeats_stays_connected() {
     assert_eq!(got.unwrap(), vec![b"late".to_vec()]);
     publisher.shutdown().await;
 }
+
+/// Reads until the handshake with the server is complete, answering it; `Err` if the
+/// server closed the connection first.
+fn complete_handshake(s: &mut std::net::TcpStream, conn: &mut halite_zmtp::Connection) -> std::io::Result<()> {
+    let mut buf = [0u8; 4096];
+    loop {
+        while let Some(event) = conn.next_event().unwrap() {
+            if let halite_zmtp::Event::Open { .. } = event {
+                s.write_all(&conn.take_output())?;
+                return Ok(());
+            }
+        }
+        s.write_all(&conn.take_output())?;
+        match s.read(&mut buf)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => conn.receive(&buf[..n]),
+        }
+    }
+}
+
+/// Whether the server has closed `s`: reads (and discards) until the end of the stream or
+/// a reset. `false` if the read timed out with the connection still open.
+fn closed_by_server(s: &mut std::net::TcpStream) -> bool {
+    let mut buf = [0u8; 64 << 10];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return false
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_refused_until_others_close() {
+    let opts = SocketOptions { max_connections: 2, ..SocketOptions::default() };
+    let mut router = bind_router(any_port(), &opts).unwrap();
+    let addr = router.local_addr;
+    let ep = endpoint(addr);
+    let (held, refused_at_once) = spawn_blocking(move || {
+        // Two connections fill the socket: each is greeted.
+        let held: Vec<_> = (0..2)
+            .map(|_| {
+                let (mut s, _) = raw_peer(addr, halite_zmtp::SocketType::Req, WAIT);
+                let mut greeting = [0u8; 64];
+                s.read_exact(&mut greeting).unwrap();
+                s
+            })
+            .collect();
+        // A third is closed without a byte.
+        let (mut third, _) = raw_peer(addr, halite_zmtp::SocketType::Req, WAIT);
+        let mut rest = Vec::new();
+        let refused = match third.read_to_end(&mut rest) {
+            Ok(_) => rest.is_empty(),
+            Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        };
+        (held, refused)
+    })
+    .await
+    .unwrap();
+    assert!(refused_at_once, "a connection past the cap must be closed at once");
+
+    // A minion's REQ socket is refused as well while the two are held, and keeps
+    // reconnecting; once one of them closes, its request goes through.
+    let ctx = zmq::Context::new();
+    let req = spawn_blocking(move || {
+        let req = ctx.socket(zmq::REQ).unwrap();
+        req.set_linger(0).unwrap();
+        req.set_rcvtimeo(10_000).unwrap();
+        req.connect(&ep).unwrap();
+        req.send("after the cap", 0).unwrap();
+        req.recv_bytes(0).unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(router.requests.try_recv().is_err(), "nothing may get through while the socket is full");
+    drop(held);
+    let got = tokio::time::timeout(WAIT, router.requests.recv()).await.unwrap().unwrap();
+    assert_eq!(got.body, b"after the cap");
+    router.replier.reply(got.peer, b"admitted").unwrap();
+    assert_eq!(req.await.unwrap(), b"admitted");
+    router.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_past_the_subscription_limits_is_closed() {
+    let publisher = bind_publisher(any_port(), &SocketOptions::default()).unwrap();
+    let addr = publisher.local_addr;
+    let sender = publisher.sender();
+    let outcome = spawn_blocking(move || {
+        // 10,000 subscriptions from one peer.
+        let (mut many, mut conn) = raw_peer(addr, halite_zmtp::SocketType::Sub, WAIT);
+        complete_handshake(&mut many, &mut conn).unwrap();
+        for i in 0..10_000 {
+            conn.subscribe(format!("topic-{i}").as_bytes());
+        }
+        // The server may close while this is still being written.
+        let _ = many.write_all(&conn.take_output());
+        let many_closed = closed_by_server(&mut many);
+
+        // One subscription of 100 KiB.
+        let (mut big, mut conn) = raw_peer(addr, halite_zmtp::SocketType::Sub, WAIT);
+        complete_handshake(&mut big, &mut conn).unwrap();
+        conn.subscribe(&vec![b'x'; 100 << 10]);
+        let _ = big.write_all(&conn.take_output());
+        let big_closed = closed_by_server(&mut big);
+
+        // A subscriber as a minion is (a few topics) is served.
+        let (mut minion, mut conn) = raw_peer(addr, halite_zmtp::SocketType::Sub, Duration::from_millis(100));
+        complete_handshake(&mut minion, &mut conn).unwrap();
+        for topic in [&b"broadcast"[..], b"minion-topic", b""] {
+            conn.subscribe(topic);
+        }
+        minion.write_all(&conn.take_output()).unwrap();
+        let mut buf = [0u8; 4096];
+        let mut got = None;
+        for _ in 0..100 {
+            sender.publish(b"job".to_vec()).unwrap();
+            match minion.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => conn.receive(&buf[..n]),
+                Err(_) => continue,
+            }
+            if let Some(halite_zmtp::Event::Message(parts)) = conn.next_event().unwrap() {
+                got = Some(parts);
+                break;
+            }
+        }
+        (many_closed, big_closed, got)
+    })
+    .await
+    .unwrap();
+    assert!(outcome.0, "10,000 subscriptions must close the subscriber");
+    assert!(outcome.1, "a 100 KiB subscription must close the subscriber");
+    assert_eq!(outcome.2, Some(vec![b"job".to_vec()]));
+    publisher.shutdown().await;
+}
