@@ -117,6 +117,11 @@ pub struct MasterConfig {
     pub permissive_pki_access: bool,
     /// Seconds a request stays valid (0: forever).
     pub request_server_ttl: u64,
+    /// The oldest request protocol version served (0: any). Salt 3006.17+, 3007.9+ and 3008
+    /// default to 3 (CVE-2025-62349): every request carries the minion's id under its own
+    /// session key and `tok`. 2 lets minions before 3006.12 / 3007.4 (shared-key requests)
+    /// in. Above 3 no minion could talk.
+    pub minimum_auth_version: u8,
     /// `PKCS1v15-SHA1` or `PKCS1v15-SHA224`.
     pub publish_signing_algorithm: String,
     pub ping_on_rotate: bool,

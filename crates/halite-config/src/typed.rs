@@ -65,6 +65,7 @@ pub(crate) fn master_config(
         auth_events: o.bool("auth_events")?,
         permissive_pki_access: o.bool("permissive_pki_access")?,
         request_server_ttl: o.int_in("request_server_ttl", 0, u64::MAX)?,
+        minimum_auth_version: o.int_in("minimum_auth_version", 0, 3)?,
         publish_signing_algorithm: o.one_of("publish_signing_algorithm", SIGNING_ALGORITHMS)?,
         ping_on_rotate: o.bool("ping_on_rotate")?,
         rotate_aes_key: o.bool("rotate_aes_key")?,

@@ -79,7 +79,7 @@ fn in_process_rate(states: &Path) -> anyhow::Result<f64> {
         loop {
             let load =
                 map([("path", Value::from("big.bin")), ("saltenv", Value::from("base")), ("loc", Value::from(loc))]);
-            let reply = master.file_command("_serve_file", &load).expect("a file command");
+            let reply = master.file_command(halite_master::command::FileCmd::Serve, &load);
             let n = reply.get("data").and_then(Value::as_bytes_any).map_or(0, <[u8]>::len);
             if n == 0 {
                 break;

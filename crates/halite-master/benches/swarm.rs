@@ -42,7 +42,10 @@ enum Target {
 impl Target {
     fn start(name: &str) -> Target {
         match name {
-            "halite" => Target::Halite(HaliteDaemon::start(&["auto_accept: True"]).expect("start halite-master")),
+            "halite" => Target::Halite(
+                // Half the swarm speaks v2, which Salt 3007.8 serves and halite only at 2.
+                HaliteDaemon::start(&["auto_accept: True", "minimum_auth_version: 2"]).expect("start halite-master"),
+            ),
             "salt" => Target::Salt(PythonMaster::start_version(
                 SaltVersion::V3007,
                 &["auto_accept: True", "log_level_logfile: warning"],

@@ -6,6 +6,7 @@ use halite_fileserver::Found;
 use halite_proto::payload::{map, Value, ValueExt};
 use tracing::{debug, warn};
 
+use crate::command::FileCmd;
 use crate::master::Master;
 
 fn text_list(items: impl IntoIterator<Item = String>) -> Value {
@@ -25,23 +26,23 @@ fn saltenv(load: &Value) -> Option<String> {
 }
 
 impl Master {
-    /// Answers a file-server command, or `None` when `cmd` is not one.
-    pub fn file_command(&self, cmd: &str, load: &Value) -> Option<Value> {
-        Some(match cmd {
-            "_file_envs" => text_list(self.fileserver.envs()),
-            "_file_list" | "_dir_list" | "_file_list_emptydirs" => {
-                let Some(env) = saltenv(load) else { return Some(Value::Array(vec![])) };
+    /// Answers a file-server command.
+    pub fn file_command(&self, cmd: FileCmd, load: &Value) -> Value {
+        match cmd {
+            FileCmd::Envs => text_list(self.fileserver.envs()),
+            FileCmd::List | FileCmd::DirList | FileCmd::EmptyDirs => {
+                let Some(env) = saltenv(load) else { return Value::Array(vec![]) };
                 let listing = self.fileserver.listing(&env);
                 let items = match cmd {
-                    "_file_list" => &listing.files,
-                    "_dir_list" => &listing.dirs,
+                    FileCmd::List => &listing.files,
+                    FileCmd::DirList => &listing.dirs,
                     _ => &listing.empty_dirs,
                 };
                 let prefix = prefix(load);
                 text_list(items.iter().filter(|f| f.starts_with(&prefix)).cloned())
             }
-            "_symlink_list" => {
-                let Some(env) = saltenv(load) else { return Some(map::<_, String>([])) };
+            FileCmd::SymlinkList => {
+                let Some(env) = saltenv(load) else { return map::<_, String>([]) };
                 let prefix = prefix(load);
                 Value::Map(
                     self.fileserver
@@ -53,11 +54,11 @@ impl Master {
                         .collect(),
                 )
             }
-            "_file_hash" => match self.find(load) {
+            FileCmd::Hash => match self.find(load) {
                 Some(found) => self.hash_of(&found),
                 None => Value::from(""),
             },
-            "_file_hash_and_stat" => match self.find(load) {
+            FileCmd::HashAndStat => match self.find(load) {
                 Some(found) => {
                     let stat = self
                         .fileserver
@@ -68,7 +69,7 @@ impl Master {
                 }
                 None => Value::Array(vec![Value::from(""), Value::Nil]),
             },
-            "_file_find" => match self.find(load) {
+            FileCmd::Find => match self.find(load) {
                 Some(found) => {
                     let stat = self.fileserver.stat(&found).ok();
                     map([
@@ -83,12 +84,11 @@ impl Master {
                 }
                 None => map([("path", Value::from("")), ("rel", Value::from(""))]),
             },
-            "_serve_file" => self.serve_file(load),
-            "_master_opts" => self.master_opts(load),
+            FileCmd::Serve => self.serve_file(load),
+            FileCmd::MasterOpts => self.master_opts(load),
             // No master_tops are configured in halite: Salt answers `{}` then too.
-            "_master_tops" | "_ext_nodes" => map::<_, String>([]),
-            _ => return None,
-        })
+            FileCmd::MasterTops => map::<_, String>([]),
+        }
     }
 
     fn find(&self, load: &Value) -> Option<Found> {

@@ -74,10 +74,15 @@ impl Civil {
     }
 }
 
-/// Salt's `is_jid`: 20 digits, optionally followed by `_<suffix>`.
+/// Salt's `is_jid`: 20 digits, optionally followed by `_<suffix>`. Salt takes any suffix;
+/// here it is letters, digits, `_` and `-` only, since a jid names files and directories
+/// (`publish_auth/<jid>`, Salt's job cache) and arrives from minions.
 pub fn is_jid(jid: &str) -> bool {
     let (digits, rest) = jid.split_at(jid.len().min(20));
-    digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()) && (rest.is_empty() || rest.starts_with('_'))
+    digits.len() == 20
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (rest.is_empty()
+            || (rest.starts_with('_') && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')))
 }
 
 #[cfg(test)]
@@ -98,5 +103,6 @@ mod tests {
         let b = new_jid();
         assert!(b > a && is_jid(&a) && is_jid(&b));
         assert!(!is_jid("2024") && is_jid("20240101120000000000_42"));
+        assert!(!is_jid("20240101120000000000_/../x") && !is_jid("20240101120000000000_a.b"));
     }
 }

@@ -13,6 +13,9 @@ use halite_store::MinionData;
 use halite_target::{CachedMinion, Expr, Matched, MinionIndex, TargetError, TargetType};
 use tracing::{error, info, warn};
 
+use halite_ratelog::peer_warn;
+
+use crate::command::{Caller, Outcome};
 use crate::events::EventBus;
 use crate::jid;
 use crate::master::Master;
@@ -121,11 +124,23 @@ fn reads_minion_data(t: TargetType) -> bool {
     !matches!(t, TargetType::Glob | TargetType::Pcre | TargetType::List | TargetType::Range)
 }
 
+/// A target as errors and log lines show it.
 fn shown(tgt: &Value) -> String {
-    match tgt {
+    let text = match tgt {
         Value::Array(items) => halite_yaml::py::repr(&Value::Array(items.clone())),
         other => halite_yaml::py::text(other),
+    };
+    // Targets come from minions too (peer publishing, the mine): shortened, and no control
+    // character reaches a log line or an error a CLI prints.
+    let mut out = String::with_capacity(text.len().min(128));
+    for c in halite_target::shown(&text).chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
+    out
 }
 
 /// Salt's `check_minions` against the accepted keys of `pki` and the minion data cache of
@@ -147,8 +162,20 @@ pub(crate) fn expected_in(
         HashMap::new()
     };
     let snapshot = Snapshot { accepted, data };
-    halite_target::check_minions(&snapshot, &Expr::from_value(tgt), kind, delimiter, nodegroups)
-        .map_err(|source| PublishError::Target { tgt: shown(tgt), source })
+    let matched = halite_target::check_minions(&snapshot, &Expr::from_value(tgt), kind, delimiter, nodegroups)
+        .map_err(|source| PublishError::Target { tgt: shown(tgt), source })?;
+    if matched.abandoned > 0 {
+        // A target costing more than halite allows per minion (a runaway regex, a grain
+        // expression with a search that explodes): those minions are left out of it.
+        peer_warn!(
+            "costly target",
+            None,
+            abandoned = matched.abandoned,
+            tgt = %halite_ratelog::shown(&shown(tgt)),
+            "minions given up on: matching them needed more work than halite allows one minion"
+        );
+    }
+    Ok(matched)
 }
 
 fn id_list(ids: &[String]) -> Value {
@@ -352,16 +379,15 @@ impl Master {
     }
 
     /// Salt's `store_job` for a minion's `_return`: a load without `return`, `jid` or `id` is
-    /// ignored; jid `req` (a minion's own job) gets a new jid; the return is left in `pending`
-    /// to be cached and announced as `salt/job/<jid>/ret/<id>` before the minion is answered.
-    pub(crate) fn job_return(&self, minion: &str, mut load: Value, pending: &mut Option<PendingReturn>) -> Value {
+    /// ignored; jid `req` (a minion's own job) gets a new jid; the return is cached and
+    /// announced as `salt/job/<jid>/ret/<id>` (the id the caller proved) before the minion
+    /// is answered.
+    pub(crate) fn job_return(&self, caller: &Caller, mut load: Value) -> Outcome {
+        let (minion, ip) = (caller.id(), caller.ip());
+        let ignored = Outcome::Send(Value::Boolean(false));
         if ["return", "jid", "id"].iter().any(|k| load.get(k).is_none()) {
-            warn!("_return without return, jid or id; ignored as Salt ignores it");
-            return Value::Boolean(false);
-        }
-        if load.get_text("id") != Some(minion) {
-            warn!(claimed = ?load.get_text("id"), "_return naming another minion refused");
-            return Value::Boolean(false);
+            peer_warn!("bad return", ip, %minion, "_return without return, jid or id; ignored as Salt ignores it");
+            return ignored;
         }
         let jid = match load.get_text("jid") {
             Some("req") => {
@@ -373,15 +399,20 @@ impl Master {
                 payload::insert(&mut load, "jid", Value::from(jid.as_str()));
                 jid
             }
-            Some(j) => j.to_owned(),
-            None => {
-                warn!("_return whose jid is not text; ignored");
-                return Value::Boolean(false);
+            // Salt's jids, or `nocache` (a return to announce but not keep); the jid keys the
+            // job cache, so nothing else is taken from a minion.
+            Some(j) if j == "nocache" || (jid::is_jid(j) && j.len() <= MAX_JID_BYTES) => j.to_owned(),
+            _ => {
+                peer_warn!("bad return", ip, %minion, "_return whose jid is not a jid; ignored");
+                return ignored;
             }
         };
-        info!(%jid, fun = load.get_text("fun").unwrap_or(""), "job return");
-        *pending = Some(PendingReturn { jid, minion: minion.to_owned(), load });
-        Value::Nil
+        // The cached return and its event name the caller, whatever the load claimed (and
+        // carry no `resource_id`, which Salt 3008's CLI would show the return under).
+        payload::insert(&mut load, "id", Value::from(minion));
+        payload::remove(&mut load, "resource_id");
+        info!(%jid, fun = %halite_ratelog::shown(load.get_text("fun").unwrap_or("")), "job return");
+        Outcome::AfterCommit { ret: PendingReturn { jid, minion: minion.to_owned(), load }, reply: Value::Nil }
     }
 
     /// Caches a return, then announces it.
@@ -412,6 +443,9 @@ impl Master {
         });
     }
 }
+
+/// The longest jid a return may name: 20 digits and a suffix (Salt's `<jid>_<n>` forms).
+const MAX_JID_BYTES: usize = 128;
 
 /// A `_return` accepted and waiting to be cached and announced.
 pub(crate) struct PendingReturn {

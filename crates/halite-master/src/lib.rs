@@ -1,9 +1,10 @@
 //! The halite master: what a Salt master does with each request and publish, behind the thin
 //! async shell of `main.rs`.
 //!
-//! Owns: the request dispatch table (`_auth`, `_pillar`, `_minion_event`, `_return`, the file
-//! server commands of `files.rs`, the peer commands of `peer.rs`, the mine commands of
-//! `mine.rs`, clear `publish`), runners in the master (`runner.rs`), the reactor's runtime
+//! Owns: the request path (`dispatch.rs`: `minimum_auth_version`, opening a request, proving
+//! who sent it, the typed outcome of each handler) and the command table (`command.rs`:
+//! `_pillar`, `_minion_event`, `_return`, the file server commands of `files.rs`, the peer
+//! commands of `peer.rs`, the mine commands of `mine.rs`; clear `_auth` and `publish`), runners in the master (`runner.rs`), the reactor's runtime
 //! (`reactor.rs`), the shared AES key and its rotation (`rotation.rs`), publish serials, the
 //! in-process event bus, the local-client user keys, and jids.
 //!
@@ -16,7 +17,10 @@
 //! its own threads too.
 
 pub mod aes;
+pub mod budget;
 pub mod clear;
+pub mod command;
+mod dispatch;
 pub mod event_pub;
 pub mod events;
 pub mod files;

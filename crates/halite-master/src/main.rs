@@ -133,13 +133,13 @@ async fn serve(config: halite_config::MasterConfig, publisher: publish_process::
     if !marker.exists() {
         std::fs::write(&marker, b"").with_context(|| format!("creating {}", marker.display()))?;
     }
-    tokio::spawn(events::journal(master.events.subscribe()));
+    tokio::spawn(events::journal(master.events().subscribe()));
     let _reactor =
         reactor::start(master.clone(), reactor::Settings::from_config(&config)).context("starting the reactor")?;
     let (local_listener, local_path) = local::bind(&config.sock_dir)?;
     let local_server = tokio::spawn(local::serve(local_listener, master.clone()));
     let (event_listener, event_path) = event_pub::bind(&config.sock_dir)?;
-    let event_server = tokio::spawn(event_pub::serve(event_listener, master.events.clone()));
+    let event_server = tokio::spawn(event_pub::serve(event_listener, master.events().clone()));
     let mut router = bind_router(listen_addr(&config.interface, config.ret_port)?, &socket_options(&config))?;
     info!(pki_dir = %config.pki_dir.display(), "halite master ready");
 
@@ -160,6 +160,8 @@ async fn serve(config: halite_config::MasterConfig, publisher: publish_process::
                     last_cleanup = tokio::time::Instant::now();
                 }
                 let _ = tokio::task::spawn_blocking(move || {
+                    // Summaries of the warnings peers caused beyond their budget.
+                    halite_ratelog::PEERS.flush();
                     m.maintain_aes_key();
                     if clean {
                         m.expire_jobs(keep_jobs);

@@ -1,10 +1,10 @@
-//! The master's request handling: one [`Master`] shared by every request task.
-//!
-//! A request goes: ROUTER thread → [`Master::handle`] on the blocking pool (RSA and file
-//! reads are blocking work) → [`halite_proto::request`] opens it → a command handler → the
-//! reply is sealed with the key that opened the request → back to the ROUTER thread.
+//! The master's state ([`Master`], shared by every request worker, the local channel, the
+//! reactor and the maintenance loop), its settings, and the handlers of `_auth`, `_pillar`
+//! and `_minion_event`. The request path that reaches them (parse, `minimum_auth_version`,
+//! open, prove the caller, the command table) is `dispatch.rs` and `command.rs`.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,17 +13,19 @@ use halite_pki::{AuthDecision, AuthPolicy, MasterKeys, PkiDir};
 use halite_proto::auth::{self, AcceptReply, Acceptance, AuthRequest, AuthStatus};
 use halite_proto::crypticle::Crypticle;
 use halite_proto::payload::{self, map, Value, ValueExt};
-use halite_proto::request::{self, KeyNeeded, OpenedRequest, Refusal, Request, SealedRequest};
-use halite_proto::rsa::{EncAlgo, SigAlgo};
+use halite_proto::request::{self, OpenedRequest, Refusal};
+use halite_proto::rsa::{PublicKey, SigAlgo};
 use halite_proto::{pillar, publish};
+use halite_ratelog::{peer_warn, shown};
 use halite_store::{MinionData, Store};
-use tracing::{debug, error, info, info_span, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::aes::AesKey;
+use crate::budget::{self, NewKeys, TokenBucket};
 use crate::clear::UserKeys;
+use crate::command::{Caller, Outcome};
+use crate::dispatch::PrivateAlgos;
 use crate::events::EventBus;
-use crate::jobs::PendingReturn;
-use crate::peer::{Deferred, DeferredCmd};
 
 /// What the master needs from its configuration, resolved once at start-up.
 #[derive(Debug, Clone)]
@@ -38,6 +40,8 @@ pub struct Settings {
     pub publish_session: u64,
     pub ping_on_rotate: bool,
     pub request_server_ttl: u64,
+    /// Requests of an older protocol version are answered `bad load` (0: none are).
+    pub minimum_auth_version: u8,
     pub auth_events: bool,
     pub policy: AuthPolicy,
     /// Name → compound target, as in the config.
@@ -73,6 +77,7 @@ impl Settings {
             publish_session: c.publish_session,
             ping_on_rotate: c.ping_on_rotate,
             request_server_ttl: c.request_server_ttl,
+            minimum_auth_version: c.minimum_auth_version,
             auth_events: c.auth_events,
             nodegroups: c.nodegroups.clone(),
             hash_type: c.hash_type.clone(),
@@ -129,43 +134,120 @@ fn master_opts(c: &halite_config::MasterConfig) -> Value {
     ])
 }
 
+/// The master's state, shared by every request worker, the local channel, the reactor and
+/// the maintenance loop. Its fields are the crate's: outside it, the master is driven through
+/// [`Master::handle`] / [`Master::handle_then`] and the methods of `jobs`, `local` and the rest.
 pub struct Master {
-    pub settings: Settings,
-    pub fileserver: halite_fileserver::Roots,
-    pub pillar: halite_pillar::Compiler,
-    pub keys: MasterKeys,
-    pub pki: PkiDir,
-    pub store: Arc<Store>,
+    pub(crate) settings: Settings,
+    pub(crate) fileserver: halite_fileserver::Roots,
+    pub(crate) pillar: halite_pillar::Compiler,
+    pub(crate) keys: MasterKeys,
+    pub(crate) pki: PkiDir,
+    pub(crate) store: Arc<Store>,
     /// `_mine*` and templates' `mine.get`, over the same store.
-    pub mine: Arc<crate::mine::Mine>,
-    pub aes: AesKey,
-    pub events: EventBus,
-    pub user_keys: UserKeys,
-    pub publisher: halite_zmq::PublishSender,
+    pub(crate) mine: Arc<crate::mine::Mine>,
+    pub(crate) aes: AesKey,
+    pub(crate) events: EventBus,
+    pub(crate) user_keys: UserKeys,
+    pub(crate) publisher: halite_zmq::PublishSender,
     /// Minions that authenticated since start: what `max_minions` counts.
     pub(crate) connected: Mutex<HashSet<String>>,
     /// When the AES key was last made: `publish_session` counts from here.
     pub(crate) aes_since: Mutex<std::time::Instant>,
+    /// Whether a stranger's key may be written to `minions_pre/` now.
+    new_keys: NewKeys,
+    /// Events each minion may still fire now.
+    event_budgets: Mutex<std::collections::HashMap<String, TokenBucket>>,
 }
 
-fn now_secs() -> u64 {
+/// The largest `pub` an `_auth` may present.
+pub const MAX_PUB_PEM: usize = 16 << 10;
+
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// Tags a minion may not put on the master's bus (Salt's `MINION_EVENT_BLACKLIST`).
+/// Tags a minion may not put on the master's bus: Salt's `MINION_EVENT_BLACKLIST`, plus what
+/// would let one minion speak for the master or for another minion.
 const MASTER_ONLY_TAGS: &[&str] = &[
     "salt/job/*/publish",
     "salt/job/*/new",
     "salt/job/*/return",
-    "salt/key",
+    // Salt lists `salt/key` exactly; any suffix is refused here, since Salt's event readers
+    // split a tag from its data at the first "\n\n" and a reactor glob may end in `*`.
+    "salt/key*",
     "salt/cloud/*",
     "salt/run/*",
     "salt/cluster/*",
     "salt/wheel/*/new",
     "salt/wheel/*/return",
+    // Beyond Salt's list: sign-in results (a forged `salt/auth` with `act: accept` would
+    // drive the reactions that trust new minions) and presence.
+    "salt/auth*",
+    "salt/presence/*",
     // halite's own tags (`halite/mine/<id>/changed`).
     "halite/*",
 ];
+
+/// Events one `_minion_event` batch may fire; the rest are dropped with a warning. A beacon
+/// sends a handful; Salt has no limit.
+const MAX_EVENTS_PER_BATCH: usize = 1000;
+
+/// Events a minion may fire per second, after a burst of [`MINION_EVENT_BURST`]: enough for
+/// the progress events of a large highstate (`state_events`), not for one minion to flood
+/// the bus until the reactor and the CLIs fall behind and drop everyone's events.
+pub const MINION_EVENTS_PER_SECOND: f64 = 500.0;
+pub const MINION_EVENT_BURST: f64 = 5000.0;
+
+/// Makes event data name the minion that fired it: `id` is the proven id, and the 3008
+/// `resource_id` (which Salt 3008's CLI shows a return under, in place of `id`) is dropped,
+/// since halite manages no resources.
+fn speak_for_itself(data: &mut Value, minion: &str) {
+    payload::insert(data, "id", Value::from(minion));
+    payload::remove(data, "resource_id");
+}
+
+/// The longest tag a minion may fire (Salt has no limit; its own tags are under 100 bytes).
+const MAX_TAG_BYTES: usize = 1024;
+
+/// Tags whose third part names the minion they are about: a minion fires them for itself only.
+const PER_MINION_PREFIXES: &[&str] = &["salt/minion/", "salt/beacon/"];
+
+/// Why `minion` may not fire `tag`, or `None` when it may.
+///
+/// Under `salt/job/` a minion fires only its own state progress (`salt/job/<jid>/prog/<id>/..`,
+/// with `state_events`): job returns come through `_return`, which caches them first, and a
+/// return event naming another minion would be taken for that minion's return by the CLI
+/// and the runners.
+pub(crate) fn refused_tag(minion: &str, tag: &str) -> Option<&'static str> {
+    if tag.is_empty() || tag.len() > MAX_TAG_BYTES {
+        return Some("a tag is 1 to 1024 bytes");
+    }
+    // Salt's event socket frames an event as `tag + "\n\n" + data`: a control character in
+    // a tag could splice a minion's bytes into what readers take for the tag or the data.
+    if tag.chars().any(char::is_control) {
+        return Some("a tag may not hold control characters");
+    }
+    if MASTER_ONLY_TAGS.iter().any(|glob| halite_target::fnmatch(tag, glob)) {
+        return Some("only the master fires this tag");
+    }
+    if let Some(rest) = tag.strip_prefix("salt/job/") {
+        let mut parts = rest.split('/');
+        let (_jid, kind, whose) = (parts.next(), parts.next(), parts.next());
+        return match (kind, whose) {
+            (Some("prog"), Some(id)) if id == minion => None,
+            _ => Some("a minion fires no salt/job/ events but its own state progress"),
+        };
+    }
+    for prefix in PER_MINION_PREFIXES {
+        if let Some(rest) = tag.strip_prefix(prefix) {
+            if rest.split('/').next() != Some(minion) {
+                return Some("the tag names another minion");
+            }
+        }
+    }
+    None
+}
 
 /// `reply` sealed with the key that opened its request, echoing the nonce.
 pub(crate) fn seal(key: &Crypticle, reply: &Value, nonce: Option<&str>) -> Reply {
@@ -217,79 +299,29 @@ impl Master {
             publisher,
             connected: Mutex::new(HashSet::new()),
             aes_since: Mutex::new(std::time::Instant::now()),
+            new_keys: NewKeys::new(std::time::Instant::now()),
+            event_budgets: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
-    /// Answers one request body. Every path returns a reply, as a REQ peer waits for one.
-    pub fn handle(&self, body: &[u8]) -> Reply {
-        let (mut pending, mut deferred) = (None, None);
-        let reply = self.answer(body, &mut pending, &mut deferred);
-        if let Some(ret) = pending {
-            self.save_return(ret);
-        }
-        match deferred {
-            Some(work) => self.run_deferred(work),
-            None => reply,
-        }
+    /// Whether `minion` may fire one more event now (per-minion token bucket; the table holds
+    /// proven ids only, so it is bounded by the accepted keys).
+    fn event_budget_allows(&self, minion: &str) -> bool {
+        let Ok(mut budgets) = self.event_budgets.lock() else { return true };
+        let now = std::time::Instant::now();
+        budgets
+            .entry(minion.to_owned())
+            .or_insert_with(|| TokenBucket::new(MINION_EVENTS_PER_SECOND, MINION_EVENT_BURST, now))
+            .take(now)
     }
 
-    /// [`Master::handle`] for a caller that need not wait: `respond` gets the reply at once,
-    /// or, for a `_return`, once the return is durable — from the thread that committed it,
-    /// so the calling worker moves on to the next request meanwhile, and returns arriving
-    /// together share one fsync however few workers there are. A peer request that waits
-    /// for returns or a runner is answered from a thread of its own (`peer.rs`).
-    pub fn handle_then(self: &Arc<Self>, body: &[u8], respond: impl FnOnce(Reply) + Send + 'static) {
-        let (mut pending, mut deferred) = (None, None);
-        let reply = self.answer(body, &mut pending, &mut deferred);
-        match (pending, deferred) {
-            (_, Some(work)) => self.spawn_deferred(work, respond),
-            (None, None) => respond(reply),
-            (Some(ret), None) => self.save_return_then(ret, move || respond(reply)),
-        }
+    /// The event bus, for the daemon's journal and event socket.
+    pub fn events(&self) -> &EventBus {
+        &self.events
     }
 
-    /// The reply; a `_return` to save before the reply may go out is left in `pending`, a
-    /// request answered later in `deferred`.
-    fn answer(&self, body: &[u8], pending: &mut Option<PendingReturn>, deferred: &mut Option<Deferred>) -> Reply {
-        match request::parse(body) {
-            Err(refusal) => {
-                warn!(reason = %refusal, "refusing request");
-                refusal.reply()
-            }
-            Ok(Request::Clear { load, version }) => self.handle_clear(load, version),
-            Ok(Request::Aes(sealed)) => self.handle_aes(sealed, pending, deferred),
-        }
-    }
-
-    fn handle_clear(&self, load: Value, version: i64) -> Reply {
-        match load.get_text("cmd") {
-            Some("_auth") => match AuthRequest::from_load(&load) {
-                Ok(req) => {
-                    let span = info_span!("auth", minion = %req.id);
-                    let _enter = span.enter();
-                    self.auth(&req, version > 1)
-                }
-                Err(e) => {
-                    warn!(error = %e, "malformed _auth request");
-                    Refusal::BadLoad(e.to_string()).reply()
-                }
-            },
-            Some("publish") => request::clear_reply(&self.clear_publish(&load)),
-            other => {
-                // The other ClearFuncs (runner, wheel, tokens) arrive with the CLI work.
-                warn!(cmd = ?other, "clear command not served");
-                request::clear_reply(&map([(
-                    "error",
-                    map([
-                        ("name", Value::from("SaltInvocationError")),
-                        ("message", Value::from(format!("clear command {:?} is not available", other.unwrap_or("")))),
-                    ]),
-                )]))
-            }
-        }
-    }
-
-    fn auth(&self, req: &AuthRequest, sign: bool) -> Reply {
+    /// `_auth`: Salt's key decision, answered signed (v2+) as Salt answers it.
+    pub(crate) fn auth(&self, ip: Option<IpAddr>, req: &AuthRequest, sign: bool) -> Reply {
         let status = |status: AuthStatus| match auth::status_reply(&self.keys.private, req, status, sign) {
             Ok(reply) => reply,
             Err(e) => {
@@ -298,7 +330,18 @@ impl Master {
             }
         };
         if !halite_proto::valid_id(&req.id) {
-            warn!("authentication request from an invalid id");
+            peer_warn!("bad auth", ip, minion = %shown(&req.id), "authentication request from an invalid id");
+            return status(AuthStatus::Refused);
+        }
+        // Salt writes whatever `pub` holds to minions_pre; only an RSA public key of a sane
+        // size is worth a file (a 16,384-bit key's PEM is under 3 KiB).
+        if req.pub_pem.len() > MAX_PUB_PEM || PublicKey::from_pem(req.pub_pem.as_bytes()).is_err() {
+            peer_warn!(
+                "bad auth",
+                ip,
+                bytes = req.pub_pem.len(),
+                "authentication refused: pub is not an RSA public key"
+            );
             return status(AuthStatus::Refused);
         }
         if self.is_full(&req.id) {
@@ -306,12 +349,21 @@ impl Master {
             self.auth_event(req, false, Some("full"));
             return status(AuthStatus::Full);
         }
+        let new_key_refused = std::cell::Cell::new(None);
+        let admit_pending = || match self.new_keys.admit(ip, &self.pki, std::time::Instant::now()) {
+            Ok(()) => true,
+            Err(why) => {
+                new_key_refused.set(Some(why));
+                false
+            }
+        };
         let decision = match halite_pki::decide_auth(
             &self.pki,
             &self.settings.policy,
             &req.id,
             &req.pub_pem,
             req.autosign_grains.as_ref(),
+            admit_pending,
         ) {
             Ok(d) => d,
             Err(e) => {
@@ -325,8 +377,27 @@ impl Master {
                 self.auth_event(req, true, Some("pend"));
                 status(AuthStatus::Pending)
             }
+            AuthDecision::Deferred => {
+                match new_key_refused.get() {
+                    Some(budget::Refusal::Full) => peer_warn!(
+                        "new keys",
+                        ip,
+                        max = budget::MAX_PENDING_KEYS,
+                        "new key not recorded: minions_pre is full; accept, reject or delete pending keys \
+                         (salt-key -L); the minion is told to wait and asks again"
+                    ),
+                    _ => peer_warn!(
+                        "new keys",
+                        ip,
+                        per_second = budget::NEW_KEYS_PER_SECOND_PER_ADDRESS,
+                        "new key not recorded: too many new keys from this address; the minion is told to wait \
+                         and asks again"
+                    ),
+                }
+                status(AuthStatus::Pending)
+            }
             AuthDecision::Refused { act, reason } => {
-                warn!(%reason, "authentication refused");
+                peer_warn!("auth refused", ip, %reason, "authentication refused");
                 self.auth_event(req, false, act);
                 status(AuthStatus::Refused)
             }
@@ -364,7 +435,13 @@ impl Master {
                         body
                     }
                     Ok(AcceptReply::BadAlgo(body)) => {
-                        warn!(enc_algo = %req.enc_algo_name, sig_algo = %req.sig_algo_name, "unsupported algorithm requested");
+                        peer_warn!(
+                            "bad auth",
+                            ip,
+                            enc_algo = %shown(&req.enc_algo_name),
+                            sig_algo = %shown(&req.sig_algo_name),
+                            "unsupported algorithm requested"
+                        );
                         body
                     }
                     Err(e) => {
@@ -396,118 +473,19 @@ impl Master {
         }
     }
 
-    fn handle_aes(
-        &self,
-        sealed: SealedRequest,
-        pending: &mut Option<PendingReturn>,
-        deferred: &mut Option<Deferred>,
-    ) -> Reply {
-        let key = match sealed.key_needed() {
-            Err(refusal) => {
-                warn!(reason = %refusal, "refusing request");
-                return refusal.reply();
-            }
-            Ok(KeyNeeded::SharedAes) => self.aes.current(),
-            Ok(KeyNeeded::Session(id)) => match self.session_if_known(id) {
-                Some(k) => k,
-                None => {
-                    warn!(minion = %id, "request from a minion with no accepted key");
-                    return Refusal::BadLoad("no accepted key".into()).reply();
-                }
-            },
-        };
-        let envelope_id = sealed.id.clone();
-        let (enc_algo, sig_algo) = (sealed.enc_algo.clone(), sealed.sig_algo.clone());
-        let signs = sealed.signs_replies();
-        let opened = match request::open(sealed, &key) {
-            Ok(o) => o,
-            Err(refusal) => {
-                // The key did not open it: a rotated AES key or session, or a forgery. The
-                // minion re-authenticates on this answer, as with Salt.
-                info!(minion = ?envelope_id, reason = %refusal, "refusing request");
-                return refusal.reply();
-            }
-        };
-        let minion = opened.id().unwrap_or("").to_owned();
-        let span = info_span!("request", %minion, cmd = opened.cmd().unwrap_or(""));
-        let _enter = span.enter();
-        if let Err(refusal) = self.check_freshness_and_tok(&opened) {
-            warn!(reason = %refusal, "refusing request");
-            return refusal.reply();
-        }
-        let nonce = opened.nonce.clone();
-        let reply = match opened.cmd() {
-            Some("_pillar") => {
-                let enc = enc_algo.as_deref().and_then(EncAlgo::from_name).unwrap_or(EncAlgo::OaepSha1);
-                let sig = sig_algo.as_deref().and_then(SigAlgo::from_name).unwrap_or(SigAlgo::Pkcs1v15Sha1);
-                return self.pillar(&minion, &opened, enc, sig, signs);
-            }
-            Some("_minion_event") => self.minion_event(&minion, opened.load),
-            Some("_return") => self.job_return(&minion, opened.load, pending),
-            Some(cmd @ ("minion_publish" | "minion_runner")) => {
-                let cmd = if cmd == "minion_publish" { DeferredCmd::MinionPublish } else { DeferredCmd::MinionRunner };
-                *deferred = Some(Deferred { cmd, minion, load: opened.load, key, nonce });
-                return Vec::new();
-            }
-            Some(cmd) if let Some(answer) = self.peer_command(cmd, &minion, &opened.load) => answer,
-            Some(cmd) if let Some(answer) = self.mine.command(cmd, &minion, &opened.load) => answer,
-            Some(cmd) if cmd.starts_with("__") => map::<_, String>([]),
-            Some(cmd) if let Some(answer) = self.file_command(cmd, &opened.load) => answer,
-            // 3008 minions announce the resources they manage at start. halite has no
-            // resource targeting (T@/M@) yet; the minion only logs the answer, so the
-            // registration is acknowledged and dropped rather than warned about on every start.
-            Some("_register_resources") => {
-                debug!("resource registration ignored: resource targeting is not supported");
-                Value::Boolean(true)
-            }
-            Some(cmd) => {
-                // Salt answers an unknown AESFuncs command with False.
-                warn!(%cmd, "command not served yet; answering False as Salt does for unknown commands");
-                Value::Boolean(false)
-            }
-            None => {
-                warn!("request without cmd");
-                Value::Boolean(false)
-            }
-        };
-        seal(&key, &reply, nonce.as_deref())
-    }
-
     /// A v3 request's session key; only minions with an accepted key have one, so a request
     /// naming any other id cannot make the master create keys for strangers.
-    fn session_if_known(&self, id: &str) -> Option<Crypticle> {
+    pub(crate) fn session_if_known(&self, id: &str) -> Option<Crypticle> {
         match self.pki.accepted_key(id) {
             Ok(Some(_)) => self.store.session_key(id, now_secs(), self.settings.publish_session).ok(),
             _ => None,
         }
     }
 
-    fn check_freshness_and_tok(&self, opened: &OpenedRequest) -> Result<(), Refusal> {
-        let ttl = self.settings.request_server_ttl;
-        if opened.version > 2 && ttl > 0 {
-            let ts = opened.load.get("ts").and_then(Value::as_u64).unwrap_or(0);
-            if now_secs().saturating_sub(ts) > ttl {
-                return Err(Refusal::BadLoad(format!("request older than request_server_ttl ({ttl} s)")));
-            }
-        }
-        if !opened.tok_required() {
-            return Ok(());
-        }
-        let id = opened.id().ok_or_else(|| Refusal::BadLoad("tok without id".into()))?;
-        if !halite_proto::valid_id(id) {
-            return Err(Refusal::BadLoad(format!("invalid minion id {id:?}")));
-        }
-        let key = match self.pki.accepted_key(id) {
-            Ok(Some(k)) => k,
-            _ => return Err(Refusal::BadLoad(format!("no accepted key for {id:?} to check its tok against"))),
-        };
-        match &opened.tok {
-            Some(tok) if request::verify_tok(&key, tok) => Ok(()),
-            _ => Err(Refusal::BadLoad(format!("tok does not verify with the accepted key of {id:?}"))),
-        }
-    }
-
-    fn pillar(&self, minion: &str, opened: &OpenedRequest, enc: EncAlgo, sig: SigAlgo, signed: bool) -> Reply {
+    /// `_pillar`: compile the caller's pillar from the grains it sent, cache both, and answer
+    /// the pillar sealed for that minion's key alone (`send_private`).
+    pub(crate) fn pillar(&self, caller: &Caller, opened: &OpenedRequest, algos: &PrivateAlgos) -> Outcome {
+        let minion = caller.id();
         let load = &opened.load;
         let grains = load.get("grains").filter(|g| g.is_map()).cloned().unwrap_or_else(|| map::<_, String>([]));
         let text = |k: &str| load.get_text(k).map(str::to_owned);
@@ -540,17 +518,18 @@ impl Master {
             Ok(Some(k)) => k,
             _ => {
                 warn!("pillar requested by a minion without an accepted key");
-                return request::clear_reply(&map([("error", Value::from("AES key not found"))]));
+                return Outcome::SendClear(map([("error", Value::from("AES key not found"))]));
             }
         };
+        let PrivateAlgos { enc, sig, signed } = *algos;
         match pillar::send_private(&self.keys.private, &key, &pillar_data, opened.nonce.as_deref(), enc, sig, signed) {
             Ok(reply) => {
                 debug!("pillar sent");
-                request::clear_reply(&reply)
+                Outcome::SendPrivate(reply)
             }
             Err(e) => {
                 warn!(error = %e, "cannot build the pillar reply");
-                request::clear_reply(&map([("error", Value::from(e.to_string()))]))
+                Outcome::SendClear(map([("error", Value::from(e.to_string()))]))
             }
         }
     }
@@ -563,7 +542,15 @@ impl Master {
         match compiled {
             Ok(c) => {
                 for detail in &c.details {
-                    warn!(minion = request.minion_id, "pillar: {}", detail.replace('\n', " "));
+                    // Render errors can quote what a minion sent (its grains): escaped, bounded,
+                    // and rate-limited, since any minion can ask for its pillar again and again.
+                    peer_warn!(
+                        "pillar error",
+                        None,
+                        minion = request.minion_id,
+                        "pillar: {}",
+                        halite_ratelog::shown_up_to(detail, 1024)
+                    );
                 }
                 debug!(elapsed_ms = started.elapsed().as_millis() as u64, errors = c.errors.len(), "pillar compiled");
                 c.pillar
@@ -617,35 +604,67 @@ impl Master {
     /// under `pretag/tag` when the load has a `pretag`), or one `tag` fired with the whole load
     /// as its data (`event.send`, `event.fire_master`, the start events).
     ///
-    /// Tags the master alone may fire (Salt's `MINION_EVENT_BLACKLIST`: job publication,
-    /// `salt/key`, runs, wheel, cloud, cluster) are refused from a minion. Salt checks them
-    /// only in the batch form, and not under the pretag; halite checks every tag it fires,
-    /// since a forged `salt/key` event would otherwise drive a reactor that accepts keys.
-    /// So is a `salt/minion/<id>/...` tag naming another minion (its start event would
-    /// set off that minion's reactions), which Salt allows.
-    fn minion_event(&self, minion: &str, mut load: Value) -> Value {
+    /// Every event fired carries the id the caller proved as its data's `id` (a batch
+    /// event's data that is not a mapping is refused), so a reactor or a CLI reading `data.id`
+    /// reads who sent it, never who the sender claimed to be. Tags are checked by
+    /// [`refused_tag`]; Salt checks only its master-only list, and only in the batch form.
+    pub(crate) fn minion_event(&self, caller: &Caller, mut load: Value) -> Value {
+        let (minion, ip) = (caller.id(), caller.ip());
         if load.get_text("tag") == Some("_salt_error") {
             let message = load.get("data").and_then(|d| d.get_text("message")).unwrap_or("");
-            error!(%minion, message, "minion reports an error");
+            peer_warn!("minion error", ip, %minion, message = %shown(message), "minion reports an error");
         }
+        let may_fire = |tag: &str| match refused_tag(minion, tag) {
+            None if self.event_budget_allows(minion) => true,
+            None => {
+                peer_warn!(
+                    "event budget",
+                    ip,
+                    %minion,
+                    tag = %shown(tag),
+                    per_second = MINION_EVENTS_PER_SECOND,
+                    "event dropped: the minion fires more events than its budget"
+                );
+                false
+            }
+            Some(why) => {
+                peer_warn!("event refused", ip, %minion, tag = %shown(tag), reason = why, "event refused");
+                false
+            }
+        };
         match payload::remove(&mut load, "events") {
             Some(Value::Array(events)) => {
                 let pretag = load.get_text("pretag").map(str::to_owned);
-                for event in events {
+                if events.len() > MAX_EVENTS_PER_BATCH {
+                    peer_warn!(
+                        "event budget",
+                        ip,
+                        %minion,
+                        events = events.len(),
+                        max = MAX_EVENTS_PER_BATCH,
+                        "_minion_event batch too large; the events past the limit are dropped"
+                    );
+                }
+                for event in events.into_iter().take(MAX_EVENTS_PER_BATCH) {
                     let Some(tag) = event.get_text("tag").map(str::to_owned) else {
-                        warn!(%minion, "_minion_event: an event without a tag; skipped");
+                        peer_warn!("event refused", ip, %minion, "_minion_event: an event without a tag; skipped");
                         continue;
                     };
-                    if !self.minion_may_fire(minion, &tag) {
+                    if !may_fire(&tag) {
                         continue;
                     }
-                    let data = event.get("data").cloned().unwrap_or(event);
+                    let mut data = event.get("data").cloned().unwrap_or(event);
+                    if !data.is_map() {
+                        peer_warn!("event refused", ip, %minion, tag = %shown(&tag), "event data is not a mapping; skipped");
+                        continue;
+                    }
+                    speak_for_itself(&mut data, minion);
                     // Salt's tagify drops empty parts: an empty pretag adds nothing.
                     let again = pretag
                         .as_deref()
                         .filter(|base| !base.is_empty())
                         .map(|base| format!("{base}/{tag}"))
-                        .filter(|joined| self.minion_may_fire(minion, joined));
+                        .filter(|joined| may_fire(joined));
                     if let Some(joined) = again {
                         self.events.fire(joined, data.clone());
                     }
@@ -655,33 +674,25 @@ impl Master {
             }
             _ => match (load.get_text("tag").map(str::to_owned), load.get("data").is_some()) {
                 (Some(tag), true) => {
-                    if !self.minion_may_fire(minion, &tag) {
+                    if !may_fire(&tag) {
                         return Value::Boolean(false);
                     }
-                    debug!(%minion, %tag, "minion event");
+                    debug!(%minion, tag = %shown(&tag), "minion event");
+                    speak_for_itself(&mut load, minion);
                     self.events.fire(tag, load);
                     Value::Boolean(true)
                 }
                 _ => {
-                    warn!(%minion, "_minion_event without events, or without a tag and data; ignored as Salt does");
+                    peer_warn!(
+                        "event refused",
+                        ip,
+                        %minion,
+                        "_minion_event without events, or without a tag and data; ignored as Salt does"
+                    );
                     Value::Boolean(false)
                 }
             },
         }
-    }
-
-    fn minion_may_fire(&self, minion: &str, tag: &str) -> bool {
-        if let Some(glob) = MASTER_ONLY_TAGS.iter().find(|glob| halite_target::fnmatch(tag, glob)) {
-            warn!(%minion, %tag, reserved = glob, "event refused: only the master fires this tag");
-            return false;
-        }
-        if let Some(other) = tag.strip_prefix("salt/minion/").and_then(|rest| rest.split('/').next()) {
-            if other != minion {
-                warn!(%minion, %tag, "event refused: a minion fires salt/minion/ events for itself only");
-                return false;
-            }
-        }
-        true
     }
 
     /// Seals and queues a publish; `load` gets its serial here.
@@ -691,5 +702,44 @@ impl Master {
         let signer =
             self.settings.sign_pub_messages.then_some((&self.keys.private, self.settings.publish_signing_algorithm));
         publish::frame(&key, &load, signer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_tag;
+
+    #[test]
+    fn a_minion_fires_no_tag_of_the_master_or_of_another_minion() {
+        for tag in [
+            "salt/key",
+            "salt/key\n\nforged",
+            "salt/keyX",
+            "salt/auth",
+            "salt/auth/creds",
+            "salt/presence/present",
+            "salt/job/20261204120000000000/ret/web1",
+            "salt/job/20261204120000000000/ret/evil",
+            "salt/job/20261204120000000000/new",
+            "salt/job/20261204120000000000/prog/web1/0",
+            "salt/minion/web1/start",
+            "salt/beacon/web1/inotify/",
+            "halite/mine/web1/changed",
+            "site/with\ttab",
+            "",
+        ] {
+            assert!(refused_tag("evil", tag).is_some(), "{tag:?}");
+        }
+        assert!(refused_tag("evil", &"x".repeat(1025)).is_some());
+        for tag in [
+            "minion_start",
+            "salt/minion/evil/start",
+            "salt/beacon/evil/inotify/",
+            "salt/job/20261204120000000000/prog/evil/0",
+            "site/custom",
+            "salt/minion/evil",
+        ] {
+            assert_eq!(refused_tag("evil", tag), None, "{tag:?}");
+        }
     }
 }

@@ -16,12 +16,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use halite_pki::PkiDir;
-use halite_proto::payload::{map, Value, ValueExt};
+use halite_proto::payload::{self, map, Value, ValueExt};
+use halite_ratelog::{peer_warn, shown};
 use halite_store::Store;
 use halite_target::pyre::PyRegex;
 use halite_yaml::py;
 use tracing::{debug, error, warn};
 
+use crate::command::{Caller, MineCmd};
 use crate::events::EventBus;
 use crate::jobs;
 
@@ -67,7 +69,7 @@ pub trait MineIndex {
 pub fn mine_get(load: &Value, acl: Option<&Value>, index: &impl MineIndex) -> Value {
     let empty = || map::<_, String>([]);
     let (Some(requester), Some(tgt), Some(fun)) = (load.get("id"), load.get("tgt"), load.get("fun")) else {
-        warn!("_mine_get without id, tgt or fun");
+        peer_warn!("bad mine", None, "_mine_get without id, tgt or fun");
         return empty();
     };
     let requester = requester.as_str().unwrap_or_default();
@@ -97,7 +99,7 @@ pub fn mine_get(load: &Value, acl: Option<&Value>, index: &impl MineIndex) -> Va
         }
     };
     if !halite_proto::valid_id(requester) {
-        warn!(requester, "_mine_get from an invalid id");
+        peer_warn!("bad mine", None, requester = %shown(requester), "_mine_get from an invalid id");
         return empty();
     }
     // Old minions name the target type `expr_form`; `tgt_type` wins when both are there.
@@ -107,7 +109,13 @@ pub fn mine_get(load: &Value, acl: Option<&Value>, index: &impl MineIndex) -> Va
         (_, None) => &Value::from("glob"),
     };
     let Some(tgt_type) = tgt_type.as_str() else {
-        warn!(requester, tgt_type = %py::repr(tgt_type), "_mine_get with a target type that is not text");
+        peer_warn!(
+            "bad mine",
+            None,
+            requester = %shown(requester),
+            tgt_type = %shown(&py::repr(tgt_type)),
+            "_mine_get with a target type that is not text"
+        );
         return raised();
     };
     // A minion names pillar targets for its peers' cached pillar, never by glob on it.
@@ -216,7 +224,7 @@ impl MineIndex for Mine {
         match jobs::expected_in(&self.pki, &self.store, &self.nodegroups, tgt, tgt_type, delimiter) {
             Ok(matched) => matched.minions,
             Err(e) => {
-                warn!(error = %e, "mine target names no minion");
+                peer_warn!("bad mine", None, error = %e, "mine target names no minion");
                 Vec::new()
             }
         }
@@ -241,22 +249,27 @@ impl Mine {
         Mine { store, pki, nodegroups, settings, events }
     }
 
-    /// The answer to mine command `cmd` from `minion`, `None` for any other command.
-    pub fn command(&self, cmd: &str, minion: &str, load: &Value) -> Option<Value> {
+    /// The answer to mine command `cmd` from the minion `caller` proved to be: its own mine
+    /// is the only one it changes, and `_mine_get`'s ACLs are applied to it.
+    pub(crate) fn command(&self, cmd: MineCmd, caller: &Caller, load: &Value) -> Value {
+        let minion = caller.id();
         let has = |keys: &[&str]| keys.iter().all(|k| load.get(k).is_some());
         // Salt's AESFuncs answer a load missing a key they need with an empty dict.
-        let missing = || map::<_, String>([]);
-        Some(match cmd {
-            "_mine_get" => self.get(load),
-            "_mine" if has(&["id", "data"]) => self.update(minion, load),
-            "_mine_delete" if has(&["id", "fun"]) => self.delete(minion, load),
-            "_mine_flush" if has(&["id"]) => self.flush(minion),
-            "_mine" | "_mine_delete" | "_mine_flush" => {
-                warn!(cmd, "mine command without the keys it needs");
-                missing()
+        let missing = || {
+            peer_warn!("bad mine", caller.ip(), %minion, cmd = ?cmd, "mine command without the keys it needs");
+            map::<_, String>([])
+        };
+        match cmd {
+            MineCmd::Get => {
+                let mut load = load.clone();
+                payload::insert(&mut load, "id", Value::from(minion));
+                self.get(&load)
             }
-            _ => return None,
-        })
+            MineCmd::Update if has(&["id", "data"]) => self.update(minion, load),
+            MineCmd::Delete if has(&["id", "fun"]) => self.delete(minion, load),
+            MineCmd::Flush if has(&["id"]) => self.flush(minion),
+            MineCmd::Update | MineCmd::Delete | MineCmd::Flush => missing(),
+        }
     }
 
     /// `_mine_get`, also for `salt-run mine.get` (whose load names the master's id).
@@ -270,7 +283,7 @@ impl Mine {
             return Value::Boolean(true);
         }
         let Some(Value::Map(data)) = load.get("data") else {
-            warn!("_mine data is not a mapping of function names to data; refused");
+            peer_warn!("bad mine", None, %minion, "_mine data is not a mapping of function names to data; refused");
             return raised();
         };
         let clear = load.get("clear").is_some_and(py::truthy);

@@ -23,9 +23,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use halite_proto::payload::{map, Value, ValueExt};
+use halite_ratelog::{peer_warn, shown};
 use halite_target::pyre::PyRegex;
 use tracing::{error, info, warn};
 
+use crate::command::Caller;
 use crate::jobs::{PublishError, PublishRequest};
 use crate::master::Master;
 use crate::runner::InProcess;
@@ -192,7 +194,7 @@ fn parse_args(args: &[Value], load: &Value) -> Vec<Value> {
 /// job's returns and `minion_runner` for its runner, up to their timeouts.
 pub struct Deferred {
     pub cmd: DeferredCmd,
-    pub minion: String,
+    pub caller: Caller,
     pub load: Value,
     /// The key that opened the request and its nonce, to seal the reply with.
     pub key: halite_proto::crypticle::Crypticle,
@@ -260,7 +262,14 @@ impl Master {
 
     fn verified(&self, minion: &str, load: &Value) -> Option<PeerCall> {
         let refuse = |why: Refused| {
-            warn!(%minion, fun = load.get_text("fun").unwrap_or(""), reason = %why, "peer publish refused");
+            peer_warn!(
+                "peer refused",
+                None,
+                %minion,
+                fun = %shown(load.get_text("fun").unwrap_or("")),
+                reason = %shown(&why.to_string()),
+                "peer publish refused"
+            );
             None
         };
         let call = match verify(&self.settings.peer.peer, minion, load) {
@@ -297,24 +306,14 @@ impl Master {
         }
     }
 
-    /// The peer commands answered at once (`minion_pub`, `pub_ret`); `None` for other
-    /// commands.
-    pub(crate) fn peer_command(&self, cmd: &str, minion: &str, load: &Value) -> Option<Value> {
-        match cmd {
-            "minion_pub" => Some(self.minion_pub(minion, load)),
-            "pub_ret" => Some(self.pub_ret(minion, load)),
-            _ => None,
-        }
-    }
-
     /// Salt's `minion_pub`: publish, remember the publisher, answer `{jid, minions}`.
-    fn minion_pub(&self, minion: &str, load: &Value) -> Value {
+    pub(crate) fn minion_pub(&self, minion: &str, load: &Value) -> Value {
         let Some(call) = self.verified(minion, load) else { return empty() };
         // Published without following it: the minion polls pub_ret for the returns.
         match self.publish_job(&self.peer_request(call)) {
             Ok(p) => {
                 self.remember_publisher(&p.jid, minion);
-                info!(jid = %p.jid, %minion, fun = load.get_text("fun").unwrap_or(""), "peer publish");
+                info!(jid = %p.jid, %minion, fun = %shown(load.get_text("fun").unwrap_or("")), "peer publish");
                 map([
                     ("jid", Value::from(p.jid.as_str())),
                     ("minions", Value::Array(p.minions.iter().map(|m| Value::from(m.as_str())).collect())),
@@ -325,25 +324,31 @@ impl Master {
             Err(
                 e @ (PublishError::NoMinions(_) | PublishError::Target { .. } | PublishError::UnknownTargetType(_)),
             ) => {
-                info!(%minion, reason = %e, "peer publish names no minion");
+                info!(%minion, reason = %shown(&e.to_string()), "peer publish names no minion");
                 map([("jid", Value::from(0)), ("minions", Value::Array(Vec::new()))])
             }
             Err(e) => {
-                warn!(%minion, error = %e, "peer publish failed");
+                peer_warn!("peer refused", None, %minion, error = %shown(&e.to_string()), "peer publish failed");
                 empty()
             }
         }
     }
 
     /// Salt's `pub_ret`: the job's cached returns, for the minion that published it only.
-    fn pub_ret(&self, minion: &str, load: &Value) -> Value {
+    pub(crate) fn pub_ret(&self, minion: &str, load: &Value) -> Value {
         let Some(jid) = load.get_text("jid") else {
-            warn!(%minion, "pub_ret without jid refused");
+            peer_warn!("peer refused", None, %minion, "pub_ret without jid refused");
             return empty();
         };
         let publisher = self.publish_auth_path(jid).and_then(|p| std::fs::read_to_string(p).ok());
         if publisher.as_deref() != Some(minion) {
-            warn!(%minion, %jid, "pub_ret refused: the job was not published by this minion");
+            peer_warn!(
+                "peer refused",
+                None,
+                %minion,
+                jid = %shown(jid),
+                "pub_ret refused: the job was not published by this minion"
+            );
             return empty();
         }
         Value::Map(cache_returns(self, jid).into_iter().map(|(id, v)| (Value::from(id), v)).collect())
@@ -351,12 +356,13 @@ impl Master {
 
     /// Answers a deferred peer request, sealed; blocks up to its timeout.
     pub(crate) fn run_deferred(&self, work: Deferred) -> crate::master::Reply {
-        let span = tracing::info_span!("request", minion = %work.minion, cmd = ?work.cmd);
+        let minion = work.caller.id();
+        let span = tracing::info_span!("request", %minion, cmd = ?work.cmd);
         let _enter = span.enter();
         // A defect must still answer the minion, or it would retry into the same defect.
         let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match work.cmd {
-            DeferredCmd::MinionPublish => self.minion_publish(&work.minion, &work.load),
-            DeferredCmd::MinionRunner => self.minion_runner(&work.minion, &work.load),
+            DeferredCmd::MinionPublish => self.minion_publish(minion, &work.load),
+            DeferredCmd::MinionRunner => self.minion_runner(minion, &work.load),
         }))
         .unwrap_or_else(|_| {
             error!("peer request panicked; answered {{}}");
@@ -376,7 +382,7 @@ impl Master {
     ) {
         if IN_FLIGHT.fetch_add(1, Ordering::SeqCst) >= MAX_DEFERRED {
             IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-            warn!(minion = %work.minion, cmd = ?work.cmd, max = MAX_DEFERRED, "too many peer requests waiting; answered {{}}");
+            warn!(minion = %work.caller.id(), cmd = ?work.cmd, max = MAX_DEFERRED, "too many peer requests waiting; answered {{}}");
             return respond(crate::master::seal(&work.key, &empty(), work.nonce.as_deref()));
         }
         let master = self.clone();
@@ -407,7 +413,13 @@ impl Master {
                 Some(v) => match v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())) {
                     Some(t) => timeout = t,
                     None => {
-                        warn!(%minion, value = ?v, "Failed to parse timeout value; peer publish refused");
+                        peer_warn!(
+                            "peer refused",
+                            None,
+                            %minion,
+                            value = %shown(&format!("{v:?}")),
+                            "Failed to parse timeout value; peer publish refused"
+                        );
                         return empty();
                     }
                 },
@@ -418,11 +430,16 @@ impl Master {
         let published = match channel.publish_request(self.peer_request(call)) {
             Ok(p) => p,
             Err(e) => {
-                warn!(%minion, error = %e, "peer publish failed");
+                peer_warn!("peer refused", None, %minion, error = %shown(&e.to_string()), "peer publish failed");
                 return empty();
             }
         };
-        info!(jid = %published.jid, %minion, fun = load.get_text("fun").unwrap_or(""), "peer publish (waiting for returns)");
+        info!(
+            jid = %published.jid,
+            %minion,
+            fun = %shown(load.get_text("fun").unwrap_or("")),
+            "peer publish (waiting for returns)"
+        );
         let collector = halite_runner::collect::Collector::new(
             &published.jid,
             &published.minions,
@@ -478,15 +495,29 @@ impl Master {
         let (fun, args) = match verify_runner(&self.settings.peer.peer_run, minion, load) {
             Ok(ok) => ok,
             Err(why) => {
-                warn!(%minion, fun = load.get_text("fun").unwrap_or(""), reason = %why, "peer runner refused");
+                peer_warn!(
+                    "peer refused",
+                    None,
+                    %minion,
+                    fun = %shown(load.get_text("fun").unwrap_or("")),
+                    reason = %shown(&why.to_string()),
+                    "peer runner refused"
+                );
                 return empty();
             }
         };
-        info!(%minion, %fun, "peer runner");
+        info!(%minion, fun = %shown(&fun), "peer runner");
         match self.run_runner_parsed(&fun, &args) {
             Ok(data) => data,
             Err(e) => {
-                warn!(%minion, %fun, error = %e, "peer runner failed");
+                peer_warn!(
+                    "peer refused",
+                    None,
+                    %minion,
+                    fun = %shown(&fun),
+                    error = %shown(&e.to_string()),
+                    "peer runner failed"
+                );
                 Value::from(e.to_string())
             }
         }

@@ -5,85 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{describe, salt, start_minions, text, workspace_bin, Master};
+use common::{describe, salt, start_minions, text, Master, Watcher};
 use halite_testkit::SaltVersion;
-
-/// A `salt-run state.event ...` process whose stdout is collected as it is printed.
-struct Watcher {
-    child: Child,
-    out: Arc<Mutex<String>>,
-}
-
-impl Watcher {
-    fn start(master: &Master, args: &[&str]) -> Watcher {
-        let mut child = Command::new(workspace_bin("salt-run"))
-            .arg("-c")
-            .arg(master.config_dir())
-            .arg("state.event")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("salt-run state.event starts");
-        let out = Arc::new(Mutex::new(String::new()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let sink = out.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let mut all = sink.lock().unwrap();
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
-        Watcher { child, out }
-    }
-
-    fn output(&self) -> String {
-        self.out.lock().unwrap().clone()
-    }
-
-    fn wait_for(&self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            let out = self.output();
-            if out.contains(needle) {
-                return out;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("state.event never printed {needle:?}; it printed:\n{}", self.output());
-    }
-
-    /// Runs `salt '*' test.ping` until the watcher has printed that job's `new` event: the
-    /// watcher subscribes a moment after it starts, and a job before that is not shown.
-    fn wait_subscribed(&self, master: &Master) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let out = salt(master, &["*", "test.ping", "--out", "json", "--show-jid"]);
-            let shown = text(&out.stdout);
-            if let Some(jid) = shown.lines().find_map(|l| l.strip_prefix("jid: ")) {
-                let tag = format!("salt/job/{jid}/new\t");
-                std::thread::sleep(Duration::from_millis(300));
-                if self.output().contains(&tag) {
-                    return;
-                }
-            }
-        }
-        panic!("state.event never showed a job; it printed:\n{}", self.output());
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn state_event_shows_jobs_and_minion_events_as_salt_prints_them() {
@@ -136,14 +61,11 @@ fn state_event_shows_jobs_and_minion_events_as_salt_prints_them() {
     // drive a reactor that accepts keys.
     let out = salt(&master, &["app1", "event.send", "salt/key", r#"{"act": "accept", "id": "intruder"}"#]);
     assert!(out.status.success(), "{}", describe(&out));
-    master.wait_log_contains("event refused: only the master fires this tag", Duration::from_secs(20));
+    master.wait_log_contains("only the master fires this tag", Duration::from_secs(20));
     // Nor another minion's events: a forged start event would set off that minion's reactions.
     let out = salt(&master, &["app1", "event.send", "salt/minion/web1/start", r#"{"id": "*"}"#]);
     assert!(out.status.success(), "{}", describe(&out));
-    master.wait_log_contains(
-        "event refused: a minion fires salt/minion/ events for itself only",
-        Duration::from_secs(20),
-    );
+    master.wait_log_contains("the tag names another minion", Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(1));
     assert!(!all.output().contains("salt/key\t"), "a minion's salt/key reached the bus:\n{}", all.output());
     assert!(!all.output().contains("salt/minion/web1/start\t"), "app1 fired web1's start:\n{}", all.output());

@@ -1,4 +1,4 @@
-//! The mine end to end: real salt-minion 3006 (v2 shared-AES requests), 3007 and 3008 store
+//! The mine end to end: real salt-minion 3006, 3007 and 3008 (all speaking request version 3) store
 //! data with `mine_functions` and `mine.send`, read each other's with `mine.get` through every
 //! common target form, are held to an `allow_tgt` ACL, drop data with `mine.delete` and
 //! `mine.flush`; a pillar template on the master reads the mine; `salt-run mine.get` prints
@@ -133,7 +133,7 @@ fn minions_share_data_through_the_mine() {
     assert_eq!(shown["peers"], roles, "{shown}");
     assert_eq!(shown["others"], json!({"db1": ["db"], "web1": ["web"]}), "{shown}");
     assert_eq!(shown["dbs"], json!({"roles": {"db1": ["db"]}, "test.ping": {"db1": true}}), "{shown}");
-    // And the minion gets it in its own pillar (3006 through the v2 envelope).
+    // And the minion gets it in its own pillar (3006 included).
     on(&master, "web1", &["saltutil.refresh_pillar", "wait=True"]);
     assert_eq!(on(&master, "web1", &["pillar.get", "others"]), json!({"app1": ["app"], "db1": ["db"]}));
 

@@ -20,7 +20,8 @@ fn keys_dir() -> std::path::PathBuf {
 
 #[test]
 fn two_hundred_simulated_minions_authenticate_and_return_everything() {
-    let master = Master::start(&["auto_accept: True"]);
+    // Half the swarm speaks v2 (shared AES key, `tok` on every load naming an id).
+    let master = Master::start(&["auto_accept: True", "minimum_auth_version: 2"]);
     let keys = keys::load_or_generate(&keys_dir(), 0..MINIONS, 2).expect("swarm keys");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let config = Config {

@@ -32,6 +32,10 @@ pub enum AuthDecision {
     Accept { key: PublicKey },
     /// The key waits in `minions_pre/` for `salt-key -a` (`ret: True`, act `pend`).
     Pending,
+    /// A new key that would have gone to `minions_pre/` was not written: the caller's budget
+    /// of new pending keys is spent. The minion is answered as pending and asks again after
+    /// its `acceptance_wait_time`, when the key is written if the budget allows.
+    Deferred,
     /// `ret: False`. `act` is the `salt/auth` event's act where Salt sets one.
     Refused { act: Option<&'static str>, reason: String },
 }
@@ -47,12 +51,16 @@ fn refused(act: Option<&'static str>, reason: impl Into<String>) -> AuthDecision
 ///
 /// Autoreject and autosign are evaluated up front, as Salt does, so a `minions_autosign` stub is
 /// consumed by any authentication of that id.
+///
+/// `admit_pending` is asked before a new key is written to `minions_pre/` (Salt writes every
+/// one): a stranger signing in under a new id each time would otherwise fill the pki dir.
 pub fn decide_auth(
     pki: &PkiDir,
     policy: &AuthPolicy,
     id: &str,
     pub_pem: &str,
     autosign_grains: Option<&Value>,
+    admit_pending: impl FnOnce() -> bool,
 ) -> Result<AuthDecision, PkiError> {
     let accepted = pki.key_path(KeyState::Accepted, id)?;
     let pending = pki.key_path(KeyState::Pending, id)?;
@@ -86,6 +94,9 @@ pub fn decide_auth(
             return Ok(refused(Some("reject"), "autoreject_file"));
         }
         if !auto_sign {
+            if !admit_pending() {
+                return Ok(AuthDecision::Deferred);
+            }
             info!("new public key placed in pending");
             pki.write(KeyState::Pending, id, pub_pem)?;
             return Ok(AuthDecision::Pending);
@@ -246,7 +257,7 @@ mod tests {
     }
 
     fn decide(f: &Fixture, policy: &AuthPolicy, id: &str, pem: &str) -> AuthDecision {
-        decide_auth(&f.pki, policy, id, pem, None).unwrap()
+        decide_auth(&f.pki, policy, id, pem, None, || true).unwrap()
     }
 
     #[test]
@@ -258,6 +269,19 @@ mod tests {
         assert!(matches!(decide(&f, &policy, "web1", &k), AuthDecision::Pending));
         assert!(f.pki.move_key("web1", KeyState::Pending, KeyState::Accepted).unwrap());
         assert!(matches!(decide(&f, &policy, "web1", &k), AuthDecision::Accept { .. }));
+    }
+
+    #[test]
+    fn a_spent_budget_writes_no_new_pending_key() {
+        let f = fixture();
+        let k = key();
+        let d = decide_auth(&f.pki, &AuthPolicy::default(), "stranger", &k, None, || false).unwrap();
+        assert!(matches!(d, AuthDecision::Deferred), "{d:?}");
+        assert!(!f.pki.contains(KeyState::Pending, "stranger").unwrap());
+        // A key already pending is not new: the budget is not asked.
+        assert!(matches!(decide(&f, &AuthPolicy::default(), "web1", &k), AuthDecision::Pending));
+        let again = decide_auth(&f.pki, &AuthPolicy::default(), "web1", &k, None, || panic!("asked")).unwrap();
+        assert!(matches!(again, AuthDecision::Pending));
     }
 
     #[test]
@@ -339,12 +363,21 @@ mod tests {
         fs::write(grains_dir.join("roles"), "['db', 'masterdb']\n").unwrap();
         let policy = AuthPolicy { autosign_grains_dir: Some(grains_dir), ..Default::default() };
         let grains = halite_proto::payload::map([("uuid", Value::from("8f7d"))]);
-        assert!(matches!(decide_auth(&f.pki, &policy, "n1", &k, Some(&grains)).unwrap(), AuthDecision::Accept { .. }));
+        assert!(matches!(
+            decide_auth(&f.pki, &policy, "n1", &k, Some(&grains), || true).unwrap(),
+            AuthDecision::Accept { .. }
+        ));
         let roles =
             halite_proto::payload::map([("roles", Value::Array(vec![Value::from("db"), Value::from("masterdb")]))]);
-        assert!(matches!(decide_auth(&f.pki, &policy, "n2", &k, Some(&roles)).unwrap(), AuthDecision::Accept { .. }));
+        assert!(matches!(
+            decide_auth(&f.pki, &policy, "n2", &k, Some(&roles), || true).unwrap(),
+            AuthDecision::Accept { .. }
+        ));
         let other = halite_proto::payload::map([("uuid", Value::from("0000"))]);
-        assert!(matches!(decide_auth(&f.pki, &policy, "n3", &k, Some(&other)).unwrap(), AuthDecision::Pending));
+        assert!(matches!(
+            decide_auth(&f.pki, &policy, "n3", &k, Some(&other), || true).unwrap(),
+            AuthDecision::Pending
+        ));
     }
 
     #[test]

@@ -119,19 +119,27 @@ impl Collector {
 
     /// Takes one event of the job or of a `find_job` it sent; a return of the job comes back
     /// to be printed.
+    ///
+    /// Only the master's `salt/job/<jid>/new` says which minions a job expects (a minion may
+    /// fire its own progress events under the job's tag, and must not add minions to wait
+    /// for), and a return counts only under `salt/job/<jid>/ret/<id>` with `data.id` that
+    /// same id.
     pub fn on_event(&mut self, tag: &str, data: &Value, now: Instant) -> Option<MinionReturn> {
-        let job_prefix = format!("salt/job/{}", self.jid);
-        if tag.starts_with(&job_prefix) {
-            return self.on_job_event(tag, data, now);
+        let job_prefix = format!("salt/job/{}/", self.jid);
+        if let Some(rest) = tag.strip_prefix(&job_prefix) {
+            return self.on_job_event(rest, data, now);
         }
-        if let Some(find_jid) = self.find_jobs.iter().find(|j| tag.starts_with(&format!("salt/job/{j}"))).cloned() {
-            self.on_find_job_event(&find_jid, tag, data, now);
+        let find_job = self.find_jobs.iter().find_map(|j| tag.strip_prefix(&format!("salt/job/{j}/")));
+        if let Some(rest) = find_job {
+            self.on_find_job_event(rest, data, now);
         }
         None
     }
 
-    fn on_job_event(&mut self, tag: &str, data: &Value, now: Instant) -> Option<MinionReturn> {
-        if let Some(Value::Array(ids)) = data.as_map().and_then(|_| get(data, "minions")) {
+    /// `rest`: the tag past `salt/job/<jid>/`.
+    fn on_job_event(&mut self, rest: &str, data: &Value, now: Instant) -> Option<MinionReturn> {
+        if rest == "new" {
+            let Some(Value::Array(ids)) = data.as_map().and_then(|_| get(data, "minions")) else { return None };
             for id in ids.iter().filter_map(|v| v.as_str()) {
                 self.expect(id.to_owned(), now);
             }
@@ -140,11 +148,12 @@ impl Collector {
             }
             return None;
         }
-        if !tag.starts_with(&format!("salt/job/{}/ret/", self.jid)) {
-            return None;
-        }
+        let tag_id = rest.strip_prefix("ret/")?;
         let ret = get(data, "return")?.clone();
         let id = get(data, "id")?.as_str()?.to_owned();
+        if id != tag_id {
+            return None;
+        }
         self.mark_found(id.clone());
         Some(MinionReturn {
             id,
@@ -154,17 +163,20 @@ impl Collector {
         })
     }
 
-    fn on_find_job_event(&mut self, find_jid: &str, tag: &str, data: &Value, now: Instant) {
-        if let Some(Value::Array(ids)) = get(data, "minions") {
-            for id in ids.iter().filter_map(|v| v.as_str()) {
-                self.expect(id.to_owned(), now);
+    fn on_find_job_event(&mut self, rest: &str, data: &Value, now: Instant) {
+        if rest == "new" {
+            if let Some(Value::Array(ids)) = get(data, "minions") {
+                for id in ids.iter().filter_map(|v| v.as_str()) {
+                    self.expect(id.to_owned(), now);
+                }
             }
             return;
         }
-        if !tag.starts_with(&format!("salt/job/{find_jid}/ret/")) {
+        let Some(tag_id) = rest.strip_prefix("ret/") else { return };
+        let Some(id) = get(data, "id").and_then(Value::as_str).map(str::to_owned) else { return };
+        if id != tag_id {
             return;
         }
-        let Some(id) = get(data, "id").and_then(Value::as_str).map(str::to_owned) else { return };
         if get(data, "retcode").and_then(Value::as_i64).is_some_and(|rc| rc > 0) {
             // find_job itself failed on that minion: Salt stops waiting for it.
             self.stop_expecting(&id);
@@ -341,6 +353,22 @@ mod tests {
         c.on_event("salt/job/1/ret/b", &ret_event("b", Value::Boolean(true)), t0);
         assert_eq!(c.next_step(t0), Step::Done);
         assert!(c.finish().is_empty());
+    }
+
+    #[test]
+    fn only_the_masters_new_event_adds_minions_and_a_return_names_its_sender() {
+        let t0 = Instant::now();
+        let ids = vec!["a".to_string()];
+        let mut c = Collector::new("1", &ids, &[], Duration::from_secs(5), Duration::from_secs(10), true, t0);
+        // A minion's own progress event under the job's tag claims more minions.
+        let ghosts = map(vec![("minions", Value::Array(vec![Value::from("ghost")]))]);
+        assert!(c.on_event("salt/job/1/prog/a/0", &ghosts, t0).is_none());
+        // Another jid that starts with this one's digits is another job.
+        assert!(c.on_event("salt/job/10/ret/a", &ret_event("a", Value::Boolean(true)), t0).is_none());
+        // A return whose data names another minion than its tag.
+        assert!(c.on_event("salt/job/1/ret/a", &ret_event("ghost", Value::Boolean(true)), t0).is_none());
+        assert!(c.on_event("salt/job/1/ret/a", &ret_event("a", Value::Boolean(true)), t0).is_some());
+        assert_eq!(c.next_step(t0), Step::Done);
     }
 
     #[test]

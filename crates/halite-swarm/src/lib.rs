@@ -1,5 +1,5 @@
 //! A swarm of simulated salt-minions: thousands in one process, each behaving on the wire
-//! as a real 3006 (request version 2) or 3007/3008 (version 3) minion does.
+//! as a real 3006.0–3006.11 (request version 2) or 3006.12+/3007/3008 (version 3) minion does.
 //!
 //! Owns: per-minion keys (cached, [`keys`]); ZMTP connections (REQ and SUB, through
 //! halite-zmtp); the minion's life
@@ -94,7 +94,7 @@ pub const ROLES: &[&[&str]] = &[
 /// The grains minion `index` reports.
 pub fn grains(id: &str, index: usize, version: ReqVersion) -> Value {
     let roles = ROLES[index % ROLES.len()];
-    let saltversion = if version == ReqVersion::V2 { "3006.30" } else { "3007.8" };
+    let saltversion = if version == ReqVersion::V2 { "3006.11" } else { "3007.8" };
     map([
         ("id", Value::from(id)),
         ("roles", Value::Array(roles.iter().map(|r| Value::from(*r)).collect())),
@@ -415,9 +415,7 @@ impl Sim {
         self.stats.errors.fetch_add(1, Ordering::Relaxed);
         let mut samples = locked(&self.stats.error_samples);
         if samples.len() < 10 {
-            let mut text = format!("{}: {what}", self.id);
-            text.truncate(text.floor_char_boundary(300));
-            samples.push(text);
+            samples.push(format!("{}: {what}", self.id).chars().take(300).collect());
         }
     }
 

@@ -5,9 +5,10 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use halite_proto::crypticle::Crypticle;
@@ -160,6 +161,23 @@ impl Master {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The daemon's resident memory in MiB (its publisher child not counted).
+    pub fn rss_mib(&self) -> u64 {
+        let pid = self.pid().expect("the master runs");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS");
+        kib / 1024
+    }
+
+    /// Lines of the daemon's log containing `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
     /// SIGTERM, as an init system sends, then SIGKILL after 10 s. Returns whether the daemon
     /// exited by itself.
     pub fn stop(&mut self) -> bool {
@@ -218,7 +236,8 @@ impl Master {
             ("user", Value::from("root")),
             ("ret", Value::from("")),
         ]);
-        let reply = request(self, &payload::encode(&map([("enc", Value::from("clear")), ("load", load)])));
+        let env = map([("enc", Value::from("clear")), ("load", load), ("version", Value::from(3))]);
+        let reply = request(self, &payload::encode(&env));
         let reply = payload::decode(&reply).expect("a msgpack reply");
         let load = reply.get("load").unwrap_or_else(|| panic!("publish refused: {reply}"));
         let jid = load
@@ -307,7 +326,8 @@ pub struct FakeMinion {
     session: RefCell<Option<Crypticle>>,
 }
 
-fn request(master: &Master, body: &[u8]) -> Vec<u8> {
+/// Sends one request body on a REQ socket and returns the reply.
+pub fn request(master: &Master, body: &[u8]) -> Vec<u8> {
     let ctx = zmq::Context::new();
     let sock = ctx.socket(zmq::REQ).expect("req socket");
     // Salt's own request timeout: a deferred answer (minion_publish) may take its `tmo`.
@@ -404,6 +424,49 @@ impl FakeMinion {
         (request(master, &payload::encode(&env)), n)
     }
 
+    /// A v3 request whose envelope names `envelope_id` (the session key is still this
+    /// minion's) around `load` as given: its `id` is not set, its `tok` is this minion's.
+    pub fn v3_forged(&self, master: &Master, envelope_id: &str, mut load: Value) -> Vec<u8> {
+        let session = self.session.borrow().clone().expect("authenticate first");
+        payload::insert(&mut load, "nonce", Value::from(nonce()));
+        payload::insert(&mut load, "ts", Value::from(0));
+        payload::insert(&mut load, "tok", Value::Binary(self.tok()));
+        let env = map([
+            ("enc", Value::from("aes")),
+            ("load", Value::Binary(session.dumps(&load, None).unwrap())),
+            ("version", Value::from(3)),
+            ("id", Value::from(envelope_id)),
+        ]);
+        request(master, &payload::encode(&env))
+    }
+
+    /// A v2 request (the shared AES key, as pre-3006.30 minions send them) around `load` as
+    /// given, with `tok` when one is given. Returns the decrypted reply, or the clear text
+    /// answered instead (`bad load`).
+    pub fn v2_call(
+        &self,
+        master: &Master,
+        aes: &Crypticle,
+        mut load: Value,
+        tok: Option<Vec<u8>>,
+    ) -> Result<Value, String> {
+        let n = nonce();
+        payload::insert(&mut load, "nonce", Value::from(n.as_str()));
+        if let Some(tok) = tok {
+            payload::insert(&mut load, "tok", Value::Binary(tok));
+        }
+        let env = map([
+            ("enc", Value::from("aes")),
+            ("load", Value::Binary(aes.dumps(&load, None).unwrap())),
+            ("version", Value::from(2)),
+        ]);
+        let reply = payload::decode(&request(master, &payload::encode(&env))).map_err(|e| e.to_string())?;
+        match reply.as_bytes_any() {
+            Some(blob) if reply.as_text().is_none() => aes.loads_with_nonce(blob, &n).map_err(|e| e.to_string()),
+            _ => Err(reply.as_text().unwrap_or("a reply that is neither ciphertext nor text").to_owned()),
+        }
+    }
+
     pub fn v3_request_with_tok(&self, master: &Master, cmd: &str, tok: Vec<u8>) -> Vec<u8> {
         self.v3_raw(master, map([("cmd", Value::from(cmd)), ("tag", Value::from("x")), ("data", Value::Nil)]), tok).0
     }
@@ -417,10 +480,14 @@ impl FakeMinion {
     }
 
     /// Sends any request `load` (with `cmd`) as a 3007 minion would and decrypts the reply.
+    /// Fails with the clear text answered instead of ciphertext (`bad load`).
     pub fn v3_call(&self, master: &Master, load: Value) -> Result<Value, String> {
         let (reply, n) = self.v3_raw(master, load, self.tok());
-        let blob = payload::decode(&reply).map_err(|e| e.to_string())?;
-        let blob = blob.as_bytes_any().ok_or("reply is not a blob")?;
+        let reply = payload::decode(&reply).map_err(|e| e.to_string())?;
+        if let Some(text) = reply.as_text() {
+            return Err(text.to_owned());
+        }
+        let blob = reply.as_bytes_any().ok_or("reply is not a blob")?;
         let session = self.session.borrow().clone().ok_or("no session")?;
         session.loads_with_nonce(blob, &n).map_err(|e| e.to_string())
     }
@@ -446,6 +513,11 @@ pub fn salt_run(master: &Master, args: &[&str]) -> Output {
 
 pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(out)))
+}
+
+/// The text of a clear reply (`bad load`), or "" when the reply is something else.
+pub fn reply_text(reply: &[u8]) -> String {
+    payload::decode(reply).ok().and_then(|v| v.as_text().map(str::to_owned)).unwrap_or_default()
 }
 
 pub fn text(bytes: &[u8]) -> String {
@@ -498,4 +570,76 @@ pub fn start_minions(
     });
     assert!(all_up, "not every minion answers test.ping");
     started
+}
+
+/// A `salt-run state.event ...` process whose stdout is collected as it is printed.
+pub struct Watcher {
+    pub child: Child,
+    out: Arc<Mutex<String>>,
+}
+
+impl Watcher {
+    pub fn start(master: &Master, args: &[&str]) -> Watcher {
+        let mut child = Command::new(workspace_bin("salt-run"))
+            .arg("-c")
+            .arg(master.config_dir())
+            .arg("state.event")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("salt-run state.event starts");
+        let out = Arc::new(Mutex::new(String::new()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut all = sink.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+            }
+        });
+        Watcher { child, out }
+    }
+
+    pub fn output(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let out = self.output();
+            if out.contains(needle) {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("state.event never printed {needle:?}; it printed:\n{}", self.output());
+    }
+
+    /// Runs `salt '*' test.ping` until the watcher has printed that job's `new` event: the
+    /// watcher subscribes a moment after it starts, and a job before that is not shown.
+    pub fn wait_subscribed(&self, master: &Master) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let out = salt(master, &["*", "test.ping", "--out", "json", "--show-jid"]);
+            let shown = text(&out.stdout);
+            if let Some(jid) = shown.lines().find_map(|l| l.strip_prefix("jid: ")) {
+                let tag = format!("salt/job/{jid}/new\t");
+                std::thread::sleep(Duration::from_millis(300));
+                if self.output().contains(&tag) {
+                    return;
+                }
+            }
+        }
+        panic!("state.event never showed a job; it printed:\n{}", self.output());
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
