@@ -1,0 +1,148 @@
+//! `/etc/halite/dns.yaml`, the file the site's states write (states/salt/files/dns.yaml.jinja):
+//!
+//! ```yaml
+//! listen: [10.0.0.2:53]                 # addresses to answer on, UDP and TCP
+//! zones: {dev.wpdn: /etc/halite/dns/dev.wpdn.zone}
+//! forwarders: [10.0.0.1]                # where names outside the zones go
+//! ```
+//!
+//! Parsing is pure: text in, a typed [`Config`] (and the warnings to log) out. An invalid
+//! value fails naming its key; an unknown key is a warning; a known key halite-dns does not
+//! act on yet is named in a warning too, never silently ignored.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use rmpv::Value;
+
+use crate::zone::StoredName;
+
+/// The DNS port, for addresses written without one.
+pub const DNS_PORT: u16 = 53;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    /// Each zone's apex and master file, in the order written.
+    pub zones: Vec<(StoredName, PathBuf)>,
+    pub forwarders: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Yaml(String),
+    #[error("the configuration is not a mapping of keys")]
+    NotAMapping,
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_string(), message: message.into() }
+}
+
+/// Keys halite-dns reads.
+const KNOWN: &[&str] = &["listen", "zones", "forwarders"];
+
+/// An address as the config writes it: `10.0.0.2`, `10.0.0.2:53`, `::1`, `[::1]:5353`.
+pub fn parse_addr(text: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = SocketAddr::from_str(text) {
+        return Some(addr);
+    }
+    let bare = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
+    IpAddr::from_str(bare).ok().map(|ip| SocketAddr::new(ip, DNS_PORT))
+}
+
+fn addresses(key: &str, value: &Value) -> Result<Vec<SocketAddr>, ConfigError> {
+    let items = match value {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(items) => items.as_slice(),
+        single => std::slice::from_ref(single),
+    };
+    items
+        .iter()
+        .map(|item| {
+            let text = item.as_str().ok_or_else(|| invalid(key, format!("{item} is not an address")))?;
+            parse_addr(text).ok_or_else(|| invalid(key, format!("{text:?} is not an address (IP, or IP:port)")))
+        })
+        .collect()
+}
+
+impl Config {
+    /// Reads the config's text; the warnings are for the log (unknown keys).
+    pub fn parse(text: &str) -> Result<(Config, Vec<String>), ConfigError> {
+        let value = halite_yaml::load(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+        let map = match value {
+            Value::Map(map) => map,
+            Value::Nil => Vec::new(),
+            _ => return Err(ConfigError::NotAMapping),
+        };
+        let mut warnings = Vec::new();
+        let mut config = Config { listen: Vec::new(), zones: Vec::new(), forwarders: Vec::new() };
+        for (key, value) in &map {
+            let Some(key) = key.as_str() else { return Err(ConfigError::NotAMapping) };
+            match key {
+                "listen" => config.listen = addresses(key, value)?,
+                "forwarders" => config.forwarders = addresses(key, value)?,
+                "zones" => {
+                    let Value::Map(zones) = value else { return Err(invalid(key, "not a mapping of zone to file")) };
+                    for (zone, file) in zones {
+                        let zone = zone.as_str().ok_or_else(|| invalid(key, format!("{zone} is not a zone name")))?;
+                        let apex =
+                            zone_name(zone).ok_or_else(|| invalid(key, format!("{zone:?} is not a domain name")))?;
+                        let file = file
+                            .as_str()
+                            .filter(|f| !f.is_empty())
+                            .ok_or_else(|| invalid(&format!("zones.{zone}"), "not a file name"))?;
+                        if config.zones.iter().any(|(seen, _)| *seen == apex) {
+                            return Err(invalid(key, format!("{zone} is listed twice")));
+                        }
+                        config.zones.push((apex, PathBuf::from(file)));
+                    }
+                }
+                other => warnings
+                    .push(format!("unknown key {other:?} in the configuration, ignored (known: {})", KNOWN.join(", "))),
+            }
+        }
+        if config.listen.is_empty() {
+            return Err(invalid("listen", "no address to answer on"));
+        }
+        Ok((config, warnings))
+    }
+}
+
+/// A zone's name as the config writes it, with or without the final dot.
+pub fn zone_name(text: &str) -> Option<StoredName> {
+    let absolute = if text.ends_with('.') { text.to_string() } else { format!("{text}.") };
+    StoredName::from_str(&absolute).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sites_config_reads() {
+        let text = "listen:\n  - 10.0.0.2:53\nzones:\n  dev.wpdn: /etc/halite/dns/dev.wpdn.zone\nforwarders: ['10.0.0.1', '[2001:db8::1]:5353']\n";
+        let (config, warnings) = Config::parse(text).unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(config.listen, vec!["10.0.0.2:53".parse().unwrap()]);
+        assert_eq!(config.zones[0].0.to_string(), "dev.wpdn");
+        assert_eq!(config.zones[0].1, PathBuf::from("/etc/halite/dns/dev.wpdn.zone"));
+        assert_eq!(config.forwarders, vec!["10.0.0.1:53".parse().unwrap(), "[2001:db8::1]:5353".parse().unwrap()]);
+    }
+
+    #[test]
+    fn bad_values_name_their_key_and_unknown_keys_warn() {
+        let err = |text| Config::parse(text).unwrap_err().to_string();
+        assert_eq!(err("listen: [nowhere]\n"), "listen: \"nowhere\" is not an address (IP, or IP:port)");
+        assert_eq!(err("listen: []\n"), "listen: no address to answer on");
+        assert!(err("listen: [::1]\nzones: {a..b: x}\n").starts_with("zones: "));
+        assert_eq!(err("listen: ['::1']\nzones: {a: ''}\n"), "zones.a: not a file name");
+        let (_, warnings) = Config::parse("listen: ['::1']\nrecursion: yes\n").unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("\"recursion\""));
+    }
+}

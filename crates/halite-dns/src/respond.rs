@@ -1,0 +1,290 @@
+//! From a query's bytes to the reply's bytes: the checks RFC 1035 and RFC 6891 ask of a
+//! query, the choice of zone, the lookup, and a reply that fits the client's buffer.
+//!
+//! What is checked, in order, and what each failure gets:
+//! - shorter than a header, or a response (QR set): nothing is sent (answering responses
+//!   lets two servers bounce packets between them for ever);
+//! - not exactly one question, a section that does not parse, trailing bytes, more than one
+//!   OPT or an OPT not owned by the root: FORMERR;
+//! - an opcode other than QUERY: NOTIMP;
+//! - EDNS version above 0: BADVERS (RFC 6891 6.1.3), with our OPT at version 0;
+//! - a class other than IN, a name in no zone, a zone transfer (not offered yet): REFUSED;
+//! - a meta type as the question's type (OPT, TSIG and the like): FORMERR.
+
+use domain::base::iana::{Class, Opcode, OptRcode, Rcode, Rtype};
+use domain::base::message_builder::{AdditionalBuilder, AnswerBuilder, PushError};
+use domain::base::{Message, MessageBuilder, ParsedName, StaticCompressor};
+
+use crate::lookup::{lookup, Lookup, Owner, Section};
+use crate::zone::{key_of, suffixes, StoredName, Zone};
+
+/// The largest UDP reply we send when the client allows more: RFC 8085's MTU advice as DNS
+/// Flag Day 2020 applied it, and Knot's and BIND's default.
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// The transport a query came over: it sets the reply's size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// What to do with a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send these bytes (over TCP, after their two-byte length).
+    Reply(Vec<u8>),
+    /// Send nothing: the bytes were not a query one can answer. The reason is for the log.
+    Drop(&'static str),
+}
+
+/// The zones served, and the answers to queries about them.
+#[derive(Debug, Default)]
+pub struct Authority {
+    zones: Vec<Zone>,
+    /// Zones configured but not loaded (their file is missing or broken since start-up):
+    /// their names are answered SERVFAIL, as Knot does, never REFUSED or forwarded, so a
+    /// client retries rather than learning the name does not exist.
+    unavailable: Vec<StoredName>,
+}
+
+type Builder = AnswerBuilder<StaticCompressor<Vec<u8>>>;
+
+/// The OPT record we add (root owner, type, class, TTL, RDLENGTH): kept free in every reply
+/// to a query with EDNS, so truncation never drops it (RFC 6891 7).
+const OPT_LEN: usize = 11;
+
+impl Authority {
+    pub fn new(zones: Vec<Zone>) -> Authority {
+        Authority { zones, unavailable: Vec::new() }
+    }
+
+    /// Zones served, and zones configured that could not be loaded.
+    pub fn with_unavailable(zones: Vec<Zone>, unavailable: Vec<StoredName>) -> Authority {
+        Authority { zones, unavailable }
+    }
+
+    pub fn zones(&self) -> &[Zone] {
+        &self.zones
+    }
+
+    /// The zone holding `key` (a name's [`key_of`]): the one with the longest apex, as a
+    /// child zone served beside its parent answers for its own names.
+    pub fn zone_for(&self, key: &[u8]) -> Option<&Zone> {
+        suffixes(key).find_map(|suffix| self.zones.iter().find(|zone| key_of(zone.apex()) == suffix))
+    }
+
+    /// The reply to `query`, received over `transport`.
+    pub fn respond(&self, query: &[u8], transport: Transport) -> Outcome {
+        let Ok(msg) = Message::from_slice(query) else { return Outcome::Drop("shorter than a DNS header") };
+        if msg.header().qr() {
+            return Outcome::Drop("a response, not a query");
+        }
+        let Ok(question) = msg.sole_question() else { return formerr(msg, false) };
+        if !sections_parse(msg) {
+            return formerr(msg, true);
+        }
+        let opt = msg.opt();
+        let edns = opt.as_ref().map(|opt| Edns {
+            version: opt.version(),
+            payload: opt.udp_payload_size(),
+            dnssec_ok: opt.dnssec_ok(),
+        });
+        let limit = match (transport, &edns) {
+            (Transport::Tcp, _) => usize::from(u16::MAX),
+            (Transport::Udp, None) => 512,
+            (Transport::Udp, Some(edns)) => usize::from(edns.payload.clamp(512, MAX_UDP_PAYLOAD)),
+        };
+        let reply = Reply { msg, edns, limit };
+        if msg.header().opcode() != Opcode::QUERY {
+            return reply.error(Rcode::NOTIMP);
+        }
+        if reply.edns.is_some_and(|e| e.version > 0) {
+            return reply.badvers();
+        }
+        let qtype = question.qtype();
+        if is_meta(qtype) {
+            return reply.error(Rcode::FORMERR);
+        }
+        if question.qclass() != Class::IN || matches!(qtype, Rtype::AXFR | Rtype::IXFR) {
+            return reply.error(Rcode::REFUSED);
+        }
+        let qname = question.qname();
+        let key = key_of(qname);
+        let zone = suffixes(&key).find_map(|suffix| {
+            if let Some(zone) = self.zones.iter().find(|zone| key_of(zone.apex()) == suffix) {
+                return Some(Some(zone));
+            }
+            self.unavailable.iter().any(|apex| key_of(apex) == suffix).then_some(None)
+        });
+        let zone = match zone {
+            Some(Some(zone)) => zone,
+            Some(None) => return reply.error(Rcode::SERVFAIL),
+            None => return reply.error(Rcode::REFUSED),
+        };
+        reply.answer(*qname, &lookup(zone, &key, qtype))
+    }
+}
+
+fn is_meta(qtype: Rtype) -> bool {
+    // RFC 6895 3.1: 128-255 are meta types and questions; of those only the QTYPEs
+    // (IXFR, AXFR, MAILB, MAILA, ANY) may be asked. OPT and TKEY/TSIG are meta RRs.
+    let code = qtype.to_int();
+    matches!(qtype, Rtype::OPT | Rtype::TKEY | Rtype::TSIG)
+        || ((128..=255).contains(&code)
+            && !matches!(qtype, Rtype::IXFR | Rtype::AXFR | Rtype::ANY)
+            && code != 253
+            && code != 254)
+}
+
+/// Whether every record of every section parses (domain parses lazily), with no bytes
+/// after the last, at most one OPT and that one owned by the root.
+fn sections_parse(msg: &Message<[u8]>) -> bool {
+    let Ok(mut section) = msg.answer() else { return false };
+    let mut opts = 0;
+    // Answer, authority, additional.
+    let mut index = 0;
+    loop {
+        for record in &mut section {
+            let Ok(record) = record else { return false };
+            if record.rtype() == Rtype::OPT {
+                if index != 2 || !record.owner().is_root() {
+                    return false;
+                }
+                opts += 1;
+            }
+        }
+        match section.next_section() {
+            Ok(Some(next)) => {
+                section = next;
+                index += 1;
+            }
+            Ok(None) => break,
+            Err(_) => return false,
+        }
+    }
+    opts <= 1 && section.pos() == msg.as_slice().len()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Edns {
+    version: u8,
+    payload: u16,
+    dnssec_ok: bool,
+}
+
+struct Reply<'q> {
+    msg: &'q Message<[u8]>,
+    edns: Option<Edns>,
+    limit: usize,
+}
+
+fn formerr(msg: &Message<[u8]>, with_question: bool) -> Outcome {
+    // Without a question that parses, the reply carries only the header (RFC 1035 4.1.1),
+    // as Knot's does.
+    let mut builder = MessageBuilder::from_target(StaticCompressor::new(Vec::new())).expect("a Vec grows");
+    let header = builder.header_mut();
+    header.set_id(msg.header().id());
+    header.set_qr(true);
+    header.set_opcode(msg.header().opcode());
+    header.set_rd(msg.header().rd());
+    header.set_rcode(Rcode::FORMERR);
+    if with_question {
+        let mut question = builder.question();
+        if msg.question().flatten().try_for_each(|q| question.push(q)).is_ok() {
+            return Outcome::Reply(question.finish().into_target());
+        }
+        return Outcome::Reply(question.builder().finish().into_target());
+    }
+    Outcome::Reply(builder.finish().into_target())
+}
+
+impl Reply<'_> {
+    fn start(&self, rcode: Rcode) -> Builder {
+        let builder = MessageBuilder::from_target(StaticCompressor::new(Vec::with_capacity(512))).expect("a Vec grows");
+        builder.start_error(self.msg, rcode)
+    }
+
+    fn finish(&self, builder: AdditionalBuilder<StaticCompressor<Vec<u8>>>, rcode: OptRcode) -> Outcome {
+        let mut builder = builder;
+        builder.as_builder_mut().clear_push_limit();
+        if let Some(edns) = self.edns {
+            let pushed = builder.opt(|opt| {
+                opt.set_udp_payload_size(MAX_UDP_PAYLOAD);
+                opt.set_rcode(rcode);
+                // RFC 3225 3: the DO bit of the query is copied into the reply.
+                opt.set_dnssec_ok(edns.dnssec_ok);
+                Ok(())
+            });
+            debug_assert!(pushed.is_ok(), "room for the OPT is kept");
+        }
+        Outcome::Reply(builder.finish().into_target())
+    }
+
+    fn error(&self, rcode: Rcode) -> Outcome {
+        self.finish(self.start(rcode).additional(), OptRcode::from_rcode(rcode))
+    }
+
+    fn badvers(&self) -> Outcome {
+        self.finish(self.start(Rcode::NOERROR).additional(), OptRcode::BADVERS)
+    }
+
+    fn answer(&self, qname: ParsedName<&[u8]>, found: &Lookup<'_>) -> Outcome {
+        let mut builder = self.start(found.rcode);
+        builder.header_mut().set_aa(found.authoritative);
+        let reserve = if self.edns.is_some() { OPT_LEN } else { 0 };
+        builder.as_builder_mut().set_push_limit(self.limit.saturating_sub(reserve));
+        let fits = push_all(&mut builder, &qname, &found.answer);
+        let mut authority = builder.authority();
+        let fits = fits && push_all(&mut authority, &qname, &found.authority);
+        if !fits {
+            // The answer or the authority does not fit: the client must ask over TCP.
+            let mut builder = self.start(found.rcode);
+            builder.header_mut().set_aa(found.authoritative);
+            builder.header_mut().set_tc(true);
+            return self.finish(builder.additional(), OptRcode::from_rcode(found.rcode));
+        }
+        let mut additional = authority.additional();
+        // Additional data that does not fit is left out, without TC (RFC 2181 9).
+        push_all(&mut additional, &qname, &found.additional);
+        self.finish(additional, OptRcode::from_rcode(found.rcode))
+    }
+}
+
+fn push_all<P: PushSection>(builder: &mut P, qname: &ParsedName<&[u8]>, sections: &[Section<'_>]) -> bool {
+    for section in sections {
+        for data in &section.rrset.data {
+            let pushed = match section.owner {
+                Owner::Question => builder.push_rr((qname, section.ttl, data)),
+                Owner::Name(name) => builder.push_rr((name, section.ttl, data)),
+            };
+            if pushed.is_err() {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// The answer, authority and additional builders alike.
+trait PushSection {
+    fn push_rr(&mut self, record: impl domain::base::record::ComposeRecord) -> Result<(), PushError>;
+}
+
+impl PushSection for AnswerBuilder<StaticCompressor<Vec<u8>>> {
+    fn push_rr(&mut self, record: impl domain::base::record::ComposeRecord) -> Result<(), PushError> {
+        self.push(record)
+    }
+}
+
+impl PushSection for domain::base::message_builder::AuthorityBuilder<StaticCompressor<Vec<u8>>> {
+    fn push_rr(&mut self, record: impl domain::base::record::ComposeRecord) -> Result<(), PushError> {
+        self.push(record)
+    }
+}
+
+impl PushSection for AdditionalBuilder<StaticCompressor<Vec<u8>>> {
+    fn push_rr(&mut self, record: impl domain::base::record::ComposeRecord) -> Result<(), PushError> {
+        self.push(record)
+    }
+}

@@ -1,0 +1,267 @@
+//! The answers of halite-dns's core for a test zone, query bytes in and reply bytes out.
+//! (What real clients see, against Knot's answers, is tests/real_clients.rs of halite-dnsd.)
+
+use std::str::FromStr;
+
+use domain::base::iana::{Class, Opcode, OptRcode, Rcode, Rtype};
+use domain::base::{Message, MessageBuilder, Name};
+use domain::rdata::AllRecordData;
+use halite_dns::respond::{Authority, Outcome, Transport};
+use halite_dns::zone::{StoredName, Zone};
+
+const ZONE: &str = "\
+$ORIGIN example.wpdn.
+$TTL 300
+@        SOA   ns hostmaster 7 3600 600 604800 60
+         NS    ns
+         MX    10 mail
+ns       A     192.0.2.53
+mail     A     192.0.2.25
+         AAAA  2001:db8::25
+www      A     192.0.2.1
+         A     192.0.2.2
+         TXT   \"hello world\"
+alias    CNAME www
+chain    CNAME alias
+away     CNAME www.elsewhere.org.
+dangling CNAME nothing
+*.wild   A     192.0.2.99
+*.wild   TXT   \"wild\"
+x.y.deep A     192.0.2.7
+sub      NS    ns.sub
+ns.sub   A     192.0.2.54
+_sip._udp SRV  0 5 5060 www
+big      TXT   \"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"
+big      TXT   \"1123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"
+big      TXT   \"2123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"
+big      TXT   \"3123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"
+big      TXT   \"4123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"
+big      TXT   \"5123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"
+";
+
+fn authority() -> Authority {
+    let apex = StoredName::from_str("example.wpdn.").unwrap();
+    let zone = Zone::load(&apex, "example.zone", ZONE.as_bytes(), &mut |_| Err("no includes".into())).unwrap();
+    Authority::new(vec![zone])
+}
+
+struct Query<'a> {
+    name: &'a str,
+    rtype: Rtype,
+    edns: Option<(u16, u8, bool)>,
+}
+
+fn q(name: &str, rtype: Rtype) -> Query<'_> {
+    Query { name, rtype, edns: None }
+}
+
+impl Query<'_> {
+    fn edns(mut self, payload: u16, version: u8, dnssec_ok: bool) -> Self {
+        self.edns = Some((payload, version, dnssec_ok));
+        self
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let mut builder = MessageBuilder::new_vec();
+        builder.header_mut().set_id(0x4242);
+        builder.header_mut().set_rd(true);
+        let mut question = builder.question();
+        question.push((Name::<Vec<u8>>::from_str(self.name).unwrap(), self.rtype, Class::IN)).unwrap();
+        let mut additional = question.additional();
+        if let Some((payload, version, dnssec_ok)) = self.edns {
+            additional
+                .opt(|opt| {
+                    opt.set_udp_payload_size(payload);
+                    opt.set_version(version);
+                    opt.set_dnssec_ok(dnssec_ok);
+                    Ok(())
+                })
+                .unwrap();
+        }
+        additional.finish()
+    }
+}
+
+/// A reply, read back: rcode, flags and each section as "owner type data" lines.
+#[derive(Debug)]
+struct Seen {
+    rcode: OptRcode,
+    aa: bool,
+    tc: bool,
+    question: Vec<String>,
+    answer: Vec<String>,
+    authority: Vec<String>,
+    additional: Vec<String>,
+    opt: Option<(u16, u8, bool)>,
+    len: usize,
+}
+
+fn ask_over(auth: &Authority, query: &[u8], transport: Transport) -> Seen {
+    let Outcome::Reply(bytes) = auth.respond(query, transport) else { panic!("no reply") };
+    let msg = Message::from_octets(bytes.as_slice()).unwrap();
+    let lines = |section: domain::base::message::RecordSection<'_, &[u8]>| -> Vec<String> {
+        section
+            .into_records::<AllRecordData<_, _>>()
+            .map(|r| {
+                let r = r.unwrap();
+                format!("{}. {} {} {}", r.owner(), r.ttl().as_secs(), r.rtype(), r.data())
+            })
+            .collect()
+    };
+    let answer = msg.answer().unwrap();
+    let authority = answer.next_section().unwrap().unwrap();
+    let additional = authority.next_section().unwrap().unwrap();
+    let additional: Vec<String> = lines(additional).into_iter().filter(|line| !line.contains(" OPT ")).collect();
+    Seen {
+        rcode: msg.opt_rcode(),
+        aa: msg.header().aa(),
+        tc: msg.header().tc(),
+        question: msg
+            .question()
+            .map(|q| q.unwrap())
+            .map(|q| format!("{}. {} {}", q.qname(), q.qclass(), q.qtype()))
+            .collect(),
+        answer: lines(msg.answer().unwrap()),
+        authority: lines(msg.answer().unwrap().next_section().unwrap().unwrap()),
+        additional,
+        opt: msg.opt().map(|opt| (opt.udp_payload_size(), opt.version(), opt.dnssec_ok())),
+        len: bytes.len(),
+    }
+}
+
+fn ask(auth: &Authority, query: Query<'_>) -> Seen {
+    ask_over(auth, &query.bytes(), Transport::Udp)
+}
+
+const SOA: &str = "example.wpdn. 60 SOA ns.example.wpdn. hostmaster.example.wpdn. 7 3600 600 604800 60";
+
+#[test]
+fn exact_answers_echo_the_question_and_add_addresses() {
+    let auth = authority();
+    let seen = ask(&auth, q("WwW.Example.WPDN.", Rtype::A));
+    assert_eq!((seen.rcode, seen.aa, seen.tc), (OptRcode::NOERROR, true, false));
+    assert_eq!(seen.question, vec!["WwW.Example.WPDN. IN A"]);
+    assert_eq!(seen.answer, vec!["WwW.Example.WPDN. 300 A 192.0.2.1", "WwW.Example.WPDN. 300 A 192.0.2.2"]);
+    assert!(seen.authority.is_empty() && seen.opt.is_none());
+
+    let seen = ask(&auth, q("example.wpdn.", Rtype::MX));
+    assert_eq!(seen.answer, vec!["example.wpdn. 300 MX 10 mail.example.wpdn."]);
+    assert_eq!(
+        seen.additional,
+        vec!["mail.example.wpdn. 300 A 192.0.2.25", "mail.example.wpdn. 300 AAAA 2001:db8::25"]
+    );
+    let seen = ask(&auth, q("_sip._udp.example.wpdn.", Rtype::SRV));
+    assert_eq!(seen.additional.len(), 2);
+}
+
+#[test]
+fn negative_answers_carry_the_soa_with_the_lower_ttl() {
+    let auth = authority();
+    let nx = ask(&auth, q("nope.example.wpdn.", Rtype::A));
+    assert_eq!((nx.rcode, nx.aa), (OptRcode::NXDOMAIN, true));
+    assert_eq!((nx.answer.len(), nx.authority.clone()), (0, vec![SOA.to_string()]));
+    let nodata = ask(&auth, q("www.example.wpdn.", Rtype::AAAA));
+    assert_eq!((nodata.rcode, nodata.authority), (OptRcode::NOERROR, vec![SOA.to_string()]));
+    // An empty non-terminal exists: NODATA, not NXDOMAIN.
+    let ent = ask(&auth, q("y.deep.example.wpdn.", Rtype::A));
+    assert_eq!((ent.rcode, ent.answer.len(), ent.authority.len()), (OptRcode::NOERROR, 0, 1));
+}
+
+#[test]
+fn cname_chains_wildcards_and_referrals() {
+    let auth = authority();
+    let chain = ask(&auth, q("chain.example.wpdn.", Rtype::A));
+    assert_eq!(
+        chain.answer,
+        vec![
+            "chain.example.wpdn. 300 CNAME alias.example.wpdn.",
+            "alias.example.wpdn. 300 CNAME www.example.wpdn.",
+            "www.example.wpdn. 300 A 192.0.2.1",
+            "www.example.wpdn. 300 A 192.0.2.2",
+        ]
+    );
+    // Asked for the CNAME itself: not followed.
+    assert_eq!(ask(&auth, q("chain.example.wpdn.", Rtype::CNAME)).answer.len(), 1);
+    // Out of the zone: the CNAME alone.
+    let away = ask(&auth, q("away.example.wpdn.", Rtype::A));
+    assert_eq!((away.rcode, away.answer.len(), away.authority.len()), (OptRcode::NOERROR, 1, 0));
+    // To a missing name: NXDOMAIN after the CNAME (RFC 6604).
+    let dangling = ask(&auth, q("dangling.example.wpdn.", Rtype::A));
+    assert_eq!(
+        (dangling.rcode, dangling.answer.len(), dangling.authority),
+        (OptRcode::NXDOMAIN, 1, vec![SOA.to_string()])
+    );
+
+    let wild = ask(&auth, q("Any.Thing.wild.example.wpdn.", Rtype::A));
+    assert_eq!(wild.answer, vec!["Any.Thing.wild.example.wpdn. 300 A 192.0.2.99"]);
+    // The wildcard does not stand for the name it hangs from.
+    assert_eq!(ask(&auth, q("wild.example.wpdn.", Rtype::A)).rcode, OptRcode::NOERROR);
+    assert_eq!(ask(&auth, q("x.wild.example.wpdn.", Rtype::MX)).authority, vec![SOA.to_string()]);
+
+    let referral = ask(&auth, q("www.sub.example.wpdn.", Rtype::A));
+    assert_eq!((referral.rcode, referral.aa, referral.answer.len()), (OptRcode::NOERROR, false, 0));
+    assert_eq!(referral.authority, vec!["sub.example.wpdn. 300 NS ns.sub.example.wpdn."]);
+    assert_eq!(referral.additional, vec!["ns.sub.example.wpdn. 300 A 192.0.2.54"]);
+}
+
+#[test]
+fn any_is_minimal_over_udp_and_tcp() {
+    let auth = authority();
+    // One RRset (www's two A records), not the TXT beside it.
+    assert_eq!(ask(&auth, q("www.example.wpdn.", Rtype::ANY)).answer.len(), 2);
+    let tcp = ask_over(&auth, &q("www.example.wpdn.", Rtype::ANY).bytes(), Transport::Tcp);
+    assert_eq!(tcp.answer.len(), 2);
+    // At a CNAME, the CNAME: not followed.
+    assert_eq!(ask(&auth, q("chain.example.wpdn.", Rtype::ANY)).answer.len(), 1);
+}
+
+#[test]
+fn edns_sizes_truncation_and_badvers() {
+    let auth = authority();
+    // Six 100-byte TXT records do not fit 512 bytes: TC, nothing in the answer.
+    let small = ask(&auth, q("big.example.wpdn.", Rtype::TXT));
+    assert!(small.tc && small.answer.is_empty() && small.len <= 512, "{small:?}");
+    let edns = ask(&auth, q("big.example.wpdn.", Rtype::TXT).edns(4096, 0, true));
+    assert!(!edns.tc && edns.answer.len() == 6);
+    assert_eq!(edns.opt, Some((1232, 0, true)));
+    // A payload below 512 counts as 512 (RFC 6891 6.2.5).
+    let tiny = ask(&auth, q("big.example.wpdn.", Rtype::TXT).edns(100, 0, false));
+    assert!(tiny.tc && tiny.len <= 512 && tiny.opt == Some((1232, 0, false)), "{tiny:?}");
+    let tcp = ask_over(&auth, &q("big.example.wpdn.", Rtype::TXT).bytes(), Transport::Tcp);
+    assert!(!tcp.tc && tcp.answer.len() == 6);
+
+    let badvers = ask(&auth, q("www.example.wpdn.", Rtype::A).edns(1232, 1, false));
+    assert_eq!((badvers.rcode, badvers.answer.len(), badvers.opt), (OptRcode::BADVERS, 0, Some((1232, 0, false))));
+}
+
+#[test]
+fn refusals_and_malformed_queries() {
+    let auth = authority();
+    assert_eq!(ask(&auth, q("www.example.org.", Rtype::A)).rcode, OptRcode::REFUSED);
+    assert_eq!(ask(&auth, q("example.wpdn.", Rtype::AXFR)).rcode, OptRcode::REFUSED);
+    assert_eq!(ask(&auth, q("example.wpdn.", Rtype::OPT)).rcode, OptRcode::FORMERR);
+
+    let good = q("www.example.wpdn.", Rtype::A).bytes();
+    // A response is never answered; nor is less than a header.
+    let mut response = good.clone();
+    response[2] |= 0x80;
+    assert_eq!(auth.respond(&response, Transport::Udp), Outcome::Drop("a response, not a query"));
+    assert!(matches!(auth.respond(&good[..11], Transport::Udp), Outcome::Drop(_)));
+    // Truncated question, trailing bytes, two questions: FORMERR.
+    for bad in [good[..20].to_vec(), [good.clone(), vec![0]].concat()] {
+        let seen = ask_over(&auth, &bad, Transport::Udp);
+        assert_eq!(seen.rcode, OptRcode::FORMERR, "{bad:?}");
+    }
+    let mut two = good.clone();
+    two[5] = 2;
+    assert_eq!(ask_over(&auth, &two, Transport::Udp).rcode, OptRcode::FORMERR);
+    // A compression loop in the question.
+    let mut looped = good[..12].to_vec();
+    looped.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    assert_eq!(ask_over(&auth, &looped, Transport::Udp).rcode, OptRcode::FORMERR);
+    // Another opcode: NOTIMP.
+    let mut notify = good.clone();
+    notify[2] = (notify[2] & 0x87) | (Opcode::NOTIFY.to_int() << 3);
+    assert_eq!(ask_over(&auth, &notify, Transport::Udp).rcode, OptRcode::NOTIMP);
+    assert_eq!(OptRcode::from_rcode(Rcode::NOTIMP), OptRcode::NOTIMP);
+}

@@ -1,0 +1,238 @@
+//! `halite-dns -c /etc/halite/dns.yaml`: the salt VM's DNS server. This binary is the thin
+//! shell around the `halite-dns` library: it reads the config and the zone files, binds UDP
+//! and TCP on every `listen` address, hands each query's bytes to
+//! [`halite_dns::respond::Authority::respond`] and sends back what it returns. Zone files
+//! are re-read when they change (polled every half second) and on SIGHUP.
+//!
+//! Bounds a client cannot move: one 64 KiB buffer per UDP socket task; TCP connections
+//! capped at [`MAX_TCP_CONNECTIONS`] (more are closed as they are accepted), each closed
+//! after [`TCP_IDLE`] without a complete query (a length prefix then silence included)
+//! and after [`MAX_QUERIES_PER_CONNECTION`]; every warning a client can cause goes through
+//! `halite_ratelog::peer_warn!`.
+
+mod zones;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use halite_dns::config::Config;
+use halite_dns::respond::{Authority, Outcome, Transport};
+use halite_ratelog::peer_warn;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tracing::{error, info, warn};
+
+use crate::zones::Zones;
+
+/// TCP connections served at once (RFC 7766 6.2.2 asks servers to bound them).
+pub const MAX_TCP_CONNECTIONS: usize = 1024;
+
+/// A TCP connection with no complete query for this long is closed (Knot's
+/// tcp-idle-timeout; RFC 7766 6.2.3 suggests seconds, not minutes).
+pub const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// Queries answered on one TCP connection before it is closed (the client reconnects).
+pub const MAX_QUERIES_PER_CONNECTION: usize = 10_000;
+
+/// How often the zone files' stamps are compared.
+const ZONE_POLL: Duration = Duration::from_millis(500);
+
+#[derive(Parser, Debug)]
+#[command(name = "halite-dns", version, about = "The salt VM's DNS server: authoritative for the site's zones")]
+struct Args {
+    /// The configuration file.
+    #[arg(short = 'c', long = "config", default_value = "/etc/halite/dns.yaml")]
+    config: PathBuf,
+    /// Reads the config and every zone, reports what is wrong, and exits (0 when all load).
+    #[arg(long = "check")]
+    check: bool,
+}
+
+/// What the serving tasks share: the answers of the moment, swapped whole on reload.
+type Current = Arc<RwLock<Arc<Authority>>>;
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // To stderr (the journal under systemd), colours only for a terminal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
+
+    let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
+    let (config, warnings) =
+        Config::parse(&text).with_context(|| format!("{}: invalid configuration", args.config.display()))?;
+    for warning in warnings {
+        warn!("{}: {warning}", args.config.display());
+    }
+    if !config.forwarders.is_empty() {
+        warn!("{}: forwarders are not used yet: names outside the zones are answered REFUSED", args.config.display());
+    }
+    let (zones, errors) = Zones::load(&config.zones);
+    for e in &errors {
+        error!("{e} (the zone is answered SERVFAIL until its files load)");
+    }
+    if args.check {
+        if errors.is_empty() {
+            println!("{}: configuration and {} zones load", args.config.display(), config.zones.len());
+            return Ok(());
+        }
+        anyhow::bail!("{} of {} zones do not load", errors.len(), config.zones.len());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve(config, zones))
+}
+
+async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
+    let current: Current = Arc::new(RwLock::new(zones.authority()));
+    let connections = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+    for addr in &config.listen {
+        let udp = UdpSocket::bind(addr).await.with_context(|| format!("listen: binding UDP {addr}"))?;
+        let tcp = TcpListener::bind(addr).await.with_context(|| format!("listen: binding TCP {addr}"))?;
+        info!(%addr, "answering on UDP and TCP");
+        let udp = Arc::new(udp);
+        // One receiving task per core: a reply being built does not hold up the next query.
+        let tasks = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for _ in 0..tasks {
+            tokio::spawn(serve_udp(udp.clone(), current.clone()));
+        }
+        tokio::spawn(serve_tcp(tcp, current.clone(), connections.clone()));
+    }
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut poll = tokio::time::interval(ZONE_POLL);
+    let mut flush = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let force = tokio::select! {
+            _ = poll.tick() => false,
+            _ = hangup.recv() => {
+                info!("SIGHUP: re-reading every zone");
+                true
+            }
+            _ = flush.tick() => {
+                halite_ratelog::PEERS.flush();
+                continue;
+            }
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let (reloaded, errors) = zones.refresh(force);
+        for e in &errors {
+            error!("{e} (the last version that loaded is still served)");
+        }
+        for (zone, records) in &reloaded {
+            info!(zone, records, "zone reloaded");
+        }
+        if !reloaded.is_empty() {
+            *current.write().expect("no writer panics holding it") = zones.authority();
+        }
+    }
+    info!("stopping");
+    Ok(())
+}
+
+fn authority(current: &Current) -> Arc<Authority> {
+    current.read().expect("no writer panics holding it").clone()
+}
+
+fn log_drop(peer: IpAddr, transport: &str, why: &'static str) {
+    peer_warn!("dns query dropped", Some(peer), transport, "query not answered: {why}");
+}
+
+async fn serve_udp(socket: Arc<UdpSocket>, current: Current) {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (len, peer) = match socket.recv_from(&mut buf).await {
+            Ok(got) => got,
+            Err(e) => {
+                // ICMP errors from earlier sends surface here on Linux; nothing to do.
+                peer_warn!("udp receive", None, "receiving a UDP query: {e}");
+                continue;
+            }
+        };
+        match authority(&current).respond(&buf[..len], Transport::Udp) {
+            Outcome::Reply(reply) => {
+                if let Err(e) = socket.send_to(&reply, peer).await {
+                    peer_warn!("udp send", Some(peer.ip()), "sending a UDP reply: {e}");
+                }
+            }
+            Outcome::Drop(why) => log_drop(peer.ip(), "udp", why),
+        }
+    }
+}
+
+async fn serve_tcp(listener: TcpListener, current: Current, connections: Arc<Semaphore>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(got) => got,
+            Err(e) => {
+                // Out of descriptors, most likely: wait rather than spin.
+                peer_warn!("tcp accept", None, "accepting a TCP connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            peer_warn!(
+                "tcp connections",
+                Some(peer.ip()),
+                "{MAX_TCP_CONNECTIONS} TCP connections open: closing a new one"
+            );
+            continue;
+        };
+        let current = current.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, &current).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Answers the queries of one TCP connection in the order they come (RFC 7766 pipelining:
+/// the client may send several before reading; each is answered in turn).
+async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, current: &Current) {
+    let _ = stream.set_nodelay(true);
+    let mut message = Vec::new();
+    for _ in 0..MAX_QUERIES_PER_CONNECTION {
+        let read = tokio::time::timeout(TCP_IDLE, async {
+            let len = stream.read_u16().await?;
+            message.resize(usize::from(len), 0);
+            stream.read_exact(&mut message).await?;
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+        match read {
+            Ok(Ok(())) => {}
+            // The client closed the connection, cleanly or not.
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::debug!(%peer, "TCP connection idle for {TCP_IDLE:?}: closed");
+                return;
+            }
+        }
+        let reply = match authority(current).respond(&message, Transport::Tcp) {
+            Outcome::Reply(reply) => reply,
+            Outcome::Drop(why) => {
+                log_drop(peer.ip(), "tcp", why);
+                return;
+            }
+        };
+        let mut framed = Vec::with_capacity(reply.len() + 2);
+        framed.extend_from_slice(&(reply.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&reply);
+        match tokio::time::timeout(TCP_IDLE, stream.write_all(&framed)).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+}

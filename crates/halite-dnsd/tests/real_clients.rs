@@ -1,0 +1,161 @@
+//! halite-dns with the stock clients the VMs and their admins use: `dig` (BIND) and `kdig`
+//! (Knot), over UDP and TCP; a zone file edited under the running server; hostile bytes.
+
+mod common;
+
+use std::io::Write;
+use std::net::{TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{halite, query, read_framed, seen, udp, Server};
+use domain::base::iana::Rtype;
+
+fn zone(serial: u32, web1: &str) -> String {
+    let mut text = format!(
+        "$ORIGIN dev.wpdn.\n$TTL 300\n@ IN SOA salt hostmaster ( {serial} 3600 600 604800 300 )\n@ IN NS salt\nsalt IN A 10.0.0.2\nweb1 IN A {web1}\n"
+    );
+    for i in 0..20 {
+        text += &format!("big IN TXT \"{i:02}-{}\"\n", "x".repeat(90));
+    }
+    text
+}
+
+/// Replaces `path`'s content the way Salt's file.managed does: a new file renamed over it.
+fn replace(path: &Path, text: &str) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Runs `tool` (dig or kdig) against the server and returns its stdout.
+fn run(tool: &str, server: &Server, args: &[&str]) -> String {
+    let out = Command::new(tool)
+        .arg(format!("@{}", server.addr.ip()))
+        .arg("-p")
+        .arg(server.addr.port().to_string())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{tool} is not installed ({e}): tests/run installs bind9-dnsutils and knot-dnsutils")
+        });
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn start(dir: &Path) -> Server {
+    let file = dir.join("dev.wpdn.zone");
+    std::fs::write(&file, zone(1, "10.0.0.11")).unwrap();
+    halite(dir, &format!("listen: ['127.0.0.1:PORT']\nzones:\n  dev.wpdn: {}\nforwarders: []\n", file.display()))
+}
+
+#[test]
+fn dig_and_kdig_over_udp_and_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    assert_eq!(run("dig", &server, &["+short", "web1.dev.wpdn", "A"]).trim(), "10.0.0.11");
+    assert_eq!(run("kdig", &server, &["+short", "+tcp", "WEB1.dev.wpdn", "A"]).trim(), "10.0.0.11");
+    let nx = run("kdig", &server, &["nope.dev.wpdn", "A"]);
+    assert!(nx.contains("status: NXDOMAIN") && nx.contains("SOA"), "{nx}");
+    let refused = run("dig", &server, &["www.example.org", "A"]);
+    assert!(refused.contains("status: REFUSED"), "{refused}");
+    // Twenty 100-byte TXT records do not fit 1232 bytes: TC, and dig retries over TCP.
+    let big = run("dig", &server, &["big.dev.wpdn", "TXT"]);
+    assert!(big.contains("Truncated, retrying in TCP mode"), "{big}");
+    assert!(big.contains("ANSWER: 20,"), "{big}");
+    let notcp = run("dig", &server, &["+ignore", "big.dev.wpdn", "TXT"]);
+    assert!(notcp.contains(" tc") && notcp.contains("ANSWER: 0,"), "{notcp}");
+    // EDNS version 1: BADVERS, and dig retries at version 0.
+    let badvers = run("dig", &server, &["+edns=1", "web1.dev.wpdn"]);
+    assert!(badvers.contains("BADVERS, retrying with EDNS version 0") && badvers.contains("10.0.0.11"), "{badvers}");
+    // Pipelined over one TCP connection, kdig's +keepopen: both answered, in order.
+    let two = run("kdig", &server, &["+tcp", "+keepopen", "+short", "web1.dev.wpdn", "A", "salt.dev.wpdn", "A"]);
+    assert_eq!(two.split_whitespace().collect::<Vec<_>>(), vec!["10.0.0.11", "10.0.0.2"]);
+}
+
+#[test]
+fn an_edited_zone_is_served_at_once_and_a_broken_edit_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let file = dir.path().join("dev.wpdn.zone");
+    let web1 = || run("dig", &server, &["+short", "web1.dev.wpdn", "A"]).trim().to_string();
+    assert_eq!(web1(), "10.0.0.11");
+
+    replace(&file, &zone(2, "10.0.0.12"));
+    let edited = Instant::now();
+    while web1() != "10.0.0.12" {
+        assert!(edited.elapsed() < Duration::from_secs(10), "the edit is not served:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("an edit was served {:?} after the file changed", edited.elapsed());
+    server.wait_log("zone reloaded", Duration::from_secs(5));
+
+    // A broken edit (line 6): logged with file and line, the last good zone still served.
+    replace(&file, &zone(3, "10.0.0.300"));
+    server.wait_log("dev.wpdn.zone:6: ", Duration::from_secs(10));
+    assert!(server.log().contains("the last version that loaded is still served"));
+    assert_eq!(web1(), "10.0.0.12");
+    // Fixed again: served.
+    replace(&file, &zone(4, "10.0.0.13"));
+    let fixed = Instant::now();
+    while web1() != "10.0.0.13" {
+        assert!(fixed.elapsed() < Duration::from_secs(10), "the fix is not served:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGHUP re-reads every zone.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    server.wait_log("SIGHUP: re-reading every zone", Duration::from_secs(5));
+}
+
+#[test]
+fn hostile_bytes_are_answered_or_dropped_and_the_server_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    // A TCP length prefix of 65,535 and nothing after it: closed after the idle timeout.
+    let mut stalled = TcpStream::connect(server.addr).unwrap();
+    stalled.write_all(&[0xff, 0xff]).unwrap();
+    let stalled_at = Instant::now();
+
+    // Junk datagrams: shorter than a header, responses, random bytes, a compression loop.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let good = query("web1.dev.wpdn.", Rtype::A, None);
+    let mut response = good.clone();
+    response[2] |= 0x80;
+    let mut looped = good[..12].to_vec();
+    looped.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    let mut seed = 1u64;
+    let mut junk: Vec<Vec<u8>> = vec![vec![], vec![0; 5], response, looped, vec![0xff; 600]];
+    for len in [12, 13, 40, 512, 1500] {
+        junk.push(
+            (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (seed >> 56) as u8
+                })
+                .collect(),
+        );
+    }
+    for _ in 0..50 {
+        for datagram in &junk {
+            socket.send_to(datagram, server.addr).unwrap();
+        }
+    }
+    // The compression loop, alone: FORMERR.
+    let mut looped = good[..12].to_vec();
+    looped.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    assert_eq!(seen(&udp(server.addr, &looped)).rcode, "FORMERR");
+    assert_eq!(seen(&udp(server.addr, &good)).answer, vec!["web1.dev.wpdn. 300 A 10.0.0.11"]);
+    // 100 dropped responses from one address: 5 lines, then a summary.
+    std::thread::sleep(Duration::from_millis(200));
+    let dropped = server.log().matches("query not answered").count();
+    assert!((1..=5).contains(&dropped), "{dropped} lines for dropped queries:\n{}", server.log());
+
+    let mut stalled_buf = Vec::new();
+    stalled.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    assert!(read_framed(&mut stalled).is_none());
+    let _ = std::io::Read::read_to_end(&mut stalled, &mut stalled_buf);
+    let held = stalled_at.elapsed();
+    assert!(held < Duration::from_secs(25), "a stalled connection held {held:?}");
+    eprintln!("a stalled TCP connection was closed after {held:?}");
+    assert_eq!(run("dig", &server, &["+short", "+tcp", "web1.dev.wpdn"]).trim(), "10.0.0.11");
+}

@@ -1,0 +1,25 @@
+//! Any bytes as an RFC 1035 zone file for halite-dns (with `$INCLUDE` of itself and of a
+//! missing file): a zone or an error naming a line, never a panic or a hang; a zone that
+//! loads answers a query for its apex.
+#![no_main]
+
+use std::str::FromStr;
+
+use halite_dns::respond::{Authority, Outcome, Transport};
+use halite_dns::zone::{StoredName, Zone};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let apex = StoredName::from_str("example.wpdn.").unwrap();
+    let mut text = b"$ORIGIN example.wpdn.\n".to_vec();
+    text.extend_from_slice(data);
+    let loaded = Zone::load(&apex, "fuzz.zone", &text, &mut |path| match path {
+        "self.zone" => Ok(data.to_vec()),
+        _ => Err("No such file or directory".into()),
+    });
+    if let Ok(zone) = loaded {
+        let authority = Authority::new(vec![zone]);
+        let query = b"\x12\x34\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x04wpdn\x00\x00\xff\x00\x01";
+        assert!(matches!(authority.respond(query, Transport::Udp), Outcome::Reply(_)));
+    }
+});
