@@ -4,6 +4,8 @@
 //! listen: [10.0.0.2:53]                 # addresses to answer on, UDP and TCP
 //! zones: {dev.wpdn: /etc/halite/dns/dev.wpdn.zone}
 //! forwarders: [10.0.0.1]                # where names outside the zones go
+//! tcp_max_connections: 1024             # TCP connections served at once
+//! tcp_idle_timeout: 10                  # seconds a TCP connection may wait for a query
 //! ```
 //!
 //! Parsing is pure: text in, a typed [`Config`] (and the warnings to log) out. An invalid
@@ -13,6 +15,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use rmpv::Value;
 
@@ -27,6 +30,24 @@ pub struct Config {
     /// Each zone's apex and master file, in the order written.
     pub zones: Vec<(StoredName, PathBuf)>,
     pub forwarders: Vec<SocketAddr>,
+    /// TCP connections served at once (RFC 7766 6.2.2: a server bounds them); more are
+    /// closed as they are accepted. Knot's `tcp-max-clients`.
+    pub tcp_max_connections: usize,
+    /// How long a TCP connection may go without a complete query before it is closed
+    /// (RFC 7766 6.2.3; Knot's `tcp-idle-timeout`, 10 s).
+    pub tcp_idle_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: Vec::new(),
+            zones: Vec::new(),
+            forwarders: Vec::new(),
+            tcp_max_connections: 1024,
+            tcp_idle_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,7 +65,15 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 }
 
 /// Keys halite-dns reads.
-const KNOWN: &[&str] = &["listen", "zones", "forwarders"];
+const KNOWN: &[&str] = &["listen", "zones", "forwarders", "tcp_max_connections", "tcp_idle_timeout"];
+
+/// A whole number from 1 to `max`.
+fn count(key: &str, value: &Value, max: u64) -> Result<u64, ConfigError> {
+    value
+        .as_u64()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| invalid(key, format!("{value} is not a whole number from 1 to {max}")))
+}
 
 /// An address as the config writes it: `10.0.0.2`, `10.0.0.2:53`, `::1`, `[::1]:5353`.
 pub fn parse_addr(text: &str) -> Option<SocketAddr> {
@@ -80,12 +109,14 @@ impl Config {
             _ => return Err(ConfigError::NotAMapping),
         };
         let mut warnings = Vec::new();
-        let mut config = Config { listen: Vec::new(), zones: Vec::new(), forwarders: Vec::new() };
+        let mut config = Config::default();
         for (key, value) in &map {
             let Some(key) = key.as_str() else { return Err(ConfigError::NotAMapping) };
             match key {
                 "listen" => config.listen = addresses(key, value)?,
                 "forwarders" => config.forwarders = addresses(key, value)?,
+                "tcp_max_connections" => config.tcp_max_connections = count(key, value, 1_000_000)? as usize,
+                "tcp_idle_timeout" => config.tcp_idle_timeout = Duration::from_secs(count(key, value, 3600)?),
                 "zones" => {
                     let Value::Map(zones) = value else { return Err(invalid(key, "not a mapping of zone to file")) };
                     for (zone, file) in zones {
@@ -141,6 +172,13 @@ mod tests {
         assert_eq!(err("listen: []\n"), "listen: no address to answer on");
         assert!(err("listen: [::1]\nzones: {a..b: x}\n").starts_with("zones: "));
         assert_eq!(err("listen: ['::1']\nzones: {a: ''}\n"), "zones.a: not a file name");
+        assert_eq!(
+            err("listen: ['::1']\ntcp_idle_timeout: 0\n"),
+            "tcp_idle_timeout: 0 is not a whole number from 1 to 3600"
+        );
+        assert!(err("listen: ['::1']\ntcp_max_connections: many\n").starts_with("tcp_max_connections: "));
+        let (config, _) = Config::parse("listen: ['::1']\ntcp_max_connections: 5\ntcp_idle_timeout: 2\n").unwrap();
+        assert_eq!((config.tcp_max_connections, config.tcp_idle_timeout), (5, Duration::from_secs(2)));
         let (_, warnings) = Config::parse("listen: ['::1']\nrecursion: yes\n").unwrap();
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("\"recursion\""));

@@ -5,10 +5,10 @@
 //! are re-read when they change (polled every half second) and on SIGHUP.
 //!
 //! Bounds a client cannot move: one 64 KiB buffer per UDP socket task; TCP connections
-//! capped at [`MAX_TCP_CONNECTIONS`] (more are closed as they are accepted), each closed
-//! after [`TCP_IDLE`] without a complete query (a length prefix then silence included)
-//! and after [`MAX_QUERIES_PER_CONNECTION`]; every warning a client can cause goes through
-//! `halite_ratelog::peer_warn!`.
+//! capped at `tcp_max_connections` (1,024; more are closed as they are accepted), each
+//! closed after `tcp_idle_timeout` (10 s) without a complete query (a length prefix then
+//! silence included) and after [`MAX_QUERIES_PER_CONNECTION`]; every warning a client can
+//! cause goes through `halite_ratelog::peer_warn!`.
 
 mod zones;
 
@@ -28,13 +28,6 @@ use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
 use crate::zones::Zones;
-
-/// TCP connections served at once (RFC 7766 6.2.2 asks servers to bound them).
-pub const MAX_TCP_CONNECTIONS: usize = 1024;
-
-/// A TCP connection with no complete query for this long is closed (Knot's
-/// tcp-idle-timeout; RFC 7766 6.2.3 suggests seconds, not minutes).
-pub const TCP_IDLE: Duration = Duration::from_secs(10);
 
 /// Queries answered on one TCP connection before it is closed (the client reconnects).
 pub const MAX_QUERIES_PER_CONNECTION: usize = 10_000;
@@ -95,10 +88,14 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
     let current: Current = Arc::new(RwLock::new(zones.authority()));
-    let connections = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+    let tcp = TcpLimits {
+        connections: Arc::new(Semaphore::new(config.tcp_max_connections)),
+        max: config.tcp_max_connections,
+        idle: config.tcp_idle_timeout,
+    };
     for addr in &config.listen {
         let udp = UdpSocket::bind(addr).await.with_context(|| format!("listen: binding UDP {addr}"))?;
-        let tcp = TcpListener::bind(addr).await.with_context(|| format!("listen: binding TCP {addr}"))?;
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("listen: binding TCP {addr}"))?;
         info!(%addr, "answering on UDP and TCP");
         let udp = Arc::new(udp);
         // One receiving task per core: a reply being built does not hold up the next query.
@@ -106,7 +103,7 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
         for _ in 0..tasks {
             tokio::spawn(serve_udp(udp.clone(), current.clone()));
         }
-        tokio::spawn(serve_tcp(tcp, current.clone(), connections.clone()));
+        tokio::spawn(serve_tcp(listener, current.clone(), tcp.clone()));
     }
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -171,7 +168,15 @@ async fn serve_udp(socket: Arc<UdpSocket>, current: Current) {
     }
 }
 
-async fn serve_tcp(listener: TcpListener, current: Current, connections: Arc<Semaphore>) {
+/// What bounds the TCP side: `tcp_max_connections` and `tcp_idle_timeout`.
+#[derive(Clone)]
+struct TcpLimits {
+    connections: Arc<Semaphore>,
+    max: usize,
+    idle: Duration,
+}
+
+async fn serve_tcp(listener: TcpListener, current: Current, limits: TcpLimits) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(got) => got,
@@ -182,17 +187,19 @@ async fn serve_tcp(listener: TcpListener, current: Current, connections: Arc<Sem
                 continue;
             }
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
+        let Ok(permit) = limits.connections.clone().try_acquire_owned() else {
             peer_warn!(
                 "tcp connections",
                 Some(peer.ip()),
-                "{MAX_TCP_CONNECTIONS} TCP connections open: closing a new one"
+                "{} TCP connections open (tcp_max_connections): closing a new one",
+                limits.max
             );
             continue;
         };
         let current = current.clone();
+        let idle = limits.idle;
         tokio::spawn(async move {
-            serve_connection(stream, peer, &current).await;
+            serve_connection(stream, peer, &current, idle).await;
             drop(permit);
         });
     }
@@ -200,11 +207,11 @@ async fn serve_tcp(listener: TcpListener, current: Current, connections: Arc<Sem
 
 /// Answers the queries of one TCP connection in the order they come (RFC 7766 pipelining:
 /// the client may send several before reading; each is answered in turn).
-async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, current: &Current) {
+async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, current: &Current, idle: Duration) {
     let _ = stream.set_nodelay(true);
     let mut message = Vec::new();
     for _ in 0..MAX_QUERIES_PER_CONNECTION {
-        let read = tokio::time::timeout(TCP_IDLE, async {
+        let read = tokio::time::timeout(idle, async {
             let len = stream.read_u16().await?;
             message.resize(usize::from(len), 0);
             stream.read_exact(&mut message).await?;
@@ -216,7 +223,7 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, current: &Cur
             // The client closed the connection, cleanly or not.
             Ok(Err(_)) => return,
             Err(_) => {
-                tracing::debug!(%peer, "TCP connection idle for {TCP_IDLE:?}: closed");
+                tracing::debug!(%peer, "TCP connection idle for {idle:?}: closed");
                 return;
             }
         }
@@ -230,7 +237,7 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, current: &Cur
         let mut framed = Vec::with_capacity(reply.len() + 2);
         framed.extend_from_slice(&(reply.len() as u16).to_be_bytes());
         framed.extend_from_slice(&reply);
-        match tokio::time::timeout(TCP_IDLE, stream.write_all(&framed)).await {
+        match tokio::time::timeout(idle, stream.write_all(&framed)).await {
             Ok(Ok(())) => {}
             _ => return,
         }
