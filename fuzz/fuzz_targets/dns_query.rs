@@ -1,4 +1,5 @@
-//! Any bytes as a DNS query to halite-dns, over UDP and TCP, against a zone with a wildcard,
+//! Any bytes as a DNS query to halite-dns, over UDP from a client allowed to have other names
+//! forwarded and over TCP from one that is not, against a zone with a wildcard,
 //! a delegation, CNAME chains and a loop: a reply or a drop, never a panic; a UDP reply
 //! never exceeds what the query allowed (512 bytes without EDNS, at most 1232 with it), and
 //! every reply parses back as a DNS message.
@@ -8,6 +9,9 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 
 use domain::base::Message;
+use std::net::IpAddr;
+
+use halite_dns::forward::{Access, Forward};
 use halite_dns::respond::{Authority, Outcome, Transport, MAX_UDP_PAYLOAD};
 use halite_dns::zone::{StoredName, Zone};
 use libfuzzer_sys::fuzz_target;
@@ -19,12 +23,20 @@ mail A 192.0.2.25\nwww A 192.0.2.1\n TXT \"a\" \"b\"\nalias CNAME www\nloop1 CNA
 static AUTHORITY: LazyLock<Authority> = LazyLock::new(|| {
     let apex = StoredName::from_str("example.wpdn.").unwrap();
     let zone = Zone::load(&apex, "fuzz.zone", ZONE.as_bytes(), &mut |_| Err("none".into())).unwrap();
-    Authority::new(vec![zone])
+    Authority::new(vec![zone]).with_recursion(Access::new(vec!["127.0.0.0/8".parse().unwrap()]))
 });
 
+/// The upstream query with QR set: the shape of a forwarder's empty answer.
+fn fake_upstream_reply(forward: &Forward) -> Vec<u8> {
+    let mut reply = forward.upstream_query(7);
+    reply[2] |= 0x80;
+    reply
+}
+
 fuzz_target!(|data: &[u8]| {
-    for transport in [Transport::Udp, Transport::Tcp] {
-        match AUTHORITY.respond(data, transport) {
+    // One client allowed to have other names forwarded, one not.
+    for (transport, client) in [(Transport::Udp, IpAddr::from([127, 0, 0, 1])), (Transport::Tcp, IpAddr::from([192, 0, 2, 1]))] {
+        match AUTHORITY.respond(data, transport, client) {
             Outcome::Reply(reply) => {
                 let msg = Message::from_slice(&reply).expect("a reply has a header");
                 assert!(msg.header().qr());
@@ -43,6 +55,14 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             Outcome::Drop(_) => {}
+            Outcome::Forward(forward) => {
+                assert!(client.is_loopback(), "forwarded for a client outside the recursion networks");
+                // Each of the forward's replies is a message the client can read.
+                for reply in [forward.servfail(), forward.upstream_query(7)] {
+                    Message::from_slice(&reply).expect("a header");
+                }
+                assert!(forward.matches(&fake_upstream_reply(&forward), 7));
+            }
         }
     }
 });

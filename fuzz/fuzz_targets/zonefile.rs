@@ -20,6 +20,6 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(zone) = loaded {
         let authority = Authority::new(vec![zone]);
         let query = b"\x12\x34\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x04wpdn\x00\x00\xff\x00\x01";
-        assert!(matches!(authority.respond(query, Transport::Udp), Outcome::Reply(_)));
+        assert!(matches!(authority.respond(query, Transport::Udp, std::net::IpAddr::from([127, 0, 0, 1])), Outcome::Reply(_)));
     }
 });

@@ -4,6 +4,9 @@
 //! listen: [10.0.0.2:53]                 # addresses to answer on, UDP and TCP
 //! zones: {dev.wpdn: /etc/halite/dns/dev.wpdn.zone}
 //! forwarders: [10.0.0.1]                # where names outside the zones go
+//! allow_recursion: [10.0.0.0/24]        # who may have them resolved (default: loopback and
+//!                                       # the networks of the listen addresses)
+//! cache_size: 10000                     # forwarded answers kept
 //! tcp_max_connections: 1024             # TCP connections served at once
 //! tcp_idle_timeout: 10                  # seconds a TCP connection may wait for a query
 //! ```
@@ -17,6 +20,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use rmpv::Value;
 
 use crate::zone::StoredName;
@@ -30,6 +34,11 @@ pub struct Config {
     /// Each zone's apex and master file, in the order written.
     pub zones: Vec<(StoredName, PathBuf)>,
     pub forwarders: Vec<SocketAddr>,
+    /// The clients that may have names outside the zones forwarded. `None`: loopback and
+    /// the networks of the `listen` addresses' interfaces, which the daemon looks up.
+    pub allow_recursion: Option<Vec<IpNet>>,
+    /// Forwarded answers the cache holds at most.
+    pub cache_size: usize,
     /// TCP connections served at once (RFC 7766 6.2.2: a server bounds them); more are
     /// closed as they are accepted. Knot's `tcp-max-clients`.
     pub tcp_max_connections: usize,
@@ -44,6 +53,8 @@ impl Default for Config {
             listen: Vec::new(),
             zones: Vec::new(),
             forwarders: Vec::new(),
+            allow_recursion: None,
+            cache_size: 10_000,
             tcp_max_connections: 1024,
             tcp_idle_timeout: Duration::from_secs(10),
         }
@@ -65,7 +76,27 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 }
 
 /// Keys halite-dns reads.
-const KNOWN: &[&str] = &["listen", "zones", "forwarders", "tcp_max_connections", "tcp_idle_timeout"];
+const KNOWN: &[&str] =
+    &["listen", "zones", "forwarders", "allow_recursion", "cache_size", "tcp_max_connections", "tcp_idle_timeout"];
+
+/// Networks as the config writes them: `10.0.0.0/24`, or an address for itself alone.
+fn networks(key: &str, value: &Value) -> Result<Vec<IpNet>, ConfigError> {
+    let items = match value {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(items) => items.as_slice(),
+        single => std::slice::from_ref(single),
+    };
+    items
+        .iter()
+        .map(|item| {
+            let text = item.as_str().ok_or_else(|| invalid(key, format!("{item} is not a network")))?;
+            IpNet::from_str(text)
+                .or_else(|_| IpAddr::from_str(text).map(IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| invalid(key, format!("{text:?} is not a network (address/prefix, or an address)")))
+        })
+        .collect()
+}
 
 /// A whole number from 1 to `max`.
 fn count(key: &str, value: &Value, max: u64) -> Result<u64, ConfigError> {
@@ -115,6 +146,8 @@ impl Config {
             match key {
                 "listen" => config.listen = addresses(key, value)?,
                 "forwarders" => config.forwarders = addresses(key, value)?,
+                "allow_recursion" => config.allow_recursion = Some(networks(key, value)?),
+                "cache_size" => config.cache_size = count(key, value, 10_000_000)? as usize,
                 "tcp_max_connections" => config.tcp_max_connections = count(key, value, 1_000_000)? as usize,
                 "tcp_idle_timeout" => config.tcp_idle_timeout = Duration::from_secs(count(key, value, 3600)?),
                 "zones" => {
@@ -177,6 +210,12 @@ mod tests {
             "tcp_idle_timeout: 0 is not a whole number from 1 to 3600"
         );
         assert!(err("listen: ['::1']\ntcp_max_connections: many\n").starts_with("tcp_max_connections: "));
+        assert_eq!(
+            err("listen: ['::1']\nallow_recursion: [10.0.0.0/33]\n"),
+            "allow_recursion: \"10.0.0.0/33\" is not a network (address/prefix, or an address)"
+        );
+        let (config, _) = Config::parse("listen: ['::1']\nallow_recursion: [10.1.2.3/8, '::1']\n").unwrap();
+        assert_eq!(config.allow_recursion, Some(vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]));
         let (config, _) = Config::parse("listen: ['::1']\ntcp_max_connections: 5\ntcp_idle_timeout: 2\n").unwrap();
         assert_eq!((config.tcp_max_connections, config.tcp_idle_timeout), (5, Duration::from_secs(2)));
         let (_, warnings) = Config::parse("listen: ['::1']\nrecursion: yes\n").unwrap();

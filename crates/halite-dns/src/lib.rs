@@ -7,7 +7,9 @@
 //! that, hands this crate bytes and `now`, and sends what it gets back. Messages are read
 //! and written with NLnet Labs' `domain` (why: docs/decisions.md, "The DNS wire library").
 
+pub mod cache;
 pub mod config;
+pub mod forward;
 pub mod lookup;
 pub mod respond;
 pub mod zone;

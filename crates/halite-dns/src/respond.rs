@@ -8,13 +8,20 @@
 //!   OPT or an OPT not owned by the root: FORMERR;
 //! - an opcode other than QUERY: NOTIMP;
 //! - EDNS version above 0: BADVERS (RFC 6891 6.1.3), with our OPT at version 0;
-//! - a class other than IN, a name in no zone, a zone transfer (not offered yet): REFUSED;
+//! - a class other than IN, a zone transfer (not offered yet): REFUSED;
+//! - a name in no zone: forwarded for a client in the recursion networks, REFUSED for others;
+//! - a name in a zone configured but not loaded: SERVFAIL;
 //! - a meta type as the question's type (OPT, TSIG and the like): FORMERR.
 
 use domain::base::iana::{Class, Opcode, OptRcode, Rcode, Rtype};
 use domain::base::message_builder::{AdditionalBuilder, AnswerBuilder, PushError};
 use domain::base::{Message, MessageBuilder, ParsedName, StaticCompressor};
 
+use std::net::IpAddr;
+
+use domain::base::ToName;
+
+use crate::forward::{Access, Forward};
 use crate::lookup::{lookup, Lookup, Owner, Section};
 use crate::zone::{key_of, suffixes, StoredName, Zone};
 
@@ -36,6 +43,9 @@ pub enum Outcome {
     Reply(Vec<u8>),
     /// Send nothing: the bytes were not a query one can answer. The reason is for the log.
     Drop(&'static str),
+    /// A name outside the zones, from a client allowed to have it resolved: answer from the
+    /// cache, or ask the forwarders (see [`crate::forward`]).
+    Forward(Forward),
 }
 
 /// The zones served, and the answers to queries about them.
@@ -46,22 +56,31 @@ pub struct Authority {
     /// their names are answered SERVFAIL, as Knot does, never REFUSED or forwarded, so a
     /// client retries rather than learning the name does not exist.
     unavailable: Vec<StoredName>,
+    /// Who may have names outside the zones forwarded; nobody when no forwarder is set.
+    recursion: Access,
 }
 
 type Builder = AnswerBuilder<StaticCompressor<Vec<u8>>>;
 
 /// The OPT record we add (root owner, type, class, TTL, RDLENGTH): kept free in every reply
 /// to a query with EDNS, so truncation never drops it (RFC 6891 7).
-const OPT_LEN: usize = 11;
+pub(crate) const OPT_LEN: usize = 11;
 
 impl Authority {
     pub fn new(zones: Vec<Zone>) -> Authority {
-        Authority { zones, unavailable: Vec::new() }
+        Authority { zones, unavailable: Vec::new(), recursion: Access::default() }
     }
 
     /// Zones served, and zones configured that could not be loaded.
     pub fn with_unavailable(zones: Vec<Zone>, unavailable: Vec<StoredName>) -> Authority {
-        Authority { zones, unavailable }
+        Authority { zones, unavailable, recursion: Access::default() }
+    }
+
+    /// Names outside the zones are forwarded for clients in `recursion` (an empty `Access`
+    /// when there are no forwarders).
+    pub fn with_recursion(mut self, recursion: Access) -> Authority {
+        self.recursion = recursion;
+        self
     }
 
     pub fn zones(&self) -> &[Zone] {
@@ -74,8 +93,8 @@ impl Authority {
         suffixes(key).find_map(|suffix| self.zones.iter().find(|zone| key_of(zone.apex()) == suffix))
     }
 
-    /// The reply to `query`, received over `transport`.
-    pub fn respond(&self, query: &[u8], transport: Transport) -> Outcome {
+    /// The reply to `query`, received over `transport` from `client`.
+    pub fn respond(&self, query: &[u8], transport: Transport, client: IpAddr) -> Outcome {
         let Ok(msg) = Message::from_slice(query) else { return Outcome::Drop("shorter than a DNS header") };
         if msg.header().qr() {
             return Outcome::Drop("a response, not a query");
@@ -120,6 +139,9 @@ impl Authority {
         let zone = match zone {
             Some(Some(zone)) => zone,
             Some(None) => return reply.error(Rcode::SERVFAIL),
+            None if self.recursion.allows(client) => {
+                return Outcome::Forward(Forward::new(msg, qname.to_name(), qtype, reply.edns, reply.limit));
+            }
             None => return reply.error(Rcode::REFUSED),
         };
         reply.answer(*qname, &lookup(zone, &key, qtype))
@@ -166,11 +188,11 @@ fn sections_parse(msg: &Message<[u8]>) -> bool {
     opts <= 1 && section.pos() == msg.as_slice().len()
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Edns {
-    version: u8,
-    payload: u16,
-    dnssec_ok: bool,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Edns {
+    pub version: u8,
+    pub payload: u16,
+    pub dnssec_ok: bool,
 }
 
 struct Reply<'q> {

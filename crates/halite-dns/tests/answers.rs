@@ -39,6 +39,9 @@ big      TXT   \"412345678901234567890123456789012345678901234567890123456789012
 big      TXT   \"5123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\"
 ";
 
+/// Where the test's queries come from.
+const CLIENT: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
 fn authority() -> Authority {
     let apex = StoredName::from_str("example.wpdn.").unwrap();
     let zone = Zone::load(&apex, "example.zone", ZONE.as_bytes(), &mut |_| Err("no includes".into())).unwrap();
@@ -97,7 +100,7 @@ struct Seen {
 }
 
 fn ask_over(auth: &Authority, query: &[u8], transport: Transport) -> Seen {
-    let Outcome::Reply(bytes) = auth.respond(query, transport) else { panic!("no reply") };
+    let Outcome::Reply(bytes) = auth.respond(query, transport, CLIENT) else { panic!("no reply") };
     let msg = Message::from_octets(bytes.as_slice()).unwrap();
     let lines = |section: domain::base::message::RecordSection<'_, &[u8]>| -> Vec<String> {
         section
@@ -245,8 +248,8 @@ fn refusals_and_malformed_queries() {
     // A response is never answered; nor is less than a header.
     let mut response = good.clone();
     response[2] |= 0x80;
-    assert_eq!(auth.respond(&response, Transport::Udp), Outcome::Drop("a response, not a query"));
-    assert!(matches!(auth.respond(&good[..11], Transport::Udp), Outcome::Drop(_)));
+    assert_eq!(auth.respond(&response, Transport::Udp, CLIENT), Outcome::Drop("a response, not a query"));
+    assert!(matches!(auth.respond(&good[..11], Transport::Udp, CLIENT), Outcome::Drop(_)));
     // Truncated question, trailing bytes, two questions: FORMERR.
     for bad in [good[..20].to_vec(), [good.clone(), vec![0]].concat()] {
         let seen = ask_over(&auth, &bad, Transport::Udp);

@@ -1,7 +1,8 @@
 //! `halite-dns -c /etc/halite/dns.yaml`: the salt VM's DNS server. This binary is the thin
 //! shell around the `halite-dns` library: it reads the config and the zone files, binds UDP
 //! and TCP on every `listen` address, hands each query's bytes to
-//! [`halite_dns::respond::Authority::respond`] and sends back what it returns. Zone files
+//! [`halite_dns::respond::Authority::respond`] and sends back what it returns, or, for a
+//! name outside the zones, what the cache or the forwarders say (`resolver`). Zone files
 //! are re-read when they change (polled every half second) and on SIGHUP.
 //!
 //! Bounds a client cannot move: one 64 KiB buffer per UDP socket task; TCP connections
@@ -10,6 +11,7 @@
 //! silence included) and after [`MAX_QUERIES_PER_CONNECTION`]; every warning a client can
 //! cause goes through `halite_ratelog::peer_warn!`.
 
+mod resolver;
 mod zones;
 
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +22,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use halite_dns::config::Config;
+use halite_dns::forward::Access;
 use halite_dns::respond::{Authority, Outcome, Transport};
 use halite_ratelog::peer_warn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,6 +30,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
+use crate::resolver::Resolver;
 use crate::zones::Zones;
 
 /// Queries answered on one TCP connection before it is closed (the client reconnects).
@@ -68,9 +72,6 @@ fn main() -> anyhow::Result<()> {
     for warning in warnings {
         warn!("{}: {warning}", args.config.display());
     }
-    if !config.forwarders.is_empty() {
-        warn!("{}: forwarders are not used yet: names outside the zones are answered REFUSED", args.config.display());
-    }
     let (zones, errors) = Zones::load(&config.zones);
     for e in &errors {
         error!("{e} (the zone is answered SERVFAIL until its files load)");
@@ -87,7 +88,19 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
-    let current: Current = Arc::new(RwLock::new(zones.authority()));
+    // Never an open resolver: without forwarders nobody has other names resolved; with
+    // them, the networks allowed (by default loopback and the listened interfaces').
+    let recursion = if config.forwarders.is_empty() {
+        info!("no forwarders: names outside the zones are REFUSED");
+        Access::default()
+    } else {
+        let networks = config.allow_recursion.clone().unwrap_or_else(|| resolver::default_recursion(&config.listen));
+        let shown: Vec<String> = networks.iter().map(ToString::to_string).collect();
+        info!(forwarders = ?config.forwarders, "names outside the zones are forwarded for {}", shown.join(", "));
+        Access::new(networks)
+    };
+    let resolver = Arc::new(Resolver::new(config.forwarders.clone(), config.cache_size));
+    let current: Current = Arc::new(RwLock::new(zones.authority(&recursion)));
     let tcp = TcpLimits {
         connections: Arc::new(Semaphore::new(config.tcp_max_connections)),
         max: config.tcp_max_connections,
@@ -101,9 +114,9 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
         // One receiving task per core: a reply being built does not hold up the next query.
         let tasks = std::thread::available_parallelism().map_or(2, |n| n.get());
         for _ in 0..tasks {
-            tokio::spawn(serve_udp(udp.clone(), current.clone()));
+            tokio::spawn(serve_udp(udp.clone(), current.clone(), resolver.clone()));
         }
-        tokio::spawn(serve_tcp(listener, current.clone(), tcp.clone()));
+        tokio::spawn(serve_tcp(listener, current.clone(), resolver.clone(), tcp.clone()));
     }
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -131,7 +144,7 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
             info!(zone, records, "zone reloaded");
         }
         if !reloaded.is_empty() {
-            *current.write().expect("no writer panics holding it") = zones.authority();
+            *current.write().expect("no writer panics holding it") = zones.authority(&recursion);
         }
     }
     info!("stopping");
@@ -146,7 +159,7 @@ fn log_drop(peer: IpAddr, transport: &str, why: &'static str) {
     peer_warn!("dns query dropped", Some(peer), transport, "query not answered: {why}");
 }
 
-async fn serve_udp(socket: Arc<UdpSocket>, current: Current) {
+async fn serve_udp(socket: Arc<UdpSocket>, current: Current, resolver: Arc<Resolver>) {
     let mut buf = vec![0u8; 65_535];
     loop {
         let (len, peer) = match socket.recv_from(&mut buf).await {
@@ -157,13 +170,20 @@ async fn serve_udp(socket: Arc<UdpSocket>, current: Current) {
                 continue;
             }
         };
-        match authority(&current).respond(&buf[..len], Transport::Udp) {
-            Outcome::Reply(reply) => {
-                if let Err(e) = socket.send_to(&reply, peer).await {
-                    peer_warn!("udp send", Some(peer.ip()), "sending a UDP reply: {e}");
-                }
-            }
+        match authority(&current).respond(&buf[..len], Transport::Udp, peer.ip()) {
+            Outcome::Reply(reply) => send_udp(&socket, &reply, peer).await,
             Outcome::Drop(why) => log_drop(peer.ip(), "udp", why),
+            Outcome::Forward(forward) => match resolver.cached(&forward) {
+                Some(reply) => send_udp(&socket, &reply, peer).await,
+                // The forwarders may take seconds: this task goes on receiving.
+                None => {
+                    let (socket, resolver) = (socket.clone(), resolver.clone());
+                    tokio::spawn(async move {
+                        let reply = resolver.answer(&forward, peer.ip()).await;
+                        send_udp(&socket, &reply, peer).await;
+                    });
+                }
+            },
         }
     }
 }
@@ -176,7 +196,13 @@ struct TcpLimits {
     idle: Duration,
 }
 
-async fn serve_tcp(listener: TcpListener, current: Current, limits: TcpLimits) {
+async fn send_udp(socket: &UdpSocket, reply: &[u8], peer: SocketAddr) {
+    if let Err(e) = socket.send_to(reply, peer).await {
+        peer_warn!("udp send", Some(peer.ip()), "sending a UDP reply: {e}");
+    }
+}
+
+async fn serve_tcp(listener: TcpListener, current: Current, resolver: Arc<Resolver>, limits: TcpLimits) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(got) => got,
@@ -196,10 +222,10 @@ async fn serve_tcp(listener: TcpListener, current: Current, limits: TcpLimits) {
             );
             continue;
         };
-        let current = current.clone();
+        let (current, resolver) = (current.clone(), resolver.clone());
         let idle = limits.idle;
         tokio::spawn(async move {
-            serve_connection(stream, peer, &current, idle).await;
+            serve_connection(stream, peer, &current, &resolver, idle).await;
             drop(permit);
         });
     }
@@ -207,7 +233,13 @@ async fn serve_tcp(listener: TcpListener, current: Current, limits: TcpLimits) {
 
 /// Answers the queries of one TCP connection in the order they come (RFC 7766 pipelining:
 /// the client may send several before reading; each is answered in turn).
-async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, current: &Current, idle: Duration) {
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    current: &Current,
+    resolver: &Resolver,
+    idle: Duration,
+) {
     let _ = stream.set_nodelay(true);
     let mut message = Vec::new();
     for _ in 0..MAX_QUERIES_PER_CONNECTION {
@@ -227,8 +259,10 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, current: &Cur
                 return;
             }
         }
-        let reply = match authority(current).respond(&message, Transport::Tcp) {
+        let outcome = authority(current).respond(&message, Transport::Tcp, peer.ip());
+        let reply = match outcome {
             Outcome::Reply(reply) => reply,
+            Outcome::Forward(forward) => resolver.answer(&forward, peer.ip()).await,
             Outcome::Drop(why) => {
                 log_drop(peer.ip(), "tcp", why);
                 return;

@@ -10,6 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use halite_dns::forward::Access;
 use halite_dns::respond::Authority;
 use halite_dns::zone::{StoredName, Zone, ZoneError};
 
@@ -121,9 +122,9 @@ impl Zones {
     }
 
     /// What is served now: every zone that has loaded, in its latest good version.
-    pub fn authority(&self) -> Arc<Authority> {
+    pub fn authority(&self, recursion: &Access) -> Arc<Authority> {
         let zones = self.sources.iter().filter_map(|s| s.zone.clone()).collect();
         let unavailable = self.sources.iter().filter(|s| s.zone.is_none()).map(|s| s.apex.clone()).collect();
-        Arc::new(Authority::with_unavailable(zones, unavailable))
+        Arc::new(Authority::with_unavailable(zones, unavailable).with_recursion(recursion.clone()))
     }
 }

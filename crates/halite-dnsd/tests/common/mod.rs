@@ -28,6 +28,12 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// Stops the server now (and waits for it to be gone).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn log(&self) -> String {
         match std::fs::read(&self.log) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
