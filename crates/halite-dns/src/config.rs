@@ -7,6 +7,7 @@
 //! allow_recursion: [10.0.0.0/24]        # who may have them resolved (default: loopback and
 //!                                       # the networks of the listen addresses)
 //! cache_size: 10000                     # forwarded answers kept
+//! user: halite-dns                      # started as root: the user to run as once bound
 //! tcp_max_connections: 1024             # TCP connections served at once
 //! tcp_idle_timeout: 10                  # seconds a TCP connection may wait for a query
 //! ```
@@ -39,6 +40,9 @@ pub struct Config {
     pub allow_recursion: Option<Vec<IpNet>>,
     /// Forwarded answers the cache holds at most.
     pub cache_size: usize,
+    /// The user to run as once the sockets are bound, when started as root (port 53 needs
+    /// root or CAP_NET_BIND_SERVICE; nothing after binding does).
+    pub user: Option<String>,
     /// TCP connections served at once (RFC 7766 6.2.2: a server bounds them); more are
     /// closed as they are accepted. Knot's `tcp-max-clients`.
     pub tcp_max_connections: usize,
@@ -55,6 +59,7 @@ impl Default for Config {
             forwarders: Vec::new(),
             allow_recursion: None,
             cache_size: 10_000,
+            user: None,
             tcp_max_connections: 1024,
             tcp_idle_timeout: Duration::from_secs(10),
         }
@@ -76,8 +81,16 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 }
 
 /// Keys halite-dns reads.
-const KNOWN: &[&str] =
-    &["listen", "zones", "forwarders", "allow_recursion", "cache_size", "tcp_max_connections", "tcp_idle_timeout"];
+const KNOWN: &[&str] = &[
+    "listen",
+    "zones",
+    "forwarders",
+    "allow_recursion",
+    "cache_size",
+    "user",
+    "tcp_max_connections",
+    "tcp_idle_timeout",
+];
 
 /// Networks as the config writes them: `10.0.0.0/24`, or an address for itself alone.
 fn networks(key: &str, value: &Value) -> Result<Vec<IpNet>, ConfigError> {
@@ -148,6 +161,11 @@ impl Config {
                 "forwarders" => config.forwarders = addresses(key, value)?,
                 "allow_recursion" => config.allow_recursion = Some(networks(key, value)?),
                 "cache_size" => config.cache_size = count(key, value, 10_000_000)? as usize,
+                "user" => {
+                    let user = value.as_str().filter(|u| !u.is_empty() && !u.contains('\0'));
+                    config.user =
+                        Some(user.ok_or_else(|| invalid(key, format!("{value} is not a user name")))?.to_string());
+                }
                 "tcp_max_connections" => config.tcp_max_connections = count(key, value, 1_000_000)? as usize,
                 "tcp_idle_timeout" => config.tcp_idle_timeout = Duration::from_secs(count(key, value, 3600)?),
                 "zones" => {

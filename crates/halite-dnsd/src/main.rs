@@ -11,6 +11,7 @@
 //! silence included) and after [`MAX_QUERIES_PER_CONNECTION`]; every warning a client can
 //! cause goes through `halite_ratelog::peer_warn!`.
 
+mod privileges;
 mod resolver;
 mod zones;
 
@@ -72,6 +73,9 @@ fn main() -> anyhow::Result<()> {
     for warning in warnings {
         warn!("{}: {warning}", args.config.display());
     }
+    if let Some(user) = &config.user {
+        privileges::check(user)?;
+    }
     let (zones, errors) = Zones::load(&config.zones);
     for e in &errors {
         error!("{e} (the zone is answered SERVFAIL until its files load)");
@@ -106,11 +110,21 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
         max: config.tcp_max_connections,
         idle: config.tcp_idle_timeout,
     };
+    let mut bound = Vec::new();
     for addr in &config.listen {
         let udp = UdpSocket::bind(addr).await.with_context(|| format!("listen: binding UDP {addr}"))?;
         let listener = TcpListener::bind(addr).await.with_context(|| format!("listen: binding TCP {addr}"))?;
+        bound.push((addr, Arc::new(udp), listener));
+    }
+    // Every socket is bound: root (if we had it) is needed no more, and no query is served
+    // before it is gone.
+    if let Some(user) = &config.user {
+        if privileges::drop_to(user)? {
+            info!(user, "running as the configured user");
+        }
+    }
+    for (addr, udp, listener) in bound {
         info!(%addr, "answering on UDP and TCP");
-        let udp = Arc::new(udp);
         // One receiving task per core: a reply being built does not hold up the next query.
         let tasks = std::thread::available_parallelism().map_or(2, |n| n.get());
         for _ in 0..tasks {

@@ -180,3 +180,31 @@ fn hostile_bytes_are_answered_or_dropped_and_the_server_keeps_answering() {
     }
     assert_eq!(run("dig", &server, &["+short", "+tcp", "web1.dev.wpdn"]).trim(), "10.0.0.11");
 }
+
+#[test]
+fn started_as_root_it_runs_as_the_configured_user() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: the privilege drop cannot be exercised here (CI runs as root)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(dir.path(), "user: nobody\n");
+    server.wait_log("running as the configured user", Duration::from_secs(5));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();
+    assert!(uids.split_whitespace().skip(1).all(|uid| uid == "65534"), "{uids}");
+    assert_eq!(run("dig", &server, &["+short", "web1.dev.wpdn"]).trim(), "10.0.0.11");
+    // A user that does not exist fails at start-up, naming the key.
+    let out = Command::new(env!("CARGO_BIN_EXE_halite-dns"))
+        .arg("-c")
+        .arg({
+            let config = dir.path().join("bad.yaml");
+            std::fs::write(&config, "listen: ['127.0.0.1:1']\nuser: no-such-user-here\n").unwrap();
+            config
+        })
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("user: no user \"no-such-user-here\""), "{out:?}");
+}
