@@ -8,6 +8,7 @@
 //!                                       # the networks of the listen addresses)
 //! cache_size: 10000                     # forwarded answers kept
 //! user: halite-dns                      # started as root: the user to run as once bound
+//! transfer: {dev.wpdn: [10.0.0.3]}      # secondaries: may AXFR the zone, get its NOTIFYs
 //! tcp_max_connections: 1024             # TCP connections served at once
 //! tcp_idle_timeout: 10                  # seconds a TCP connection may wait for a query
 //! ```
@@ -43,6 +44,9 @@ pub struct Config {
     /// The user to run as once the sockets are bound, when started as root (port 53 needs
     /// root or CAP_NET_BIND_SERVICE; nothing after binding does).
     pub user: Option<String>,
+    /// Each zone's secondaries: the addresses that may transfer it (by IP), and where its
+    /// NOTIFYs are sent (port 53 unless given).
+    pub transfer: Vec<(StoredName, Vec<SocketAddr>)>,
     /// TCP connections served at once (RFC 7766 6.2.2: a server bounds them); more are
     /// closed as they are accepted. Knot's `tcp-max-clients`.
     pub tcp_max_connections: usize,
@@ -60,6 +64,7 @@ impl Default for Config {
             allow_recursion: None,
             cache_size: 10_000,
             user: None,
+            transfer: Vec::new(),
             tcp_max_connections: 1024,
             tcp_idle_timeout: Duration::from_secs(10),
         }
@@ -166,6 +171,17 @@ impl Config {
                     config.user =
                         Some(user.ok_or_else(|| invalid(key, format!("{value} is not a user name")))?.to_string());
                 }
+                "transfer" => {
+                    let Value::Map(zones) = value else {
+                        return Err(invalid(key, "not a mapping of zone to addresses"));
+                    };
+                    for (zone, addrs) in zones {
+                        let zone = zone.as_str().ok_or_else(|| invalid(key, format!("{zone} is not a zone name")))?;
+                        let apex =
+                            zone_name(zone).ok_or_else(|| invalid(key, format!("{zone:?} is not a domain name")))?;
+                        config.transfer.push((apex, addresses(&format!("transfer.{zone}"), addrs)?));
+                    }
+                }
                 "tcp_max_connections" => config.tcp_max_connections = count(key, value, 1_000_000)? as usize,
                 "tcp_idle_timeout" => config.tcp_idle_timeout = Duration::from_secs(count(key, value, 3600)?),
                 "zones" => {
@@ -186,6 +202,11 @@ impl Config {
                 }
                 other => warnings
                     .push(format!("unknown key {other:?} in the configuration, ignored (known: {})", KNOWN.join(", "))),
+            }
+        }
+        for (apex, _) in &config.transfer {
+            if !config.zones.iter().any(|(zone, _)| zone == apex) {
+                return Err(invalid(&format!("transfer.{apex}"), "not a zone listed under zones"));
             }
         }
         if config.listen.is_empty() {
@@ -234,6 +255,13 @@ mod tests {
         );
         let (config, _) = Config::parse("listen: ['::1']\nallow_recursion: [10.1.2.3/8, '::1']\n").unwrap();
         assert_eq!(config.allow_recursion, Some(vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]));
+        assert_eq!(
+            err("listen: ['::1']\ntransfer: {a.b: [10.0.0.3]}\n"),
+            "transfer.a.b: not a zone listed under zones"
+        );
+        let (config, _) =
+            Config::parse("listen: ['::1']\nzones: {a.b: f}\ntransfer: {a.b: [10.0.0.3, '10.0.0.4:5300']}\n").unwrap();
+        assert_eq!(config.transfer[0].1, vec!["10.0.0.3:53".parse().unwrap(), "10.0.0.4:5300".parse().unwrap()]);
         let (config, _) = Config::parse("listen: ['::1']\ntcp_max_connections: 5\ntcp_idle_timeout: 2\n").unwrap();
         assert_eq!((config.tcp_max_connections, config.tcp_idle_timeout), (5, Duration::from_secs(2)));
         let (_, warnings) = Config::parse("listen: ['::1']\nrecursion: yes\n").unwrap();

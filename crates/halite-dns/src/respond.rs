@@ -8,7 +8,9 @@
 //!   OPT or an OPT not owned by the root: FORMERR;
 //! - an opcode other than QUERY: NOTIMP;
 //! - EDNS version above 0: BADVERS (RFC 6891 6.1.3), with our OPT at version 0;
-//! - a class other than IN, a zone transfer (not offered yet): REFUSED;
+//! - a class other than IN: REFUSED;
+//! - AXFR over UDP: NOTIMP; a transfer by anyone but the zone's secondaries, or of a name
+//!   that is not a zone's apex: NOTAUTH (see [`crate::transfer`]);
 //! - a name in no zone: forwarded for a client in the recursion networks, REFUSED for others;
 //! - a name in a zone configured but not loaded: SERVFAIL;
 //! - a meta type as the question's type (OPT, TSIG and the like): FORMERR.
@@ -23,6 +25,7 @@ use domain::base::ToName;
 
 use crate::forward::{Access, Forward};
 use crate::lookup::{lookup, Lookup, Owner, Section};
+use crate::transfer::{self, Secondaries};
 use crate::zone::{key_of, suffixes, StoredName, Zone};
 
 /// The largest UDP reply we send when the client allows more: RFC 8085's MTU advice as DNS
@@ -46,6 +49,8 @@ pub enum Outcome {
     /// A name outside the zones, from a client allowed to have it resolved: answer from the
     /// cache, or ask the forwarders (see [`crate::forward`]).
     Forward(Forward),
+    /// A zone transfer: send these messages in order (TCP only).
+    Transfer(Vec<Vec<u8>>),
 }
 
 /// The zones served, and the answers to queries about them.
@@ -58,6 +63,8 @@ pub struct Authority {
     unavailable: Vec<StoredName>,
     /// Who may have names outside the zones forwarded; nobody when no forwarder is set.
     recursion: Access,
+    /// Who may transfer which zone.
+    secondaries: Secondaries,
 }
 
 type Builder = AnswerBuilder<StaticCompressor<Vec<u8>>>;
@@ -68,18 +75,24 @@ pub(crate) const OPT_LEN: usize = 11;
 
 impl Authority {
     pub fn new(zones: Vec<Zone>) -> Authority {
-        Authority { zones, unavailable: Vec::new(), recursion: Access::default() }
+        Authority { zones, unavailable: Vec::new(), recursion: Access::default(), secondaries: Secondaries::default() }
     }
 
     /// Zones served, and zones configured that could not be loaded.
     pub fn with_unavailable(zones: Vec<Zone>, unavailable: Vec<StoredName>) -> Authority {
-        Authority { zones, unavailable, recursion: Access::default() }
+        Authority { zones, unavailable, recursion: Access::default(), secondaries: Secondaries::default() }
     }
 
     /// Names outside the zones are forwarded for clients in `recursion` (an empty `Access`
     /// when there are no forwarders).
     pub fn with_recursion(mut self, recursion: Access) -> Authority {
         self.recursion = recursion;
+        self
+    }
+
+    /// Zones may be transferred by their `secondaries`.
+    pub fn with_secondaries(mut self, secondaries: Secondaries) -> Authority {
+        self.secondaries = secondaries;
         self
     }
 
@@ -125,11 +138,21 @@ impl Authority {
         if is_meta(qtype) {
             return reply.error(Rcode::FORMERR);
         }
-        if question.qclass() != Class::IN || matches!(qtype, Rtype::AXFR | Rtype::IXFR) {
+        if question.qclass() != Class::IN {
             return reply.error(Rcode::REFUSED);
         }
         let qname = question.qname();
         let key = key_of(qname);
+        if matches!(qtype, Rtype::AXFR | Rtype::IXFR) {
+            let zone = self.zones.iter().find(|zone| key_of(zone.apex()) == key);
+            let allowed = zone.filter(|zone| self.secondaries.may_transfer(zone.apex(), client));
+            return match (transport, qtype, allowed) {
+                (Transport::Udp, Rtype::AXFR, _) => reply.error(Rcode::NOTIMP),
+                (_, _, None) => reply.error(Rcode::NOTAUTH),
+                (Transport::Udp, _, Some(zone)) => Outcome::Reply(transfer::soa_only(msg, zone)),
+                (Transport::Tcp, _, Some(zone)) => Outcome::Transfer(transfer::axfr(msg, zone)),
+            };
+        }
         let zone = suffixes(&key).find_map(|suffix| {
             if let Some(zone) = self.zones.iter().find(|zone| key_of(zone.apex()) == suffix) {
                 return Some(Some(zone));

@@ -11,6 +11,7 @@
 //! silence included) and after [`MAX_QUERIES_PER_CONNECTION`]; every warning a client can
 //! cause goes through `halite_ratelog::peer_warn!`.
 
+mod notify;
 mod privileges;
 mod resolver;
 mod zones;
@@ -25,6 +26,7 @@ use clap::Parser;
 use halite_dns::config::Config;
 use halite_dns::forward::Access;
 use halite_dns::respond::{Authority, Outcome, Transport};
+use halite_dns::transfer::Secondaries;
 use halite_ratelog::peer_warn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -104,7 +106,10 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
         Access::new(networks)
     };
     let resolver = Arc::new(Resolver::new(config.forwarders.clone(), config.cache_size));
-    let current: Current = Arc::new(RwLock::new(zones.authority(&recursion)));
+    let secondaries = Secondaries::new(
+        config.transfer.iter().map(|(apex, addrs)| (apex.clone(), addrs.iter().map(|a| a.ip()).collect())).collect(),
+    );
+    let current: Current = Arc::new(RwLock::new(zones.authority(&recursion, &secondaries)));
     let tcp = TcpLimits {
         connections: Arc::new(Semaphore::new(config.tcp_max_connections)),
         max: config.tcp_max_connections,
@@ -155,10 +160,18 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
             error!("{e} (the last version that loaded is still served)");
         }
         for (zone, records) in &reloaded {
-            info!(zone, records, "zone reloaded");
+            info!(%zone, records, "zone reloaded");
         }
         if !reloaded.is_empty() {
-            *current.write().expect("no writer panics holding it") = zones.authority(&recursion);
+            let authority = zones.authority(&recursion, &secondaries);
+            *current.write().expect("no writer panics holding it") = authority.clone();
+            for (apex, _) in &reloaded {
+                let targets =
+                    config.transfer.iter().filter(|(zone, _)| zone == apex).flat_map(|(_, addrs)| addrs.iter());
+                for &target in targets {
+                    tokio::spawn(notify::send(authority.clone(), apex.clone(), target));
+                }
+            }
         }
     }
     info!("stopping");
@@ -187,6 +200,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, current: Current, resolver: Arc<Resol
         match authority(&current).respond(&buf[..len], Transport::Udp, peer.ip()) {
             Outcome::Reply(reply) => send_udp(&socket, &reply, peer).await,
             Outcome::Drop(why) => log_drop(peer.ip(), "udp", why),
+            Outcome::Transfer(_) => log_drop(peer.ip(), "udp", "a zone transfer over UDP"),
             Outcome::Forward(forward) => match resolver.cached(&forward) {
                 Some(reply) => send_udp(&socket, &reply, peer).await,
                 // The forwarders may take seconds: this task goes on receiving.
@@ -274,20 +288,26 @@ async fn serve_connection(
             }
         }
         let outcome = authority(current).respond(&message, Transport::Tcp, peer.ip());
-        let reply = match outcome {
-            Outcome::Reply(reply) => reply,
-            Outcome::Forward(forward) => resolver.answer(&forward, peer.ip()).await,
+        let replies = match outcome {
+            Outcome::Reply(reply) => vec![reply],
+            Outcome::Forward(forward) => vec![resolver.answer(&forward, peer.ip()).await],
+            Outcome::Transfer(messages) => {
+                info!(%peer, messages = messages.len(), "zone transfer");
+                messages
+            }
             Outcome::Drop(why) => {
                 log_drop(peer.ip(), "tcp", why);
                 return;
             }
         };
-        let mut framed = Vec::with_capacity(reply.len() + 2);
-        framed.extend_from_slice(&(reply.len() as u16).to_be_bytes());
-        framed.extend_from_slice(&reply);
-        match tokio::time::timeout(idle, stream.write_all(&framed)).await {
-            Ok(Ok(())) => {}
-            _ => return,
+        for reply in replies {
+            let mut framed = Vec::with_capacity(reply.len() + 2);
+            framed.extend_from_slice(&(reply.len() as u16).to_be_bytes());
+            framed.extend_from_slice(&reply);
+            match tokio::time::timeout(idle, stream.write_all(&framed)).await {
+                Ok(Ok(())) => {}
+                _ => return,
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use halite_dns::forward::Access;
 use halite_dns::respond::Authority;
+use halite_dns::transfer::Secondaries;
 use halite_dns::zone::{StoredName, Zone, ZoneError};
 
 /// Largest zone file read (all of a zone's files together): a generated file gone wrong
@@ -101,7 +102,7 @@ impl Zones {
     /// Re-reads the zones whose files changed (all of them when `force`, as on SIGHUP).
     /// Returns what to log: the zones reloaded, with their record counts, and the errors of
     /// those that did not load (their last good version stays).
-    pub fn refresh(&mut self, force: bool) -> (Vec<(String, usize)>, Vec<ZoneError>) {
+    pub fn refresh(&mut self, force: bool) -> (Vec<(StoredName, usize)>, Vec<ZoneError>) {
         let (mut reloaded, mut errors) = (Vec::new(), Vec::new());
         for source in &mut self.sources {
             let changed = force || source.read.iter().any(|(path, then)| stamp(path) != *then);
@@ -112,7 +113,7 @@ impl Zones {
             source.read = read;
             match outcome {
                 Ok(zone) => {
-                    reloaded.push((source.apex.to_string(), zone.len()));
+                    reloaded.push((source.apex.clone(), zone.len()));
                     source.zone = Some(zone);
                 }
                 Err(e) => errors.push(e),
@@ -122,9 +123,13 @@ impl Zones {
     }
 
     /// What is served now: every zone that has loaded, in its latest good version.
-    pub fn authority(&self, recursion: &Access) -> Arc<Authority> {
+    pub fn authority(&self, recursion: &Access, secondaries: &Secondaries) -> Arc<Authority> {
         let zones = self.sources.iter().filter_map(|s| s.zone.clone()).collect();
         let unavailable = self.sources.iter().filter(|s| s.zone.is_none()).map(|s| s.apex.clone()).collect();
-        Arc::new(Authority::with_unavailable(zones, unavailable).with_recursion(recursion.clone()))
+        Arc::new(
+            Authority::with_unavailable(zones, unavailable)
+                .with_recursion(recursion.clone())
+                .with_secondaries(secondaries.clone()),
+        )
     }
 }

@@ -94,25 +94,32 @@ pub fn halite(dir: &Path, config: &str) -> Server {
     Server { child, addr, log }
 }
 
-/// Starts Knot DNS (Debian's `knotd`) serving `zones` (apex, file) from `dir`.
+/// Starts Knot DNS (Debian's `knotd`) serving `zones` (apex, file) from `dir`, letting
+/// 127.0.0.1 transfer them.
 pub fn knot(dir: &Path, zones: &[(&str, &Path)]) -> Server {
+    let mut body = String::new();
+    for (apex, file) in zones {
+        body += &format!(
+            "  - domain: {apex}\n    file: {}\n    journal-content: none\n    zonefile-sync: -1\n    acl: local_transfer\n",
+            file.display()
+        );
+    }
+    knot_with(dir, free_port(), "acl:\n  - id: local_transfer\n    address: 127.0.0.1\n    action: transfer\n", &body)
+}
+
+/// Starts Knot on `port` with `extra` configuration sections (remotes, ACLs) and `zones`
+/// (the items of its `zone:` list), its files under `dir/knot-PORT`.
+pub fn knot_with(dir: &Path, port: u16, extra: &str, zones: &str) -> Server {
     let knotd = ["/usr/sbin/knotd", "/usr/bin/knotd"]
         .into_iter()
         .find(|p| Path::new(p).exists())
         .expect("knotd is not installed: the differential tests need Debian's knot package (tests/run installs it)");
-    let port = free_port();
-    let run = dir.join("knot");
+    let run = dir.join(format!("knot-{port}"));
     std::fs::create_dir_all(&run).unwrap();
-    let mut conf = format!(
-        "server:\n  rundir: {run}\n  listen: 127.0.0.1@{port}\ndatabase:\n  storage: {run}\nlog:\n  - target: stderr\n    any: info\nzone:\n",
+    let conf = format!(
+        "server:\n  rundir: {run}\n  listen: 127.0.0.1@{port}\ndatabase:\n  storage: {run}\nlog:\n  - target: stderr\n    any: info\n{extra}zone:\n{zones}",
         run = run.display()
     );
-    for (apex, file) in zones {
-        conf += &format!(
-            "  - domain: {apex}\n    file: {}\n    journal-content: none\n    zonefile-sync: -1\n",
-            file.display()
-        );
-    }
     std::fs::write(run.join("knot.conf"), conf).unwrap();
     let log = run.join("knot.log");
     let child = Command::new(knotd)
@@ -125,6 +132,38 @@ pub fn knot(dir: &Path, zones: &[(&str, &Path)]) -> Server {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_answering(addr, "knotd", &log);
     Server { child, addr, log }
+}
+
+/// Sends `query` over TCP and reads `count` messages back (a transfer), or as many as come
+/// before the server stops sending.
+pub fn tcp_messages(addr: SocketAddr, query: &[u8]) -> Vec<Vec<u8>> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    stream.write_all(&(query.len() as u16).to_be_bytes()).unwrap();
+    stream.write_all(query).unwrap();
+    let mut messages = Vec::new();
+    while let Some(message) = read_framed(&mut stream) {
+        // A transfer ends with the message whose last record is the second SOA.
+        let done = seen(&message).rcode != "NOERROR" || ends_transfer(&message, messages.is_empty());
+        messages.push(message);
+        if done {
+            break;
+        }
+    }
+    messages
+}
+
+/// Whether `message` holds the closing SOA of a transfer (the first message's opening SOA
+/// does not count).
+fn ends_transfer(message: &[u8], first: bool) -> bool {
+    let msg = Message::from_octets(message).unwrap();
+    let soas = msg
+        .answer()
+        .unwrap()
+        .into_records::<AllRecordData<_, _>>()
+        .filter(|r| r.as_ref().is_ok_and(|r| r.rtype() == Rtype::SOA))
+        .count();
+    soas >= if first { 2 } else { 1 }
 }
 
 /// A query's bytes: `name` `rtype`, RD clear, with EDNS `(payload, version, DO)` if given.
