@@ -9,6 +9,8 @@
 //! cache_size: 10000                     # forwarded answers kept
 //! user: halite-dns                      # started as root: the user to run as once bound
 //! transfer: {dev.wpdn: [10.0.0.3]}      # secondaries: may AXFR the zone, get its NOTIFYs
+//! rate_limit: 1000                      # UDP replies per second per /24 (/56); 0: off
+//! rate_limit_slip: 2                    # every 2nd limited reply sent truncated
 //! tcp_max_connections: 1024             # TCP connections served at once
 //! tcp_idle_timeout: 10                  # seconds a TCP connection may wait for a query
 //! ```
@@ -47,6 +49,11 @@ pub struct Config {
     /// Each zone's secondaries: the addresses that may transfer it (by IP), and where its
     /// NOTIFYs are sent (port 53 unless given).
     pub transfer: Vec<(StoredName, Vec<SocketAddr>)>,
+    /// UDP replies per second to one client prefix (/24 for IPv4, /56 for IPv6, as Knot's
+    /// defaults); 0 turns rate limiting off.
+    pub rate_limit: u32,
+    /// Every `rate_limit_slip`-th reply past the rate goes out truncated (0: none do).
+    pub rate_limit_slip: u32,
     /// TCP connections served at once (RFC 7766 6.2.2: a server bounds them); more are
     /// closed as they are accepted. Knot's `tcp-max-clients`.
     pub tcp_max_connections: usize,
@@ -65,6 +72,10 @@ impl Default for Config {
             cache_size: 10_000,
             user: None,
             transfer: Vec::new(),
+            // Far above what this site's ~50 VMs ask (they share one /24), far below what
+            // would make the server an amplifier worth forging addresses for.
+            rate_limit: 1000,
+            rate_limit_slip: 2,
             tcp_max_connections: 1024,
             tcp_idle_timeout: Duration::from_secs(10),
         }
@@ -93,6 +104,9 @@ const KNOWN: &[&str] = &[
     "allow_recursion",
     "cache_size",
     "user",
+    "transfer",
+    "rate_limit",
+    "rate_limit_slip",
     "tcp_max_connections",
     "tcp_idle_timeout",
 ];
@@ -114,6 +128,15 @@ fn networks(key: &str, value: &Value) -> Result<Vec<IpNet>, ConfigError> {
                 .map_err(|_| invalid(key, format!("{text:?} is not a network (address/prefix, or an address)")))
         })
         .collect()
+}
+
+/// A whole number from 0 to `max`.
+fn whole(key: &str, value: &Value, max: u32) -> Result<u32, ConfigError> {
+    value
+        .as_u64()
+        .filter(|n| *n <= u64::from(max))
+        .map(|n| n as u32)
+        .ok_or_else(|| invalid(key, format!("{value} is not a whole number from 0 to {max}")))
 }
 
 /// A whole number from 1 to `max`.
@@ -182,6 +205,8 @@ impl Config {
                         config.transfer.push((apex, addresses(&format!("transfer.{zone}"), addrs)?));
                     }
                 }
+                "rate_limit" => config.rate_limit = whole(key, value, 1_000_000)?,
+                "rate_limit_slip" => config.rate_limit_slip = whole(key, value, 100)?,
                 "tcp_max_connections" => config.tcp_max_connections = count(key, value, 1_000_000)? as usize,
                 "tcp_idle_timeout" => config.tcp_idle_timeout = Duration::from_secs(count(key, value, 3600)?),
                 "zones" => {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod forward;
 pub mod lookup;
 pub mod respond;
+pub mod rrl;
 pub mod transfer;
 pub mod zone;
 

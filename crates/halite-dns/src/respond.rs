@@ -333,3 +333,17 @@ impl PushSection for AdditionalBuilder<StaticCompressor<Vec<u8>>> {
         self.push(record)
     }
 }
+
+/// `reply` cut down to its header and question, with TC set: what a rate-limited client is
+/// sent instead of its answer ([`crate::rrl::Verdict::Slip`]), so that it asks over TCP.
+pub fn truncated(reply: &[u8]) -> Option<Vec<u8>> {
+    let msg = Message::from_slice(reply).ok()?;
+    let mut builder = MessageBuilder::new_vec();
+    *builder.header_mut() = msg.header();
+    builder.header_mut().set_tc(true);
+    let mut question = builder.question();
+    for q in msg.question() {
+        question.push(q.ok()?).ok()?;
+    }
+    Some(question.finish())
+}

@@ -8,7 +8,8 @@
 //! Bounds a client cannot move: one 64 KiB buffer per UDP socket task; TCP connections
 //! capped at `tcp_max_connections` (1,024; more are closed as they are accepted), each
 //! closed after `tcp_idle_timeout` (10 s) without a complete query (a length prefix then
-//! silence included) and after [`MAX_QUERIES_PER_CONNECTION`]; every warning a client can
+//! silence included) and after [`MAX_QUERIES_PER_CONNECTION`]; UDP replies rate-limited
+//! per client prefix (`rate_limit`, see `halite_dns::rrl`); every warning a client can
 //! cause goes through `halite_ratelog::peer_warn!`.
 
 mod notify;
@@ -18,14 +19,15 @@ mod zones;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
 use halite_dns::config::Config;
 use halite_dns::forward::Access;
-use halite_dns::respond::{Authority, Outcome, Transport};
+use halite_dns::respond::{truncated, Authority, Outcome, Transport};
+use halite_dns::rrl::{RateLimiter, Verdict};
 use halite_dns::transfer::Secondaries;
 use halite_ratelog::peer_warn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -115,6 +117,9 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
         max: config.tcp_max_connections,
         idle: config.tcp_idle_timeout,
     };
+    // Knot's default prefixes: a /24 or a /56 is one client's.
+    let limiter: Limiter = (config.rate_limit > 0)
+        .then(|| Arc::new(Mutex::new(RateLimiter::new(config.rate_limit, config.rate_limit_slip, 24, 56))));
     let mut bound = Vec::new();
     for addr in &config.listen {
         let udp = UdpSocket::bind(addr).await.with_context(|| format!("listen: binding UDP {addr}"))?;
@@ -133,7 +138,7 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
         // One receiving task per core: a reply being built does not hold up the next query.
         let tasks = std::thread::available_parallelism().map_or(2, |n| n.get());
         for _ in 0..tasks {
-            tokio::spawn(serve_udp(udp.clone(), current.clone(), resolver.clone()));
+            tokio::spawn(serve_udp(udp.clone(), current.clone(), resolver.clone(), limiter.clone()));
         }
         tokio::spawn(serve_tcp(listener, current.clone(), resolver.clone(), tcp.clone()));
     }
@@ -186,7 +191,7 @@ fn log_drop(peer: IpAddr, transport: &str, why: &'static str) {
     peer_warn!("dns query dropped", Some(peer), transport, "query not answered: {why}");
 }
 
-async fn serve_udp(socket: Arc<UdpSocket>, current: Current, resolver: Arc<Resolver>) {
+async fn serve_udp(socket: Arc<UdpSocket>, current: Current, resolver: Arc<Resolver>, limiter: Limiter) {
     let mut buf = vec![0u8; 65_535];
     loop {
         let (len, peer) = match socket.recv_from(&mut buf).await {
@@ -198,17 +203,17 @@ async fn serve_udp(socket: Arc<UdpSocket>, current: Current, resolver: Arc<Resol
             }
         };
         match authority(&current).respond(&buf[..len], Transport::Udp, peer.ip()) {
-            Outcome::Reply(reply) => send_udp(&socket, &reply, peer).await,
+            Outcome::Reply(reply) => send_udp(&socket, &limiter, &reply, peer).await,
             Outcome::Drop(why) => log_drop(peer.ip(), "udp", why),
             Outcome::Transfer(_) => log_drop(peer.ip(), "udp", "a zone transfer over UDP"),
             Outcome::Forward(forward) => match resolver.cached(&forward) {
-                Some(reply) => send_udp(&socket, &reply, peer).await,
+                Some(reply) => send_udp(&socket, &limiter, &reply, peer).await,
                 // The forwarders may take seconds: this task goes on receiving.
                 None => {
-                    let (socket, resolver) = (socket.clone(), resolver.clone());
+                    let (socket, resolver, limiter) = (socket.clone(), resolver.clone(), limiter.clone());
                     tokio::spawn(async move {
                         let reply = resolver.answer(&forward, peer.ip()).await;
-                        send_udp(&socket, &reply, peer).await;
+                        send_udp(&socket, &limiter, &reply, peer).await;
                     });
                 }
             },
@@ -224,7 +229,29 @@ struct TcpLimits {
     idle: Duration,
 }
 
-async fn send_udp(socket: &UdpSocket, reply: &[u8], peer: SocketAddr) {
+/// The UDP rate limiter shared by every UDP task (`rate_limit`; `None` when 0).
+type Limiter = Option<Arc<Mutex<RateLimiter>>>;
+
+async fn send_udp(socket: &UdpSocket, limiter: &Limiter, reply: &[u8], peer: SocketAddr) {
+    let verdict = match limiter {
+        Some(limiter) => limiter.lock().expect("no panic holds the limiter").check(peer.ip(), Instant::now()),
+        None => Verdict::Send,
+    };
+    let slipped;
+    let reply = match verdict {
+        Verdict::Send => reply,
+        Verdict::Slip => match truncated(reply) {
+            Some(short) => {
+                slipped = short;
+                &slipped
+            }
+            None => return,
+        },
+        Verdict::Drop => {
+            peer_warn!("rate limit", Some(peer.ip()), "UDP replies to this client's prefix over rate_limit: dropped");
+            return;
+        }
+    };
     if let Err(e) = socket.send_to(reply, peer).await {
         peer_warn!("udp send", Some(peer.ip()), "sending a UDP reply: {e}");
     }

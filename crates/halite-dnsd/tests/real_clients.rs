@@ -208,3 +208,36 @@ fn started_as_root_it_runs_as_the_configured_user() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("user: no user \"no-such-user-here\""), "{out:?}");
 }
+
+#[test]
+fn past_rate_limit_replies_are_dropped_or_truncated_and_tcp_still_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(dir.path(), "rate_limit: 50\nrate_limit_slip: 2\n");
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let q = query("web1.dev.wpdn.", Rtype::A, Some((1232, 0, false)));
+    // 300 queries at once, as a flood forging this address would send them.
+    for _ in 0..300 {
+        socket.send_to(&q, server.addr).unwrap();
+    }
+    let (mut full, mut slipped, mut bytes) = (0, 0, 0);
+    let mut buf = vec![0u8; 65_535];
+    while let Ok(len) = socket.recv(&mut buf) {
+        bytes += len;
+        let reply = seen(&buf[..len]);
+        if reply.flags.contains("tc") {
+            assert!(reply.answer.is_empty() && len < 60, "a slip is the question alone: {reply:?}");
+            slipped += 1;
+        } else {
+            full += 1;
+        }
+    }
+    eprintln!("300 queries: {full} answered, {slipped} truncated, {bytes} bytes sent");
+    // The bucket's burst (50, less the start-up probe's query) and what refills while the
+    // flood lasts; every second reply past it slips.
+    assert!((45..=80).contains(&full), "{full} full replies");
+    assert!((100..=130).contains(&slipped), "{slipped} truncated replies");
+    server.wait_log("over rate_limit: dropped", Duration::from_secs(5));
+    // Over TCP, where no address can be forged, the answer is whole.
+    assert_eq!(run("dig", &server, &["+tcp", "+short", "web1.dev.wpdn"]).trim(), "10.0.0.11");
+}
