@@ -55,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             Outcome::Drop(_) => {}
+            Outcome::Transfer(_) => panic!("a transfer, though no secondary is configured"),
             Outcome::Forward(forward) => {
                 assert!(client.is_loopback(), "forwarded for a client outside the recursion networks");
                 // Each of the forward's replies is a message the client can read.

@@ -16,7 +16,7 @@ use domain::base::{Message, MessageBuilder, Name, StaticCompressor, ToName, Ttl}
 use ipnet::IpNet;
 
 use crate::cache::{parse_upstream, CachedRecord, Entry, Upstream};
-use crate::respond::{Edns, MAX_UDP_PAYLOAD, OPT_LEN};
+use crate::respond::{push_limit, Edns, MAX_UDP_PAYLOAD};
 use crate::zone::key_of;
 
 /// The clients that may have names outside the zones resolved for them.
@@ -155,8 +155,7 @@ impl Forward {
         ttl: impl Fn(&CachedRecord) -> Ttl,
     ) -> Vec<u8> {
         let mut builder = self.start(rcode);
-        let reserve = if self.edns.is_some() { OPT_LEN } else { 0 };
-        builder.as_builder_mut().set_push_limit(self.limit.saturating_sub(reserve));
+        builder.as_builder_mut().set_push_limit(push_limit(self.limit, self.edns.is_some()));
         let fits = push_records(&mut builder, answer, &ttl).is_ok();
         let mut authority_builder = builder.authority();
         let fits =

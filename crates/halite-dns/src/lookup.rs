@@ -87,6 +87,8 @@ fn find<'z>(zone: &'z Zone, key: &[u8], qtype: Rtype) -> Found<'z> {
     wildcard.extend_from_slice(b"\x01*");
     wildcard.extend_from_slice(encloser);
     match zone.node(&wildcard) {
+        // A wildcard owning NS delegates what it matches, as Knot answers it.
+        Some(node) if node.rrset(Rtype::NS).is_some() && qtype != Rtype::DS => Found::Referral(node),
         Some(node) => Found::Node(node),
         None => Found::Missing,
     }

@@ -20,6 +20,7 @@ use domain::base::message_builder::{AdditionalBuilder, AnswerBuilder, PushError}
 use domain::base::{Message, MessageBuilder, ParsedName, StaticCompressor};
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use domain::base::ToName;
 
@@ -53,10 +54,18 @@ pub enum Outcome {
     Transfer(Vec<Vec<u8>>),
 }
 
+/// The push limit for a reply of at most `limit` bytes: room kept for the OPT, and one
+/// more byte because `domain` refuses a push that would reach the limit exactly.
+pub(crate) fn push_limit(limit: usize, edns: bool) -> usize {
+    limit.saturating_sub(if edns { OPT_LEN } else { 0 }) + 1
+}
+
 /// The zones served, and the answers to queries about them.
 #[derive(Debug, Default)]
 pub struct Authority {
-    zones: Vec<Zone>,
+    /// Shared with the daemon's copy of each zone: a reload builds a new `Authority` without
+    /// copying the zones that did not change.
+    zones: Vec<Arc<Zone>>,
     /// Zones configured but not loaded (their file is missing or broken since start-up):
     /// their names are answered SERVFAIL, as Knot does, never REFUSED or forwarded, so a
     /// client retries rather than learning the name does not exist.
@@ -74,12 +83,17 @@ type Builder = AnswerBuilder<StaticCompressor<Vec<u8>>>;
 pub(crate) const OPT_LEN: usize = 11;
 
 impl Authority {
-    pub fn new(zones: Vec<Zone>) -> Authority {
+    pub fn new(zones: impl IntoIterator<Item = impl Into<Arc<Zone>>>) -> Authority {
+        let zones = zones.into_iter().map(Into::into).collect();
         Authority { zones, unavailable: Vec::new(), recursion: Access::default(), secondaries: Secondaries::default() }
     }
 
     /// Zones served, and zones configured that could not be loaded.
-    pub fn with_unavailable(zones: Vec<Zone>, unavailable: Vec<StoredName>) -> Authority {
+    pub fn with_unavailable(
+        zones: impl IntoIterator<Item = impl Into<Arc<Zone>>>,
+        unavailable: Vec<StoredName>,
+    ) -> Authority {
+        let zones = zones.into_iter().map(Into::into).collect();
         Authority { zones, unavailable, recursion: Access::default(), secondaries: Secondaries::default() }
     }
 
@@ -96,14 +110,16 @@ impl Authority {
         self
     }
 
-    pub fn zones(&self) -> &[Zone] {
+    pub fn zones(&self) -> &[Arc<Zone>] {
         &self.zones
     }
 
     /// The zone holding `key` (a name's [`key_of`]): the one with the longest apex, as a
     /// child zone served beside its parent answers for its own names.
     pub fn zone_for(&self, key: &[u8]) -> Option<&Zone> {
-        suffixes(key).find_map(|suffix| self.zones.iter().find(|zone| key_of(zone.apex()) == suffix))
+        suffixes(key)
+            .find_map(|suffix| self.zones.iter().find(|zone| key_of(zone.apex()) == suffix))
+            .map(|zone| &**zone)
     }
 
     /// The reply to `query`, received over `transport` from `client`.
@@ -117,6 +133,11 @@ impl Authority {
             return formerr(msg, true);
         }
         let opt = msg.opt();
+        // An OPT record whose options do not parse: `domain` then reports no OPT at all;
+        // Knot answers FORMERR.
+        if opt.is_none() && opt_records(msg) > 0 {
+            return formerr(msg, true);
+        }
         let edns = opt.as_ref().map(|opt| Edns {
             version: opt.version(),
             payload: opt.udp_payload_size(),
@@ -138,7 +159,9 @@ impl Authority {
         if is_meta(qtype) {
             return reply.error(Rcode::FORMERR);
         }
-        if question.qclass() != Class::IN {
+        // Class ANY asks about every class; the zones are IN, so it gets IN's answer, as
+        // from Knot.
+        if question.qclass() != Class::IN && question.qclass() != Class::ANY {
             return reply.error(Rcode::REFUSED);
         }
         let qname = question.qname();
@@ -153,12 +176,18 @@ impl Authority {
                 (Transport::Tcp, _, Some(zone)) => Outcome::Transfer(transfer::axfr(msg, zone)),
             };
         }
-        let zone = suffixes(&key).find_map(|suffix| {
-            if let Some(zone) = self.zones.iter().find(|zone| key_of(zone.apex()) == suffix) {
-                return Some(Some(zone));
-            }
-            self.unavailable.iter().any(|apex| key_of(apex) == suffix).then_some(None)
-        });
+        // DS belongs to the parent side of a cut (RFC 4035 3.1.4.1): when the parent zone is
+        // served too, it answers for the child's apex.
+        // When it is not, the zone at the name answers (NODATA at its own apex, as Knot).
+        let closest = |skip: usize| {
+            suffixes(&key).skip(skip).find_map(|suffix| {
+                if let Some(zone) = self.zones.iter().find(|zone| key_of(zone.apex()) == suffix) {
+                    return Some(Some(zone));
+                }
+                self.unavailable.iter().any(|apex| key_of(apex) == suffix).then_some(None)
+            })
+        };
+        let zone = if qtype == Rtype::DS && key.len() > 1 { closest(1).or_else(|| closest(0)) } else { closest(0) };
         let zone = match zone {
             Some(Some(zone)) => zone,
             Some(None) => return reply.error(Rcode::SERVFAIL),
@@ -180,6 +209,11 @@ fn is_meta(qtype: Rtype) -> bool {
             && !matches!(qtype, Rtype::IXFR | Rtype::AXFR | Rtype::ANY)
             && code != 253
             && code != 254)
+}
+
+/// How many OPT records the additional section holds.
+fn opt_records(msg: &Message<[u8]>) -> usize {
+    msg.additional().map_or(0, |section| section.flatten().filter(|record| record.rtype() == Rtype::OPT).count())
 }
 
 /// Whether every record of every section parses (domain parses lazily), with no bytes
@@ -277,8 +311,7 @@ impl Reply<'_> {
     fn answer(&self, qname: ParsedName<&[u8]>, found: &Lookup<'_>) -> Outcome {
         let mut builder = self.start(found.rcode);
         builder.header_mut().set_aa(found.authoritative);
-        let reserve = if self.edns.is_some() { OPT_LEN } else { 0 };
-        builder.as_builder_mut().set_push_limit(self.limit.saturating_sub(reserve));
+        builder.as_builder_mut().set_push_limit(push_limit(self.limit, self.edns.is_some()));
         let fits = push_all(&mut builder, &qname, &found.answer);
         let mut authority = builder.authority();
         let fits = fits && push_all(&mut authority, &qname, &found.authority);
@@ -290,8 +323,13 @@ impl Reply<'_> {
             return self.finish(builder.additional(), OptRcode::from_rcode(found.rcode));
         }
         let mut additional = authority.additional();
-        // Additional data that does not fit is left out, without TC (RFC 2181 9).
-        push_all(&mut additional, &qname, &found.additional);
+        // Additional data that does not fit is left out, without TC (RFC 2181 9); but a
+        // referral's glue is needed to follow it, and without it TC is set (RFC 9471).
+        if !push_all(&mut additional, &qname, &found.additional) && !found.authoritative {
+            let mut builder = self.start(found.rcode);
+            builder.header_mut().set_tc(true);
+            return self.finish(builder.additional(), OptRcode::from_rcode(found.rcode));
+        }
         self.finish(additional, OptRcode::from_rcode(found.rcode))
     }
 }

@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use domain::base::iana::{Class, Opcode, OptRcode, Rcode, Rtype};
+use domain::base::iana::{Class, Opcode, OptRcode, Rtype};
 use domain::base::{Message, MessageBuilder, Name};
 use domain::rdata::AllRecordData;
 use halite_dns::respond::{Authority, Outcome, Transport};
@@ -198,7 +198,9 @@ fn cname_chains_wildcards_and_referrals() {
     let wild = ask(&auth, q("Any.Thing.wild.example.wpdn.", Rtype::A));
     assert_eq!(wild.answer, vec!["Any.Thing.wild.example.wpdn. 300 A 192.0.2.99"]);
     // The wildcard does not stand for the name it hangs from.
-    assert_eq!(ask(&auth, q("wild.example.wpdn.", Rtype::A)).rcode, OptRcode::NOERROR);
+    let hangs_from = ask(&auth, q("wild.example.wpdn.", Rtype::A));
+    assert_eq!((hangs_from.rcode, hangs_from.answer.len()), (OptRcode::NOERROR, 0));
+    assert_eq!(hangs_from.authority, vec![SOA.to_string()]);
     assert_eq!(ask(&auth, q("x.wild.example.wpdn.", Rtype::MX)).authority, vec![SOA.to_string()]);
 
     let referral = ask(&auth, q("www.sub.example.wpdn.", Rtype::A));
@@ -241,7 +243,10 @@ fn edns_sizes_truncation_and_badvers() {
 fn refusals_and_malformed_queries() {
     let auth = authority();
     assert_eq!(ask(&auth, q("www.example.org.", Rtype::A)).rcode, OptRcode::REFUSED);
-    assert_eq!(ask(&auth, q("example.wpdn.", Rtype::AXFR)).rcode, OptRcode::REFUSED);
+    // AXFR over UDP: NOTIMP, as from Knot; over TCP from a stranger: NOTAUTH.
+    assert_eq!(ask(&auth, q("example.wpdn.", Rtype::AXFR)).rcode, OptRcode::NOTIMP);
+    let tcp_axfr = ask_over(&auth, &q("example.wpdn.", Rtype::AXFR).bytes(), Transport::Tcp);
+    assert_eq!(tcp_axfr.rcode, OptRcode::NOTAUTH);
     assert_eq!(ask(&auth, q("example.wpdn.", Rtype::OPT)).rcode, OptRcode::FORMERR);
 
     let good = q("www.example.wpdn.", Rtype::A).bytes();
@@ -266,5 +271,44 @@ fn refusals_and_malformed_queries() {
     let mut notify = good.clone();
     notify[2] = (notify[2] & 0x87) | (Opcode::NOTIFY.to_int() << 3);
     assert_eq!(ask_over(&auth, &notify, Transport::Udp).rcode, OptRcode::NOTIMP);
-    assert_eq!(OptRcode::from_rcode(Rcode::NOTIMP), OptRcode::NOTIMP);
+    // An OPT whose option claims more bytes than it has: FORMERR, as from Knot.
+    let mut bad_opt = q("www.example.wpdn.", Rtype::A).edns(1232, 0, false).bytes();
+    let len = bad_opt.len();
+    bad_opt[len - 2..].copy_from_slice(&[0, 4]);
+    bad_opt.extend_from_slice(&[0, 10, 0, 8, 1, 2]);
+    assert_eq!(ask_over(&auth, &bad_opt, Transport::Udp).rcode, OptRcode::FORMERR);
+}
+
+#[test]
+fn a_reply_of_exactly_the_limit_is_sent_whole() {
+    // A TXT record sized so that the reply is exactly 512 bytes: header 12, question
+    // 2+8+5+1 for "t.example.wpdn." (16), the answer's owner (a pointer, 2), type, class,
+    // TTL and length (10), and the TXT's data: two strings (at most 255 bytes each), each
+    // with its length byte.
+    let data_len = 512 - 12 - (16 + 4) - (2 + 10);
+    let second = data_len - 256 - 1;
+    let zone = format!("{ZONE}t TXT \"{}\" \"{}\"\n", "x".repeat(255), "y".repeat(second));
+    let apex = StoredName::from_str("example.wpdn.").unwrap();
+    let auth = Authority::new(vec![Zone::load(&apex, "z", zone.as_bytes(), &mut |_| Err("none".into())).unwrap()]);
+    let exact = ask(&auth, q("t.example.wpdn.", Rtype::TXT));
+    assert_eq!((exact.tc, exact.len, exact.answer.len()), (false, 512, 1));
+}
+
+#[test]
+fn ds_at_a_child_apex_is_the_parents_and_a_wildcard_ns_delegates() {
+    let apex = StoredName::from_str("example.wpdn.").unwrap();
+    let parent = format!("{ZONE}child DS 12345 13 2 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\nchild NS ns.child\nns.child A 192.0.2.60\n*.wns NS ns\n");
+    let parent = Zone::load(&apex, "p", parent.as_bytes(), &mut |_| Err("none".into())).unwrap();
+    let child_apex = StoredName::from_str("child.example.wpdn.").unwrap();
+    let child = "$TTL 300\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 192.0.2.60\n";
+    let child = Zone::load(&child_apex, "c", child.as_bytes(), &mut |_| Err("none".into())).unwrap();
+    let auth = Authority::new(vec![parent, child]);
+    let ds = ask(&auth, q("child.example.wpdn.", Rtype::DS));
+    assert_eq!((ds.aa, ds.answer.len()), (true, 1), "{ds:?}");
+    assert!(ds.answer[0].contains(" DS "));
+    // Other types at the child's apex are the child's.
+    let ns = ask(&auth, q("child.example.wpdn.", Rtype::NS));
+    assert_eq!((ns.aa, ns.answer.len()), (true, 1));
+    let delegated = ask(&auth, q("a.wns.example.wpdn.", Rtype::A));
+    assert_eq!((delegated.aa, delegated.answer.len(), delegated.authority.len()), (false, 0, 1), "{delegated:?}");
 }

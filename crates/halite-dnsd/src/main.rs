@@ -111,7 +111,11 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
     let secondaries = Secondaries::new(
         config.transfer.iter().map(|(apex, addrs)| (apex.clone(), addrs.iter().map(|a| a.ip()).collect())).collect(),
     );
-    let current: Current = Arc::new(RwLock::new(zones.authority(&recursion, &secondaries)));
+    let first = zones.authority(&recursion, &secondaries);
+    for zone in first.zones() {
+        log_warnings(zone);
+    }
+    let current: Current = Arc::new(RwLock::new(first));
     let tcp = TcpLimits {
         connections: Arc::new(Semaphore::new(config.tcp_max_connections)),
         max: config.tcp_max_connections,
@@ -170,6 +174,9 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
         if !reloaded.is_empty() {
             let authority = zones.authority(&recursion, &secondaries);
             *current.write().expect("no writer panics holding it") = authority.clone();
+            for zone in authority.zones().iter().filter(|zone| reloaded.iter().any(|(apex, _)| apex == zone.apex())) {
+                log_warnings(zone);
+            }
             for (apex, _) in &reloaded {
                 let targets =
                     config.transfer.iter().filter(|(zone, _)| zone == apex).flat_map(|(_, addrs)| addrs.iter());
@@ -183,12 +190,35 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What loading a zone corrected (an RRset's TTLs differing), once per load.
+fn log_warnings(zone: &halite_dns::zone::Zone) {
+    for warning in zone.warnings() {
+        warn!("{warning}");
+    }
+}
+
 fn authority(current: &Current) -> Arc<Authority> {
     current.read().expect("no writer panics holding it").clone()
 }
 
+/// A query not answered. Over UDP the source address can be forged, so the budget of log
+/// lines is one for all sources (a flood from a thousand forged addresses gets five lines
+/// and a count, not five per address); over TCP it is per address.
 fn log_drop(peer: IpAddr, transport: &str, why: &'static str) {
-    peer_warn!("dns query dropped", Some(peer), transport, "query not answered: {why}");
+    let key = if transport == "udp" { None } else { Some(peer) };
+    peer_warn!("dns query dropped", key, transport, "query from {peer} not answered: {why}");
+}
+
+/// The outcome for `query`, or a drop if answering it panicked: a bug must cost that query,
+/// not the task that serves the socket (a UDP task that ended would leave fewer, then none).
+fn respond(current: &Current, query: &[u8], transport: Transport, peer: IpAddr) -> Outcome {
+    let authority = authority(current);
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| authority.respond(query, transport, peer))).unwrap_or_else(
+        |_| {
+            tracing::error!(%peer, "answering a query panicked (a bug): {}", halite_ratelog::shown(query));
+            Outcome::Drop("answering it panicked")
+        },
+    )
 }
 
 async fn serve_udp(socket: Arc<UdpSocket>, current: Current, resolver: Arc<Resolver>, limiter: Limiter) {
@@ -202,7 +232,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, current: Current, resolver: Arc<Resol
                 continue;
             }
         };
-        match authority(&current).respond(&buf[..len], Transport::Udp, peer.ip()) {
+        match respond(&current, &buf[..len], Transport::Udp, peer.ip()) {
             Outcome::Reply(reply) => send_udp(&socket, &limiter, &reply, peer).await,
             Outcome::Drop(why) => log_drop(peer.ip(), "udp", why),
             Outcome::Transfer(_) => log_drop(peer.ip(), "udp", "a zone transfer over UDP"),
@@ -248,12 +278,13 @@ async fn send_udp(socket: &UdpSocket, limiter: &Limiter, reply: &[u8], peer: Soc
             None => return,
         },
         Verdict::Drop => {
-            peer_warn!("rate limit", Some(peer.ip()), "UDP replies to this client's prefix over rate_limit: dropped");
+            // Forgeable source: one log budget for all of them.
+            peer_warn!("rate limit", None, "UDP replies to {} over rate_limit: dropped", peer.ip());
             return;
         }
     };
     if let Err(e) = socket.send_to(reply, peer).await {
-        peer_warn!("udp send", Some(peer.ip()), "sending a UDP reply: {e}");
+        peer_warn!("udp send", None, "sending a UDP reply to {peer}: {e}");
     }
 }
 
@@ -314,7 +345,7 @@ async fn serve_connection(
                 return;
             }
         }
-        let outcome = authority(current).respond(&message, Transport::Tcp, peer.ip());
+        let outcome = respond(current, &message, Transport::Tcp, peer.ip());
         let replies = match outcome {
             Outcome::Reply(reply) => vec![reply],
             Outcome::Forward(forward) => vec![resolver.answer(&forward, peer.ip()).await],

@@ -46,7 +46,7 @@ struct Source {
     file: PathBuf,
     /// Every file the last attempt read, with its stamp then.
     read: FilesRead,
-    zone: Option<Zone>,
+    zone: Option<Arc<Zone>>,
 }
 
 /// The configured zones and the [`Authority`] built from those that loaded.
@@ -61,12 +61,20 @@ fn load(apex: &StoredName, file: &Path) -> (Result<Zone, ZoneError>, FilesRead) 
     let mut read = vec![(file.to_path_buf(), stamp(file))];
     let mut total = 0u64;
     let fetch = |path: &Path, total: &mut u64| -> Result<Vec<u8>, String> {
-        let len = fs::metadata(path).map_err(|e| e.to_string())?.len();
-        *total += len;
-        if *total > MAX_ZONE_BYTES {
+        let file = fs::File::open(path).map_err(|e| e.to_string())?;
+        // Not a device or a pipe: /dev/zero would never end, a FIFO would block reloads.
+        if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+            return Err("not a regular file".into());
+        }
+        let room = MAX_ZONE_BYTES - *total;
+        let mut bytes = Vec::new();
+        // One byte past the room tells a file that grew since it was measured.
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, room + 1), &mut bytes).map_err(|e| e.to_string())?;
+        if bytes.len() as u64 > room {
             return Err(format!("the zone's files hold more than {MAX_ZONE_BYTES} bytes"));
         }
-        fs::read(path).map_err(|e| e.to_string())
+        *total += bytes.len() as u64;
+        Ok(bytes)
     };
     let main = match fetch(file, &mut total) {
         Ok(bytes) => bytes,
@@ -92,7 +100,7 @@ impl Zones {
             .iter()
             .map(|(apex, file)| {
                 let (outcome, read) = load(apex, file);
-                let zone = outcome.map_err(|e| errors.push(e)).ok();
+                let zone = outcome.map_err(|e| errors.push(e)).ok().map(Arc::new);
                 Source { apex: apex.clone(), file: file.clone(), read, zone }
             })
             .collect();
@@ -114,7 +122,7 @@ impl Zones {
             match outcome {
                 Ok(zone) => {
                     reloaded.push((source.apex.clone(), zone.len()));
-                    source.zone = Some(zone);
+                    source.zone = Some(Arc::new(zone));
                 }
                 Err(e) => errors.push(e),
             }
@@ -124,7 +132,7 @@ impl Zones {
 
     /// What is served now: every zone that has loaded, in its latest good version.
     pub fn authority(&self, recursion: &Access, secondaries: &Secondaries) -> Arc<Authority> {
-        let zones = self.sources.iter().filter_map(|s| s.zone.clone()).collect();
+        let zones: Vec<Arc<Zone>> = self.sources.iter().filter_map(|s| s.zone.clone()).collect();
         let unavailable = self.sources.iter().filter(|s| s.zone.is_none()).map(|s| s.apex.clone()).collect();
         Arc::new(
             Authority::with_unavailable(zones, unavailable)

@@ -2,7 +2,8 @@
 //! of a few thousand queries (names that exist, are missing, match a wildcard, sit under a
 //! delegation or an empty non-terminal; every record type; random case; EDNS sizes, the DO
 //! bit, EDNS version 1; UDP and TCP), and every reply compared: rcode, flags, the question
-//! as echoed, each section as a set, and the OPT record.
+//! as echoed, each section as a set, and the OPT record. The zone has an `$INCLUDE` (without
+//! a final newline), an RRset whose TTLs differ and a wildcard owning NS.
 
 mod common;
 
@@ -52,7 +53,14 @@ big          IN TXT  "2123456789012345678901234567890123456789012345678901234567
 big          IN TXT  "3123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
 big          IN TXT  "4123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
 big          IN TXT  "5123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+dup          IN A    192.0.2.111
+dup      60  IN A    192.0.2.112
+*.wns        IN NS   ns1
+$INCLUDE inc.zone
 "#;
+
+/// Included by the zone: its records take the including file's $TTL.
+const INCLUDED: &str = "inc IN A 192.0.2.77\ninc IN TXT \"included\"";
 
 const NAMES: &[&str] = &[
     "example.wpdn.",
@@ -81,6 +89,9 @@ const NAMES: &[&str] = &[
     "esc.example.wpdn.",
     "unknown.example.wpdn.",
     "big.example.wpdn.",
+    "dup.example.wpdn.",
+    "inc.example.wpdn.",
+    "a.wns.example.wpdn.",
     "missing.example.wpdn.",
     "a.b.missing.example.wpdn.",
     "*.wild.example.wpdn.",
@@ -137,6 +148,7 @@ fn halite_dns_answers_as_knot_does() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("example.wpdn.zone");
     std::fs::write(&file, ZONE).unwrap();
+    std::fs::write(dir.path().join("inc.zone"), INCLUDED).unwrap();
     let knot = knot(dir.path(), &[("example.wpdn", &file)]);
     // Thousands of queries a second from one address: no rate limit for this comparison.
     let halite = halite(
