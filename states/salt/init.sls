@@ -67,6 +67,7 @@ halite-master:
     - mode: '0644'
     - context:
         address: {{ site.internal_ip }}
+        internal_cidr: {{ site.internal_cidr }}
         zones: {{ zones|list|yaml }}
         forwarders: {{ salt['pillar.get']('infra:upstream_resolvers', [])|yaml }}
     - require:

@@ -26,6 +26,14 @@ pub const MAX_TTL: Duration = Duration::from_secs(86_400);
 /// Longest a negative answer is kept (RFC 2308 5 suggests one to three hours).
 pub const MAX_NEGATIVE_TTL: Duration = Duration::from_secs(3 * 3600);
 
+/// Largest forwarder reply cached: answers of the site's VMs are small; a domain built to
+/// fill the cache with 64 KiB replies gets them answered, not kept.
+pub const MAX_CACHED_REPLY: usize = 4096;
+
+/// Bytes of forwarder replies the cache holds in all (the records kept cost a small
+/// multiple of their wire size: names are stored whole, not compressed).
+pub const MAX_CACHED_BYTES: usize = 16 << 20;
+
 /// A cached answer to one question.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -34,6 +42,8 @@ pub struct Entry {
     pub authority: Vec<CachedRecord>,
     stored: Instant,
     expires: Instant,
+    /// The reply's size, counted against [`MAX_CACHED_BYTES`].
+    size: usize,
     /// Which insertion this is, to tell a key's current queue position from stale ones.
     generation: u64,
 }
@@ -44,10 +54,12 @@ impl Entry {
         now.saturating_duration_since(self.stored)
     }
 
-    /// A record's TTL at `now`.
+    /// A record's TTL at `now`: its own less its age, and no more than the entry has left
+    /// (the caps of [`MAX_TTL`] and [`MAX_NEGATIVE_TTL`] reach the clients' caches too).
     pub fn ttl(&self, record: &CachedRecord, now: Instant) -> Ttl {
         let age = u32::try_from(self.age(now).as_secs()).unwrap_or(u32::MAX);
-        Ttl::from_secs(record.ttl().as_secs().saturating_sub(age))
+        let left = u32::try_from(self.expires.saturating_duration_since(now).as_secs()).unwrap_or(u32::MAX);
+        Ttl::from_secs(effective_ttl(record).saturating_sub(age).min(left))
     }
 }
 
@@ -63,6 +75,18 @@ pub enum NotCached {
     Malformed,
     /// A TTL of zero: the answer is for this query only (RFC 1035 3.2.1).
     ZeroTtl,
+    /// Larger than [`MAX_CACHED_REPLY`].
+    TooLarge,
+}
+
+/// A record's TTL as RFC 2181 8 reads it: a value with the top bit set is zero.
+fn effective_ttl(record: &CachedRecord) -> u32 {
+    let ttl = record.ttl().as_secs();
+    if ttl >= 1 << 31 {
+        0
+    } else {
+        ttl
+    }
 }
 
 /// What a forwarder answered, owned.
@@ -110,11 +134,19 @@ pub struct Cache {
     order: VecDeque<((Vec<u8>, u16), u64)>,
     max_entries: usize,
     generation: u64,
+    /// Bytes of the replies held.
+    bytes: usize,
 }
 
 impl Cache {
     pub fn new(max_entries: usize) -> Cache {
-        Cache { entries: HashMap::new(), order: VecDeque::new(), max_entries: max_entries.max(1), generation: 0 }
+        Cache {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            max_entries: max_entries.max(1),
+            generation: 0,
+            bytes: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -131,7 +163,7 @@ impl Cache {
         match self.entries.get(&index) {
             Some(entry) if entry.expires > now => self.entries.get(&index),
             Some(_) => {
-                self.entries.remove(&index);
+                self.remove(&index);
                 None
             }
             None => None,
@@ -140,6 +172,9 @@ impl Cache {
 
     /// Stores the forwarder's `reply` to the question (`qname`, `qtype`).
     pub fn insert(&mut self, qname: &impl ToName, qtype: Rtype, reply: &[u8], now: Instant) -> Result<(), NotCached> {
+        if reply.len() > MAX_CACHED_REPLY {
+            return Err(NotCached::TooLarge);
+        }
         let Upstream { rcode, answer, authority } = parse_upstream(reply)?;
         let negative = answer.is_empty();
         let ttl = if negative {
@@ -147,34 +182,44 @@ impl Cache {
             authority
                 .iter()
                 .find_map(|record| match record.data() {
-                    AllRecordData::Soa(soa) => Some(record.ttl().as_secs().min(soa.minimum().as_secs())),
+                    AllRecordData::Soa(soa) => Some(effective_ttl(record).min(soa.minimum().as_secs())),
                     _ => None,
                 })
                 .map(|secs| Duration::from_secs(secs.into()).min(MAX_NEGATIVE_TTL))
                 // Without an SOA a negative answer is not cached (RFC 2308 5).
                 .ok_or(NotCached::ZeroTtl)?
         } else {
-            let least = answer.iter().map(|record| record.ttl().as_secs()).min().unwrap_or(0);
+            let least = answer.iter().map(effective_ttl).min().unwrap_or(0);
             Duration::from_secs(least.into()).min(MAX_TTL)
         };
         if ttl.is_zero() {
             return Err(NotCached::ZeroTtl);
         }
         let index = (key_of(qname), qtype.to_int());
-        self.make_room(&index);
+        self.remove(&index);
+        self.make_room(reply.len());
         self.generation += 1;
         self.order.push_back((index.clone(), self.generation));
-        let entry = Entry { rcode, answer, authority, stored: now, expires: now + ttl, generation: self.generation };
+        let size = reply.len();
+        let entry =
+            Entry { rcode, answer, authority, stored: now, expires: now + ttl, size, generation: self.generation };
+        self.bytes += size;
         self.entries.insert(index, entry);
         Ok(())
     }
 
-    /// Drops the oldest entries until one more fits (`index` replacing itself needs none).
-    fn make_room(&mut self, index: &(Vec<u8>, u16)) {
-        while self.entries.len() >= self.max_entries && !self.entries.contains_key(index) {
+    fn remove(&mut self, index: &(Vec<u8>, u16)) {
+        if let Some(entry) = self.entries.remove(index) {
+            self.bytes -= entry.size;
+        }
+    }
+
+    /// Drops the oldest entries until one more, of `size` bytes, fits.
+    fn make_room(&mut self, size: usize) {
+        while self.entries.len() >= self.max_entries || self.bytes + size > MAX_CACHED_BYTES {
             let Some((oldest, generation)) = self.order.pop_front() else { break };
             if self.entries.get(&oldest).is_some_and(|entry| entry.generation == generation) {
-                self.entries.remove(&oldest);
+                self.remove(&oldest);
             }
         }
         // Stale positions (keys stored again since, or expired and dropped) must not grow
@@ -237,9 +282,22 @@ mod tests {
         assert_eq!(entry.answer.len(), 2);
         let ttls: Vec<u32> =
             entry.answer.iter().map(|r| entry.ttl(r, t0 + Duration::from_secs(10)).as_secs()).collect();
-        assert_eq!(ttls, vec![50, 20]);
+        // No record outlives the entry, which goes with its least TTL.
+        assert_eq!(ttls, vec![20, 20]);
         assert!(cache.get(&key, Rtype::A, t0 + Duration::from_secs(30)).is_none(), "expired with its least TTL");
         assert!(cache.get(&key, Rtype::AAAA, t0).is_none());
+    }
+
+    #[test]
+    fn served_ttls_keep_the_caps_and_a_top_bit_ttl_is_zero() {
+        let mut cache = Cache::new(10);
+        let t0 = Instant::now();
+        let www = name("www.example.org.");
+        cache.insert(&www, Rtype::A, &reply(Rcode::NOERROR, &[("192.0.2.1", 7 * 86_400)], None), t0).unwrap();
+        let entry = cache.get(&key_of(&www), Rtype::A, t0).unwrap().clone();
+        assert_eq!(entry.ttl(&entry.answer[0], t0).as_secs(), MAX_TTL.as_secs() as u32);
+        let huge = reply(Rcode::NOERROR, &[("192.0.2.1", 1 << 31)], None);
+        assert_eq!(cache.insert(&www, Rtype::A, &huge, t0), Err(NotCached::ZeroTtl));
     }
 
     #[test]

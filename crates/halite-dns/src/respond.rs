@@ -105,6 +105,11 @@ impl Authority {
     }
 
     /// Zones may be transferred by their `secondaries`.
+    /// Whether `client` may have names outside the zones resolved (the site's VMs).
+    pub fn recursion_allowed(&self, client: IpAddr) -> bool {
+        self.recursion.allows(client)
+    }
+
     pub fn with_secondaries(mut self, secondaries: Secondaries) -> Authority {
         self.secondaries = secondaries;
         self
@@ -191,7 +196,8 @@ impl Authority {
         let zone = match zone {
             Some(Some(zone)) => zone,
             Some(None) => return reply.error(Rcode::SERVFAIL),
-            None if self.recursion.allows(client) => {
+            // Forwarded only as IN, the class the reply is built for.
+            None if self.recursion.allows(client) && question.qclass() == Class::IN => {
                 return Outcome::Forward(Forward::new(msg, qname.to_name(), qtype, reply.edns, reply.limit));
             }
             None => return reply.error(Rcode::REFUSED),

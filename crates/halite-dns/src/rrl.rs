@@ -75,9 +75,11 @@ impl RateLimiter {
         }
     }
 
-    /// Whether a reply to `client` goes out at `now`.
-    pub fn check(&mut self, client: IpAddr, now: Instant) -> Verdict {
-        let prefix = self.prefix(client);
+    /// Whether a reply to `client` goes out at `now`. `own_bucket`: the client's address is
+    /// its own prefix (the site's VMs, which share one /24: one busy VM must not spend the
+    /// others' replies).
+    pub fn check(&mut self, client: IpAddr, own_bucket: bool, now: Instant) -> Verdict {
+        let prefix = if own_bucket { client.to_canonical() } else { self.prefix(client) };
         let sweep_due = self.last_sweep.is_none_or(|last| now.saturating_duration_since(last).as_secs() >= 1);
         if !self.buckets.contains_key(&prefix) && self.buckets.len() >= MAX_PREFIXES && sweep_due {
             self.last_sweep = Some(now);
@@ -120,13 +122,16 @@ mod tests {
     fn a_prefix_gets_its_rate_then_every_slipth_reply_truncated() {
         let mut rrl = RateLimiter::new(10, 2, 24, 56);
         let t0 = Instant::now();
-        let verdicts: Vec<Verdict> = (0..20).map(|i| rrl.check(IpAddr::from([10, 0, 0, (i % 3) as u8]), t0)).collect();
+        let verdicts: Vec<Verdict> =
+            (0..20).map(|i| rrl.check(IpAddr::from([10, 0, 0, (i % 3) as u8]), false, t0)).collect();
         assert!(verdicts[..10].iter().all(|v| *v == Verdict::Send));
         assert_eq!(verdicts[10..].iter().filter(|v| **v == Verdict::Slip).count(), 5);
         assert_eq!(verdicts[10..].iter().filter(|v| **v == Verdict::Drop).count(), 5);
         // Another /24 has its own budget; time refills this one.
-        assert_eq!(rrl.check(IpAddr::from([10, 0, 1, 1]), t0), Verdict::Send);
-        assert_eq!(rrl.check(IpAddr::from([10, 0, 0, 1]), t0 + Duration::from_millis(200)), Verdict::Send);
+        assert_eq!(rrl.check(IpAddr::from([10, 0, 1, 1]), false, t0), Verdict::Send);
+        // A client with its own bucket is not the /24's.
+        assert_eq!(rrl.check(IpAddr::from([10, 0, 0, 9]), true, t0), Verdict::Send);
+        assert_eq!(rrl.check(IpAddr::from([10, 0, 0, 1]), false, t0 + Duration::from_millis(200)), Verdict::Send);
         // IPv4-mapped is IPv4.
         assert_eq!(rrl.prefix("::ffff:10.0.0.77".parse().unwrap()), IpAddr::from([10, 0, 0, 0]));
         assert_eq!(rrl.prefix("2001:db8:1:2:3::1".parse().unwrap()), "2001:db8:1::".parse::<IpAddr>().unwrap());
@@ -137,10 +142,11 @@ mod tests {
         let mut rrl = RateLimiter::new(5, 0, 32, 128);
         let t0 = Instant::now();
         for i in 0..(MAX_PREFIXES as u32 + 1000) {
-            rrl.check(IpAddr::from(i.to_be_bytes()), t0);
+            rrl.check(IpAddr::from(i.to_be_bytes()), false, t0);
         }
         assert!(rrl.tracked() <= MAX_PREFIXES);
-        let overflowed = (0..10).filter(|i| rrl.check(IpAddr::from([250, 0, 0, *i]), t0) == Verdict::Send).count();
+        let overflowed =
+            (0..10).filter(|i| rrl.check(IpAddr::from([250, 0, 0, *i]), false, t0) == Verdict::Send).count();
         assert!(overflowed <= 5, "the shared bucket holds its rate: {overflowed}");
     }
 }

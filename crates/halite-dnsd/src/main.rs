@@ -91,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         }
         anyhow::bail!("{} of {} zones do not load", errors.len(), config.zones.len());
     }
+    raise_descriptor_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve(config, zones))
 }
@@ -190,6 +191,22 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Raises the soft limit on open descriptors to the hard one: a socket per question waiting
+/// on the forwarders (1,024), per TCP client (`tcp_max_connections`) and the zone files
+/// would not fit the usual soft limit of 1,024.
+fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write the struct passed; no other precondition.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                warn!("raising the open-file limit: {}", std::io::Error::last_os_error());
+            }
+        }
+    }
+}
+
 /// What loading a zone corrected (an RRset's TTLs differing), once per load.
 fn log_warnings(zone: &halite_dns::zone::Zone) {
     for warning in zone.warnings() {
@@ -232,18 +249,20 @@ async fn serve_udp(socket: Arc<UdpSocket>, current: Current, resolver: Arc<Resol
                 continue;
             }
         };
+        // The site's VMs each have their own rate-limit bucket; other clients share their /24.
+        let own_bucket = authority(&current).recursion_allowed(peer.ip());
         match respond(&current, &buf[..len], Transport::Udp, peer.ip()) {
-            Outcome::Reply(reply) => send_udp(&socket, &limiter, &reply, peer).await,
+            Outcome::Reply(reply) => send_udp(&socket, &limiter, own_bucket, &reply, peer).await,
             Outcome::Drop(why) => log_drop(peer.ip(), "udp", why),
             Outcome::Transfer(_) => log_drop(peer.ip(), "udp", "a zone transfer over UDP"),
             Outcome::Forward(forward) => match resolver.cached(&forward) {
-                Some(reply) => send_udp(&socket, &limiter, &reply, peer).await,
+                Some(reply) => send_udp(&socket, &limiter, own_bucket, &reply, peer).await,
                 // The forwarders may take seconds: this task goes on receiving.
                 None => {
                     let (socket, resolver, limiter) = (socket.clone(), resolver.clone(), limiter.clone());
                     tokio::spawn(async move {
                         let reply = resolver.answer(&forward, peer.ip()).await;
-                        send_udp(&socket, &limiter, &reply, peer).await;
+                        send_udp(&socket, &limiter, own_bucket, &reply, peer).await;
                     });
                 }
             },
@@ -262,9 +281,11 @@ struct TcpLimits {
 /// The UDP rate limiter shared by every UDP task (`rate_limit`; `None` when 0).
 type Limiter = Option<Arc<Mutex<RateLimiter>>>;
 
-async fn send_udp(socket: &UdpSocket, limiter: &Limiter, reply: &[u8], peer: SocketAddr) {
+async fn send_udp(socket: &UdpSocket, limiter: &Limiter, own_bucket: bool, reply: &[u8], peer: SocketAddr) {
     let verdict = match limiter {
-        Some(limiter) => limiter.lock().expect("no panic holds the limiter").check(peer.ip(), Instant::now()),
+        Some(limiter) => {
+            limiter.lock().expect("no panic holds the limiter").check(peer.ip(), own_bucket, Instant::now())
+        }
         None => Verdict::Send,
     };
     let slipped;

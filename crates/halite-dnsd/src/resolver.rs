@@ -77,7 +77,9 @@ impl Resolver {
                     let why = match why {
                         NotCached::Failure => "answered with an error",
                         NotCached::Truncated => "truncated its TCP reply",
-                        NotCached::Malformed | NotCached::ZeroTtl => "sent a reply that does not parse",
+                        NotCached::Malformed | NotCached::ZeroTtl | NotCached::TooLarge => {
+                            "sent a reply that does not parse"
+                        }
                     };
                     peer_warn!("forwarder", Some(upstream.ip()), "forwarder {upstream} {why}: asking the next");
                 }
@@ -157,6 +159,12 @@ fn interface_addresses() -> Vec<(IpAddr, u8)> {
     // ifa_addr/ifa_netmask has the family its sa_family says.
     unsafe {
         if libc::getifaddrs(&mut list) != 0 {
+            // Under a sandbox without AF_NETLINK, for one: the default would shrink to
+            // loopback and refuse every VM, so say so.
+            tracing::error!(
+                "getifaddrs: {}: the default allow_recursion is loopback only (set allow_recursion)",
+                std::io::Error::last_os_error()
+            );
             return found;
         }
         let mut entry = list;

@@ -199,9 +199,20 @@ fn started_as_root_it_runs_as_the_configured_user() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_with(dir.path(), "user: nobody\n");
     server.wait_log("running as the configured user", Duration::from_secs(5));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
-    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();
-    assert!(uids.split_whitespace().skip(1).all(|uid| uid == "65534"), "{uids}");
+    // Every thread (the runtime's workers exist before the drop), uid and gid alike.
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.child.id())).unwrap();
+    let mut threads = 0;
+    for task in tasks {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        for field in ["Uid:", "Gid:"] {
+            let ids = status.lines().find(|l| l.starts_with(field)).unwrap().to_string();
+            assert!(ids.split_whitespace().skip(1).all(|id| id == "65534"), "{ids}");
+        }
+        let groups = status.lines().find(|l| l.starts_with("Groups:")).unwrap().to_string();
+        assert!(groups.split_whitespace().skip(1).all(|g| g == "65534"), "{groups}");
+        threads += 1;
+    }
+    assert!(threads > 1, "the runtime's threads were checked too");
     assert_eq!(run("dig", &server, &["+short", "web1.dev.wpdn"]).trim(), "10.0.0.11");
     // A user that does not exist fails at start-up, naming the key.
     let out = Command::new(env!("CARGO_BIN_EXE_halite-dns"))
