@@ -243,6 +243,16 @@ fn outputs(
     runs.chain(minions).collect()
 }
 
+/// The master's log from the publish of every job the CLI printed a `lookup_jid` hint for:
+/// what tells a lost publish, a slow minion and an unanswered request apart.
+fn jid_lines(outputs: &[String], master: &Master) -> String {
+    let log = master.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let jids = outputs.iter().filter_map(|o| o.split("lookup_jid ").nth(1)).filter_map(|r| r.split_whitespace().next());
+    let from = |jid: &str| lines.iter().position(|l| l.contains(jid)).map(|at| lines[at..].iter().take(80));
+    jids.filter_map(from).flatten().copied().collect::<Vec<_>>().join("\n")
+}
+
 #[test]
 fn mine_get_prints_what_salt_3007_prints() {
     let python = PythonMaster::start(&["auto_accept: True"]);
@@ -285,7 +295,7 @@ fn mine_get_prints_what_salt_3007_prints() {
     Minion::stop_all(&mut minions);
     let differ: Vec<String> =
         want.iter().zip(&got).filter(|(w, g)| w != g).map(|(w, g)| format!("Salt:\n{w}\nhalite:\n{g}")).collect();
-    assert!(differ.is_empty(), "{} cases differ:\n{}", differ.len(), differ.join("\n"));
+    assert!(differ.is_empty(), "{} cases differ:\n{}\n{}", differ.len(), differ.join("\n"), jid_lines(&got, &master));
     // The comparison means something only if Salt answered with data.
     assert!(want.iter().any(|w| w.contains("s3cr3t")) && want.iter().any(|w| w.contains("- web")), "{want:?}");
     assert!(!want.iter().any(|w| w.contains("did not return") || w.contains("not available")), "{want:?}");

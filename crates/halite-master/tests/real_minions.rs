@@ -253,12 +253,14 @@ fn the_aes_key_rotates_on_schedule_and_ping_on_rotate_brings_minions_over() {
     wait_for("a scheduled rotation", Duration::from_secs(30), || {
         master.log().matches(ROTATED).count() > rotations_before
     });
+    // The ping is logged a moment after the rotation (the connected minions are looked up
+    // first), so the log is read until it shows the ping, not once.
+    const PINGED: &str = "ping_on_rotate: pinged the connected minions";
+    let after = master.log().rmatch_indices(ROTATED).next().map_or(0, |(at, _)| at);
+    let pinged = halite_testkit::wait_until(Duration::from_secs(10), || master.log()[after..].contains(PINGED));
     let log = master.log();
-    let after = log.rmatch_indices(ROTATED).next().map_or(0, |(at, _)| at);
-    let ping = log[after..]
-        .lines()
-        .find(|l| l.contains("ping_on_rotate: pinged the connected minions"))
-        .unwrap_or_else(|| panic!("no ping after the rotation:\n{log}"));
+    assert!(pinged, "no ping after the rotation:\n{log}");
+    let ping = log[after..].lines().find(|l| l.contains(PINGED)).expect("the ping's line");
     let jid = ping.split("jid=").nth(1).and_then(|r| r.split([' ', '}']).next()).expect("the ping's jid");
     master.wait_returns(jid, &ids, AUTH_TIMEOUT);
     let reauthenticated = master.log()[after..].matches("authentication accepted").count();
