@@ -38,7 +38,9 @@
 //! instead. Every other option Salt knows is kept, with Salt's default when no file sets
 //! it, in [`MasterConfig::extra`]. A top-level key Salt does not know draws one
 //! [`Warning::UnknownKey`]; keys containing a `.` (`mysql.host`) are module settings, which
-//! Salt reads from the master config freely, and are kept without a warning.
+//! Salt reads from the master config freely, and are kept without a warning. halite's own
+//! options ([`HALITE_KEYS`]: `dns_address_book`) are known too; Salt, reading the same file,
+//! keeps them as unknown keys and ignores them.
 //!
 //! Salt's defaults come from `salt/master_defaults.yaml`, and the known keys from
 //! `salt/master_keys.txt`, both generated from Salt 3007.8 by `salt/generate.py`.
@@ -191,6 +193,12 @@ pub struct MasterConfig {
     /// with an error in the log.
     pub reactor_worker_hwm: u32,
 
+    // halite's own options (Salt has none of these).
+    /// `dns_address_book`: where the master writes the addresses of the accepted minions for
+    /// halite-dns (see `halite-master`'s `address_book`); `None` (unset) writes nothing.
+    /// Taken as written: Salt does not know the key, so root_dir does not re-root it.
+    pub dns_address_book: Option<PathBuf>,
+
     /// Every other option, sorted by name: Salt's default unless a file sets it, re-rooted
     /// where Salt re-roots it (`pidfile`, `extension_modules`, ...), plus the options Salt
     /// derives (`token_dir`, `syndic_dir`, `utils_dirs`) and unknown keys as written.
@@ -291,12 +299,16 @@ pub fn glob(pattern: &str) -> Vec<String> {
     pypath::glob(pattern)
 }
 
+/// Options halite reads that Salt does not have. They are kept out of `salt/master_keys.txt`,
+/// which `salt/generate.py` rewrites from Salt itself.
+pub const HALITE_KEYS: &[&str] = &["dns_address_book"];
+
 fn warn_unknown_keys(overrides: &Layer, warnings: &mut Vec<Warning>) {
     for entry in overrides.entries() {
         let Origin::File(file) = &entry.origin else {
             continue;
         };
-        if entry.key.contains('.') || salt_data::is_known_key(&entry.key) {
+        if entry.key.contains('.') || salt_data::is_known_key(&entry.key) || HALITE_KEYS.contains(&entry.key.as_str()) {
             continue;
         }
         warnings.push(Warning::UnknownKey { key: entry.key.clone(), file: file.clone() });

@@ -101,6 +101,7 @@ pub(crate) fn master_config(
         reactor: o.reactor("reactor")?,
         reactor_worker_threads: o.int_in("reactor_worker_threads", 1, 1024)?,
         reactor_worker_hwm: reactor_worker_hwm(&o, warnings)?,
+        dns_address_book: o.opt_nonempty_path("dns_address_book")?,
         extra: Vec::new(),
     };
     // Every option read into a field above leaves `extra`.
@@ -275,6 +276,15 @@ impl Options<'_> {
 
     fn opt_path(&self, key: &str) -> Result<Option<PathBuf>, ConfigError> {
         Ok(self.opt_string(key)?.map(PathBuf::from))
+    }
+
+    /// A path that may be left unset (or null) but not empty: an empty string would name no
+    /// file, and quietly writing nothing is worse than refusing to start.
+    fn opt_nonempty_path(&self, key: &str) -> Result<Option<PathBuf>, ConfigError> {
+        match self.opt_string(key)? {
+            Some(path) if path.is_empty() => Err(self.invalid(key, "must be a path, not empty")),
+            path => Ok(path.map(PathBuf::from)),
+        }
     }
 
     /// A string among `allowed`, compared and returned lower-cased when every allowed value

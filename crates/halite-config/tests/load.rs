@@ -140,6 +140,24 @@ fn each_unknown_key_is_reported_once() {
 }
 
 #[test]
+fn dns_address_book_is_halites_own_path_option() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (c, warnings) = load(d).expect("load");
+    assert_eq!(c.dns_address_book, None, "off unless set");
+    write(d, "master", "root_dir: /srv/r\ndns_address_book: /run/halite/addresses\n");
+    let (c, warnings_set) = load(d).expect("load");
+    assert_eq!(c.dns_address_book, Some(PathBuf::from("/run/halite/addresses")), "not re-rooted");
+    assert_eq!((warnings, warnings_set), (vec![], vec![]), "a known key");
+    assert_eq!(c.extra("dns_address_book"), None, "a typed field, not an extra");
+    write(d, "master", "dns_address_book:\n");
+    assert_eq!(load(d).expect("load").0.dns_address_book, None, "null is unset");
+    assert_invalid("dns_address_book: ''\n", "dns_address_book");
+    assert_invalid("dns_address_book: [a]\n", "dns_address_book");
+    assert_invalid("dns_address_book: true\n", "dns_address_book");
+}
+
+#[test]
 fn include_follows_patterns_and_nested_includes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();

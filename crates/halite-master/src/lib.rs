@@ -6,7 +6,8 @@
 //! `_pillar`, `_minion_event`, `_return`, the file server commands of `files.rs`, the peer
 //! commands of `peer.rs`, the mine commands of `mine.rs`; clear `_auth` and `publish`), runners in the master (`runner.rs`), the reactor's runtime
 //! (`reactor.rs`), the shared AES key and its rotation (`rotation.rs`), publish serials, the
-//! in-process event bus, the local-client user keys, and jids.
+//! in-process event bus, the local-client user keys, jids, and the address book of the
+//! accepted minions that halite-dns reads (`address_book.rs`).
 //!
 //! Must not: parse or seal wire formats itself (halite-proto does), read or write key files
 //! directly (halite-pki does), own sockets (halite-zmq does) or block a request worker on
@@ -16,6 +17,7 @@
 //! commit) and `minion_publish`/`minion_runner` (after the job's returns). The reactor has
 //! its own threads too.
 
+pub mod address_book;
 pub mod aes;
 pub mod budget;
 pub mod clear;

@@ -12,7 +12,7 @@ use halite_zmq::{bind_router, listen_addr, SocketOptions};
 use tracing::{info, warn};
 
 use halite_master::master::{self, Master};
-use halite_master::{clear, event_pub, events, local, reactor, workers};
+use halite_master::{address_book, clear, event_pub, events, local, reactor, workers};
 
 mod publish_process;
 
@@ -140,6 +140,9 @@ async fn serve(config: halite_config::MasterConfig, publisher: publish_process::
     let local_server = tokio::spawn(local::serve(local_listener, master.clone()));
     let (event_listener, event_path) = event_pub::bind(&config.sock_dir)?;
     let event_server = tokio::spawn(event_pub::serve(event_listener, master.events().clone()));
+    // halite-dns reads this file instead of holding a credential to the local channel.
+    let address_book =
+        config.dns_address_book.clone().map(|path| tokio::spawn(address_book::run(master.clone(), path)));
     let mut router = bind_router(listen_addr(&config.interface, config.ret_port)?, &socket_options(&config))?;
     info!(pki_dir = %config.pki_dir.display(), "halite master ready");
 
@@ -186,6 +189,9 @@ async fn serve(config: halite_config::MasterConfig, publisher: publish_process::
     maintenance.abort();
     local_server.abort();
     event_server.abort();
+    if let Some(task) = address_book {
+        task.abort();
+    }
     let _ = std::fs::remove_file(&local_path);
     let _ = std::fs::remove_file(&event_path);
     // Queued requests are answered before the sockets close.

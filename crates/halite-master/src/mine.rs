@@ -128,27 +128,20 @@ pub fn mine_get(load: &Value, acl: Option<&Value>, index: &impl MineIndex) -> Va
     let mines = index.mines(&minions);
     let mut ret: Vec<(Value, Value)> = Vec::new();
     for minion in &minions {
-        let Some(Value::Map(mine)) = mines.get(minion) else { continue };
+        let Some(mine) = mines.get(minion) else { continue };
         for function in &allowed {
-            let Some(entry) = mine.iter().find(|(k, _)| k.as_str() == Some(function)).map(|(_, v)| v) else {
+            let Some(StoredEntry { data, allow_tgt }) = stored_entry(mine, function) else {
                 continue;
             };
-            let data = match entry.get(ACL_ID) {
-                None => entry,
-                Some(_) => {
-                    if let Some(allow_tgt) = entry.get("allow_tgt") {
-                        let allow_type = entry.get_text("allow_tgt_type").unwrap_or("glob");
-                        let permitted = index.minions(allow_tgt, allow_type);
-                        // Salt hides an entry whose allow_tgt names nobody, and one that
-                        // names others than the requester.
-                        if !permitted.iter().any(|m| m == requester) {
-                            debug!(requester, %minion, function, "mine_get: denied by the entry's allow_tgt");
-                            continue;
-                        }
-                    }
-                    entry.get(ACL_DATA).unwrap_or(&Value::Nil)
+            if let Some((allow_tgt, allow_type)) = allow_tgt {
+                let permitted = index.minions(allow_tgt, allow_type);
+                // Salt hides an entry whose allow_tgt names nobody, and one that names
+                // others than the requester.
+                if !permitted.iter().any(|m| m == requester) {
+                    debug!(requester, %minion, function, "mine_get: denied by the entry's allow_tgt");
+                    continue;
                 }
-            };
+            }
             if by_function {
                 let slot = match ret.iter().position(|(k, _)| k.as_str() == Some(function)) {
                     Some(i) => i,
@@ -166,6 +159,30 @@ pub fn mine_get(load: &Value, acl: Option<&Value>, index: &impl MineIndex) -> Va
         }
     }
     Value::Map(ret)
+}
+
+/// One function's entry in a minion's stored mine, unwrapped.
+pub(crate) struct StoredEntry<'a> {
+    /// What the function returned on the minion.
+    pub data: &'a Value,
+    /// The entry's own ACL (`allow_tgt`, `allow_tgt_type`, glob by default), when the minion
+    /// stored it with one: who may read it through `mine.get`.
+    pub allow_tgt: Option<(&'a Value, &'a str)>,
+}
+
+/// `function`'s entry in `mine` (one minion's stored mine, a mapping of function names to
+/// entries), read as `_mine_get` reads it: an entry the minion stored with an ACL
+/// (`__saltmine_acl__`) wraps its data in `__data__`; any other entry is the data itself.
+/// The mine's other readers (the address book) read entries through this too, so they see
+/// the data `mine.get` would answer, never the wrapper.
+pub(crate) fn stored_entry<'a>(mine: &'a Value, function: &str) -> Option<StoredEntry<'a>> {
+    let Value::Map(functions) = mine else { return None };
+    let entry = functions.iter().find(|(k, _)| k.as_str() == Some(function)).map(|(_, v)| v)?;
+    if entry.get(ACL_ID).is_none() {
+        return Some(StoredEntry { data: entry, allow_tgt: None });
+    }
+    let allow_tgt = entry.get("allow_tgt").map(|t| (t, entry.get_text("allow_tgt_type").unwrap_or("glob")));
+    Some(StoredEntry { data: entry.get(ACL_DATA).unwrap_or(&Value::Nil), allow_tgt })
 }
 
 /// The functions the master's `mine_get` option lets `requester` read: every entry whose id
