@@ -13,6 +13,10 @@
 //! rate_limit_slip: 2                    # every 2nd limited reply sent truncated
 //! tcp_max_connections: 1024             # TCP connections served at once
 //! tcp_idle_timeout: 10                  # seconds a TCP connection may wait for a query
+//! minion_addresses: /var/lib/halite/minion-addresses   # the master's dns_address_book
+//! minions: {dev.wpdn: [10.0.0.0/24], 0.0.10.in-addr.arpa: [10.0.0.0/24]}
+//!                                       # zones that also hold the accepted minions: A/AAAA
+//!                                       # (PTR in a reverse zone) for addresses in the networks
 //! ```
 //!
 //! Parsing is pure: text in, a typed [`Config`] (and the warnings to log) out. An invalid
@@ -60,6 +64,13 @@ pub struct Config {
     /// How long a TCP connection may go without a complete query before it is closed
     /// (RFC 7766 6.2.3; Knot's `tcp-idle-timeout`, 10 s).
     pub tcp_idle_timeout: Duration,
+    /// The address book the master writes (its `dns_address_book`): each accepted minion's
+    /// addresses.
+    pub minion_addresses: Option<PathBuf>,
+    /// The zones that also hold the accepted minions, each with the networks whose addresses
+    /// go in it (a reverse zone's PTRs name the minion in the first forward zone, in the
+    /// order of `zones`, that serves the address).
+    pub minions: Vec<(StoredName, Vec<IpNet>)>,
 }
 
 impl Default for Config {
@@ -78,6 +89,8 @@ impl Default for Config {
             rate_limit_slip: 2,
             tcp_max_connections: 1024,
             tcp_idle_timeout: Duration::from_secs(10),
+            minion_addresses: None,
+            minions: Vec::new(),
         }
     }
 }
@@ -109,6 +122,8 @@ const KNOWN: &[&str] = &[
     "rate_limit_slip",
     "tcp_max_connections",
     "tcp_idle_timeout",
+    "minion_addresses",
+    "minions",
 ];
 
 /// Networks as the config writes them: `10.0.0.0/24`, or an address for itself alone.
@@ -195,15 +210,23 @@ impl Config {
                         Some(user.ok_or_else(|| invalid(key, format!("{value} is not a user name")))?.to_string());
                 }
                 "transfer" => {
-                    let Value::Map(zones) = value else {
-                        return Err(invalid(key, "not a mapping of zone to addresses"));
-                    };
-                    for (zone, addrs) in zones {
-                        let zone = zone.as_str().ok_or_else(|| invalid(key, format!("{zone} is not a zone name")))?;
-                        let apex =
-                            zone_name(zone).ok_or_else(|| invalid(key, format!("{zone:?} is not a domain name")))?;
+                    for (zone, apex, addrs) in per_zone(key, value, "addresses")? {
                         config.transfer.push((apex, addresses(&format!("transfer.{zone}"), addrs)?));
                     }
+                }
+                "minions" => {
+                    for (zone, apex, nets) in per_zone(key, value, "networks")? {
+                        let nets = networks(&format!("minions.{zone}"), nets)?;
+                        if nets.is_empty() {
+                            return Err(invalid(&format!("minions.{zone}"), "no network: no minion would be added"));
+                        }
+                        config.minions.push((apex, nets));
+                    }
+                }
+                "minion_addresses" => {
+                    let path = value.as_str().filter(|p| !p.is_empty() && !p.contains('\0'));
+                    config.minion_addresses =
+                        Some(PathBuf::from(path.ok_or_else(|| invalid(key, format!("{value} is not a file name")))?));
                 }
                 "rate_limit" => config.rate_limit = whole(key, value, 1_000_000)?,
                 "rate_limit_slip" => config.rate_limit_slip = whole(key, value, 100)?,
@@ -229,16 +252,40 @@ impl Config {
                     .push(format!("unknown key {other:?} in the configuration, ignored (known: {})", KNOWN.join(", "))),
             }
         }
-        for (apex, _) in &config.transfer {
+        for (key, apex) in
+            config.transfer.iter().map(|t| ("transfer", &t.0)).chain(config.minions.iter().map(|m| ("minions", &m.0)))
+        {
             if !config.zones.iter().any(|(zone, _)| zone == apex) {
-                return Err(invalid(&format!("transfer.{apex}"), "not a zone listed under zones"));
+                return Err(invalid(&format!("{key}.{apex}"), "not a zone listed under zones"));
             }
+        }
+        match (&config.minion_addresses, config.minions.is_empty()) {
+            (None, false) => {
+                return Err(invalid("minions", "set, but minion_addresses (the master's dns_address_book) is not"))
+            }
+            (Some(_), true) => {
+                warnings.push("minion_addresses is set but no zone lists minions: the file is not read".into())
+            }
+            _ => {}
         }
         if config.listen.is_empty() {
             return Err(invalid("listen", "no address to answer on"));
         }
         Ok((config, warnings))
     }
+}
+
+/// The entries of a `{zone: what}` mapping, with each zone's name read.
+fn per_zone<'v>(key: &str, value: &'v Value, what: &str) -> Result<Vec<(String, StoredName, &'v Value)>, ConfigError> {
+    let Value::Map(zones) = value else { return Err(invalid(key, format!("not a mapping of zone to {what}"))) };
+    zones
+        .iter()
+        .map(|(zone, item)| {
+            let zone = zone.as_str().ok_or_else(|| invalid(key, format!("{zone} is not a zone name")))?;
+            let apex = zone_name(zone).ok_or_else(|| invalid(key, format!("{zone:?} is not a domain name")))?;
+            Ok((zone.to_owned(), apex, item))
+        })
+        .collect()
 }
 
 /// A zone's name as the config writes it, with or without the final dot.
@@ -264,7 +311,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key_and_unknown_keys_warn() {
-        let err = |text| Config::parse(text).unwrap_err().to_string();
+        let err = |text: &str| Config::parse(text).unwrap_err().to_string();
         assert_eq!(err("listen: [nowhere]\n"), "listen: \"nowhere\" is not an address (IP, or IP:port)");
         assert_eq!(err("listen: []\n"), "listen: no address to answer on");
         assert!(err("listen: [::1]\nzones: {a..b: x}\n").starts_with("zones: "));
@@ -289,6 +336,18 @@ mod tests {
         assert_eq!(config.transfer[0].1, vec!["10.0.0.3:53".parse().unwrap(), "10.0.0.4:5300".parse().unwrap()]);
         let (config, _) = Config::parse("listen: ['::1']\ntcp_max_connections: 5\ntcp_idle_timeout: 2\n").unwrap();
         assert_eq!((config.tcp_max_connections, config.tcp_idle_timeout), (5, Duration::from_secs(2)));
+        let book = "listen: ['::1']\nzones: {a.b: f, 2.10.in-addr.arpa: r}\nminion_addresses: /book\n";
+        let (config, _) =
+            Config::parse(&format!("{book}minions: {{a.b: 10.2.0.0/16, 2.10.in-addr.arpa: [10.2.0.0/16]}}\n")).unwrap();
+        assert_eq!(config.minions[1], (zone_name("2.10.in-addr.arpa").unwrap(), vec!["10.2.0.0/16".parse().unwrap()]));
+        assert_eq!(
+            err(&format!("{book}minions: {{c.d: [10.0.0.0/8]}}\n")),
+            "minions.c.d: not a zone listed under zones"
+        );
+        assert_eq!(err(&format!("{book}minions: {{a.b: []}}\n")), "minions.a.b: no network: no minion would be added");
+        assert!(
+            err("listen: ['::1']\nzones: {a.b: f}\nminions: {a.b: [10.0.0.0/8]}\n").starts_with("minions: set, but")
+        );
         let (_, warnings) = Config::parse("listen: ['::1']\nrecursion: yes\n").unwrap();
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("\"recursion\""));

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use domain::base::iana::{Class, Rtype};
 use domain::base::name::FlattenInto;
 use domain::base::rdata::RecordData as _;
-use domain::base::{Name, ToName, Ttl};
-use domain::rdata::ZoneRecordData;
+use domain::base::{Name, Serial, ToName, Ttl};
+use domain::rdata::{Soa, ZoneRecordData};
 use domain::zonefile::inplace::{Entry, Zonefile};
 
 /// A name as stored in a zone.
@@ -23,6 +23,9 @@ pub type StoredName = Name<Bytes>;
 
 /// Record data as stored in a zone.
 pub type RecordData = ZoneRecordData<Bytes, StoredName>;
+
+/// A record made outside the zone file (the minions' addresses): its owner and data.
+pub type Generated = (StoredName, RecordData);
 
 /// `$INCLUDE` nesting a zone may use (Knot allows 10; a loop is caught by this bound).
 pub const MAX_INCLUDE_DEPTH: usize = 8;
@@ -153,6 +156,70 @@ impl Zone {
                 message: "the zone file scanner failed on this file (an unterminated string or '('?)".into(),
             })
         })
+    }
+
+    /// The serial in the zone's SOA.
+    pub fn serial(&self) -> Serial {
+        match self.soa().1.data.first() {
+            Some(RecordData::Soa(soa)) => soa.serial(),
+            _ => unreachable!("the SOA RRset holds SOA data"),
+        }
+    }
+
+    /// This zone with `generated` records added (with `ttl`) and its SOA serial set to
+    /// `serial`. A record is added only at a name where the zone file holds no data, and not
+    /// at or below a delegation, so a generated name never hides or contradicts what the file
+    /// says; the owners left out for that are returned.
+    pub fn with_generated(&self, generated: &[Generated], ttl: Ttl, serial: Serial) -> (Zone, Vec<StoredName>) {
+        let mut zone = self.clone();
+        let apex_key = key_of(&self.apex);
+        let mut left_out = Vec::new();
+        for (owner, data) in generated {
+            let key = key_of(owner);
+            let in_zone = suffixes(&key).any(|s| s == apex_key.as_slice());
+            let file_data = self.nodes.get(key.as_slice()).is_some_and(|node| !node.rrsets.is_empty());
+            let delegated = suffixes(&key)
+                .skip(1)
+                .take_while(|s| s.len() > apex_key.len())
+                .any(|s| self.nodes.get(s).is_some_and(|node| node.rrset(Rtype::NS).is_some()));
+            if !in_zone || file_data || delegated {
+                left_out.push(owner.clone());
+                continue;
+            }
+            for suffix in suffixes(&key).take_while(|s| s.len() >= apex_key.len()) {
+                zone.nodes.entry(suffix.into()).or_insert_with(|| Node {
+                    owner: Name::from_octets(Bytes::copy_from_slice(&owner.as_slice()[key.len() - suffix.len()..]))
+                        .expect("a suffix of a name is a name"),
+                    rrsets: Vec::new(),
+                });
+            }
+            let node = zone.nodes.get_mut(key.as_slice()).expect("inserted above");
+            let rtype = data.rtype();
+            match node.rrsets.iter_mut().find(|set| set.rtype == rtype) {
+                Some(set) if set.data.contains(data) => continue,
+                Some(set) => set.data.push(data.clone()),
+                None => {
+                    node.rrsets.push(Rrset { rtype, ttl, data: vec![data.clone()] });
+                    node.rrsets.sort_by_key(|set| set.rtype.to_int());
+                }
+            }
+            zone.records += 1;
+        }
+        let apex = zone.nodes.get_mut(apex_key.as_slice()).expect("a loaded zone has its apex");
+        let soa = apex.rrsets.iter_mut().find(|set| set.rtype == Rtype::SOA).expect("a loaded zone has its SOA");
+        if let Some(RecordData::Soa(old)) = soa.data.first() {
+            let new = Soa::new(
+                old.mname().clone(),
+                old.rname().clone(),
+                serial,
+                old.refresh(),
+                old.retry(),
+                old.expire(),
+                old.minimum(),
+            );
+            soa.data = vec![RecordData::Soa(new)];
+        }
+        (zone, left_out)
     }
 
     /// What loading found wrong but could correct, as Knot does (an RRset's TTLs differing).
@@ -477,5 +544,25 @@ mod tests {
         let key = key_of(&name("a.Bc."));
         let all: Vec<&[u8]> = suffixes(&key).collect();
         assert_eq!(all, vec![&b"\x01a\x02bc\x00"[..], &b"\x02bc\x00"[..], &b"\x00"[..]]);
+    }
+
+    #[test]
+    fn generated_records_never_hide_the_files() {
+        let z = zone(&format!("{HEAD}web1 A 192.0.2.1\nsub NS ns.elsewhere.\n")).unwrap();
+        let a = |text: &str| RecordData::A(domain::rdata::A::from_str(text).unwrap());
+        let generated = vec![
+            (name("web1.example.wpdn."), a("10.0.0.1")),
+            (name("host.sub.example.wpdn."), a("10.0.0.2")),
+            (name("app1.example.wpdn."), a("10.0.0.3")),
+            (name("app1.example.wpdn."), a("10.0.0.4")),
+            (name("deep.app2.example.wpdn."), a("10.0.0.5")),
+        ];
+        let (with, left_out) = z.with_generated(&generated, Ttl::from_secs(60), Serial::from(7));
+        let left: Vec<String> = left_out.iter().map(ToString::to_string).collect();
+        assert_eq!(left, ["web1.example.wpdn", "host.sub.example.wpdn"]);
+        assert_eq!(with.len(), z.len() + 3);
+        assert_eq!(with.node(&key_of(&name("app1.example.wpdn."))).unwrap().rrset(Rtype::A).unwrap().data.len(), 2);
+        assert!(with.node(&key_of(&name("app2.example.wpdn."))).unwrap().is_empty_non_terminal());
+        assert_eq!((with.serial(), z.serial()), (Serial::from(7), Serial::from(1)));
     }
 }

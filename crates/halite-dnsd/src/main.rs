@@ -36,7 +36,7 @@ use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
 use crate::resolver::Resolver;
-use crate::zones::Zones;
+use crate::zones::{Refresh, Zones};
 
 /// Queries answered on one TCP connection before it is closed (the client reconnects).
 pub const MAX_QUERIES_PER_CONNECTION: usize = 10_000;
@@ -80,9 +80,13 @@ fn main() -> anyhow::Result<()> {
     if let Some(user) = &config.user {
         privileges::check(user)?;
     }
-    let (zones, errors) = Zones::load(&config.zones);
+    let (zones, loaded) = Zones::load(&config, now_secs());
+    let errors = loaded.errors;
     for e in &errors {
         error!("{e} (the zone is answered SERVFAIL until its files load)");
+    }
+    for note in &loaded.notes {
+        warn!("{note}");
     }
     if args.check {
         if errors.is_empty() {
@@ -165,9 +169,12 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         };
-        let (reloaded, errors) = zones.refresh(force);
+        let Refresh { reloaded, errors, notes } = zones.refresh(force, now_secs());
         for e in &errors {
             error!("{e} (the last version that loaded is still served)");
+        }
+        for note in &notes {
+            warn!("{note}");
         }
         for (zone, records) in &reloaded {
             info!(%zone, records, "zone reloaded");
@@ -189,6 +196,11 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
     }
     info!("stopping");
     Ok(())
+}
+
+/// The clock's seconds since 1970, for the serials of zones holding minions.
+fn now_secs() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
 }
 
 /// Raises the soft limit on open descriptors to the hard one: a socket per question waiting
