@@ -68,8 +68,7 @@ pub struct Config {
     /// addresses.
     pub minion_addresses: Option<PathBuf>,
     /// The zones that also hold the accepted minions, each with the networks whose addresses
-    /// go in it (a reverse zone's PTRs name the minion in the first forward zone, in the
-    /// order of `zones`, that serves the address).
+    /// go in it (a reverse zone's PTRs name the minion a forward zone serves the address at).
     pub minions: Vec<(StoredName, Vec<IpNet>)>,
 }
 

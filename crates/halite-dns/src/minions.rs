@@ -7,13 +7,17 @@
 //!
 //! Every address in the book is what a minion reported (its mine's `network.ip_addrs`, or its
 //! grains), so nothing here lets one minion speak for another's name:
-//! - a minion's records are at `<id>.<zone>`, its id being one label (a dotted id would make
-//!   names above it, which could hide a wildcard's answer) and compared without case: ids
-//!   that differ only in case (`web1`, `WEB1`, both valid in Salt) are both left out;
+//! - a minion's records are at its own name: `<id>.<zone>` for a one-label id, the id itself
+//!   for an id that is a name one label below the zone (`db1.production.wpdn` in
+//!   `production.wpdn`, as the site names its VMs); any other id is not in the zone (a name
+//!   deeper down would make names above it, which can hide a wildcard's answer). Ids naming
+//!   the same name (`web1`, `WEB1`, `web1.production.wpdn`: distinct Salt ids) are all left
+//!   out;
 //! - only addresses inside the networks configured for the zone are taken;
 //! - a name the zone file holds data at keeps the file's data ([`Zone::with_generated`]);
-//! - a PTR is made only for an address served at a minion's name, that no zone file holds
-//!   (the master's, a router's) and that no other minion reports: either could be lying.
+//! - a PTR is made only for an address served at exactly one minion's name and held by no
+//!   zone file (the master's, a router's): of two minions reporting one address, either
+//!   could be lying.
 //!
 //! [`Zone::with_generated`]: crate::zone::Zone::with_generated
 //!
@@ -43,58 +47,51 @@ pub struct AddressBook {
     minions: BTreeMap<String, Vec<IpAddr>>,
 }
 
-/// Whether `id` can be a host name's first label: letters, digits and hyphens, 1 to 63 of
-/// them, not starting or ending with a hyphen. A minion id outside that (Salt allows almost
-/// any) is left out of the zone rather than turned into a name that means something else
-/// (`*`, an escaped dot, a name above another).
-fn host_label(id: &str) -> bool {
-    (1..=63).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !id.starts_with('-')
-        && !id.ends_with('-')
+/// Whether `id` is a host name: labels of letters, digits and hyphens, 1 to 63 of them, not
+/// starting or ending with a hyphen. A minion id outside that (Salt allows almost any) is
+/// left out of the zones rather than turned into a name that means something else (`*`, an
+/// escaped dot).
+fn host_id(id: &str) -> bool {
+    id.len() <= 253
+        && id.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 impl AddressBook {
     /// Reads the book: `<id> <address>...` per line, `#` comments. What cannot be used (an id
-    /// that is not a host name or shares its name with another, an address that does not
-    /// parse) is left out and reported.
+    /// that is not a host name, an address that does not parse) is left out and reported.
     pub fn parse(text: &str) -> (AddressBook, Vec<String>) {
         let mut book = AddressBook::default();
         let mut problems = Vec::new();
-        // The ids as written, per name: more than one is a collision.
-        let mut spellings: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-        for (n, line) in text.lines().enumerate() {
+        for line in text.lines() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let mut words = line.split_whitespace();
             let id = words.next().expect("a non-blank line has a word");
-            if !host_label(id) {
-                problems.push(format!("line {}: minion {id:?} is not a host name, left out", n + 1));
+            if !host_id(id) {
+                problems.push(format!("minion {id:?} is not a host name, left out"));
                 continue;
             }
-            let name = id.to_ascii_lowercase();
-            spellings.entry(name.clone()).or_default().push(id);
-            let addresses = book.minions.entry(name).or_default();
+            let addresses = book.minions.entry(id.to_owned()).or_default();
             for word in words {
                 match IpAddr::from_str(word) {
                     Ok(_) if addresses.len() >= MAX_ADDRESSES_PER_MINION => {
                         problems.push(format!(
-                            "line {}: {id} has more than {MAX_ADDRESSES_PER_MINION} addresses; the rest are left out",
-                            n + 1
+                            "{id} has more than {MAX_ADDRESSES_PER_MINION} addresses; the rest are left out"
                         ));
                         break;
                     }
                     Ok(addr) if !addresses.contains(&addr) => addresses.push(addr),
                     Ok(_) => {}
-                    Err(_) => problems.push(format!("line {}: {word:?} is not an address, left out", n + 1)),
+                    Err(_) => problems.push(format!("{id}: {word:?} is not an address, left out")),
                 }
             }
-        }
-        for (name, ids) in spellings.into_iter().filter(|(_, ids)| ids.len() > 1) {
-            problems.push(format!("minions {ids:?} share the name {name:?}; both are left out"));
-            book.minions.remove(&name);
         }
         (book, problems)
     }
@@ -105,13 +102,6 @@ impl AddressBook {
 
     pub fn is_empty(&self) -> bool {
         self.minions.is_empty()
-    }
-
-    /// Every (minion, address) with the address inside one of `networks`.
-    fn within<'a>(&'a self, networks: &'a [IpNet]) -> impl Iterator<Item = (&'a str, IpAddr)> + 'a {
-        self.minions.iter().flat_map(move |(id, addrs)| {
-            addrs.iter().filter(|a| networks.iter().any(|net| net.contains(*a))).map(move |a| (id.as_str(), *a))
-        })
     }
 }
 
@@ -127,24 +117,48 @@ fn under(name: &StoredName, apex: &StoredName) -> bool {
     found
 }
 
-/// `<id>.<apex>`, when it is a name (short enough).
-fn host_name(id: &str, apex: &StoredName) -> Option<StoredName> {
-    StoredName::from_str(&format!("{id}.{apex}.")).ok().filter(|n| under(n, apex))
+/// The name a minion has in the zone `apex`, in lower case: `<id>.<apex>` for a one-label id;
+/// the id itself when it is one label below the apex; none otherwise.
+fn name_in_zone(id: &str, apex: &StoredName) -> Option<StoredName> {
+    let apex_text = apex.to_string().to_ascii_lowercase();
+    let lower = id.to_ascii_lowercase();
+    let text = match lower.strip_suffix(&apex_text).and_then(|rest| rest.strip_suffix('.')) {
+        Some(label) if !label.contains('.') => format!("{lower}."),
+        Some(_) => return None,
+        None if !id.contains('.') => format!("{lower}.{apex_text}."),
+        None => return None,
+    };
+    StoredName::from_str(&text).ok().filter(|n| under(n, apex))
 }
 
-/// The records the minions add to the forward zone `apex`: an A or AAAA at `<id>.<apex>`
-/// for each of their addresses inside `networks`.
-pub fn address_records(book: &AddressBook, apex: &StoredName, networks: &[IpNet]) -> Vec<Generated> {
-    book.within(networks)
-        .filter_map(|(id, addr)| {
-            let owner = host_name(id, apex)?;
+/// The records the minions add to the forward zone `apex`: an A or AAAA at each minion's
+/// name in the zone for each of its addresses inside `networks`. Minions whose ids name the
+/// same name are all left out; what that left out is returned beside the records, for the
+/// log.
+pub fn address_records(book: &AddressBook, apex: &StoredName, networks: &[IpNet]) -> (Vec<Generated>, Vec<String>) {
+    let mut by_name: BTreeMap<Vec<u8>, (StoredName, Vec<&str>)> = BTreeMap::new();
+    for id in book.minions.keys() {
+        if let Some(owner) = name_in_zone(id, apex) {
+            by_name.entry(key_of(&owner)).or_insert_with(|| (owner, Vec::new())).1.push(id);
+        }
+    }
+    let mut records = Vec::new();
+    let mut problems = Vec::new();
+    for (owner, ids) in by_name.into_values() {
+        if ids.len() > 1 {
+            problems.push(format!("minions {ids:?} all have the name {owner}; all are left out"));
+            continue;
+        }
+        let inside = book.minions[ids[0]].iter().filter(|a| networks.iter().any(|net| net.contains(*a)));
+        records.extend(inside.map(|addr| {
             let data = match addr {
-                IpAddr::V4(v4) => RecordData::A(A::new(v4)),
-                IpAddr::V6(v6) => RecordData::Aaaa(Aaaa::new(v6)),
+                IpAddr::V4(v4) => RecordData::A(A::new(*v4)),
+                IpAddr::V6(v6) => RecordData::Aaaa(Aaaa::new(*v6)),
             };
-            Some((owner, data))
-        })
-        .collect()
+            (owner.clone(), data)
+        }));
+    }
+    (records, problems)
 }
 
 /// The addresses the A/AAAA records in `generated` serve, by owner, leaving out the owners
@@ -177,25 +191,19 @@ pub fn zone_addresses(zone: &Zone) -> impl Iterator<Item = IpAddr> + '_ {
 
 /// The PTRs the minions add to the reverse zone `apex`: for each address inside `networks`
 /// whose reverse name is in the zone, a PTR to the minion's name that serves it. `served`:
-/// each forward zone's minion names and addresses ([`served`]), in the order of the zones;
-/// the first zone serving an address names it. An address a zone file holds (`claimed`) gets
-/// no PTR, nor does one served at two names of the same zone; the latter are returned beside
-/// the records, for the log.
+/// every forward zone's minion names and addresses ([`served`]). An address a zone file holds
+/// (`claimed`) gets no PTR, nor does one served at more than one name (two minions report it,
+/// or one minion is in two forward zones: which name is the host's is not for a minion to
+/// say); the latter are returned beside the records, for the log.
 pub fn ptr_records(
     apex: &StoredName,
     networks: &[IpNet],
-    served: &[Vec<(StoredName, IpAddr)>],
+    served: &[(StoredName, IpAddr)],
     claimed: &HashSet<IpAddr>,
 ) -> (Vec<Generated>, Vec<IpAddr>) {
-    let mut names: BTreeMap<IpAddr, Vec<&StoredName>> = BTreeMap::new();
-    for zone in served {
-        let mut this_zone: BTreeMap<IpAddr, Vec<&StoredName>> = BTreeMap::new();
-        for (owner, addr) in zone {
-            this_zone.entry(*addr).or_default().push(owner);
-        }
-        for (addr, owners) in this_zone {
-            names.entry(addr).or_insert(owners);
-        }
+    let mut names: BTreeMap<IpAddr, BTreeMap<Vec<u8>, &StoredName>> = BTreeMap::new();
+    for (owner, addr) in served {
+        names.entry(*addr).or_default().insert(key_of(owner), owner);
     }
     let mut records = Vec::new();
     let mut ambiguous = Vec::new();
@@ -203,13 +211,13 @@ pub fn ptr_records(
         if claimed.contains(&addr) || !networks.iter().any(|net| net.contains(&addr)) {
             continue;
         }
-        if owners.len() > 1 {
-            ambiguous.push(addr);
+        let Ok(reverse) = Name::<bytes::Bytes>::reverse_from_addr(addr) else { continue };
+        if !under(&reverse, apex) {
             continue;
         }
-        let Ok(owner) = Name::<bytes::Bytes>::reverse_from_addr(addr) else { continue };
-        if under(&owner, apex) {
-            records.push((owner, RecordData::Ptr(Ptr::new(owners[0].clone()))));
+        match owners.into_values().collect::<Vec<_>>().as_slice() {
+            [owner] => records.push((reverse, RecordData::Ptr(Ptr::new((*owner).clone())))),
+            _ => ambiguous.push(addr),
         }
     }
     (records, ambiguous)
@@ -246,7 +254,9 @@ mod tests {
         db1 10.0.0.4 10.0.0.4\n\
         evil 10.0.0.3\n\
         bad*id 10.0.0.9\n\
-        x.sub 10.0.0.10\n\
+        x.sub.dev.wpdn 10.0.0.10\n\
+        app2-jobrunner.Dev.wpdn 10.0.0.12\n\
+        app2.staging.wpdn 10.0.0.13\n\
         Cased 10.0.0.11\n\
         app1 10.0.0.5 not-an-address\n\
         APP1 10.0.0.66\n\
@@ -256,23 +266,25 @@ mod tests {
     #[test]
     fn the_book_reads_and_leaves_out_what_cannot_be_a_record() {
         let (book, problems) = AddressBook::parse(BOOK);
-        let ids: Vec<&str> = book.minions.keys().map(String::as_str).collect();
-        assert_eq!(ids, ["cased", "db1", "evil", "outside", "salt", "web1"]);
+        assert_eq!(book.len(), 11);
         assert_eq!(book.minions["db1"], vec!["10.0.0.4".parse::<IpAddr>().unwrap()]);
-        assert_eq!(problems.len(), 4, "{problems:?}");
-        assert!(problems[0].contains("bad*id") && problems[1].contains("x.sub"), "{problems:?}");
-        assert!(problems[2].contains("not-an-address") && problems[3].contains("[\"app1\", \"APP1\"]"), "{problems:?}");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("bad*id") && problems[1].contains("not-an-address"), "{problems:?}");
     }
 
     #[test]
-    fn forward_records_are_at_the_ids_within_the_networks() {
+    fn forward_records_are_at_the_minions_names_within_the_networks() {
         let (book, _) = AddressBook::parse(BOOK);
         let apex = name("dev.wpdn.");
-        let records = address_records(&book, &apex, &nets(&["10.0.0.0/24", "fd00::/64"]));
-        let shown: Vec<String> = records.iter().map(|(o, d)| format!("{o} {d}")).collect();
+        let (records, problems) = address_records(&book, &apex, &nets(&["10.0.0.0/24", "fd00::/64"]));
+        let mut shown: Vec<String> = records.iter().map(|(o, d)| format!("{o} {d}")).collect();
+        shown.sort();
+        // A one-label id under the zone; an id one label below the zone as itself; a deeper
+        // one, or one in another zone, not at all.
         assert_eq!(
             shown,
             [
+                "app2-jobrunner.dev.wpdn 10.0.0.12",
                 "cased.dev.wpdn 10.0.0.11",
                 "db1.dev.wpdn 10.0.0.4",
                 "evil.dev.wpdn 10.0.0.3",
@@ -281,23 +293,34 @@ mod tests {
                 "web1.dev.wpdn fd00::3"
             ]
         );
+        assert_eq!(problems, ["minions [\"APP1\", \"app1\"] all have the name app1.dev.wpdn; all are left out"]);
+        let (records, problems) = address_records(&book, &name("staging.wpdn."), &nets(&["10.0.0.0/24"]));
+        let shown: Vec<String> = records.iter().map(|(o, d)| format!("{o} {d}")).collect();
+        assert!(
+            shown.contains(&"app2.staging.wpdn 10.0.0.13".to_owned())
+                && shown.contains(&"db1.staging.wpdn 10.0.0.4".to_owned())
+        );
+        assert_eq!(problems.len(), 1);
     }
 
     #[test]
     fn ptrs_name_only_served_unclaimed_addresses_of_one_minion() {
         let (book, _) = AddressBook::parse(BOOK);
         let forward = name("dev.wpdn.");
-        let generated = address_records(&book, &forward, &nets(&["10.0.0.0/24"]));
+        let (generated, _) = address_records(&book, &forward, &nets(&["10.0.0.0/24"]));
         // The zone file holds `salt`: its generated record was left out.
-        let served = vec![served(&generated, &[name("salt.dev.wpdn.")])];
+        let mut served = served(&generated, &[name("salt.dev.wpdn.")]);
         // A host that is no minion (a router) is in a zone file.
         let claimed = HashSet::from(["10.0.0.11".parse::<IpAddr>().unwrap()]);
         let apex = name("0.0.10.in-addr.arpa.");
         assert!(is_reverse(&apex) && !is_reverse(&forward));
+        // db1 is in a second forward zone too: its address has two names.
+        served.push((name("db1.staging.wpdn."), "10.0.0.4".parse().unwrap()));
         let (records, ambiguous) = ptr_records(&apex, &nets(&["10.0.0.0/8"]), &served, &claimed);
         let shown: Vec<String> = records.iter().map(|(o, d)| format!("{o} {d}")).collect();
-        assert_eq!(shown, ["4.0.0.10.in-addr.arpa db1.dev.wpdn."]);
-        assert_eq!(ambiguous, vec!["10.0.0.3".parse::<IpAddr>().unwrap()]);
+        assert_eq!(shown, ["12.0.0.10.in-addr.arpa app2-jobrunner.dev.wpdn."]);
+        let ambiguous: Vec<String> = ambiguous.iter().map(ToString::to_string).collect();
+        assert_eq!(ambiguous, ["10.0.0.3", "10.0.0.4"]);
     }
 
     #[test]

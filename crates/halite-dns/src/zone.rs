@@ -14,7 +14,9 @@ use bytes::Bytes;
 use domain::base::iana::{Class, Rtype};
 use domain::base::name::FlattenInto;
 use domain::base::rdata::RecordData as _;
-use domain::base::{Name, Serial, ToName, Ttl};
+/// A zone's SOA serial, compared in RFC 1982 order.
+pub use domain::base::Serial;
+use domain::base::{Name, ToName, Ttl};
 use domain::rdata::{Soa, ZoneRecordData};
 use domain::zonefile::inplace::{Entry, Zonefile};
 

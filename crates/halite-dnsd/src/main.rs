@@ -169,7 +169,7 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         };
-        let Refresh { reloaded, errors, notes } = zones.refresh(force, now_secs());
+        let Refresh { reloaded, files_loaded, errors, notes } = zones.refresh(force, now_secs());
         for e in &errors {
             error!("{e} (the last version that loaded is still served)");
         }
@@ -182,7 +182,7 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
         if !reloaded.is_empty() {
             let authority = zones.authority(&recursion, &secondaries);
             *current.write().expect("no writer panics holding it") = authority.clone();
-            for zone in authority.zones().iter().filter(|zone| reloaded.iter().any(|(apex, _)| apex == zone.apex())) {
+            for zone in authority.zones().iter().filter(|zone| files_loaded.iter().any(|apex| apex == zone.apex())) {
                 log_warnings(zone);
             }
             for (apex, _) in &reloaded {

@@ -64,6 +64,9 @@ struct Source {
     minions: Option<Vec<IpNet>>,
     /// The minion records served now (those [`Zone::with_generated`] added).
     served: Vec<Generated>,
+    /// What the last rebuild found wrong with the minions, so each problem is logged once
+    /// while it lasts: a minion changing its addresses every second must not fill the log.
+    noted: HashSet<String>,
     zone: Option<Arc<Zone>>,
 }
 
@@ -72,17 +75,17 @@ struct Book {
     path: PathBuf,
     stamp: Option<Stamp>,
     book: AddressBook,
-    /// Why the last read failed, so a lasting failure is reported once, not every poll.
-    failing: Option<String>,
+    /// What the book held that could not be used, as last reported.
+    problems: HashSet<String>,
+    /// Why the last read failed, so a lasting failure is reported once, not every poll; and
+    /// whether reading again can help before the file changes (not for one too large).
+    failing: Option<(String, bool)>,
 }
 
 /// The configured zones and the [`Authority`] built from those that loaded.
 pub struct Zones {
     sources: Vec<Source>,
     book: Option<Book>,
-    /// What the last rebuild found wrong in the book, so each problem is logged once while
-    /// it lasts: a minion changing its addresses every second must not fill the log.
-    noted: HashSet<String>,
 }
 
 /// What a refresh changed and found wrong, for the log.
@@ -90,6 +93,9 @@ pub struct Zones {
 pub struct Refresh {
     /// The zones now served in a new version, with their record counts.
     pub reloaded: Vec<(StoredName, usize)>,
+    /// The zones whose files were read anew (their load warnings are worth logging; a zone
+    /// rebuilt for the minions alone has the same ones as before).
+    pub files_loaded: Vec<StoredName>,
     /// Zones that did not load: their last good version stays.
     pub errors: Vec<ZoneError>,
     /// What the address book held that could not be served.
@@ -97,13 +103,14 @@ pub struct Refresh {
 }
 
 const TOO_LARGE: &str = "too large";
+const NOT_REGULAR: &str = "not a regular file";
 
 /// A regular file's bytes, up to `room` of them (more is the error [`TOO_LARGE`]).
 fn read_bounded(path: &Path, room: u64) -> Result<Vec<u8>, String> {
     let file = fs::File::open(path).map_err(|e| e.to_string())?;
     // Not a device or a pipe: /dev/zero would never end, a FIFO would block reloads.
     if !file.metadata().map_err(|e| e.to_string())?.is_file() {
-        return Err("not a regular file".into());
+        return Err(NOT_REGULAR.into());
     }
     let mut bytes = Vec::new();
     // One byte past the room tells a file that grew since it was measured.
@@ -173,6 +180,7 @@ impl Zones {
                 loaded: None,
                 minions: config.minions.iter().find(|(zone, _)| zone == apex).map(|(_, nets)| nets.clone()),
                 served: Vec::new(),
+                noted: HashSet::new(),
                 zone: None,
             })
             .collect();
@@ -180,9 +188,10 @@ impl Zones {
             path: path.clone(),
             stamp: None,
             book: AddressBook::default(),
+            problems: HashSet::new(),
             failing: None,
         });
-        let mut zones = Zones { sources, book, noted: HashSet::new() };
+        let mut zones = Zones { sources, book };
         let refresh = zones.refresh(true, now);
         (zones, refresh)
     }
@@ -194,8 +203,7 @@ impl Zones {
     /// zones with minions.
     pub fn refresh(&mut self, force: bool, now: u32) -> Refresh {
         let mut out = Refresh::default();
-        let mut notes = Vec::new();
-        let book_changed = self.book.as_mut().is_some_and(|book| book.reread(force, &mut notes));
+        let book_changed = self.book.as_mut().is_some_and(|book| book.reread(force, &mut out.notes));
         // The zones whose files hold something new.
         let mut changed: Vec<bool> = Vec::with_capacity(self.sources.len());
         for source in &mut self.sources {
@@ -213,6 +221,18 @@ impl Zones {
                     changed.push(false);
                 }
                 Ok(zone) => {
+                    if let Some(file_serial) = source.minions.as_ref().map(|_| zone.serial()) {
+                        // Date-style serials are ahead of the clock until 2034: the serial
+                        // then starts from the file's at every start, behind what was served.
+                        if file_serial > domain_serial(now) {
+                            out.notes.push(format!(
+                                "{}: the zone file's serial {file_serial} is ahead of the clock; a zone holding minions \
+                                 should keep a small one (as the site's 1), or its serial goes back at a restart",
+                                source.apex
+                            ));
+                        }
+                    }
+                    out.files_loaded.push(source.apex.clone());
                     source.loaded = Some((Arc::new(zone), digest));
                     changed.push(true);
                 }
@@ -222,13 +242,14 @@ impl Zones {
                 }
             }
         }
-        // Forward zones first: a reverse zone's PTRs name what they serve.
+        // Forward zones first: a reverse zone's PTRs name what they serve, and any zone
+        // file's addresses are no minion's to name, so a change to any file is one for them.
+        let any_file_changed = changed.iter().any(|c| *c);
         let mut order: Vec<usize> = (0..self.sources.len()).collect();
-        order.sort_by_key(|&i| minions::is_reverse(&self.sources[i].apex));
-        let mut served_by_forward: Vec<Vec<(StoredName, IpAddr)>> = Vec::new();
+        order.sort_by_cached_key(|&i| minions::is_reverse(&self.sources[i].apex));
+        let mut served_by_forward: Vec<(StoredName, IpAddr)> = Vec::new();
         let mut forward_changed = false;
-        let mut rebuilt = false;
-        // An address a zone file holds is no minion's to name; read only when a PTR is made.
+        // Read only when a PTR is made.
         let mut claimed: Option<HashSet<IpAddr>> = None;
         for i in order {
             let source = &self.sources[i];
@@ -236,14 +257,17 @@ impl Zones {
             let reverse = minions::is_reverse(&source.apex);
             let zone = match (&source.minions, &self.book) {
                 (Some(networks), Some(book)) => {
-                    let due = changed[i] || book_changed || (reverse && forward_changed) || source.zone.is_none();
+                    let due = changed[i]
+                        || book_changed
+                        || (reverse && (forward_changed || any_file_changed))
+                        || source.zone.is_none();
                     if !due {
                         if !reverse {
-                            served_by_forward.push(minions::served(&source.served, &[]));
+                            served_by_forward.extend(minions::served(&source.served, &[]));
                         }
                         continue;
                     }
-                    rebuilt = true;
+                    let mut problems = Vec::new();
                     let generated = if reverse {
                         let claimed = claimed.get_or_insert_with(|| {
                             let files = self.sources.iter().filter_map(|s| s.loaded.as_ref());
@@ -251,32 +275,39 @@ impl Zones {
                         });
                         let (records, ambiguous) =
                             minions::ptr_records(&source.apex, networks, &served_by_forward, claimed);
-                        notes.extend(ambiguous.iter().map(|addr| {
-                            format!("{}: {addr} is served at more than one minion's name; it gets no PTR", source.apex)
-                        }));
+                        problems.extend(
+                            ambiguous
+                                .iter()
+                                .map(|addr| format!("{addr} is served at more than one name; it gets no PTR")),
+                        );
                         records
                     } else {
-                        minions::address_records(&book.book, &source.apex, networks)
+                        let (records, found) = minions::address_records(&book.book, &source.apex, networks);
+                        problems.extend(found);
+                        records
                     };
                     let previous = source.zone.as_ref().map(|zone| zone.serial());
                     let serial = minions::next_serial(loaded.serial(), previous, now);
                     let (zone, left_out) = loaded.with_generated(&generated, loaded.soa().1.ttl, serial);
-                    notes.extend(left_out.iter().map(|owner| {
-                        format!(
-                            "{}: {owner} is in the zone file (or below a delegation); the minion's record is left out",
-                            source.apex
-                        )
+                    problems.extend(left_out.iter().map(|owner| {
+                        format!("{owner} is in the zone file (or below a delegation); the minion's record is left out")
                     }));
                     let served: Vec<Generated> =
                         generated.into_iter().filter(|(owner, _)| !left_out.contains(owner)).collect();
                     if !reverse {
-                        served_by_forward.push(minions::served(&served, &[]));
+                        served_by_forward.extend(minions::served(&served, &[]));
                     }
+                    let source = &mut self.sources[i];
+                    let found: HashSet<String> = problems.iter().cloned().collect();
+                    let apex = &source.apex;
+                    out.notes.extend(
+                        problems.into_iter().filter(|p| !source.noted.contains(p)).map(|p| format!("{apex}: {p}")),
+                    );
+                    source.noted = found;
                     if !changed[i] && source.zone.is_some() && served == source.served {
                         continue;
                     }
                     forward_changed |= !reverse;
-                    let source = &mut self.sources[i];
                     source.served = served;
                     Arc::new(zone)
                 }
@@ -287,13 +318,6 @@ impl Zones {
             out.reloaded.push((source.apex.clone(), zone.len()));
             source.zone = Some(zone);
         }
-        // Each problem once while it lasts: what a rebuild found replaces what the last one did.
-        if rebuilt {
-            let found: HashSet<String> = notes.iter().cloned().collect();
-            notes.retain(|note| !self.noted.contains(note));
-            self.noted = found;
-        }
-        out.notes = notes;
         out
     }
 
@@ -309,40 +333,52 @@ impl Zones {
     }
 }
 
+/// `now` as a zone serial, for comparing with one (RFC 1982).
+fn domain_serial(now: u32) -> halite_dns::zone::Serial {
+    halite_dns::zone::Serial::from(now)
+}
+
 impl Book {
     /// Reads the book again if its file changed (or `force`); true when what it holds did.
     /// A book that cannot be read keeps the last one read (and is tried again at the next
-    /// poll); one not written yet is empty.
+    /// poll, unless it is too large: then when it changes); one that does not exist is empty.
+    /// Each failure, and each problem in what was read, is reported once while it lasts.
     fn reread(&mut self, force: bool, notes: &mut Vec<String>) -> bool {
         let now = stamp(&self.path);
-        if !force && now == self.stamp && self.failing.is_none() {
+        let retry = self.failing.as_ref().is_some_and(|(_, retry)| *retry);
+        if !force && now == self.stamp && !retry {
             return false;
         }
         let text = match read_bounded(&self.path, MAX_BOOK_BYTES as u64) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) => {
-                let absent = now.is_none();
+                let absent = matches!(fs::metadata(&self.path), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
                 let note = if absent {
                     format!("{}: {e}; no minion is served until the master writes it", self.path.display())
                 } else {
                     format!("{}: {e}; the minions read before are still served", self.path.display())
                 };
-                if self.failing.as_ref() != Some(&note) {
+                if self.failing.as_ref().map(|(was, _)| was) != Some(&note) {
                     notes.push(note.clone());
                 }
-                self.failing = Some(note);
+                self.failing = Some((note, e != TOO_LARGE && e != NOT_REGULAR));
+                self.stamp = now;
                 if !absent {
                     return false;
                 }
                 String::new()
             }
         };
-        if !text.is_empty() || now.is_some() {
+        if now.is_some() {
             self.failing = None;
         }
         self.stamp = now;
         let (book, problems) = AddressBook::parse(&text);
-        notes.extend(problems.into_iter().map(|p| format!("{}: {p}", self.path.display())));
+        let problems: HashSet<String> = problems.into_iter().collect();
+        let mut new: Vec<&String> = problems.difference(&self.problems).collect();
+        new.sort();
+        notes.extend(new.into_iter().map(|p| format!("{}: {p}", self.path.display())));
+        self.problems = problems;
         let changed = book != self.book;
         self.book = book;
         changed

@@ -14,6 +14,8 @@ use domain::base::iana::Rtype;
 
 const ZONE: &str =
     "$ORIGIN dev.wpdn.\n$TTL 300\n@ SOA salt hostmaster 1 3600 600 604800 300\n@ NS salt\nsalt A 10.77.0.2\n";
+const INFRA: &str =
+    "$ORIGIN infra.wpdn.\n$TTL 300\n@ SOA ns hostmaster 1 3600 600 604800 300\n@ NS ns\nns A 10.77.0.2\n";
 const REVERSE: &str = "$ORIGIN 77.10.in-addr.arpa.\n$TTL 300\n@ SOA salt.dev.wpdn. hostmaster.dev.wpdn. 1 3600 600 604800 300\n@ NS salt.dev.wpdn.\n";
 
 /// Writes the book as the master does: a new file renamed over the old.
@@ -49,6 +51,7 @@ fn the_book_is_served_and_followed_and_never_overrides_the_zone_file() {
     let d = dir.path();
     std::fs::write(d.join("dev.wpdn.zone"), ZONE).unwrap();
     std::fs::write(d.join("77.10.zone"), REVERSE).unwrap();
+    std::fs::write(d.join("infra.zone"), INFRA).unwrap();
     let book = d.join("addresses");
     write_book(
         &book,
@@ -58,7 +61,7 @@ fn the_book_is_served_and_followed_and_never_overrides_the_zone_file() {
     let server = halite(
         d,
         &format!(
-            "listen: ['127.0.0.1:PORT']\nzones:\n  dev.wpdn: {d}/dev.wpdn.zone\n  77.10.in-addr.arpa: {d}/77.10.zone\n\
+            "listen: ['127.0.0.1:PORT']\nzones:\n  dev.wpdn: {d}/dev.wpdn.zone\n  77.10.in-addr.arpa: {d}/77.10.zone\n  infra.wpdn: {d}/infra.zone\n\
              minion_addresses: {book}\nminions:\n  dev.wpdn: [10.77.0.0/16, 'fd77::/64']\n  77.10.in-addr.arpa: [10.77.0.0/16]\n",
             d = d.display(),
             book = book.display()
@@ -88,9 +91,9 @@ fn the_book_is_served_and_followed_and_never_overrides_the_zone_file() {
     assert!(answer(&server, "bad_id.dev.wpdn", Rtype::A).is_empty());
     let log = server.log();
     assert!(log.contains("salt.dev.wpdn is in the zone file"), "{log}");
-    assert!(log.contains("10.77.0.6 is served at more than one minion's name"), "{log}");
+    assert!(log.contains("10.77.0.6 is served at more than one name"), "{log}");
     assert!(log.contains("\"bad_id\" is not a host name"), "{log}");
-    assert!(log.contains("share the name \"cased\""), "{log}");
+    assert!(log.contains("all have the name cased.dev.wpdn"), "{log}");
     let first = serial(&server);
     let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as u32;
     assert!((clock - 60..=clock + 60).contains(&first), "a zone with minions takes the clock's serial: {first}");
@@ -111,6 +114,13 @@ fn the_book_is_served_and_followed_and_never_overrides_the_zone_file() {
     );
     let second = serial(&server);
     assert!(second > first, "{first} -> {second}");
+
+    // A host of another zone file (one without minions) takes that address: the minion's
+    // PTR goes, its own name stays.
+    write_book(&d.join("infra.zone"), &format!("{INFRA}router A 10.77.0.8\n"));
+    let ptr_gone = || answer(&server, "8.0.77.10.in-addr.arpa", Rtype::PTR).is_empty();
+    assert!(wait_until(Duration::from_secs(10), ptr_gone), "{}", server.log());
+    assert_eq!(answer(&server, "web1.dev.wpdn", Rtype::A), ["web1.dev.wpdn. 300 A 10.77.0.8"]);
 
     // A book that cannot be read keeps the minions read before.
     std::fs::remove_file(&book).unwrap();
