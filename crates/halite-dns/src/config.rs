@@ -13,6 +13,8 @@
 //! rate_limit_slip: 2                    # every 2nd limited reply sent truncated
 //! tcp_max_connections: 1024             # TCP connections served at once
 //! tcp_idle_timeout: 10                  # seconds a TCP connection may wait for a query
+//! udp_threads: 2                        # UDP sockets and threads per listen address
+//!                                       # (default: one per core; gdnsd's udp_threads)
 //! minion_addresses: /var/lib/halite/minion-addresses   # the master's dns_address_book
 //! minions: {dev.wpdn: [10.0.0.0/24], 0.0.10.in-addr.arpa: [10.0.0.0/24]}
 //!                                       # zones that also hold the accepted minions: A/AAAA
@@ -64,6 +66,9 @@ pub struct Config {
     /// How long a TCP connection may go without a complete query before it is closed
     /// (RFC 7766 6.2.3; Knot's `tcp-idle-timeout`, 10 s).
     pub tcp_idle_timeout: Duration,
+    /// Threads answering UDP on each listen address, each with a socket of its own
+    /// (`SO_REUSEPORT`). `None`: one per core. gdnsd's `udp_threads`, Knot's `udp-workers`.
+    pub udp_threads: Option<usize>,
     /// The address book the master writes (its `dns_address_book`): each accepted minion's
     /// addresses.
     pub minion_addresses: Option<PathBuf>,
@@ -88,6 +93,7 @@ impl Default for Config {
             rate_limit_slip: 2,
             tcp_max_connections: 1024,
             tcp_idle_timeout: Duration::from_secs(10),
+            udp_threads: None,
             minion_addresses: None,
             minions: Vec::new(),
         }
@@ -121,6 +127,7 @@ const KNOWN: &[&str] = &[
     "rate_limit_slip",
     "tcp_max_connections",
     "tcp_idle_timeout",
+    "udp_threads",
     "minion_addresses",
     "minions",
 ];
@@ -231,6 +238,7 @@ impl Config {
                 "rate_limit_slip" => config.rate_limit_slip = whole(key, value, 100)?,
                 "tcp_max_connections" => config.tcp_max_connections = count(key, value, 1_000_000)? as usize,
                 "tcp_idle_timeout" => config.tcp_idle_timeout = Duration::from_secs(count(key, value, 3600)?),
+                "udp_threads" => config.udp_threads = Some(count(key, value, 256)? as usize),
                 "zones" => {
                     let Value::Map(zones) = value else { return Err(invalid(key, "not a mapping of zone to file")) };
                     for (zone, file) in zones {
@@ -333,8 +341,11 @@ mod tests {
         let (config, _) =
             Config::parse("listen: ['::1']\nzones: {a.b: f}\ntransfer: {a.b: [10.0.0.3, '10.0.0.4:5300']}\n").unwrap();
         assert_eq!(config.transfer[0].1, vec!["10.0.0.3:53".parse().unwrap(), "10.0.0.4:5300".parse().unwrap()]);
-        let (config, _) = Config::parse("listen: ['::1']\ntcp_max_connections: 5\ntcp_idle_timeout: 2\n").unwrap();
+        let (config, _) =
+            Config::parse("listen: ['::1']\ntcp_max_connections: 5\ntcp_idle_timeout: 2\nudp_threads: 3\n").unwrap();
         assert_eq!((config.tcp_max_connections, config.tcp_idle_timeout), (5, Duration::from_secs(2)));
+        assert_eq!(config.udp_threads, Some(3));
+        assert!(err("listen: ['::1']\nudp_threads: 0\n").starts_with("udp_threads: "));
         let book = "listen: ['::1']\nzones: {a.b: f, 2.10.in-addr.arpa: r}\nminion_addresses: /book\n";
         let (config, _) =
             Config::parse(&format!("{book}minions: {{a.b: 10.2.0.0/16, 2.10.in-addr.arpa: [10.2.0.0/16]}}\n")).unwrap();

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod forward;
 pub mod lookup;
+pub mod memo;
 pub mod minions;
 pub mod respond;
 pub mod rrl;

@@ -66,16 +66,19 @@ enum Found<'z> {
 
 /// Finds `key` (a name at or below the apex, [`key_of`]) in `zone`.
 fn find<'z>(zone: &'z Zone, key: &[u8], qtype: Rtype) -> Found<'z> {
-    let apex_len = key_of(zone.apex()).len();
-    // Delegations on the way down from the apex, the highest first: a zone cut hides
-    // everything below it (RFC 1034 4.3.2 3b), but DS at the cut is the parent's.
-    let path: Vec<&[u8]> = suffixes(key).take_while(|s| s.len() > apex_len).collect();
-    for suffix in path.iter().rev() {
-        if let Some(node) = zone.node(suffix) {
-            if node.rrset(Rtype::NS).is_some() && !(suffix.len() == key.len() && qtype == Rtype::DS) {
-                return Found::Referral(node);
+    let apex_len = zone.apex_key().len();
+    // Delegations on the way down from the apex: a zone cut hides everything below it (RFC
+    // 1034 4.3.2 3b), so the highest one counts, the last met walking up from the name.
+    // DS at the cut is the parent's.
+    let highest_cut =
+        suffixes(key).take_while(|s| s.len() > apex_len).fold(None, |cut, suffix| match zone.node(suffix) {
+            Some(node) if node.rrset(Rtype::NS).is_some() && !(suffix.len() == key.len() && qtype == Rtype::DS) => {
+                Some(node)
             }
-        }
+            _ => cut,
+        });
+    if let Some(node) = highest_cut {
+        return Found::Referral(node);
     }
     if let Some(node) = zone.node(key) {
         return Found::Node(node);
@@ -129,7 +132,7 @@ pub fn lookup<'z>(zone: &'z Zone, key: &[u8], qtype: Rtype) -> Lookup<'z> {
             let target = target.cname();
             let target_key = key_of(target);
             // Followed only inside this zone, as Knot does; the client resolves the rest.
-            if !suffixes(&target_key).any(|s| s == key_of(zone.apex()).as_slice()) {
+            if !suffixes(&target_key).any(|s| s == zone.apex_key()) {
                 return out;
             }
             // A loop ends where it comes back: each CNAME of it answered once, as Knot does.

@@ -20,12 +20,14 @@ use domain::base::message_builder::{AdditionalBuilder, AnswerBuilder, PushError}
 use domain::base::{Message, MessageBuilder, ParsedName, StaticCompressor};
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use domain::base::ToName;
 
 use crate::forward::{Access, Forward};
 use crate::lookup::{lookup, Lookup, Owner, Section};
+use crate::memo::ReplyMemo;
 use crate::transfer::{self, Secondaries};
 use crate::zone::{key_of, suffixes, StoredName, Zone};
 
@@ -61,8 +63,11 @@ pub(crate) fn push_limit(limit: usize, edns: bool) -> usize {
 }
 
 /// The zones served, and the answers to queries about them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Authority {
+    /// Tells this set of zones from every other the process built, so a [`ReplyMemo`] never
+    /// hands out a reply of zones since reloaded (an address could be reused; this is not).
+    generation: u64,
     /// Shared with the daemon's copy of each zone: a reload builds a new `Authority` without
     /// copying the zones that did not change.
     zones: Vec<Arc<Zone>>,
@@ -76,16 +81,33 @@ pub struct Authority {
     secondaries: Secondaries,
 }
 
+/// Who else would get an outcome: what lets [`Authority::respond_udp`] keep a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Any client sending the same bytes (the answers of the zones, and errors).
+    AnyClient,
+    /// This client's address decided it (a transfer, a name outside the zones).
+    ThisClient,
+}
+
 type Builder = AnswerBuilder<StaticCompressor<Vec<u8>>>;
 
 /// The OPT record we add (root owner, type, class, TTL, RDLENGTH): kept free in every reply
 /// to a query with EDNS, so truncation never drops it (RFC 6891 7).
 pub(crate) const OPT_LEN: usize = 11;
 
+/// The last [`Authority::generation`] given out.
+static GENERATIONS: AtomicU64 = AtomicU64::new(0);
+
+impl Default for Authority {
+    fn default() -> Authority {
+        Authority::with_unavailable(Vec::<Zone>::new(), Vec::new())
+    }
+}
+
 impl Authority {
     pub fn new(zones: impl IntoIterator<Item = impl Into<Arc<Zone>>>) -> Authority {
-        let zones = zones.into_iter().map(Into::into).collect();
-        Authority { zones, unavailable: Vec::new(), recursion: Access::default(), secondaries: Secondaries::default() }
+        Authority::with_unavailable(zones, Vec::new())
     }
 
     /// Zones served, and zones configured that could not be loaded.
@@ -94,7 +116,13 @@ impl Authority {
         unavailable: Vec<StoredName>,
     ) -> Authority {
         let zones = zones.into_iter().map(Into::into).collect();
-        Authority { zones, unavailable, recursion: Access::default(), secondaries: Secondaries::default() }
+        Authority {
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1,
+            zones,
+            unavailable,
+            recursion: Access::default(),
+            secondaries: Secondaries::default(),
+        }
     }
 
     /// Names outside the zones are forwarded for clients in `recursion` (an empty `Access`
@@ -105,6 +133,11 @@ impl Authority {
     }
 
     /// Zones may be transferred by their `secondaries`.
+    /// Tells these zones from every other set this process built (see [`ReplyMemo`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Whether `client` may have names outside the zones resolved (the site's VMs).
     pub fn recursion_allowed(&self, client: IpAddr) -> bool {
         self.recursion.allows(client)
@@ -122,26 +155,44 @@ impl Authority {
     /// The zone holding `key` (a name's [`key_of`]): the one with the longest apex, as a
     /// child zone served beside its parent answers for its own names.
     pub fn zone_for(&self, key: &[u8]) -> Option<&Zone> {
-        suffixes(key)
-            .find_map(|suffix| self.zones.iter().find(|zone| key_of(zone.apex()) == suffix))
-            .map(|zone| &**zone)
+        suffixes(key).find_map(|suffix| self.zones.iter().find(|zone| zone.apex_key() == suffix)).map(|zone| &**zone)
     }
 
     /// The reply to `query`, received over `transport` from `client`.
     pub fn respond(&self, query: &[u8], transport: Transport, client: IpAddr) -> Outcome {
-        let Ok(msg) = Message::from_slice(query) else { return Outcome::Drop("shorter than a DNS header") };
-        if msg.header().qr() {
-            return Outcome::Drop("a response, not a query");
+        self.decide(query, transport, client).0
+    }
+
+    /// The reply to a UDP `query` from `client`, from `memo` when the same bytes (but the
+    /// ID) were answered by these zones before; see [`crate::memo`].
+    pub fn respond_udp(&self, memo: &mut ReplyMemo, query: &[u8], client: IpAddr) -> Outcome {
+        if let Some(reply) = memo.get(self.generation, query) {
+            return Outcome::Reply(reply);
         }
-        let Ok(question) = msg.sole_question() else { return formerr(msg, false) };
+        let (outcome, scope) = self.decide(query, Transport::Udp, client);
+        if let (Outcome::Reply(reply), Scope::AnyClient) = (&outcome, scope) {
+            memo.insert(self.generation, query, reply);
+        }
+        outcome
+    }
+
+    /// The outcome for `query`, and whether another client sending the same bytes would get
+    /// the same one.
+    fn decide(&self, query: &[u8], transport: Transport, client: IpAddr) -> (Outcome, Scope) {
+        let any = |outcome| (outcome, Scope::AnyClient);
+        let Ok(msg) = Message::from_slice(query) else { return any(Outcome::Drop("shorter than a DNS header")) };
+        if msg.header().qr() {
+            return any(Outcome::Drop("a response, not a query"));
+        }
+        let Ok(question) = msg.sole_question() else { return any(formerr(msg, false)) };
         if !sections_parse(msg) {
-            return formerr(msg, true);
+            return any(formerr(msg, true));
         }
         let opt = msg.opt();
         // An OPT record whose options do not parse: `domain` then reports no OPT at all;
         // Knot answers FORMERR.
         if opt.is_none() && opt_records(msg) > 0 {
-            return formerr(msg, true);
+            return any(formerr(msg, true));
         }
         let edns = opt.as_ref().map(|opt| Edns {
             version: opt.version(),
@@ -155,38 +206,40 @@ impl Authority {
         };
         let reply = Reply { msg, edns, limit };
         if msg.header().opcode() != Opcode::QUERY {
-            return reply.error(Rcode::NOTIMP);
+            return any(reply.error(Rcode::NOTIMP));
         }
         if reply.edns.is_some_and(|e| e.version > 0) {
-            return reply.badvers();
+            return any(reply.badvers());
         }
         let qtype = question.qtype();
         if is_meta(qtype) {
-            return reply.error(Rcode::FORMERR);
+            return any(reply.error(Rcode::FORMERR));
         }
         // Class ANY asks about every class; the zones are IN, so it gets IN's answer, as
         // from Knot.
         if question.qclass() != Class::IN && question.qclass() != Class::ANY {
-            return reply.error(Rcode::REFUSED);
+            return any(reply.error(Rcode::REFUSED));
         }
         let qname = question.qname();
         let key = key_of(qname);
         if matches!(qtype, Rtype::AXFR | Rtype::IXFR) {
-            let zone = self.zones.iter().find(|zone| key_of(zone.apex()) == key);
+            let zone = self.zones.iter().find(|zone| zone.apex_key() == key.as_slice());
             let allowed = zone.filter(|zone| self.secondaries.may_transfer(zone.apex(), client));
-            return match (transport, qtype, allowed) {
+            let outcome = match (transport, qtype, allowed) {
                 (Transport::Udp, Rtype::AXFR, _) => reply.error(Rcode::NOTIMP),
                 (_, _, None) => reply.error(Rcode::NOTAUTH),
                 (Transport::Udp, _, Some(zone)) => Outcome::Reply(transfer::soa_only(msg, zone)),
                 (Transport::Tcp, _, Some(zone)) => Outcome::Transfer(transfer::axfr(msg, zone)),
             };
+            // Who may transfer is by address.
+            return (outcome, Scope::ThisClient);
         }
         // DS belongs to the parent side of a cut (RFC 4035 3.1.4.1): when the parent zone is
         // served too, it answers for the child's apex.
         // When it is not, the zone at the name answers (NODATA at its own apex, as Knot).
         let closest = |skip: usize| {
             suffixes(&key).skip(skip).find_map(|suffix| {
-                if let Some(zone) = self.zones.iter().find(|zone| key_of(zone.apex()) == suffix) {
+                if let Some(zone) = self.zones.iter().find(|zone| zone.apex_key() == suffix) {
                     return Some(Some(zone));
                 }
                 self.unavailable.iter().any(|apex| key_of(apex) == suffix).then_some(None)
@@ -195,14 +248,16 @@ impl Authority {
         let zone = if qtype == Rtype::DS && key.len() > 1 { closest(1).or_else(|| closest(0)) } else { closest(0) };
         let zone = match zone {
             Some(Some(zone)) => zone,
-            Some(None) => return reply.error(Rcode::SERVFAIL),
+            Some(None) => return any(reply.error(Rcode::SERVFAIL)),
             // Forwarded only as IN, the class the reply is built for.
+            // Whether a name outside the zones is forwarded or refused is by address.
             None if self.recursion.allows(client) && question.qclass() == Class::IN => {
-                return Outcome::Forward(Forward::new(msg, qname.to_name(), qtype, reply.edns, reply.limit));
+                let forward = Forward::new(msg, qname.to_name(), qtype, reply.edns, reply.limit);
+                return (Outcome::Forward(forward), Scope::ThisClient);
             }
-            None => return reply.error(Rcode::REFUSED),
+            None => return (reply.error(Rcode::REFUSED), Scope::ThisClient),
         };
-        reply.answer(*qname, &lookup(zone, &key, qtype))
+        any(reply.answer(*qname, &lookup(zone, &key, qtype)))
     }
 }
 

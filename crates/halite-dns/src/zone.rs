@@ -77,6 +77,8 @@ impl Node {
 #[derive(Debug, Clone)]
 pub struct Zone {
     apex: StoredName,
+    /// The apex's [`key_of`], compared against on every query.
+    apex_key: Box<[u8]>,
     nodes: HashMap<Box<[u8]>, Node>,
     records: usize,
     warnings: Vec<ZoneError>,
@@ -108,6 +110,11 @@ impl Zone {
         &self.apex
     }
 
+    /// The apex's [`key_of`].
+    pub fn apex_key(&self) -> &[u8] {
+        &self.apex_key
+    }
+
     /// Records in the zone.
     pub fn len(&self) -> usize {
         self.records
@@ -124,7 +131,7 @@ impl Zone {
 
     /// The SOA record (every loaded zone has exactly one).
     pub fn soa(&self) -> (&StoredName, &Rrset) {
-        let apex = &self.nodes[key_of(&self.apex).as_slice()];
+        let apex = &self.nodes[&self.apex_key];
         (&apex.owner, apex.rrset(Rtype::SOA).expect("a loaded zone has its SOA"))
     }
 
@@ -406,7 +413,7 @@ impl Loader {
                 return Err(self.error(main_file, None, format!("an SOA record below the apex, at {}", node.owner)));
             }
         }
-        Ok(Zone { apex, nodes, records, warnings: self.warnings })
+        Ok(Zone { apex, apex_key: apex_key.into(), nodes, records, warnings: self.warnings })
     }
 }
 

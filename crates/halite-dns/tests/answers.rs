@@ -312,3 +312,56 @@ fn ds_at_a_child_apex_is_the_parents_and_a_wildcard_ns_delegates() {
     let delegated = ask(&auth, q("a.wns.example.wpdn.", Rtype::A));
     assert_eq!((delegated.aa, delegated.answer.len(), delegated.authority.len()), (false, 0, 1), "{delegated:?}");
 }
+
+#[test]
+fn a_remembered_reply_is_the_built_one_and_never_another_clients() {
+    use halite_dns::forward::Access;
+    use halite_dns::memo::ReplyMemo;
+    use halite_dns::transfer::Secondaries;
+    use std::net::IpAddr;
+
+    let site: IpAddr = "10.1.2.3".parse().unwrap();
+    let stranger: IpAddr = "192.0.2.200".parse().unwrap();
+    let auth = authority()
+        .with_recursion(Access::new(vec!["10.0.0.0/8".parse().unwrap()]))
+        .with_secondaries(Secondaries::new(vec![(StoredName::from_str("example.wpdn.").unwrap(), vec![site])]));
+    let mut memo = ReplyMemo::new();
+    for query in [
+        q("www.example.wpdn.", Rtype::A).bytes(),
+        q("WwW.Example.wpdn.", Rtype::A).edns(1232, 0, true).bytes(),
+        q("nothing.example.wpdn.", Rtype::AAAA).bytes(),
+        q("big.example.wpdn.", Rtype::TXT).bytes(),
+        q("example.wpdn.", Rtype::OPT).bytes(),
+    ] {
+        let built = auth.respond(&query, Transport::Udp, CLIENT);
+        assert_eq!(auth.respond_udp(&mut memo, &query, CLIENT), built);
+        let mut again = query.clone();
+        again[..2].copy_from_slice(&[0xbe, 0xef]);
+        let Outcome::Reply(mut expected) = built else { panic!("a reply") };
+        expected[..2].copy_from_slice(&[0xbe, 0xef]);
+        assert_eq!(auth.respond_udp(&mut memo, &again, stranger), Outcome::Reply(expected));
+    }
+    assert_eq!(memo.len(auth.generation()), 5);
+
+    // A name outside the zones: forwarded for the site, REFUSED for a stranger, whichever
+    // asks first. An IXFR over UDP: the SOA for a secondary, NOTAUTH for a stranger.
+    for query in [q("www.example.org.", Rtype::A).bytes(), q("example.wpdn.", Rtype::IXFR).bytes()] {
+        for order in [[stranger, site], [site, stranger]] {
+            let outcomes: Vec<Outcome> =
+                order.iter().map(|&client| auth.respond_udp(&mut memo, &query, client)).collect();
+            for (client, outcome) in order.iter().zip(outcomes) {
+                assert_eq!(outcome, auth.respond(&query, Transport::Udp, *client), "{client}");
+            }
+        }
+    }
+    assert_eq!(memo.len(auth.generation()), 5, "nothing an address decided is kept");
+
+    // The zones reloaded: the memo answers from the new ones.
+    let apex = StoredName::from_str("example.wpdn.").unwrap();
+    let edited = ZONE.replace("www      A     192.0.2.1", "www      A     192.0.2.111");
+    let reloaded =
+        Authority::new(vec![Zone::load(&apex, "z", edited.as_bytes(), &mut |_| Err("none".into())).unwrap()]);
+    let query = q("www.example.wpdn.", Rtype::A).bytes();
+    assert_eq!(reloaded.respond_udp(&mut memo, &query, CLIENT), reloaded.respond(&query, Transport::Udp, CLIENT));
+    assert_ne!(reloaded.respond_udp(&mut memo, &query, CLIENT), auth.respond(&query, Transport::Udp, CLIENT));
+}

@@ -11,6 +11,9 @@
 //!   100 queries outstanding), after a 2 s warm-up. Gives queries per second, lost queries,
 //!   dnsperf's average and maximum latency, the server's CPU time per query
 //!   (utime + stime from `/proc/PID/stat` around the run) and its RSS afterwards.
+//! - **Cold run**: the same mix, 20,000 lines, each name in a case pattern of its own (the
+//!   0x20 trick of some resolvers), so that hardly a query repeats byte for byte and
+//!   halite-dns's memo of replies seldom answers: the cost of building every reply.
 //! - **Fixed-load run**: dnsperf 2.10 has no latency histogram, but `-v` prints each
 //!   reply's latency. Printing costs dnsperf enough CPU to skew a saturation run on a small
 //!   machine, so the percentiles come from a separate 5 s run at half the lowest rate any
@@ -48,6 +51,8 @@ fn main() {
     std::fs::write(&zone_file, zone_text()).expect("writing the zone");
     let queries = dir.path().join("queries.txt");
     std::fs::write(&queries, query_lines().join("\n") + "\n").expect("writing the queries");
+    let cold_queries = dir.path().join("queries-cold.txt");
+    std::fs::write(&cold_queries, cold_query_lines().join("\n") + "\n").expect("writing the queries");
 
     // Declared after `dir`, so dropped (killed) before the files they read are removed.
     let mut servers = [
@@ -68,11 +73,18 @@ fn main() {
         let run = dnsperf(server.port, &queries, &["-l", &RUN_SECS.to_string()]);
         let cpu = cpu_seconds(server.pid()) - cpu_before;
         let summary = Summary::parse(&run);
+        let rss_mib = rss_kib(server.pid()) as f64 / 1024.0;
+        eprintln!("{}: {RUN_SECS} s at full speed with hardly a query repeated", server.name);
+        let cpu_before = cpu_seconds(server.pid());
+        let cold = Summary::parse(&dnsperf(server.port, &cold_queries, &["-l", &RUN_SECS.to_string()]));
+        let cold_cpu = cpu_seconds(server.pid()) - cpu_before;
         results.push(Row {
             name: server.name,
             cpu_us_per_query: cpu * 1e6 / summary.completed as f64,
-            rss_mib: rss_kib(server.pid()) as f64 / 1024.0,
+            rss_mib,
             summary,
+            cold_cpu_us_per_query: cold_cpu * 1e6 / cold.completed as f64,
+            cold,
             percentiles: None,
             fixed_load_qps: 0.0,
         });
@@ -173,6 +185,32 @@ fn query_lines() -> Vec<String> {
         .collect()
 }
 
+/// The same mix, 20,000 lines long, each name in a case pattern of its own (as a resolver
+/// using the 0x20 trick sends them): hardly a query's bytes repeat within a thousand, so
+/// halite-dns's memo of replies (`halite_dns::memo`) seldom answers and every reply is built.
+fn cold_query_lines() -> Vec<String> {
+    let lines = query_lines();
+    (0..20_000u64)
+        .map(|i| {
+            let line = &lines[i as usize % lines.len()];
+            let (name, rtype) = line.split_once(' ').expect("NAME TYPE");
+            let mut bits = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let name: String = name
+                .chars()
+                .map(|c| {
+                    bits = bits.rotate_left(1);
+                    if bits & 1 == 1 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            format!("{name} {rtype}")
+        })
+        .collect()
+}
+
 /// A server process on a loopback port, killed when dropped (a panic included).
 struct Server {
     name: &'static str,
@@ -243,13 +281,13 @@ fn start_halite(dir: &Path, zone_file: &Path, threads: usize) -> Server {
     std::fs::write(
         &config,
         format!(
-            "listen: ['127.0.0.1:{port}']\nzones:\n  {ZONE}: {}\nforwarders: []\nrate_limit: 0\n",
+            "listen: ['127.0.0.1:{port}']\nzones:\n  {ZONE}: {}\nforwarders: []\nrate_limit: 0\nudp_threads: {threads}\n",
             zone_file.display()
         ),
     )
     .expect("writing dns.yaml");
     let mut command = Command::new(env!("CARGO_BIN_EXE_halite-dns"));
-    command.arg("-c").arg(&config).env("TOKIO_WORKER_THREADS", threads.to_string()).env("RUST_LOG", "info");
+    command.arg("-c").arg(&config).env("RUST_LOG", "info");
     Server::spawn("halite-dns", command, port, dir.join("halite-dns.log"))
 }
 
@@ -453,9 +491,27 @@ struct Row {
     summary: Summary,
     cpu_us_per_query: f64,
     rss_mib: f64,
+    /// The run of [`cold_query_lines`].
+    cold: Summary,
+    cold_cpu_us_per_query: f64,
     percentiles: Option<Percentiles>,
     /// What the percentile run reached: below the asked rate, dnsperf (printing) fell behind.
     fixed_load_qps: f64,
+}
+
+/// halite-dns's qps and CPU per query, as `measure` reads them from a row, over each other
+/// server's.
+fn print_ratios(rows: &[Row], run: &str, measure: impl Fn(&Row) -> (f64, f64)) {
+    let (qps, cpu) = measure(rows.iter().find(|r| r.name == "halite-dns").expect("a halite-dns row"));
+    for other in rows.iter().filter(|r| r.name != "halite-dns") {
+        let (other_qps, other_cpu) = measure(other);
+        println!(
+            "halite-dns / {}{run}: qps × {:.2}, CPU per query × {:.2}",
+            other.name,
+            qps / other_qps,
+            cpu / other_cpu
+        );
+    }
 }
 
 fn print_table(threads: usize, fixed_rate: u64, rows: &[Row]) {
@@ -498,15 +554,21 @@ fn print_table(threads: usize, fixed_rate: u64, rows: &[Row]) {
         );
     }
     println!();
-    let halite = rows.iter().find(|r| r.name == "halite-dns").expect("a halite-dns row");
-    for other in rows.iter().filter(|r| r.name != "halite-dns") {
+    print_ratios(rows, "", |row| (row.summary.qps, row.cpu_us_per_query));
+    println!();
+    println!("With hardly a query repeated (each name in a case pattern of its own, 20,000 lines):");
+    println!();
+    println!("| server | threads | qps | lost | CPU µs/query |");
+    println!("|---|---:|---:|---:|---:|");
+    for row in rows {
+        let c = &row.cold;
         println!(
-            "halite-dns / {}: qps × {:.2}, CPU per query × {:.2}",
-            other.name,
-            halite.summary.qps / other.summary.qps,
-            halite.cpu_us_per_query / other.cpu_us_per_query
+            "| {} | {threads} | {:.0} | {} of {} | {:.2} |",
+            row.name, c.qps, c.lost, c.sent, row.cold_cpu_us_per_query
         );
     }
+    println!();
+    print_ratios(rows, " with hardly a repeat", |row| (row.cold.qps, row.cold_cpu_us_per_query));
     println!();
     for row in rows {
         println!(

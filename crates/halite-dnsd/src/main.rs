@@ -1,11 +1,13 @@
 //! `halite-dns -c /etc/halite/dns.yaml`: the salt VM's DNS server. This binary is the thin
 //! shell around the `halite-dns` library: it reads the config and the zone files, binds UDP
 //! and TCP on every `listen` address, hands each query's bytes to
-//! [`halite_dns::respond::Authority::respond`] and sends back what it returns, or, for a
-//! name outside the zones, what the cache or the forwarders say (`resolver`). Zone files
-//! are re-read when they change (polled every half second) and on SIGHUP.
+//! [`halite_dns::respond::Authority`] and sends back what it returns, or, for a name
+//! outside the zones, what the cache or the forwarders say (`resolver`). UDP is served by
+//! threads of its own, in batches (`udp`); TCP, the forwarders and the zone files by a tokio
+//! runtime. Zone files are re-read when they change (polled every half second) and on SIGHUP.
 //!
-//! Bounds a client cannot move: one 64 KiB buffer per UDP socket task; TCP connections
+//! Bounds a client cannot move: `udp::BATCH` 64 KiB buffers and a memo of at most
+//! `halite_dns::memo::MAX_ENTRIES` replies per UDP thread; TCP connections
 //! capped at `tcp_max_connections` (1,024; more are closed as they are accepted), each
 //! closed after `tcp_idle_timeout` (10 s) without a complete query (a length prefix then
 //! silence included) and after [`MAX_QUERIES_PER_CONNECTION`]; UDP replies rate-limited
@@ -15,23 +17,24 @@
 mod notify;
 mod privileges;
 mod resolver;
+mod udp;
 mod zones;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use halite_dns::config::Config;
 use halite_dns::forward::Access;
-use halite_dns::respond::{truncated, Authority, Outcome, Transport};
-use halite_dns::rrl::{RateLimiter, Verdict};
+use halite_dns::respond::{Authority, Outcome, Transport};
+use halite_dns::rrl::RateLimiter;
 use halite_dns::transfer::Secondaries;
 use halite_ratelog::peer_warn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
@@ -129,11 +132,12 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
     // Knot's default prefixes: a /24 or a /56 is one client's.
     let limiter: Limiter = (config.rate_limit > 0)
         .then(|| Arc::new(Mutex::new(RateLimiter::new(config.rate_limit, config.rate_limit_slip, 24, 56))));
+    let udp_threads = config.udp_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let mut bound = Vec::new();
-    for addr in &config.listen {
-        let udp = UdpSocket::bind(addr).await.with_context(|| format!("listen: binding UDP {addr}"))?;
+    for &addr in &config.listen {
+        let udp = udp::bind(addr, udp_threads).with_context(|| format!("listen: binding UDP {addr}"))?;
         let listener = TcpListener::bind(addr).await.with_context(|| format!("listen: binding TCP {addr}"))?;
-        bound.push((addr, Arc::new(udp), listener));
+        bound.push((addr, udp, listener));
     }
     // Every socket is bound: root (if we had it) is needed no more, and no query is served
     // before it is gone.
@@ -142,12 +146,20 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
             info!(user, "running as the configured user");
         }
     }
-    for (addr, udp, listener) in bound {
-        info!(%addr, "answering on UDP and TCP");
-        // One receiving task per core: a reply being built does not hold up the next query.
-        let tasks = std::thread::available_parallelism().map_or(2, |n| n.get());
-        for _ in 0..tasks {
-            tokio::spawn(serve_udp(udp.clone(), current.clone(), resolver.clone(), limiter.clone()));
+    let shared = Arc::new(udp::Shared {
+        current: current.clone(),
+        resolver: resolver.clone(),
+        limiter,
+        runtime: tokio::runtime::Handle::current(),
+    });
+    for (addr, sockets, listener) in bound {
+        info!(%addr, udp_threads, "answering on UDP and TCP");
+        for (index, socket) in sockets.into_iter().enumerate() {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("udp-{addr}-{index}"))
+                .spawn(move || udp::serve(socket, shared))
+                .context("starting a UDP thread")?;
         }
         tokio::spawn(serve_tcp(listener, current.clone(), resolver.clone(), tcp.clone()));
     }
@@ -238,48 +250,19 @@ fn log_drop(peer: IpAddr, transport: &str, why: &'static str) {
     peer_warn!("dns query dropped", key, transport, "query from {peer} not answered: {why}");
 }
 
-/// The outcome for `query`, or a drop if answering it panicked: a bug must cost that query,
-/// not the task that serves the socket (a UDP task that ended would leave fewer, then none).
-fn respond(current: &Current, query: &[u8], transport: Transport, peer: IpAddr) -> Outcome {
-    let authority = authority(current);
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| authority.respond(query, transport, peer))).unwrap_or_else(
-        |_| {
-            tracing::error!(%peer, "answering a query panicked (a bug): {}", halite_ratelog::shown(query));
-            Outcome::Drop("answering it panicked")
-        },
-    )
+/// The outcome for `query`.
+fn respond(authority: &Authority, query: &[u8], transport: Transport, peer: IpAddr) -> Outcome {
+    guarded(query, peer, || authority.respond(query, transport, peer))
 }
 
-async fn serve_udp(socket: Arc<UdpSocket>, current: Current, resolver: Arc<Resolver>, limiter: Limiter) {
-    let mut buf = vec![0u8; 65_535];
-    loop {
-        let (len, peer) = match socket.recv_from(&mut buf).await {
-            Ok(got) => got,
-            Err(e) => {
-                // ICMP errors from earlier sends surface here on Linux; nothing to do.
-                peer_warn!("udp receive", None, "receiving a UDP query: {e}");
-                continue;
-            }
-        };
-        // The site's VMs each have their own rate-limit bucket; other clients share their /24.
-        let own_bucket = authority(&current).recursion_allowed(peer.ip());
-        match respond(&current, &buf[..len], Transport::Udp, peer.ip()) {
-            Outcome::Reply(reply) => send_udp(&socket, &limiter, own_bucket, &reply, peer).await,
-            Outcome::Drop(why) => log_drop(peer.ip(), "udp", why),
-            Outcome::Transfer(_) => log_drop(peer.ip(), "udp", "a zone transfer over UDP"),
-            Outcome::Forward(forward) => match resolver.cached(&forward) {
-                Some(reply) => send_udp(&socket, &limiter, own_bucket, &reply, peer).await,
-                // The forwarders may take seconds: this task goes on receiving.
-                None => {
-                    let (socket, resolver, limiter) = (socket.clone(), resolver.clone(), limiter.clone());
-                    tokio::spawn(async move {
-                        let reply = resolver.answer(&forward, peer.ip()).await;
-                        send_udp(&socket, &limiter, own_bucket, &reply, peer).await;
-                    });
-                }
-            },
-        }
-    }
+/// What `answer` gives for `query`, or a drop if it panicked: a bug must cost that query,
+/// not the thread or task that serves the socket (a UDP thread that ended would leave
+/// fewer, then none).
+fn guarded(query: &[u8], peer: IpAddr, answer: impl FnOnce() -> Outcome) -> Outcome {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(answer)).unwrap_or_else(|_| {
+        tracing::error!(%peer, "answering a query panicked (a bug): {}", halite_ratelog::shown(query));
+        Outcome::Drop("answering it panicked")
+    })
 }
 
 /// What bounds the TCP side: `tcp_max_connections` and `tcp_idle_timeout`.
@@ -292,34 +275,6 @@ struct TcpLimits {
 
 /// The UDP rate limiter shared by every UDP task (`rate_limit`; `None` when 0).
 type Limiter = Option<Arc<Mutex<RateLimiter>>>;
-
-async fn send_udp(socket: &UdpSocket, limiter: &Limiter, own_bucket: bool, reply: &[u8], peer: SocketAddr) {
-    let verdict = match limiter {
-        Some(limiter) => {
-            limiter.lock().expect("no panic holds the limiter").check(peer.ip(), own_bucket, Instant::now())
-        }
-        None => Verdict::Send,
-    };
-    let slipped;
-    let reply = match verdict {
-        Verdict::Send => reply,
-        Verdict::Slip => match truncated(reply) {
-            Some(short) => {
-                slipped = short;
-                &slipped
-            }
-            None => return,
-        },
-        Verdict::Drop => {
-            // Forgeable source: one log budget for all of them.
-            peer_warn!("rate limit", None, "UDP replies to {} over rate_limit: dropped", peer.ip());
-            return;
-        }
-    };
-    if let Err(e) = socket.send_to(reply, peer).await {
-        peer_warn!("udp send", None, "sending a UDP reply to {peer}: {e}");
-    }
-}
 
 async fn serve_tcp(listener: TcpListener, current: Current, resolver: Arc<Resolver>, limits: TcpLimits) {
     loop {
@@ -378,7 +333,7 @@ async fn serve_connection(
                 return;
             }
         }
-        let outcome = respond(current, &message, Transport::Tcp, peer.ip());
+        let outcome = respond(&authority(current), &message, Transport::Tcp, peer.ip());
         let replies = match outcome {
             Outcome::Reply(reply) => vec![reply],
             Outcome::Forward(forward) => vec![resolver.answer(&forward, peer.ip()).await],
