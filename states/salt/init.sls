@@ -18,7 +18,6 @@
 {%- set zones = salt['pillar.get']('gdnsd:zones', {}) %}
 {%- set rsync = salt['pillar.get']('rsync', {}) %}
 {%- set jumpbox = salt['pillar.get']('jumpbox', {}) %}
-{%- from 'mine.jinja' import vm_addresses with context %}
 include:
   - monit
   - sshd
@@ -55,10 +54,16 @@ halite-master:
 
 {{ monit_check('halite-master', matching='halite-master -c', port=4506, host=site.internal_ip) }}
 
-# halite-dns: one RFC 1035 zone file per zone, as gdnsd read them. Records: the role entry
-# points (infra:hosts_entries) over every VM's internal address (mine).
-{%- set records = vm_addresses.copy() %}
-{%- do records.update(site.hosts) %}
+# halite-dns: one RFC 1035 zone file per zone, as gdnsd read them, holding the role entry
+# points (infra:hosts_entries); every VM's own name comes from the master's address book
+# (dns_address_book), which halite-dns follows as keys are accepted and deleted. The reverse
+# zone of the internal network holds their PTRs. A network that does not end on an octet
+# boundary gets the reverse zone of the octets it fixes.
+{%- set address_book = '/var/lib/halite/minion-addresses' %}
+{%- set network, prefix = site.internal_cidr.split('/') %}
+{%- set fixed_octets = network.split('.')[:(prefix|int) // 8] %}
+{%- set reverse_zone = (fixed_octets|reverse|join('.')) ~ '.in-addr.arpa' %}
+{%- set nameserver = 'salt.' ~ (zones|list|first if zones else site.internal_tld) %}
 
 /etc/halite/dns.yaml:
   file.managed:
@@ -69,6 +74,8 @@ halite-master:
         address: {{ site.internal_ip }}
         internal_cidr: {{ site.internal_cidr }}
         zones: {{ zones|list|yaml }}
+        reverse_zone: {{ reverse_zone }}
+        address_book: {{ address_book }}
         forwarders: {{ salt['pillar.get']('infra:upstream_resolvers', [])|yaml }}
     - require:
       - file: /etc/halite
@@ -82,12 +89,28 @@ halite-master:
     - makedirs: True
     - context:
         zone: {{ zone }}
+        nameserver: {{ nameserver }}
         ttl: {{ settings.get('ttl', 300) }}
         contact: {{ settings.contact }}
-        records: {{ records|yaml }}
+        records: {{ site.hosts|yaml }}
     - watch_in:
       - service: halite-dns
 {%- endfor %}
+
+/etc/halite/dns/{{ reverse_zone }}.zone:
+  file.managed:
+    - source: salt://salt/files/zone.jinja
+    - template: jinja
+    - mode: '0644'
+    - makedirs: True
+    - context:
+        zone: {{ reverse_zone }}
+        nameserver: {{ nameserver }}
+        ttl: 300
+        contact: {{ (zones.values()|list|first).contact if zones else 'hostmaster.' ~ site.tld }}
+        records: {}
+    - watch_in:
+      - service: halite-dns
 
 halite-dns:
   service.running:

@@ -5,10 +5,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{start_minions, workspace_bin, Master};
+use common::{start_minions, Dns, Master};
 use halite_testkit::{wait_until, SaltVersion};
 
 /// The minions report their addresses through the mine entry the site uses
@@ -19,15 +18,6 @@ const MINE: &str = "mine_functions: {network.ip_addrs: {mine_function: grains.ge
 const ZONE: &str =
     "$ORIGIN dev.wpdn.\n$TTL 300\n@ SOA salt hostmaster 1 3600 600 604800 300\n@ NS salt\nsalt A 10.77.0.2\n";
 const REVERSE: &str = "$ORIGIN 77.10.in-addr.arpa.\n$TTL 300\n@ SOA salt.dev.wpdn. hostmaster.dev.wpdn. 1 3600 600 604800 300\n@ NS salt.dev.wpdn.\n";
-
-struct Dns(Child, u16);
-
-impl Drop for Dns {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn start_dns(dir: &Path, book: &Path) -> Dns {
     let port = common::free_port();
@@ -40,24 +30,12 @@ fn start_dns(dir: &Path, book: &Path) -> Dns {
         b = book.display()
     );
     std::fs::write(dir.join("dns.yaml"), config).unwrap();
-    let log = std::fs::File::create(dir.join("dns.log")).unwrap();
-    let child = Command::new(workspace_bin("halite-dns"))
-        .arg("-c")
-        .arg(dir.join("dns.yaml"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start halite-dns");
-    Dns(child, port)
+    Dns::spawn(&dir.join("dns.yaml"), port, &dir.join("dns.log"))
 }
 
 /// `dig +short` against the server.
 fn dig(dns: &Dns, name: &str, rtype: &str) -> String {
-    let out = Command::new("dig")
-        .args(["@127.0.0.1", "-p", &dns.1.to_string(), "+short", "+tries=1", "+time=1", name, rtype])
-        .output()
-        .expect("dig is installed by tests/install-dns-tools.sh");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    dns.dig(name, rtype)
 }
 
 fn serial(dns: &Dns) -> u32 {

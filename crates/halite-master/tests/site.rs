@@ -2,15 +2,17 @@
 //! role of the VM-roles document, at both levels, named the way the site named its VMs so
 //! that `_grains/roles.py` derives the `roles` and `level` grains from the id. Each renders
 //! its pillar and highstate through halite and dry-runs it: no render errors, no failed
-//! state, every `salt://` source served.
+//! state, every `salt://` source served. The salt VM's DNS files (dns.yaml and the zones),
+//! rendered by Salt's own Jinja from the context its highstate gives them, are served by
+//! halite-dns with the VMs of an address book.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{describe, json_returns, salt, start_minions, Master};
-use halite_testkit::SaltVersion;
+use common::{describe, json_returns, salt, start_minions, Dns, Master};
+use halite_testkit::{venv, wait_until, SaltVersion};
 use serde_json::Value;
 
 /// One VM per role (`db1-masterdb` carries both database roles, as the document asks of
@@ -141,6 +143,10 @@ fn every_role_renders_and_dry_runs_at_both_levels() {
         }
     }
 
+    for id in ["salt", "salt.staging.wpdn"] {
+        the_dns_the_states_write_serves_the_vms(id, &highstates[id]);
+    }
+
     // The dry run: every state checks out (changes pending are fine: nothing is installed).
     let dry = salt(&master, &["*", "state.apply", "test=True", "--out", "json", "-t", "600"]);
     let dry_runs = json_returns(&dry);
@@ -158,4 +164,92 @@ fn every_role_renders_and_dry_runs_at_both_levels() {
     }
     assert!(failed.is_empty(), "{} failed:\n{}\n{}", failed.len(), failed.join("\n"), describe(&dry));
     drop(minions);
+}
+
+/// Renders a template of `states/` as a minion would for `file.managed ... template: jinja`:
+/// with Salt 3007's own Jinja environment (its filters, `yaml` among them) and `context`.
+fn render_with_salt(source: &str, context: &Value, dir: &Path) -> String {
+    const RENDER: &str = "import json, sys\n\
+        import salt.config, salt.utils.templates as templates\n\
+        opts = salt.config.minion_config(None)\n\
+        opts['file_client'] = 'local'\n\
+        context = json.load(open(sys.argv[2]))\n\
+        context.update({'opts': opts, 'saltenv': 'base', 'grains': {}, 'pillar': {}, 'salt': {}})\n\
+        sys.stdout.write(templates.render_jinja_tmpl(open(sys.argv[1]).read(), context))\n";
+    let path = source.strip_prefix("salt://").unwrap_or_else(|| panic!("{source} is not a salt:// source"));
+    let context_file = dir.join("context.json");
+    std::fs::write(&context_file, context.to_string()).expect("write the context");
+    let out = std::process::Command::new(venv(SaltVersion::V3007).join("bin/python"))
+        .args(["-c", RENDER])
+        .arg(repo_dir("states").join(path))
+        .arg(&context_file)
+        .output()
+        .expect("run Salt's python");
+    assert!(out.status.success(), "rendering {source}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// The `source` and `context` of a `file.managed` state of a highstate.
+fn managed(state: &Value) -> (&str, &Value) {
+    let args = state["file"].as_array().unwrap_or_else(|| panic!("not a file state: {state}"));
+    let arg = |name: &str| args.iter().find_map(|a| a.get(name)).unwrap_or_else(|| panic!("no {name}: {state}"));
+    (arg("source").as_str().expect("a source"), arg("context"))
+}
+
+/// The salt VM `id`'s DNS, from what its states install: `dns.yaml` and every zone file
+/// rendered through Salt, moved to a directory of the test's and a loopback port. halite-dns
+/// loads them (`--check`), then serves the role entry points from the zone file and a VM of
+/// the address book the master would write (A, and PTR in the reverse zone of the internal
+/// network).
+fn the_dns_the_states_write_serves_the_vms(id: &str, highstate: &Value) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("dns")).expect("mkdir");
+    let states = highstate.as_object().expect("a highstate");
+    let (source, context) = managed(&states["/etc/halite/dns.yaml"]);
+    let mut config = render_with_salt(source, context, dir.path());
+    let zones: Vec<&str> = context["zones"].as_array().expect("zones").iter().filter_map(Value::as_str).collect();
+    let reverse_zone = context["reverse_zone"].as_str().expect("the reverse zone");
+    let network = context["internal_cidr"].as_str().expect("the internal network");
+    let book_path = context["address_book"].as_str().expect("the address book");
+    for zone in zones.iter().chain([&reverse_zone]) {
+        let name = format!("/etc/halite/dns/{zone}.zone");
+        let state = states.get(&name).unwrap_or_else(|| panic!("{id}: no state writes {name}"));
+        let (source, context) = managed(state);
+        let text = render_with_salt(source, context, dir.path());
+        std::fs::write(dir.path().join(format!("dns/{zone}.zone")), text).expect("write the zone");
+    }
+
+    let port = common::free_port();
+    let listen = config.lines().skip_while(|l| *l != "listen:").nth(1).expect("a listen address").to_owned();
+    assert!(listen.ends_with(":53"), "{id}: {listen}");
+    config = config
+        .replace(&listen, &format!("  - 127.0.0.1:{port}"))
+        .replace("/etc/halite/dns/", &format!("{}/dns/", dir.path().display()))
+        .replace(book_path, &dir.path().join("book").display().to_string());
+    let config_path = dir.path().join("dns.yaml");
+    std::fs::write(&config_path, &config).expect("write dns.yaml");
+    let check = std::process::Command::new(common::workspace_bin("halite-dns"))
+        .args(["--check", "-c"])
+        .arg(&config_path)
+        .output()
+        .expect("halite-dns --check");
+    assert!(check.status.success(), "{id}: {config}\n{}", String::from_utf8_lossy(&check.stderr));
+
+    // A VM named as the site names them at this level (db2, db2.staging.wpdn), on the
+    // internal network, and one address outside it, which is left out.
+    let prefix = network.split('/').next().and_then(|n| n.rsplit_once('.')).expect("an IPv4 network").0;
+    let vm = format!("db2{}", id.strip_prefix("salt").expect("a salt VM"));
+    std::fs::write(dir.path().join("book"), format!("{vm} {prefix}.31 192.0.2.31\n")).expect("write the book");
+    let dns = Dns::spawn(&config_path, port, &dir.path().join("dns.log"));
+    let zone = zones[0];
+    let log = || std::fs::read_to_string(dir.path().join("dns.log")).unwrap_or_default();
+    let served = || dns.dig(&format!("db2.{zone}"), "A") == format!("{prefix}.31");
+    assert!(wait_until(std::time::Duration::from_secs(10), served), "{id}: db2 is not served\n{}", log());
+    let last = |address: &str| address.rsplit('.').next().unwrap().to_owned();
+    assert_eq!(dns.dig(&format!("{}.{reverse_zone}", last(&format!("{prefix}.31"))), "PTR"), format!("db2.{zone}."));
+    let (_, zone_context) = managed(&states[&format!("/etc/halite/dns/{zone}.zone")]);
+    let masterdb = zone_context["records"]["masterdb"].as_str().expect("the masterdb entry point");
+    assert_eq!(dns.dig(&format!("masterdb.{zone}"), "A"), masterdb, "{id}");
+    assert_eq!(dns.dig(&format!("salt.{zone}"), "NS"), "", "{id}: salt is an address, not a delegation");
+    assert!(dns.dig(reverse_zone, "SOA").starts_with(&format!("salt.{zone}. ")), "{id}");
 }

@@ -87,24 +87,29 @@ fn the_site_master_config_loads_with_its_peer_rules_and_reactor() {
         assert!(!allowed(fun), "{fun} is refused");
     }
     assert_eq!(config.reactor.len(), 3);
+    // halite-dns's dns.yaml (states/salt/files/dns.yaml.jinja) reads the same file.
+    let book = std::path::PathBuf::from("/var/lib/halite/minion-addresses");
+    assert_eq!(config.dns_address_book.as_ref(), Some(&book));
+    let init_sls = std::fs::read_to_string(repo().join("states/salt/init.sls")).expect("init.sls");
+    assert!(init_sls.contains(&format!("address_book = '{}'", book.display())), "states/salt writes another path");
 }
 
 #[test]
-fn a_key_accepted_refreshes_the_mine_and_a_changed_or_removed_entry_rebuilds_hosts_and_zones() {
+fn a_key_accepted_refreshes_the_mine_and_a_changed_or_removed_entry_rebuilds_hosts() {
     let config = site_master_config();
     let key = |act: &str, result: bool| {
         map(&[("act", Value::from(act)), ("id", Value::from("db2")), ("result", Value::Boolean(result))])
     };
     let hosts = row("state.apply", "*", "glob", "[{'__kwarg__': True, 'mods': 'hosts'}]");
-    let zones = row("state.apply", "roles:salt", "grain", "[{'__kwarg__': True, 'mods': 'salt'}]");
     assert_eq!(
         reactions(&config, "salt/key", key("accept", true)),
         [row("mine.send", "*", "glob", "[{'__kwarg__': True, 'name': 'network.ip_addrs'}]")]
     );
     let changed = map(&[("id", Value::from("db2"))]);
-    assert_eq!(reactions(&config, "halite/mine/db2/changed", changed), [hosts.clone(), zones.clone()]);
+    // The DNS zones follow the master's address book (dns_address_book): no reaction.
+    assert_eq!(reactions(&config, "halite/mine/db2/changed", changed), std::slice::from_ref(&hosts));
     for act in ["reject", "delete"] {
-        assert_eq!(reactions(&config, "salt/key", key(act, true)), [hosts.clone(), zones.clone()], "{act}");
+        assert_eq!(reactions(&config, "salt/key", key(act, true)), std::slice::from_ref(&hosts), "{act}");
     }
     assert_eq!(reactions(&config, "salt/key", key("accept", false)), [], "a failed key change sets off nothing");
 }

@@ -30,6 +30,43 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
+/// A halite-dns process, killed when dropped.
+pub struct Dns {
+    child: Child,
+    pub port: u16,
+}
+
+impl Dns {
+    /// Starts halite-dns on `config` (which listens on 127.0.0.1:`port`), its log in `log`.
+    pub fn spawn(config: &Path, port: u16, log: &Path) -> Dns {
+        let log = std::fs::File::create(log).expect("the log file");
+        let child = Command::new(workspace_bin("halite-dns"))
+            .arg("-c")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start halite-dns");
+        Dns { child, port }
+    }
+
+    /// `dig +short` against the server.
+    pub fn dig(&self, name: &str, rtype: &str) -> String {
+        let out = Command::new("dig")
+            .args(["@127.0.0.1", "-p", &self.port.to_string(), "+short", "+tries=1", "+time=1", name, rtype])
+            .output()
+            .expect("dig is installed by tests/install-dns-tools.sh");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// How to set up a test master: extra config lines, and optionally an existing pki dir and fixed
 /// ports (to take over from another master the minions already know).
 #[derive(Default)]
