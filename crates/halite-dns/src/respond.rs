@@ -132,7 +132,6 @@ impl Authority {
         self
     }
 
-    /// Zones may be transferred by their `secondaries`.
     /// Tells these zones from every other set this process built (see [`ReplyMemo`]).
     pub fn generation(&self) -> u64 {
         self.generation
@@ -143,6 +142,7 @@ impl Authority {
         self.recursion.allows(client)
     }
 
+    /// Zones may be transferred by their `secondaries`.
     pub fn with_secondaries(mut self, secondaries: Secondaries) -> Authority {
         self.secondaries = secondaries;
         self

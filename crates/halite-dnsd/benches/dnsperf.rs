@@ -11,9 +11,10 @@
 //!   100 queries outstanding), after a 2 s warm-up. Gives queries per second, lost queries,
 //!   dnsperf's average and maximum latency, the server's CPU time per query
 //!   (utime + stime from `/proc/PID/stat` around the run) and its RSS afterwards.
-//! - **Cold run**: the same mix, 20,000 lines, each name in a case pattern of its own (the
-//!   0x20 trick of some resolvers), so that hardly a query repeats byte for byte and
-//!   halite-dns's memo of replies seldom answers: the cost of building every reply.
+//! - **Two more saturation runs**: the same mix, 20,000 lines, each name in a case pattern
+//!   of its own (the 0x20 trick of some resolvers: no query repeats byte for byte); and
+//!   20,000 names of their own that the zone does not hold (a flood of random names: every
+//!   reply built, halite-dns's memo of replies never answers).
 //! - **Fixed-load run**: dnsperf 2.10 has no latency histogram, but `-v` prints each
 //!   reply's latency. Printing costs dnsperf enough CPU to skew a saturation run on a small
 //!   machine, so the percentiles come from a separate 5 s run at half the lowest rate any
@@ -51,8 +52,18 @@ fn main() {
     std::fs::write(&zone_file, zone_text()).expect("writing the zone");
     let queries = dir.path().join("queries.txt");
     std::fs::write(&queries, query_lines().join("\n") + "\n").expect("writing the queries");
-    let cold_queries = dir.path().join("queries-cold.txt");
-    std::fs::write(&cold_queries, cold_query_lines().join("\n") + "\n").expect("writing the queries");
+    let extra_mixes: Vec<(&str, PathBuf)> = [
+        ("0x20: each name in a case pattern of its own", case_pattern_lines()),
+        ("no repeats: each query a name of its own, none in the zone", distinct_name_lines()),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (title, lines))| {
+        let path = dir.path().join(format!("queries-{i}.txt"));
+        std::fs::write(&path, lines.join("\n") + "\n").expect("writing the queries");
+        (title, path)
+    })
+    .collect();
 
     // Declared after `dir`, so dropped (killed) before the files they read are removed.
     let mut servers = [
@@ -74,17 +85,23 @@ fn main() {
         let cpu = cpu_seconds(server.pid()) - cpu_before;
         let summary = Summary::parse(&run);
         let rss_mib = rss_kib(server.pid()) as f64 / 1024.0;
-        eprintln!("{}: {RUN_SECS} s at full speed with hardly a query repeated", server.name);
-        let cpu_before = cpu_seconds(server.pid());
-        let cold = Summary::parse(&dnsperf(server.port, &cold_queries, &["-l", &RUN_SECS.to_string()]));
-        let cold_cpu = cpu_seconds(server.pid()) - cpu_before;
+        let extra = extra_mixes
+            .iter()
+            .map(|(title, queries)| {
+                eprintln!("{}: {RUN_SECS} s at full speed, {title}", server.name);
+                let cpu_before = cpu_seconds(server.pid());
+                let run = Summary::parse(&dnsperf(server.port, queries, &["-l", &RUN_SECS.to_string()]));
+                let cpu = cpu_seconds(server.pid()) - cpu_before;
+                let cpu_us_per_query = cpu * 1e6 / run.completed as f64;
+                (run, cpu_us_per_query)
+            })
+            .collect();
         results.push(Row {
             name: server.name,
             cpu_us_per_query: cpu * 1e6 / summary.completed as f64,
             rss_mib,
             summary,
-            cold_cpu_us_per_query: cold_cpu * 1e6 / cold.completed as f64,
-            cold,
+            extra,
             percentiles: None,
             fixed_load_qps: 0.0,
         });
@@ -101,7 +118,8 @@ fn main() {
         row.fixed_load_qps = Summary::parse(&run).qps;
     }
 
-    print_table(threads, fixed_rate, &results);
+    let titles: Vec<&str> = extra_mixes.iter().map(|(title, _)| *title).collect();
+    print_table(threads, fixed_rate, &results, &titles);
 }
 
 /// The zone every server loads, in RFC 1035 syntax all three read.
@@ -185,10 +203,10 @@ fn query_lines() -> Vec<String> {
         .collect()
 }
 
-/// The same mix, 20,000 lines long, each name in a case pattern of its own (as a resolver
-/// using the 0x20 trick sends them): hardly a query's bytes repeat within a thousand, so
-/// halite-dns's memo of replies (`halite_dns::memo`) seldom answers and every reply is built.
-fn cold_query_lines() -> Vec<String> {
+/// The same mix, 20,000 lines long, each name in a case pattern of its own, as a resolver
+/// using the 0x20 trick sends them: hardly a query's bytes repeat within a thousand.
+/// halite-dns's memo of replies keys the name without case, so it still answers them.
+fn case_pattern_lines() -> Vec<String> {
     let lines = query_lines();
     (0..20_000u64)
         .map(|i| {
@@ -209,6 +227,13 @@ fn cold_query_lines() -> Vec<String> {
             format!("{name} {rtype}")
         })
         .collect()
+}
+
+/// 20,000 A queries, each for a name of its own that the zone does not hold: what a flood
+/// of random names costs (an NXDOMAIN with the SOA built for every one; halite-dns's memo
+/// never answers).
+fn distinct_name_lines() -> Vec<String> {
+    (0..20_000u64).map(|i| format!("r{:x}.{ZONE} A", i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20)).collect()
 }
 
 /// A server process on a loopback port, killed when dropped (a panic included).
@@ -491,9 +516,9 @@ struct Row {
     summary: Summary,
     cpu_us_per_query: f64,
     rss_mib: f64,
-    /// The run of [`cold_query_lines`].
-    cold: Summary,
-    cold_cpu_us_per_query: f64,
+    /// The runs of the other mixes ([`case_pattern_lines`], [`distinct_name_lines`]), each
+    /// with the server's CPU µs per query.
+    extra: Vec<(Summary, f64)>,
     percentiles: Option<Percentiles>,
     /// What the percentile run reached: below the asked rate, dnsperf (printing) fell behind.
     fixed_load_qps: f64,
@@ -514,7 +539,7 @@ fn print_ratios(rows: &[Row], run: &str, measure: impl Fn(&Row) -> (f64, f64)) {
     }
 }
 
-fn print_table(threads: usize, fixed_rate: u64, rows: &[Row]) {
+fn print_table(threads: usize, fixed_rate: u64, rows: &[Row], mix_titles: &[&str]) {
     let us = |seconds: f64| seconds * 1e6;
     println!();
     println!(
@@ -556,20 +581,20 @@ fn print_table(threads: usize, fixed_rate: u64, rows: &[Row]) {
     println!();
     print_ratios(rows, "", |row| (row.summary.qps, row.cpu_us_per_query));
     println!();
-    println!("With hardly a query repeated (each name in a case pattern of its own, 20,000 lines):");
-    println!();
-    println!("| server | threads | qps | lost | CPU µs/query |");
-    println!("|---|---:|---:|---:|---:|");
-    for row in rows {
-        let c = &row.cold;
-        println!(
-            "| {} | {threads} | {:.0} | {} of {} | {:.2} |",
-            row.name, c.qps, c.lost, c.sent, row.cold_cpu_us_per_query
-        );
+    for (index, title) in mix_titles.iter().enumerate() {
+        println!("{title} (20,000 lines):");
+        println!();
+        println!("| server | threads | qps | lost | CPU µs/query |");
+        println!("|---|---:|---:|---:|---:|");
+        for row in rows {
+            let (run, cpu) = &row.extra[index];
+            println!("| {} | {threads} | {:.0} | {} of {} | {cpu:.2} |", row.name, run.qps, run.lost, run.sent);
+        }
+        println!();
+        let label = format!(" ({})", title.split(':').next().unwrap_or(title));
+        print_ratios(rows, &label, |row| (row.extra[index].0.qps, row.extra[index].1));
+        println!();
     }
-    println!();
-    print_ratios(rows, " with hardly a repeat", |row| (row.cold.qps, row.cold_cpu_us_per_query));
-    println!();
     for row in rows {
         println!(
             "{}: response codes {}; percentile run reached {:.0} of {fixed_rate} queries/s",

@@ -151,6 +151,7 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
         resolver: resolver.clone(),
         limiter,
         runtime: tokio::runtime::Handle::current(),
+        forwarding: std::sync::atomic::AtomicUsize::new(0),
     });
     for (addr, sockets, listener) in bound {
         info!(%addr, udp_threads, "answering on UDP and TCP");
@@ -158,7 +159,15 @@ async fn serve(config: Config, mut zones: Zones) -> anyhow::Result<()> {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("udp-{addr}-{index}"))
-                .spawn(move || udp::serve(socket, shared))
+                .spawn(move || {
+                    // A query's answer is already guarded; what fails here is the thread's own
+                    // (a poisoned lock): a process missing a UDP thread would go on half
+                    // serving, unseen, so it stops and the service manager starts it again.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| udp::serve(socket, shared))).is_err() {
+                        error!("a UDP thread failed (a bug): stopping halite-dns");
+                        std::process::abort();
+                    }
+                })
                 .context("starting a UDP thread")?;
         }
         tokio::spawn(serve_tcp(listener, current.clone(), resolver.clone(), tcp.clone()));

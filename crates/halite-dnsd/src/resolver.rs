@@ -27,6 +27,9 @@ pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// Questions waiting on the forwarders at once.
 pub const MAX_PENDING: usize = 1024;
 
+/// Bytes read of a forwarder's UDP reply.
+const UPSTREAM_UDP_BUFFER: usize = 4096;
+
 pub struct Resolver {
     forwarders: Vec<SocketAddr>,
     cache: Mutex<Cache>,
@@ -99,7 +102,10 @@ async fn ask(upstream: SocketAddr, forward: &Forward) -> std::io::Result<Vec<u8>
     // Connected: the kernel drops datagrams from any other address or port.
     socket.connect(upstream).await?;
     socket.send(&query).await?;
-    let mut buf = vec![0u8; 65_535];
+    // The question offers a 1,232-byte payload (halite_dns::respond::MAX_UDP_PAYLOAD); a
+    // longer datagram is cut here, fails to parse and counts as that forwarder failing. A
+    // 64 KiB buffer per question waiting would hold 64 MiB at MAX_PENDING.
+    let mut buf = vec![0u8; UPSTREAM_UDP_BUFFER];
     let reply = tokio::time::timeout(UPSTREAM_TIMEOUT, async {
         loop {
             let len = socket.recv(&mut buf).await?;

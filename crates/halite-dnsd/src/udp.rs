@@ -15,12 +15,21 @@
 //! without blocking (`MSG_DONTWAIT`; a full buffer loses that reply, as it would a datagram).
 //!
 //! Bounds a client cannot move: [`BATCH`] buffers of 64 KiB per thread (pages the kernel
-//! never writes stay unallocated), at most [`BATCH`] replies held, and forwarded questions
-//! bounded by the resolver's own `MAX_PENDING`.
+//! never writes stay unallocated), at most [`BATCH`] replies held, and at most
+//! [`MAX_PENDING`] forwarded questions handed to the runtime at once, counted before the
+//! task is spawned: past it a client gets SERVFAIL at once (the receiving threads are
+//! faster than the runtime's workers, and a flood of uncached names would otherwise queue
+//! tasks without end).
+//!
+//! `SO_REUSEPORT` lets any process of the same user join the group of sockets and take a
+//! share of the queries; the kernel allows it only for the same effective user, which is why
+//! halite-dns runs as a user of its own (the site's unit: `DynamicUser`; started as root: the
+//! config's `user`, with the sockets bound as root).
 
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,7 +39,7 @@ use halite_dns::rrl::Verdict;
 use halite_ratelog::peer_warn;
 use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, Socket, Type};
 
-use crate::resolver::Resolver;
+use crate::resolver::{Resolver, MAX_PENDING};
 use crate::{authority, guarded, log_drop, Current, Limiter};
 
 /// Datagrams received, and replies sent, per system call: gdnsd's and Knot's order of size.
@@ -47,6 +56,29 @@ pub struct Shared {
     pub limiter: Limiter,
     /// Where questions for the forwarders wait.
     pub runtime: tokio::runtime::Handle,
+    /// Forwarded questions handed to the runtime and not answered yet, by every UDP thread.
+    pub forwarding: AtomicUsize,
+}
+
+impl Shared {
+    /// Counts one more forwarded question in flight, unless [`MAX_PENDING`] are.
+    fn start_forward(self: &Arc<Shared>) -> Option<Forwarding> {
+        if self.forwarding.fetch_add(1, Ordering::AcqRel) < MAX_PENDING {
+            Some(Forwarding(self.clone()))
+        } else {
+            self.forwarding.fetch_sub(1, Ordering::AcqRel);
+            None
+        }
+    }
+}
+
+/// One forwarded question in flight; dropped (answered, or the task cancelled), it is not.
+struct Forwarding(Arc<Shared>);
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        self.0.forwarding.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// `count` sockets bound to `addr`, sharing it through `SO_REUSEPORT` when there are
@@ -103,16 +135,30 @@ pub fn serve(socket: UdpSocket, shared: Arc<Shared>) {
                 Outcome::Forward(forward) => match shared.resolver.cached(&forward) {
                     Some(bytes) => replies.push(Reply { bytes, peer, own_bucket }),
                     // The forwarders may take seconds: this thread goes on receiving.
-                    None => {
-                        let (socket, shared) = (socket.clone(), shared.clone());
-                        shared.runtime.clone().spawn(async move {
-                            let bytes = shared.resolver.answer(&forward, peer.ip()).await;
-                            let mut reply = [Reply { bytes, peer, own_bucket }];
-                            if let [reply] = rate_limit(&shared.limiter, &mut reply) {
-                                send_now(&socket, &reply.bytes, peer);
-                            }
-                        });
-                    }
+                    None => match shared.start_forward() {
+                        Some(in_flight) => {
+                            let socket = socket.clone();
+                            shared.runtime.spawn(async move {
+                                let shared = in_flight.0.clone();
+                                let bytes = shared.resolver.answer(&forward, peer.ip()).await;
+                                drop(in_flight);
+                                let mut reply = [Reply { bytes, peer, own_bucket }];
+                                if let [reply] = rate_limit(&shared.limiter, &mut reply) {
+                                    send_now(&socket, &reply.bytes, peer);
+                                }
+                            });
+                        }
+                        None => {
+                            // Forgeable source: one log budget for all of them.
+                            peer_warn!(
+                                "forward queue",
+                                None,
+                                "{MAX_PENDING} forwarded questions wait already: SERVFAIL to {}",
+                                peer.ip()
+                            );
+                            replies.push(Reply { bytes: forward.servfail(), peer, own_bucket });
+                        }
+                    },
                 },
             }
         }
@@ -124,15 +170,19 @@ pub fn serve(socket: UdpSocket, shared: Arc<Shared>) {
 }
 
 /// The replies the rate limiter lets out (whole, or truncated when they slip), first in
-/// `replies`; one lock of the limiter for all of them.
+/// `replies`. The limiter's lock is held for the verdicts only: truncating and logging wait
+/// for no other thread.
 fn rate_limit<'r>(limiter: &Limiter, replies: &'r mut [Reply]) -> &'r [Reply] {
     let Some(limiter) = limiter else { return replies };
     let now = Instant::now();
-    let mut limiter = limiter.lock().expect("no panic holds the limiter");
+    let verdicts: Vec<Verdict> = {
+        let mut limiter = limiter.lock().expect("no panic holds the limiter");
+        replies.iter().map(|reply| limiter.check(reply.peer.ip(), reply.own_bucket, now)).collect()
+    };
     let mut kept = 0;
-    for index in 0..replies.len() {
+    for (index, verdict) in verdicts.into_iter().enumerate() {
         let Reply { peer, own_bucket, .. } = replies[index];
-        let bytes = match limiter.check(peer.ip(), own_bucket, now) {
+        let bytes = match verdict {
             Verdict::Send => std::mem::take(&mut replies[index].bytes),
             Verdict::Slip => match truncated(&replies[index].bytes) {
                 Some(short) => short,
@@ -227,19 +277,22 @@ impl Batch {
 
     /// Waits for at least one datagram, then takes what else is queued, up to [`BATCH`].
     fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-        for index in 0..BATCH {
-            let buffer = &mut self.buffers[index];
-            self.iovecs[index] = libc::iovec { iov_base: buffer.as_mut_ptr().cast(), iov_len: buffer.len() };
-            let source = &mut self.sources[index];
-            let header = &mut self.headers[index].msg_hdr;
-            header.msg_name = (source as *mut SockAddrStorage).cast();
-            header.msg_namelen = source.size_of();
-            header.msg_iov = &mut self.iovecs[index];
-            header.msg_iovlen = 1;
-            header.msg_control = std::ptr::null_mut();
-            header.msg_controllen = 0;
-            header.msg_flags = 0;
-            self.headers[index].msg_len = 0;
+        for (iovec, buffer) in self.iovecs.iter_mut().zip(&mut self.buffers) {
+            *iovec = libc::iovec { iov_base: buffer.as_mut_ptr().cast(), iov_len: buffer.len() };
+        }
+        // Raw pointers taken once per vector, so that no later borrow of it invalidates them.
+        let (iovecs, sources) = (self.iovecs.as_mut_ptr(), self.sources.as_mut_ptr());
+        for (index, header) in self.headers.iter_mut().enumerate() {
+            // SAFETY: `index` is below BATCH, the length of both vectors.
+            let (iovec, source) = unsafe { (iovecs.add(index), sources.add(index)) };
+            header.msg_hdr.msg_name = source.cast();
+            header.msg_hdr.msg_namelen = size_of::<SockAddrStorage>() as libc::socklen_t;
+            header.msg_hdr.msg_iov = iovec;
+            header.msg_hdr.msg_iovlen = 1;
+            header.msg_hdr.msg_control = std::ptr::null_mut();
+            header.msg_hdr.msg_controllen = 0;
+            header.msg_hdr.msg_flags = 0;
+            header.msg_len = 0;
         }
         // SAFETY: each header points at a source storage of the size it states and at an
         // iovec describing a buffer of this batch; all live as long as `self`, which the

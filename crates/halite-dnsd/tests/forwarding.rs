@@ -88,3 +88,50 @@ fn names_outside_the_zones_are_forwarded_cached_and_refused_to_strangers() {
     assert!(dig(&strict, &["www.example.org", "A"]).contains("status: REFUSED"));
     assert!(dig(&strict, &["salt.dev.wpdn", "A"]).contains("10.0.0.2"));
 }
+
+/// The server's resident memory, in MiB.
+fn rss_mib(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .expect("a VmRSS line");
+    kib / 1024
+}
+
+#[test]
+fn a_flood_of_new_names_for_a_silent_forwarder_holds_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let local_zone = dir.path().join("dev.wpdn.zone");
+    std::fs::write(&local_zone, LOCAL).unwrap();
+    // A forwarder that takes every question and answers none: each waits its full timeout.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = halite(
+        dir.path(),
+        &format!(
+            "listen: ['127.0.0.1:PORT']\nzones:\n  dev.wpdn: {}\nforwarders: ['{}']\nrate_limit: 0\n",
+            local_zone.display(),
+            silent.local_addr().unwrap()
+        ),
+    );
+    let before = rss_mib(&server);
+    // Names never asked before, as fast as one socket sends them, for three seconds: the
+    // UDP threads take them faster than the runtime answers, and the questions handed to it
+    // are bounded (resolver::MAX_PENDING), the rest answered SERVFAIL at once.
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let start = std::time::Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed() < Duration::from_secs(3) {
+        let query = common::query(&format!("n{sent}.example.org"), domain::base::iana::Rtype::A, None);
+        let _ = client.send_to(&query, server.addr);
+        sent += 1;
+    }
+    let after = rss_mib(&server);
+    eprintln!("RSS {before} -> {after} MiB after {sent} questions in 3 s");
+    assert!(after < before + 20, "RSS {before} -> {after} MiB after {sent} questions");
+    let salt = dig(&server, &["+tries=1", "+time=2", "salt.dev.wpdn", "A"]);
+    assert!(salt.contains("10.0.0.2"), "the zone is still answered: {salt}");
+    server.wait_log("forwarded questions wait already", Duration::from_secs(5));
+}
