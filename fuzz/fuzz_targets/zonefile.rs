@@ -9,7 +9,24 @@ use halite_dns::respond::{Authority, Outcome, Transport};
 use halite_dns::zone::{StoredName, Zone};
 use libfuzzer_sys::fuzz_target;
 
+/// libfuzzer-sys aborts on every panic, caught or not. `Zone::load` catches the panics of
+/// `domain` 0.12.3's zone scanner (it indexes past its buffer on some malformed input) and
+/// returns an error, as the daemon needs; those are expected here, any other panic is not.
+fn tolerate_the_scanners_known_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let in_scanner = info.location().is_some_and(|at| at.file().contains("/src/zonefile/inplace.rs"));
+            if !in_scanner {
+                eprintln!("{info}");
+                std::process::abort();
+            }
+        }));
+    });
+}
+
 fuzz_target!(|data: &[u8]| {
+    tolerate_the_scanners_known_panics();
     let apex = StoredName::from_str("example.wpdn.").unwrap();
     let mut text = b"$ORIGIN example.wpdn.\n".to_vec();
     text.extend_from_slice(data);
