@@ -2,7 +2,8 @@
 # A short run of every fuzz target (the envelope, Crypticle and _auth decoders, the request
 # decoder against its nesting and size budgets, ZMTP, both YAML loaders, a pillar sls through
 # jinja|yaml, a reaction file, a compound target against its depth and word limits, a DNS
-# query to halite-dns and a zone file), seeded
+# query to halite-dns and a zone file, and halite-rsyncd's decoders: greeting and arguments,
+# file list, block sums, filter rules, token streams), seeded
 # from fuzz/seeds (Salt's own messages, site sls files, targets). Long campaigns: `cargo fuzz run <target>` without a limit.
 #
 # Usage: tests/fuzz-smoke.sh [SECONDS_PER_TARGET]
@@ -15,7 +16,8 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 cd fuzz
 targets=0
-for target in envelope crypticle auth request yaml sls zmtp reaction compound dns_query zonefile; do
+for target in envelope crypticle auth request yaml sls zmtp reaction compound dns_query zonefile \
+    rsync_handshake rsync_flist rsync_sums rsync_filter rsync_tokens; do
   mkdir -p "corpus/$target"
   log=$(mktemp)
   if ! cargo fuzz run -O "$target" "corpus/$target" seeds -- -max_total_time="$secs" -rss_limit_mb=2048 >"$log" 2>&1; then

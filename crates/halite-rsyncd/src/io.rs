@@ -1,0 +1,331 @@
+//! One connection's socket: buffered, with the multiplexing of the rsync stream on top.
+//!
+//! The protocol library parses from bytes already received; [`Wire::parse`] retries a
+//! parse after each read until it has enough, so no parser here ever blocks. Output is
+//! buffered and always flushed before the connection blocks on a read: a client waiting
+//! for our data while we wait for its would otherwise hang both.
+
+use halite_rsync::mux::{self, Msg};
+use halite_rsync::wire::{Reader, WireError};
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Output is written to the socket once this much is buffered.
+const OUT_FLUSH: usize = 64 * 1024;
+/// The most a single read asks for.
+const READ_CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, Error)]
+pub enum ConnError {
+    #[error("connection closed by the client")]
+    Closed,
+    #[error("no data from the client for {0} s (timeout)")]
+    Timeout(u64),
+    #[error("socket: {0}")]
+    Io(#[from] io::Error),
+    #[error("protocol: {0}")]
+    Protocol(#[from] WireError),
+    /// The client ended the transfer with an error exit code.
+    #[error("the client stopped the transfer (exit code {0})")]
+    ClientExit(i32),
+}
+
+pub struct Wire {
+    stream: TcpStream,
+    /// Bytes read from the socket not yet demultiplexed.
+    raw: Vec<u8>,
+    raw_pos: usize,
+    /// The protocol stream (MSG_DATA payloads once multiplexed input starts).
+    data: Vec<u8>,
+    data_pos: usize,
+    mux_in: bool,
+    mux_out: bool,
+    out: Vec<u8>,
+    timeout: Option<Duration>,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    /// Error bits the client reported with MSG_IO_ERROR.
+    pub peer_io_error: i32,
+    /// Messages (MSG_ERROR/INFO text) the client sent, for the log.
+    pub peer_messages: Vec<String>,
+    /// Indexes the client's sender could not open (MSG_NO_SEND), when we receive.
+    pub no_send: Vec<i32>,
+}
+
+impl Wire {
+    pub fn new(stream: TcpStream) -> Self {
+        Wire {
+            stream,
+            raw: Vec::new(),
+            raw_pos: 0,
+            data: Vec::new(),
+            data_pos: 0,
+            mux_in: false,
+            mux_out: false,
+            out: Vec::new(),
+            timeout: None,
+            bytes_read: 0,
+            bytes_written: 0,
+            peer_io_error: 0,
+            peer_messages: Vec::new(),
+            no_send: Vec::new(),
+        }
+    }
+
+    pub fn set_timeout(&mut self, secs: u64) -> io::Result<()> {
+        self.timeout = (secs > 0).then(|| Duration::from_secs(secs));
+        self.stream.set_read_timeout(self.timeout)?;
+        self.stream.set_write_timeout(self.timeout)
+    }
+
+    /// A second handle on the same socket for writing only, so one thread can write
+    /// while another reads (the generator and the receiver of a push). Output buffered
+    /// so far is flushed first.
+    pub fn writer(&mut self) -> Result<Wire, ConnError> {
+        self.flush()?;
+        let mut w = Wire::new(self.stream.try_clone()?);
+        w.mux_out = self.mux_out;
+        w.timeout = self.timeout;
+        Ok(w)
+    }
+
+    /// From here on output is framed; what was buffered before goes out as it was.
+    pub fn start_mux_out(&mut self) -> Result<(), ConnError> {
+        self.flush()?;
+        self.mux_out = true;
+        Ok(())
+    }
+
+    pub fn start_mux_in(&mut self) {
+        self.mux_in = true;
+    }
+
+    fn read_socket(&mut self) -> Result<(), ConnError> {
+        self.flush()?;
+        if self.raw_pos > 0 && self.raw_pos == self.raw.len() {
+            self.raw.clear();
+            self.raw_pos = 0;
+        }
+        let start = self.raw.len();
+        self.raw.resize(start + READ_CHUNK, 0);
+        let got = loop {
+            match self.stream.read(&mut self.raw[start..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    self.raw.truncate(start);
+                    return Err(ConnError::Timeout(self.timeout.map_or(0, |t| t.as_secs())));
+                }
+                Err(e) => {
+                    self.raw.truncate(start);
+                    return Err(e.into());
+                }
+            }
+        };
+        self.raw.truncate(start + got);
+        if got == 0 {
+            return Err(ConnError::Closed);
+        }
+        self.bytes_read += got as u64;
+        Ok(())
+    }
+
+    /// A handshake line (before multiplexing), without its newline.
+    pub fn line(&mut self) -> Result<String, ConnError> {
+        loop {
+            match halite_rsync::handshake::take_line(&self.raw[self.raw_pos..])? {
+                Some((line, used)) => {
+                    self.raw_pos += used;
+                    return Ok(line);
+                }
+                None => self.read_socket()?,
+            }
+        }
+    }
+
+    /// Handshake bytes not yet consumed (before multiplexing).
+    pub fn raw_pending(&self) -> &[u8] {
+        &self.raw[self.raw_pos..]
+    }
+
+    pub fn consume_raw(&mut self, n: usize) {
+        self.raw_pos += n;
+    }
+
+    pub fn read_more_raw(&mut self) -> Result<(), ConnError> {
+        self.read_socket()
+    }
+
+    /// Moves received bytes into the protocol stream, demultiplexing frames.
+    fn fill_data(&mut self) -> Result<(), ConnError> {
+        loop {
+            if !self.mux_in {
+                if self.raw_pos == self.raw.len() {
+                    self.read_socket()?;
+                }
+                self.data.extend_from_slice(&self.raw[self.raw_pos..]);
+                self.raw_pos = self.raw.len();
+                return Ok(());
+            }
+            let pending = &self.raw[self.raw_pos..];
+            if pending.len() < 4 {
+                self.read_socket()?;
+                continue;
+            }
+            let header = mux::parse_header([pending[0], pending[1], pending[2], pending[3]])?;
+            if pending.len() < 4 + header.len {
+                self.read_socket()?;
+                continue;
+            }
+            let payload = &pending[4..4 + header.len];
+            self.raw_pos += 4 + header.len;
+            match header.msg {
+                Msg::Data => {
+                    self.data.extend_from_slice(payload);
+                    if header.len > 0 {
+                        return Ok(());
+                    }
+                }
+                Msg::IoError => {
+                    self.peer_io_error |= int_payload(payload)?;
+                }
+                Msg::NoSend => {
+                    let ndx = int_payload(payload)?;
+                    self.no_send.push(ndx);
+                }
+                Msg::ErrorExit => {
+                    let code = if payload.is_empty() { 0 } else { int_payload(payload)? };
+                    return Err(ConnError::ClientExit(code));
+                }
+                Msg::Noop => {}
+                Msg::Info
+                | Msg::Error
+                | Msg::ErrorXfer
+                | Msg::Warning
+                | Msg::Log
+                | Msg::Client
+                | Msg::ErrorSocket
+                | Msg::ErrorUtf8 => {
+                    // Bounded by mux::MAX_MESSAGE, and only kept up to a few.
+                    if self.peer_messages.len() < 64 {
+                        self.peer_messages.push(String::from_utf8_lossy(payload).trim_end().to_string());
+                    }
+                }
+                other => return Err(WireError::Invalid(format!("unexpected message {other:?} from the client")).into()),
+            }
+        }
+    }
+
+    /// Reads more of the protocol stream, for a caller that consumed what it could.
+    pub fn read_more(&mut self) -> Result<(), ConnError> {
+        if self.data_pos > 0 {
+            self.data.drain(..self.data_pos);
+            self.data_pos = 0;
+        }
+        self.fill_data()
+    }
+
+    /// Runs `parse` on the protocol stream, reading more until it no longer needs more.
+    pub fn parse<T>(&mut self, mut parse: impl FnMut(&mut Reader<'_>) -> Result<T, WireError>) -> Result<T, ConnError> {
+        loop {
+            let mut r = Reader::new(&self.data[self.data_pos..]);
+            match parse(&mut r) {
+                Ok(v) => {
+                    self.data_pos += r.position();
+                    if self.data_pos == self.data.len() {
+                        self.data.clear();
+                        self.data_pos = 0;
+                    }
+                    return Ok(v);
+                }
+                Err(WireError::Incomplete) => {
+                    if self.data_pos > 0 {
+                        self.data.drain(..self.data_pos);
+                        self.data_pos = 0;
+                    }
+                    self.fill_data()?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Appends protocol bytes to the output.
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        self.out.extend_from_slice(bytes);
+        if self.out.len() >= OUT_FLUSH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Sends a message other than data, after the data before it.
+    pub fn message(&mut self, msg: Msg, payload: &[u8]) -> Result<(), ConnError> {
+        self.flush()?;
+        let mut frame = Vec::with_capacity(payload.len() + 8);
+        mux::put_frames(&mut frame, msg, payload);
+        self.write_all(&frame)
+    }
+
+    pub fn flush(&mut self) -> Result<(), ConnError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        if self.mux_out {
+            let mut framed = Vec::with_capacity(out.len() + 16);
+            mux::put_frames(&mut framed, Msg::Data, &out);
+            self.write_all(&framed)?;
+        } else {
+            self.write_all(&out)?;
+        }
+        self.out = out;
+        self.out.clear();
+        Ok(())
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        match self.stream.write_all(bytes) {
+            Ok(()) => {
+                self.bytes_written += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(ConnError::Timeout(self.timeout.map_or(0, |t| t.as_secs())))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads and drops what the client still sends until it closes, bounded in time: the
+    /// reference's "noop until death" after an error exit, so the client reads our
+    /// error before the socket goes away.
+    pub fn drain_until_closed(&mut self) {
+        let _ = self.flush();
+        let _ = self.stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut buf = [0u8; 4096];
+        for _ in 0..10_000 {
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Ends the connection both ways at once, waking a thread blocked reading it.
+    pub fn abort(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    pub fn shutdown(&mut self) {
+        let _ = self.flush();
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+fn int_payload(payload: &[u8]) -> Result<i32, WireError> {
+    let b: [u8; 4] = payload.try_into().map_err(|_| WireError::Invalid("message with a bad int payload".into()))?;
+    Ok(i32::from_le_bytes(b))
+}

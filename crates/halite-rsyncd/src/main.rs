@@ -1,0 +1,112 @@
+//! `halite-rsyncd --config /etc/halite/rsyncd.conf`: the salt VM's rsync daemon.
+//!
+//! The listener stays single-threaded and forks one process per connection, as the
+//! reference does: each connection chroots and drops to its module's uid/gid for good,
+//! so one client's transfer can never act with another module's rights, and a crash
+//! ends one connection only.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use halite_rsyncd::session::{self, Served};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+
+/// Connections served at once across all modules: past it new ones are refused at
+/// once, so a connection flood cannot fork the machine to death.
+const MAX_CHILDREN: usize = 256;
+
+#[derive(Parser, Debug)]
+#[command(name = "halite-rsyncd", version, about = "rsync daemon for the stock rsync client")]
+struct Args {
+    /// rsyncd.conf(5) file.
+    #[arg(long, default_value = "/etc/halite/rsyncd.conf")]
+    config: PathBuf,
+    /// Port, overriding the config's `port`.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to listen on, overriding the config's `address`.
+    #[arg(long)]
+    address: Option<IpAddr>,
+    /// Read the config, report what it says and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let loaded = halite_rsyncd::config::Config::load(&args.config)
+        .with_context(|| format!("reading {}", args.config.display()))?;
+    let daemon = halite_rsyncd::daemon::Daemon::from_config(&loaded).map_err(anyhow::Error::msg)?;
+    if args.check {
+        println!(
+            "{}: {} module(s): {}",
+            args.config.display(),
+            daemon.modules.len(),
+            daemon.modules.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        return Ok(());
+    }
+    let address = args.address.or(daemon.address).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let port = args.port.unwrap_or(daemon.port);
+    let listener = TcpListener::bind(SocketAddr::new(address, port))
+        .with_context(|| format!("listening on {address} port {port}"))?;
+    tracing::info!(%address, port, modules = daemon.modules.len(), "halite-rsyncd listening");
+    if let Some(pid_file) = &daemon.pid_file {
+        std::fs::write(pid_file, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing the pid file {}", pid_file.display()))?;
+    }
+    let served = Served { modules: &daemon.modules, motd: daemon.motd.clone() };
+    let mut children = 0usize;
+    loop {
+        children -= reap();
+        let (stream, peer) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                continue;
+            }
+        };
+        children -= reap();
+        if children >= MAX_CHILDREN {
+            tracing::warn!(%peer, "{MAX_CHILDREN} connections already: refused");
+            let mut s = stream;
+            let _ = std::io::Write::write_all(&mut s, b"@ERROR: max connections reached -- try again later\n");
+            continue;
+        }
+        // SAFETY: the listener is single-threaded, so the child starts with a
+        // consistent copy of it; the child only serves the connection and exits.
+        match unsafe { libc::fork() } {
+            0 => {
+                drop(listener);
+                let code = session::serve(stream, peer.ip(), &served);
+                std::process::exit(code);
+            }
+            -1 => {
+                tracing::error!("fork: {}", std::io::Error::last_os_error());
+            }
+            _ => children += 1,
+        }
+    }
+}
+
+/// Collects the children that ended; returns how many.
+fn reap() -> usize {
+    let mut n = 0;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with WNOHANG on any child.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return n;
+        }
+        n += 1;
+    }
+}

@@ -1,0 +1,889 @@
+//! The daemon as receiver (the client pushes into a writable module, the site's
+//! `backups` share).
+//!
+//! As in the reference, two roles run at once on one connection: the *generator* walks
+//! the received file list in order — creates directories and symlinks, deletes what the
+//! client no longer has (`--delete`), and asks for each regular file that differs by
+//! sending the block sums of the copy already here — while the *receiver* reads the
+//! client's deltas, rebuilds each file beside its destination under a temporary name,
+//! checks the whole-file checksum, syncs it and renames it over the old one. A file is
+//! therefore always the old one or the new one, never torn. The generator owns the
+//! socket's writing half; the receiver tells it what it needs sent (phase ends, files to
+//! redo, messages for the client) over a channel.
+
+use crate::io::{ConnError, Wire};
+use crate::session::{Fatal, SumChoice, Transfer};
+use crate::tree::{split_parent, stat_at, Stat, Tree};
+use halite_rsync::checksum::{BlockChecksum, FileSum};
+use halite_rsync::delta::{BlockSummer, SumHead};
+use halite_rsync::flist::{self, FileEntry, ListItem, ListOptions, ListReader};
+use halite_rsync::mux::Msg;
+use halite_rsync::options::ServerOptions;
+use halite_rsync::token::{Decode, Decoded};
+use halite_rsync::wire::put_varint;
+use std::collections::{HashMap, HashSet};
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::sync::mpsc::{self, Receiver, Sender};
+
+const ITEM_REPORT_CHANGE: u16 = 1 << 1;
+const ITEM_IS_NEW: u16 = 1 << 13;
+const ITEM_LOCAL_CHANGE: u16 = 1 << 14;
+const ITEM_TRANSFER: u16 = 1 << 15;
+const NDX_DONE: i32 = -1;
+const NDX_DEL_STATS: i32 = -3;
+
+/// The most entries a pushed list may have.
+const MAX_ENTRIES: usize = 4_000_000;
+
+/// What the receiver tells the generator.
+enum Event {
+    /// The receiver finished a phase (or the final goodbye): the reference's MSG_DONE.
+    Done,
+    /// A file failed its checksum: ask for it again with full-length sums.
+    Redo(i32),
+    /// A line for the client.
+    Message(Msg, Vec<u8>),
+    /// The receiver stopped.
+    Failed(Fatal),
+}
+
+/// What both roles share, read-only.
+struct Shared<'a> {
+    tree: &'a Tree,
+    list: &'a [FileEntry],
+    options: &'a ServerOptions,
+    sums: SumChoice,
+    protocol: i32,
+    module: &'a crate::module::ModuleView,
+}
+
+pub fn run(t: &mut Transfer<'_>) -> Result<(), Fatal> {
+    let list = receive_list(t)?;
+    let mut writer = t.wire.writer()?;
+    let shared = Shared {
+        tree: &t.tree,
+        list: &list,
+        options: &t.options,
+        sums: t.sums,
+        protocol: t.protocol,
+        module: t.module,
+    };
+    let (tx, rx) = mpsc::channel::<Event>();
+    let mut decoder = crate::delta_io::decoder(t.compression.as_deref());
+    let reader_wire: &mut Wire = t.wire;
+    let ndx_in = &mut t.ndx_in;
+    let gen_result = std::thread::scope(|scope| {
+        let shared = &shared;
+        let receiver = scope.spawn(move || {
+            let tx2 = tx.clone();
+            if let Err(e) = receive_files(shared, reader_wire, ndx_in, decoder.as_mut(), &tx) {
+                let _ = tx2.send(Event::Failed(e));
+            }
+        });
+        let result = generate(shared, &t.filters, &mut writer, &rx);
+        if result.is_err() {
+            // The receiver may be blocked reading: closing our half ends its read.
+            writer.abort();
+        }
+        let _ = receiver.join();
+        result
+    });
+    gen_result
+}
+
+/// Reads the client's file list, sorted as both sides index it.
+fn receive_list(t: &mut Transfer<'_>) -> Result<Vec<FileEntry>, Fatal> {
+    let o = &t.options;
+    let opts = ListOptions {
+        protocol: t.protocol,
+        varint_flags: t.compat.varint_flist_flags,
+        preserve_uid: o.owner,
+        preserve_gid: o.group,
+        preserve_links: o.links,
+        preserve_devices: o.devices,
+        preserve_specials: o.specials,
+        preserve_hard_links: o.hard_links,
+        inline_names: false,
+        checksum_len: o.checksum.then(|| t.sums.file_sum_len()),
+    };
+    let mut reader = ListReader::new(opts, MAX_ENTRIES);
+    while let ListItem::Entry(_) = t.wire.parse(|r| reader.read(r))? {}
+    if !t.options.numeric_ids {
+        let id0 = t.compat.id0_names;
+        t.wire.parse(|r| flist::read_id_lists(r, &opts, id0))?;
+    }
+    let mut list = reader.into_entries();
+    list.sort_by(flist::name_cmp);
+    let before = list.len();
+    list.dedup_by(|a, b| a.name == b.name);
+    if list.len() != before {
+        return Err(Fatal::protocol("duplicate names in the file list".into()));
+    }
+    Ok(list)
+}
+
+fn send(w: &mut Wire, bytes: &[u8]) -> Result<(), Fatal> {
+    w.send(bytes).map_err(Fatal::from)
+}
+
+/// The generator's side: one pass over the list, then the phase ends the client waits
+/// for, forwarding the receiver's requests on the way.
+fn generate(
+    s: &Shared<'_>,
+    filters: &crate::filters::Filters,
+    w: &mut Wire,
+    rx: &Receiver<Event>,
+) -> Result<(), Fatal> {
+    let mut ndx_out = crate::sender::NdxCodec::default();
+    let mut deleted = DelStats::default();
+    let delete = s.options.delete.is_some();
+    for (i, e) in s.list.iter().enumerate() {
+        drain_events(w, rx, &mut ndx_out, s, false)?;
+        let rel = e.name.clone();
+        let rel = if rel == b"." { Vec::new() } else { rel };
+        if !rel.is_empty() && filters.daemon_excluded(&rel, e.is_dir()) {
+            let text = format!(
+                "ERROR: rejecting file transfer request for daemon excluded file: {}\n",
+                String::from_utf8_lossy(&rel)
+            );
+            w.message(Msg::Error, text.as_bytes())?;
+            continue;
+        }
+        if e.is_dir() {
+            let made = make_dir(s, &rel, e).map_err(Fatal::io("mkdir", &e.name))?;
+            if made && !rel.is_empty() {
+                itemize(w, &mut ndx_out, i as i32, ITEM_LOCAL_CHANGE | ITEM_IS_NEW)?;
+            }
+            if delete && s.options.recursive {
+                delete_extraneous(s, filters, w, &rel, &mut deleted)?;
+            }
+        } else if e.is_link() {
+            if s.options.links && make_link(s, &rel, e).map_err(Fatal::io("symlink", &e.name))? {
+                itemize(w, &mut ndx_out, i as i32, ITEM_LOCAL_CHANGE | ITEM_IS_NEW | ITEM_REPORT_CHANGE)?;
+            }
+        } else if e.is_reg() {
+            request_file(s, w, &mut ndx_out, i as i32, &rel, false)?;
+        }
+        // Devices and specials are never created in a module.
+    }
+    let mut done = Vec::new();
+    ndx_out.write(&mut done, NDX_DONE);
+    send(w, &done)?;
+    // Wait for the receiver's phase 0, redoing files it asks for.
+    wait_done(w, rx, &mut ndx_out, s)?;
+    let mut out = Vec::new();
+    ndx_out.write(&mut out, NDX_DONE);
+    ndx_out.write(&mut out, NDX_DONE);
+    if s.protocol >= 31 {
+        if delete {
+            ndx_out.write(&mut out, NDX_DEL_STATS);
+            for c in [deleted.files, deleted.dirs, deleted.links, 0, 0] {
+                put_varint(&mut out, c);
+            }
+        }
+        ndx_out.write(&mut out, NDX_DONE);
+    }
+    send(w, &out)?;
+    // Phase 1 done, then the end of the file loop, then (protocol ≥ 31) the goodbye.
+    wait_done(w, rx, &mut ndx_out, s)?;
+    wait_done(w, rx, &mut ndx_out, s)?;
+    if s.protocol >= 31 {
+        wait_done(w, rx, &mut ndx_out, s)?;
+    }
+    finish_links_and_dirs(s);
+    let mut out = Vec::new();
+    ndx_out.write(&mut out, NDX_DONE);
+    send(w, &out)?;
+    w.flush()?;
+    Ok(())
+}
+
+#[derive(Default)]
+struct DelStats {
+    files: i32,
+    dirs: i32,
+    links: i32,
+}
+
+/// Forwards what the receiver asked for; with `block`, waits for the next `Done`.
+fn drain_events(
+    w: &mut Wire,
+    rx: &Receiver<Event>,
+    ndx_out: &mut crate::sender::NdxCodec,
+    s: &Shared<'_>,
+    block: bool,
+) -> Result<bool, Fatal> {
+    loop {
+        let ev = if block {
+            match rx.recv() {
+                Ok(ev) => ev,
+                Err(_) => return Err(ConnError::Closed.into()),
+            }
+        } else {
+            match rx.try_recv() {
+                Ok(ev) => ev,
+                Err(_) => return Ok(false),
+            }
+        };
+        match ev {
+            Event::Done => return Ok(true),
+            Event::Redo(ndx) => {
+                let e = &s.list[ndx as usize];
+                request_file(s, w, ndx_out, ndx, &e.name, true)?;
+            }
+            Event::Message(msg, text) => w.message(msg, &text)?,
+            Event::Failed(e) => return Err(e),
+        }
+    }
+}
+
+fn wait_done(
+    w: &mut Wire,
+    rx: &Receiver<Event>,
+    ndx_out: &mut crate::sender::NdxCodec,
+    s: &Shared<'_>,
+) -> Result<(), Fatal> {
+    w.flush()?;
+    drain_events(w, rx, ndx_out, s, true).map(|_| ())
+}
+
+fn itemize(w: &mut Wire, ndx_out: &mut crate::sender::NdxCodec, ndx: i32, iflags: u16) -> Result<(), Fatal> {
+    let mut out = Vec::new();
+    ndx_out.write(&mut out, ndx);
+    out.extend_from_slice(&iflags.to_le_bytes());
+    send(w, &out)
+}
+
+fn lstat(tree: &Tree, rel: &[u8]) -> Option<Stat> {
+    tree.lstat(rel).ok()
+}
+
+/// Whether the copy here already matches the list's entry (the reference's quick check:
+/// size and modification time, or the checksum with `--checksum`).
+fn up_to_date(s: &Shared<'_>, rel: &[u8], e: &FileEntry, st: &Stat) -> bool {
+    if !st.is_reg() || st.size != e.size {
+        return false;
+    }
+    if s.options.ignore_times {
+        return false;
+    }
+    if s.options.checksum {
+        let Some(want) = &e.checksum else { return false };
+        let Ok(mut f) = s.tree.open_file(rel) else { return false };
+        let mut sum = FileSum::unseeded(s.sums.strong);
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => sum.update(&buf[..n]),
+                Err(_) => return false,
+            }
+        }
+        return sum.finish().as_bytes() == want.as_slice();
+    }
+    if s.options.size_only {
+        return true;
+    }
+    same_time(s.options.modify_window, st, e)
+}
+
+/// The reference's same_time(): seconds only by default, nanoseconds too with
+/// `--modify-window=-1`, a window of seconds otherwise.
+fn same_time(window: i32, st: &Stat, e: &FileEntry) -> bool {
+    match window {
+        0 => st.mtime == e.mtime,
+        w if w < 0 => st.mtime == e.mtime && st.mtime_nsec == e.mtime_nsec,
+        w => (st.mtime - e.mtime).abs() <= w as i64,
+    }
+}
+
+/// Asks the client for file `ndx`, with the block sums of the copy here when there is
+/// one (the delta's basis).
+fn request_file(
+    s: &Shared<'_>,
+    w: &mut Wire,
+    ndx_out: &mut crate::sender::NdxCodec,
+    ndx: i32,
+    rel: &[u8],
+    redo: bool,
+) -> Result<(), Fatal> {
+    let e = &s.list[ndx as usize];
+    let existing = lstat(s.tree, rel);
+    if !redo {
+        if let Some(st) = &existing {
+            if up_to_date(s, rel, e, st) {
+                // Same data: only attributes may need setting.
+                let _ = set_attrs_path(s, rel, e);
+                return Ok(());
+            }
+        }
+        if s.options.existing && existing.is_none() || s.options.ignore_existing && existing.is_some() {
+            return Ok(());
+        }
+    }
+    let mut out = Vec::new();
+    ndx_out.write(&mut out, ndx);
+    let mut iflags = ITEM_TRANSFER;
+    if existing.is_none() {
+        iflags |= ITEM_IS_NEW;
+    }
+    out.extend_from_slice(&iflags.to_le_bytes());
+    let basis = existing.filter(|st| st.is_reg() && !s.options.whole_file).and_then(|_| s.tree.open_file(rel).ok());
+    let Some(mut basis) = basis else {
+        SumHead::NONE.write(&mut out);
+        return send(w, &out);
+    };
+    let len = basis.metadata().map(|m| m.len()).unwrap_or(0);
+    let head = SumHead::for_file(len, s.protocol, s.sums.strong.digest_len(), s.options.block_size, redo)
+        .unwrap_or(SumHead::NONE);
+    head.write(&mut out);
+    let mut summer = BlockSummer::new(head, BlockChecksum::new(s.sums.strong, s.sums.seed, s.sums.proper_seed_order));
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut fed = 0u64;
+    while fed < head.basis_len() {
+        let n = match basis.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        summer.update(&buf[..n], &mut out);
+        fed += n as u64;
+        if out.len() > 64 * 1024 {
+            send(w, &out)?;
+            out.clear();
+        }
+    }
+    // A basis that changed length meanwhile still gets complete sums; the transfer
+    // then fails its checksum and is redone.
+    let _ = summer.finish(&mut out);
+    send(w, &out)
+}
+
+fn default_mode(s: &Shared<'_>, e: &FileEntry, existing: Option<&Stat>) -> u32 {
+    if s.options.perms {
+        e.mode & 0o7777
+    } else if let Some(st) = existing {
+        st.mode & 0o7777
+    } else {
+        e.mode & 0o777 & !0o022
+    }
+}
+
+/// Creates a directory if missing; true when it was made.
+fn make_dir(s: &Shared<'_>, rel: &[u8], e: &FileEntry) -> std::io::Result<bool> {
+    if rel.is_empty() {
+        return Ok(false);
+    }
+    match lstat(s.tree, rel) {
+        Some(st) if st.is_dir() => {
+            if s.options.perms && st.mode & 0o7777 != e.mode & 0o7777 {
+                let dir = s.tree.open_dir(rel)?;
+                fchmod(&dir, e.mode & 0o7777)?;
+            }
+            return Ok(false);
+        }
+        Some(st) => remove_at(s.tree, rel, st.is_dir())?,
+        None => {}
+    }
+    let (parent, base) = split_parent(rel);
+    let pdir = s.tree.open_dir(parent)?;
+    let name = cstr(base)?;
+    let mode = default_mode(s, e, None) | 0o700;
+    // SAFETY: valid dirfd and C string.
+    if unsafe { libc::mkdirat(pdir.as_raw_fd(), name.as_ptr(), mode) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(true)
+}
+
+/// Creates (or replaces) a symlink; true when it changed. The target is stored as sent
+/// (munged under `munge symlinks`): the daemon never follows links itself, since every
+/// open is made with RESOLVE_NO_SYMLINKS.
+fn make_link(s: &Shared<'_>, rel: &[u8], e: &FileEntry) -> std::io::Result<bool> {
+    let mut target = e.link_target.clone().unwrap_or_default();
+    if s.module.munge_symlinks {
+        let mut m = b"/rsyncd-munged/".to_vec();
+        m.extend_from_slice(&target);
+        target = m;
+    }
+    let (parent, base) = split_parent(rel);
+    let pdir = s.tree.open_dir(parent)?;
+    if let Ok(st) = stat_at(&pdir, base) {
+        if st.is_link() && crate::tree::readlink_at(&pdir, base).ok().as_deref() == Some(&target[..]) {
+            return Ok(false);
+        }
+        if st.is_dir() {
+            remove_at(s.tree, rel, true)?;
+        }
+    }
+    let tmp = temp_name(base);
+    let t = cstr(&target)?;
+    let tmp_c = cstr(&tmp)?;
+    // SAFETY: valid C strings and dirfd.
+    if unsafe { libc::symlinkat(t.as_ptr(), pdir.as_raw_fd(), tmp_c.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    rename_at(&pdir, &tmp, base)?;
+    Ok(true)
+}
+
+/// Directory times are set after the files inside them are written (writing a file
+/// changes its directory's time), and hard links are made once their first file exists.
+fn finish_links_and_dirs(s: &Shared<'_>) {
+    if s.options.hard_links {
+        let mut first: HashMap<u64, &FileEntry> = HashMap::new();
+        for e in s.list.iter().filter(|e| e.is_reg()) {
+            let Some((_, group)) = e.hardlink_key else { continue };
+            match first.get(&group) {
+                None => {
+                    first.insert(group, e);
+                }
+                Some(f) => {
+                    let _ = link_to(s, &f.name, &e.name);
+                }
+            }
+        }
+    }
+    if s.options.times && !s.options.omit_dir_times {
+        for e in s.list.iter().rev().filter(|e| e.is_dir()) {
+            let rel: &[u8] = if e.name == b"." { b"" } else { &e.name };
+            if let Ok(dir) = s.tree.open_dir(rel) {
+                let _ = set_times(&dir, e);
+            }
+        }
+    }
+}
+
+fn link_to(s: &Shared<'_>, existing: &[u8], new: &[u8]) -> std::io::Result<()> {
+    let (ep, eb) = split_parent(existing);
+    let (np, nb) = split_parent(new);
+    let edir = s.tree.open_dir(ep)?;
+    let ndir = s.tree.open_dir(np)?;
+    if let (Ok(a), Ok(b)) = (stat_at(&edir, eb), stat_at(&ndir, nb)) {
+        if a.ino == b.ino && a.dev == b.dev {
+            return Ok(());
+        }
+    }
+    let tmp = temp_name(nb);
+    let (eb_c, tmp_c) = (cstr(eb)?, cstr(&tmp)?);
+    // SAFETY: valid dirfds and C strings; no symlink is followed (flags 0).
+    if unsafe { libc::linkat(edir.as_raw_fd(), eb_c.as_ptr(), ndir.as_raw_fd(), tmp_c.as_ptr(), 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    rename_at(&ndir, &tmp, nb)
+}
+
+/// Removes what is in `dir_rel` but not in the list (`--delete`), unless a filter
+/// protects it.
+fn delete_extraneous(
+    s: &Shared<'_>,
+    filters: &crate::filters::Filters,
+    w: &mut Wire,
+    dir_rel: &[u8],
+    stats: &mut DelStats,
+) -> Result<(), Fatal> {
+    let Ok(dir) = s.tree.open_dir(dir_rel) else { return Ok(()) };
+    let Ok(names) = crate::tree::read_dir_fd(&dir) else { return Ok(()) };
+    let listed: HashSet<&[u8]> = s
+        .list
+        .iter()
+        .filter_map(|e| {
+            let (parent, base) = split_parent(&e.name);
+            let parent: &[u8] = if parent == b"." { b"" } else { parent };
+            (parent == dir_rel && e.name != b".").then_some(base)
+        })
+        .collect();
+    for name in names {
+        if listed.contains(name.as_slice()) {
+            continue;
+        }
+        let rel = if dir_rel.is_empty() { name.clone() } else { [dir_rel, b"/", &name].concat() };
+        let Ok(st) = stat_at(&dir, &name) else { continue };
+        if filters.protected(&rel, st.is_dir()) {
+            continue;
+        }
+        match remove_at(s.tree, &rel, st.is_dir()) {
+            Ok(()) => {
+                if st.is_dir() {
+                    stats.dirs += 1;
+                } else if st.is_link() {
+                    stats.links += 1;
+                } else {
+                    stats.files += 1;
+                }
+                let mut shown = rel.clone();
+                if st.is_dir() {
+                    shown.push(b'/');
+                }
+                if s.protocol >= 29 {
+                    w.message(Msg::Deleted, &shown)?;
+                }
+            }
+            Err(e) => {
+                let text = format!(
+                    "rsync: [generator] delete_file: unlink({}) failed: {}\n",
+                    String::from_utf8_lossy(&rel),
+                    crate::sender::os_error(&e)
+                );
+                w.message(Msg::Error, text.as_bytes())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes a file, link or (recursively, without following links) a directory.
+fn remove_at(tree: &Tree, rel: &[u8], is_dir: bool) -> std::io::Result<()> {
+    let (parent, base) = split_parent(rel);
+    let pdir = tree.open_dir(parent)?;
+    if is_dir {
+        let mut stack = vec![rel.to_vec()];
+        let mut order = Vec::new();
+        while let Some(d) = stack.pop() {
+            let fd = tree.open_dir(&d)?;
+            for name in crate::tree::read_dir_fd(&fd)? {
+                let st = stat_at(&fd, &name)?;
+                let child = [&d[..], b"/", &name].concat();
+                if st.is_dir() {
+                    stack.push(child);
+                } else {
+                    unlink_at(&fd, &name, false)?;
+                }
+            }
+            order.push(d);
+        }
+        for d in order.iter().rev().filter(|d| d.as_slice() != rel) {
+            let (p, b) = split_parent(d);
+            unlink_at(&tree.open_dir(p)?, b, true)?;
+        }
+    }
+    unlink_at(&pdir, base, is_dir)
+}
+
+fn unlink_at(dir: &OwnedFd, name: &[u8], is_dir: bool) -> std::io::Result<()> {
+    let c = cstr(name)?;
+    let flags = if is_dir { libc::AT_REMOVEDIR } else { 0 };
+    // SAFETY: valid dirfd and C string.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn rename_at(dir: &OwnedFd, from: &[u8], to: &[u8]) -> std::io::Result<()> {
+    let (f, t) = (cstr(from)?, cstr(to)?);
+    // SAFETY: valid dirfd and C strings.
+    if unsafe { libc::renameat(dir.as_raw_fd(), f.as_ptr(), dir.as_raw_fd(), t.as_ptr()) } != 0 {
+        let e = std::io::Error::last_os_error();
+        // SAFETY: the temporary name is ours to remove.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), f.as_ptr(), 0) };
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn cstr(b: &[u8]) -> std::io::Result<CString> {
+    CString::new(b).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in a name"))
+}
+
+/// ".name.XXXXXX", the reference's temporary name, in the destination's directory.
+fn temp_name(base: &[u8]) -> Vec<u8> {
+    let r = crate::ids::random_seed() as u32;
+    let mut n = b".".to_vec();
+    n.extend_from_slice(&base[..base.len().min(200)]);
+    n.extend_from_slice(format!(".{r:08x}").as_bytes());
+    n
+}
+
+fn fchmod(fd: &OwnedFd, mode: u32) -> std::io::Result<()> {
+    // SAFETY: fchmod on an open descriptor.
+    if unsafe { libc::fchmod(fd.as_raw_fd(), mode) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn set_times(fd: &OwnedFd, e: &FileEntry) -> std::io::Result<()> {
+    let t = libc::timespec { tv_sec: e.mtime, tv_nsec: e.mtime_nsec as i64 };
+    let times = [libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT }, t];
+    // SAFETY: futimens on an open descriptor with two timespecs.
+    if unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn set_attrs_path(s: &Shared<'_>, rel: &[u8], e: &FileEntry) -> std::io::Result<()> {
+    let fd = s.tree.open_beneath(rel, libc::O_RDONLY)?;
+    if s.options.perms {
+        fchmod(&fd, e.mode & 0o7777)?;
+    }
+    if s.options.times {
+        set_times(&fd, e)?;
+    }
+    Ok(())
+}
+
+/// The receiver's side: reads each file's delta and rebuilds the file.
+fn receive_files(
+    s: &Shared<'_>,
+    wire: &mut Wire,
+    ndx_in: &mut crate::sender::NdxCodec,
+    decoder: &mut dyn Decode,
+    tx: &Sender<Event>,
+) -> Result<(), Fatal> {
+    let mut phase = 0;
+    let mut redone: HashSet<i32> = HashSet::new();
+    loop {
+        let (ndx, iflags) = read_attrs(s, wire, ndx_in)?;
+        if ndx == NDX_DONE {
+            phase += 1;
+            if phase > 2 {
+                break;
+            }
+            let _ = tx.send(Event::Done);
+            continue;
+        }
+        if ndx < 0 || ndx as usize >= s.list.len() {
+            return Err(Fatal::protocol(format!("Invalid file index: {ndx} [receiver]")));
+        }
+        if iflags & ITEM_TRANSFER == 0 {
+            continue;
+        }
+        let e = &s.list[ndx as usize];
+        if !e.is_reg() {
+            return Err(Fatal::protocol(format!("received request to transfer non-regular file: {ndx} [receiver]")));
+        }
+        match receive_one(s, wire, decoder, e)? {
+            Received::Ok => {}
+            Received::Mismatch if phase == 0 && redone.insert(ndx) => {
+                let text = format!(
+                    "WARNING: {} failed verification -- update discarded (will try again).\n",
+                    String::from_utf8_lossy(&e.name)
+                );
+                let _ = tx.send(Event::Message(Msg::Warning, text.into_bytes()));
+                let _ = tx.send(Event::Redo(ndx));
+            }
+            Received::Mismatch => {
+                let text =
+                    format!("ERROR: {} failed verification -- update discarded.\n", String::from_utf8_lossy(&e.name));
+                let _ = tx.send(Event::Message(Msg::Error, text.into_bytes()));
+            }
+            Received::Failed(text) => {
+                let _ = tx.send(Event::Message(Msg::Error, text.into_bytes()));
+            }
+        }
+    }
+    // The end of the file loop, then the final goodbye.
+    let _ = tx.send(Event::Done);
+    let (ndx, _) = read_attrs(s, wire, ndx_in)?;
+    if ndx != NDX_DONE {
+        return Err(Fatal::protocol(format!("Invalid packet at end of run ({ndx})")));
+    }
+    if s.protocol >= 31 {
+        let _ = tx.send(Event::Done);
+    }
+    Ok(())
+}
+
+fn read_attrs(s: &Shared<'_>, wire: &mut Wire, ndx_in: &mut crate::sender::NdxCodec) -> Result<(i32, u16), Fatal> {
+    let proto = s.protocol;
+    let got = wire.parse(|r| {
+        let mut codec = ndx_in.clone();
+        let ndx = codec.read(r)?;
+        if ndx == NDX_DEL_STATS {
+            for _ in 0..5 {
+                r.varint()?;
+            }
+            *ndx_in = codec;
+            return Ok((NDX_DEL_STATS, 0));
+        }
+        if ndx < 0 {
+            *ndx_in = codec;
+            return Ok((ndx, 0));
+        }
+        let iflags = if proto >= 29 { r.u16()? } else { ITEM_TRANSFER };
+        if iflags & crate::sender::ITEM_BASIS_TYPE_FOLLOWS != 0 {
+            r.u8()?;
+        }
+        if iflags & crate::sender::ITEM_XNAME_FOLLOWS != 0 {
+            halite_rsync::negotiate::read_vstring(r, flist::MAXPATHLEN)?;
+        }
+        *ndx_in = codec;
+        Ok((ndx, iflags))
+    })?;
+    if got.0 == NDX_DEL_STATS {
+        return read_attrs(s, wire, ndx_in);
+    }
+    Ok(got)
+}
+
+enum Received {
+    Ok,
+    Mismatch,
+    Failed(String),
+}
+
+/// Rebuilds one file from its tokens into a temporary file beside it, then renames it
+/// into place once its checksum verifies.
+fn receive_one(s: &Shared<'_>, wire: &mut Wire, decoder: &mut dyn Decode, e: &FileEntry) -> Result<Received, Fatal> {
+    let proto = s.protocol;
+    let max_strong = s.sums.strong.digest_len();
+    let head = wire.parse(|r| SumHead::read(r, proto, max_strong))?;
+    let rel = &e.name;
+    let (parent, base) = split_parent(rel);
+    let existing = lstat(s.tree, rel);
+    let basis: Option<File> = if head.count > 0 { s.tree.open_file(rel).ok() } else { None };
+    // Keep reading the stream whatever happens to the file, so the connection stays
+    // in step: `out` is None when the file cannot be written.
+    let mut failure: Option<String> = None;
+    let pdir = s.tree.open_dir(parent);
+    let tmp = temp_name(base);
+    let mut out: Option<File> = match &pdir {
+        Ok(pdir) => match open_temp(pdir, &tmp) {
+            Ok(f) => Some(f),
+            Err(err) => {
+                failure = Some(format!(
+                    "rsync: [receiver] mkstemp \"{}\" failed: {}\n",
+                    String::from_utf8_lossy(&tmp),
+                    crate::sender::os_error(&err)
+                ));
+                None
+            }
+        },
+        Err(err) => {
+            failure = Some(format!(
+                "rsync: [receiver] opendir \"{}\" failed: {}\n",
+                String::from_utf8_lossy(parent),
+                crate::sender::os_error(err)
+            ));
+            None
+        }
+    };
+    let mut sum = FileSum::transfer(s.sums.strong, s.sums.seed);
+    let mut written: u64 = 0;
+    let mut block_buf = Vec::new();
+    loop {
+        let piece = wire.parse(|r| {
+            Ok(match decoder.next(r)? {
+                Decoded::Literal(d) => Piece::Literal(d.to_vec()),
+                Decoded::Block(i) => Piece::Block(i),
+                Decoded::End => Piece::End,
+            })
+        })?;
+        match piece {
+            Piece::End => break,
+            Piece::Literal(data) => {
+                sum.update(&data);
+                written += data.len() as u64;
+                write_out(&mut out, &data, &mut failure);
+            }
+            Piece::Block(i) => {
+                let Some((offset, len)) = head.block_range(i) else {
+                    return Err(Fatal::protocol(format!("block {i} beyond the basis sums")));
+                };
+                block_buf.resize(len as usize, 0);
+                let ok = basis.as_ref().map(|b| b.read_exact_at(&mut block_buf, offset).is_ok()).unwrap_or(false);
+                if !ok {
+                    block_buf.iter_mut().for_each(|b| *b = 0);
+                }
+                decoder.saw_block(&block_buf);
+                sum.update(&block_buf);
+                written += len as u64;
+                write_out(&mut out, &block_buf, &mut failure);
+            }
+        }
+        if written > e.size.saturating_add(1 << 20) && written > e.size * 2 {
+            return Err(Fatal::protocol(format!("{} grew past its listed size", String::from_utf8_lossy(rel))));
+        }
+    }
+    let len = s.sums.strong.digest_len();
+    let theirs = wire.parse(|r| Ok(r.bytes(len)?.to_vec()))?;
+    let ours = sum.finish();
+    let pdir = match (pdir, out) {
+        (Ok(p), Some(f)) => (p, f),
+        _ => {
+            return Ok(Received::Failed(failure.unwrap_or_default()));
+        }
+    };
+    let (pdir, file) = pdir;
+    if ours.as_bytes() != theirs.as_slice() {
+        let c = cstr(&tmp).ok();
+        if let Some(c) = c {
+            // SAFETY: removing our own temporary file.
+            unsafe { libc::unlinkat(pdir.as_raw_fd(), c.as_ptr(), 0) };
+        }
+        return Ok(Received::Mismatch);
+    }
+    if let Some(text) = failure {
+        let _ = unlink_at(&pdir, &tmp, false);
+        return Ok(Received::Failed(text));
+    }
+    let fd = OwnedFd::from(file);
+    let finish = (|| -> std::io::Result<()> {
+        fchmod(&fd, default_mode(s, e, existing.as_ref()))?;
+        if s.options.times {
+            set_times(&fd, e)?;
+        }
+        // SAFETY: fsync on an open descriptor: the data is on disk before the rename
+        // makes it the file.
+        if unsafe { libc::fsync(fd.as_raw_fd()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if existing.as_ref().is_some_and(|st| st.is_dir()) {
+            remove_at(s.tree, rel, true)?;
+        }
+        rename_at(&pdir, &tmp, base)
+    })();
+    match finish {
+        Ok(()) => {
+            tracing::info!(module = s.module.name, "recv {} {}", String::from_utf8_lossy(rel), written);
+            Ok(Received::Ok)
+        }
+        Err(err) => {
+            let _ = unlink_at(&pdir, &tmp, false);
+            Ok(Received::Failed(format!(
+                "rsync: [receiver] rename \"{}\" -> \"{}\" failed: {}\n",
+                String::from_utf8_lossy(&tmp),
+                String::from_utf8_lossy(rel),
+                crate::sender::os_error(&err)
+            )))
+        }
+    }
+}
+
+enum Piece {
+    Literal(Vec<u8>),
+    Block(u32),
+    End,
+}
+
+fn write_out(out: &mut Option<File>, data: &[u8], failure: &mut Option<String>) {
+    if let Some(f) = out {
+        if let Err(e) = f.write_all(data) {
+            *failure = Some(format!("rsync: [receiver] write failed: {}\n", crate::sender::os_error(&e)));
+            *out = None;
+        }
+    }
+}
+
+fn open_temp(dir: &OwnedFd, name: &[u8]) -> std::io::Result<File> {
+    let c = cstr(name)?;
+    // SAFETY: valid dirfd and C string; O_EXCL|O_NOFOLLOW: a new file of ours only.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}

@@ -1,0 +1,62 @@
+//! Any bytes as the block sums a client's generator sends (CVE-2024-12084: the sum head's
+//! strong length and count), then a file matched against them and the tokens decoded
+//! back: a header is in bounds or refused, memory follows the bytes received, and
+//! whatever the sums say, the tokens rebuild the file exactly.
+#![no_main]
+
+use halite_rsync::checksum::{BlockChecksum, Strong};
+use halite_rsync::delta::{BlockSums, Matcher, SumHead, Token};
+use halite_rsync::token::{Decode, Decoded, Encode, SimpleDecoder, SimpleEncoder};
+use halite_rsync::wire::Reader;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&sel, data)) = data.split_first() else { return };
+    let strong = Strong::NEGOTIABLE[sel as usize % Strong::NEGOTIABLE.len()];
+    let mut r = Reader::new(data);
+    let Ok(head) = SumHead::read(&mut r, 32, strong.digest_len()) else { return };
+    assert!(head.strong_len as usize <= strong.digest_len().min(16));
+    let mut sums = BlockSums::new(head);
+    sums.fill(&mut r);
+    let new_file = r.remaining().to_vec();
+    // The "basis" the sums claim to describe is unknown: rebuild with the new file's own
+    // bytes where a block was matched (the matcher only matches verified bytes).
+    let hasher = BlockChecksum::new(strong, 7, true);
+    let mut m = Matcher::new(sums, hasher);
+    let mut enc = SimpleEncoder::new();
+    let mut wire = Vec::new();
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    m.feed(&new_file, |t| match t {
+        Token::Literal(d) => enc.literal(&mut wire, d),
+        Token::Block { index, data } => {
+            if blocks.len() <= index as usize {
+                blocks.resize(index as usize + 1, Vec::new());
+            }
+            blocks[index as usize] = data.to_vec();
+            enc.matched(&mut wire, index, data)
+        }
+    });
+    let done = m.finish(|t| match t {
+        Token::Literal(d) => enc.literal(&mut wire, d),
+        Token::Block { index, data } => {
+            if blocks.len() <= index as usize {
+                blocks.resize(index as usize + 1, Vec::new());
+            }
+            blocks[index as usize] = data.to_vec();
+            enc.matched(&mut wire, index, data)
+        }
+    });
+    enc.end(&mut wire);
+    let mut dec = SimpleDecoder::new();
+    let mut rd = Reader::new(&wire);
+    let mut rebuilt = Vec::new();
+    loop {
+        match dec.next(&mut rd).expect("our own tokens decode") {
+            Decoded::Literal(d) => rebuilt.extend_from_slice(d),
+            Decoded::Block(i) => rebuilt.extend_from_slice(&blocks[i as usize]),
+            Decoded::End => break,
+        }
+    }
+    assert_eq!(rebuilt, new_file);
+    assert_eq!(done.literal_bytes + done.matched_bytes, new_file.len() as u64);
+});
