@@ -38,6 +38,11 @@ impl AuthDigest {
     pub const ALL: [AuthDigest; 5] =
         [AuthDigest::Sha512, AuthDigest::Sha256, AuthDigest::Sha1, AuthDigest::Md5, AuthDigest::Md4];
 
+    /// Strength rank: 0 is the strongest.
+    pub fn rank(self) -> usize {
+        AuthDigest::ALL.iter().position(|d| *d == self).unwrap_or(usize::MAX)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             AuthDigest::Sha512 => "sha512",
@@ -48,7 +53,7 @@ impl AuthDigest {
         }
     }
 
-    fn by_name(name: &str) -> Option<AuthDigest> {
+    pub fn by_name(name: &str) -> Option<AuthDigest> {
         AuthDigest::ALL.into_iter().find(|d| d.name().eq_ignore_ascii_case(name))
     }
 
@@ -193,27 +198,29 @@ pub fn challenge(digest: AuthDigest, random: &[u8; 32]) -> String {
     digest.digest_b64(&[random])
 }
 
-/// Checks the client's `user response` line against the password the secrets file gives
-/// for `user`, in constant time. Returns the user name when it verifies.
+/// Checks the client's `user response` line against each password the secrets file
+/// allows for `user` (the reference accepts any of them), in constant time per password.
+/// Returns the user name when one verifies.
 pub fn check_response(
     digest: AuthDigest,
     challenge: &str,
     response: &str,
-    password_for: impl Fn(&str) -> Option<String>,
+    passwords_for: impl Fn(&str) -> Vec<Vec<u8>>,
 ) -> Option<String> {
     let (user, answer) = response.split_once(' ')?;
     if user.is_empty() {
         return None;
     }
-    let password = password_for(user)?;
-    let expected = digest.digest_b64(&[password.as_bytes(), challenge.as_bytes()]);
-    let a = expected.as_bytes();
     let b = answer.trim_end().as_bytes();
-    if a.len() != b.len() {
-        return None;
+    let mut ok = false;
+    for password in passwords_for(user) {
+        let expected = digest.digest_b64(&[&password, challenge.as_bytes()]);
+        let a = expected.as_bytes();
+        if a.len() == b.len() {
+            ok |= a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+        }
     }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    (diff == 0).then(|| user.to_string())
+    ok.then(|| user.to_string())
 }
 
 /// The client's argument list, each argument as sent (not necessarily UTF-8).
@@ -302,7 +309,7 @@ mod tests {
     fn responses_verify_only_with_the_right_password() {
         let challenge = challenge(AuthDigest::Md5, &[7u8; 32]);
         let answer = AuthDigest::Md5.digest_b64(&[b"secret", challenge.as_bytes()]);
-        let lookup = |u: &str| (u == "deploy").then(|| "secret".to_string());
+        let lookup = |u: &str| if u == "deploy" { vec![b"other".to_vec(), b"secret".to_vec()] } else { vec![] };
         assert_eq!(
             check_response(AuthDigest::Md5, &challenge, &format!("deploy {answer}"), lookup),
             Some("deploy".into())

@@ -61,16 +61,12 @@ const GLOBAL_SECTION: &str = "global";
 /// Parameters rsync knows and halite-rsyncd reads but does not act on; the daemon
 /// names each one that a configuration sets (see [`Config::unsupported_in_use`]).
 pub const NOT_ACTED_ON: &[&str] = &[
-    "auth digest",
     "charset",
     "daemon chroot",
     "daemon gid",
     "daemon uid",
     "early exec",
-    "exclude from",
     "fake super",
-    "forward lookup",
-    "include from",
     "insecure links",
     "listen backlog",
     "name converter",

@@ -12,6 +12,7 @@ pub struct Daemon {
     pub port: u16,
     pub pid_file: Option<PathBuf>,
     pub motd: Option<Vec<u8>>,
+    pub reverse_lookup: bool,
     pub modules: Vec<ModuleView>,
 }
 
@@ -38,6 +39,7 @@ impl Daemon {
             port: config.global.port,
             pid_file: config.global.pid_file.clone(),
             motd,
+            reverse_lookup: config.global.reverse_lookup,
             modules,
         })
     }

@@ -65,3 +65,72 @@ pub fn random_seed() -> i32 {
         }
     }
 }
+
+/// The client's host name as the reference's client_name() finds it: the reverse
+/// lookup of its address, kept only if that name resolves back to the address
+/// (otherwise anyone controlling their reverse zone could claim any name); "UNKNOWN"
+/// when either step fails.
+pub fn client_name(addr: std::net::IpAddr) -> String {
+    use std::net::ToSocketAddrs;
+    let addr = addr.to_canonical();
+    let sa = std::net::SocketAddr::new(addr, 0);
+    let (storage, len) = socket_addr_to_c(&sa);
+    let mut host = vec![0 as libc::c_char; 1025];
+    // SAFETY: a valid sockaddr of the given length and an output buffer of its length.
+    let rc = unsafe {
+        libc::getnameinfo(
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len,
+            host.as_mut_ptr(),
+            host.len() as libc::socklen_t,
+            std::ptr::null_mut(),
+            0,
+            libc::NI_NAMEREQD,
+        )
+    };
+    if rc != 0 {
+        return "UNKNOWN".into();
+    }
+    // SAFETY: getnameinfo wrote a NUL-terminated name into host.
+    let name = unsafe { CStr::from_ptr(host.as_ptr()) }.to_string_lossy().into_owned();
+    let confirmed = (name.as_str(), 0u16)
+        .to_socket_addrs()
+        .map(|mut addrs| addrs.any(|a| a.ip().to_canonical() == addr))
+        .unwrap_or(false);
+    if confirmed {
+        name
+    } else {
+        "UNKNOWN".into()
+    }
+}
+
+fn socket_addr_to_c(sa: &std::net::SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: a zeroed sockaddr_storage is valid; the family-specific struct is written
+    // into its start, which is large and aligned enough for either.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    match sa {
+        std::net::SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.ip().octets()) },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_in fits in sockaddr_storage.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            (storage, std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
+        }
+        std::net::SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr { s6_addr: v6.ip().octets() },
+                sin6_scope_id: v6.scope_id(),
+            };
+            // SAFETY: sockaddr_in6 fits in sockaddr_storage.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            (storage, std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+        }
+    }
+}

@@ -62,7 +62,7 @@ fn main() -> Result<()> {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing the pid file {}", pid_file.display()))?;
     }
-    let served = Served { modules: &daemon.modules, motd: daemon.motd.clone() };
+    let served = Served { modules: &daemon.modules, motd: daemon.motd.clone(), reverse_lookup: daemon.reverse_lookup };
     let mut children = 0usize;
     loop {
         children -= reap();

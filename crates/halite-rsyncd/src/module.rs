@@ -65,27 +65,33 @@ impl ModuleView {
         })
     }
 
-    pub fn allows(&self, peer: IpAddr) -> bool {
-        crate::hosts::allows(&self.config.hosts_allow, &self.config.hosts_deny, peer, None)
+    /// `hosts allow`/`hosts deny` for the client at `peer`, known as `host` (the
+    /// confirmed reverse name, or "UNKNOWN"/"UNDETERMINED").
+    pub fn allows(&self, peer: IpAddr, host: &str) -> bool {
+        let resolver: Option<crate::hosts::Resolver<'_>> =
+            self.config.forward_lookup.then_some(&crate::hosts::system_resolver as crate::hosts::Resolver<'_>);
+        crate::hosts::allows_resolving(&self.config.hosts_allow, &self.config.hosts_deny, peer, Some(host), resolver)
     }
 
-    /// The password the secrets file gives `user`, when an `auth users` rule lets the
-    /// user in.
-    pub fn password_for(&self, user: &str) -> Option<String> {
-        let secrets_path = self.config.secrets_file.as_ref()?;
-        let auth = config::authorise_user(&self.config.auth_users, user)?;
+    /// The passwords the secrets file allows for `user`, when an `auth users` rule lets
+    /// the user in (its own line, and the line of the group whose rule matched).
+    pub fn passwords_for(&self, user: &str) -> Vec<Vec<u8>> {
+        let Some(secrets_path) = self.config.secrets_file.as_ref() else {
+            return Vec::new();
+        };
+        let Some(auth) = config::authorise_user(&self.config.auth_users, user) else {
+            return Vec::new();
+        };
         if auth.access == config::AuthAccess::Deny {
-            return None;
+            return Vec::new();
         }
-        let secrets = match crate::secrets::Secrets::load(secrets_path, self.config.strict_modes) {
-            Ok(s) => s,
+        match crate::secrets::Secrets::load(secrets_path, self.config.strict_modes) {
+            Ok(s) => s.candidates(user, auth.group.as_deref()).into_iter().map(<[u8]>::to_vec).collect(),
             Err(e) => {
                 tracing::error!(module = self.name, "secrets file: {e}");
-                return None;
+                Vec::new()
             }
-        };
-        let groups: Vec<&str> = auth.group.as_deref().into_iter().collect();
-        secrets.password_for(user, &groups).map(str::to_string)
+        }
     }
 
     /// Whether `user`'s `auth users` rule makes the transfer read-only (`:ro`/`:rw`).

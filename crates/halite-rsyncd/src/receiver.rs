@@ -505,23 +505,28 @@ fn delete_extraneous(
         if filters.protected(&rel, st.is_dir()) {
             continue;
         }
-        match remove_at(s.tree, &rel, st.is_dir()) {
-            Ok(()) => {
-                if st.is_dir() {
-                    stats.dirs += 1;
-                } else if st.is_link() {
-                    stats.links += 1;
-                } else {
-                    stats.files += 1;
-                }
-                let mut shown = rel.clone();
-                if st.is_dir() {
+        let mut gone: Vec<(Vec<u8>, Kind)> = Vec::new();
+        let kind_of_top = if st.is_link() { Kind::Link } else { Kind::File };
+        let result = remove_reporting(s.tree, &rel, st.is_dir(), &mut |name, kind| {
+            let kind = if name == rel.as_slice() && kind == Kind::File { kind_of_top } else { kind };
+            gone.push((name.to_vec(), kind));
+        });
+        for (name, kind) in &gone {
+            match kind {
+                Kind::Dir => stats.dirs += 1,
+                Kind::Link => stats.links += 1,
+                Kind::File => stats.files += 1,
+            }
+            if s.protocol >= 29 {
+                let mut shown = name.clone();
+                if *kind == Kind::Dir {
                     shown.push(b'/');
                 }
-                if s.protocol >= 29 {
-                    w.message(Msg::Deleted, &shown)?;
-                }
+                w.message(Msg::Deleted, &shown)?;
             }
+        }
+        match result {
+            Ok(()) => {}
             Err(e) => {
                 let text = format!(
                     "rsync: [generator] delete_file: unlink({}) failed: {}\n",
@@ -537,11 +542,24 @@ fn delete_extraneous(
 
 /// Removes a file, link or (recursively, without following links) a directory.
 fn remove_at(tree: &Tree, rel: &[u8], is_dir: bool) -> std::io::Result<()> {
+    remove_reporting(tree, rel, is_dir, &mut |_, _| {})
+}
+
+/// [`remove_at`], telling `removed` each name removed (a directory after its contents)
+/// and whether it was a directory or a symlink.
+fn remove_reporting(
+    tree: &Tree,
+    rel: &[u8],
+    is_dir: bool,
+    removed: &mut dyn FnMut(&[u8], Kind),
+) -> std::io::Result<()> {
     let (parent, base) = split_parent(rel);
     let pdir = tree.open_dir(parent)?;
     if is_dir {
+        // Depth first without recursion: directories are emptied, then removed deepest
+        // first, so a hostile tree's depth costs heap, not stack.
         let mut stack = vec![rel.to_vec()];
-        let mut order = Vec::new();
+        let mut dirs = Vec::new();
         while let Some(d) = stack.pop() {
             let fd = tree.open_dir(&d)?;
             for name in crate::tree::read_dir_fd(&fd)? {
@@ -551,16 +569,27 @@ fn remove_at(tree: &Tree, rel: &[u8], is_dir: bool) -> std::io::Result<()> {
                     stack.push(child);
                 } else {
                     unlink_at(&fd, &name, false)?;
+                    removed(&child, if st.is_link() { Kind::Link } else { Kind::File });
                 }
             }
-            order.push(d);
+            dirs.push(d);
         }
-        for d in order.iter().rev().filter(|d| d.as_slice() != rel) {
+        for d in dirs.iter().rev().filter(|d| d.as_slice() != rel) {
             let (p, b) = split_parent(d);
             unlink_at(&tree.open_dir(p)?, b, true)?;
+            removed(d, Kind::Dir);
         }
     }
-    unlink_at(&pdir, base, is_dir)
+    unlink_at(&pdir, base, is_dir)?;
+    removed(rel, if is_dir { Kind::Dir } else { Kind::File });
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    Link,
+    Dir,
 }
 
 fn unlink_at(dir: &OwnedFd, name: &[u8], is_dir: bool) -> std::io::Result<()> {

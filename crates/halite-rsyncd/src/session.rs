@@ -223,6 +223,8 @@ pub fn module_relative(module: &str, arg: &[u8]) -> Vec<u8> {
 pub struct Served<'a> {
     pub modules: &'a [ModuleView],
     pub motd: Option<Vec<u8>>,
+    /// The global `reverse lookup`.
+    pub reverse_lookup: bool,
 }
 
 /// Runs one connection to its end. Returns the exit code the client was given.
@@ -275,8 +277,13 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>) -> Resu
         tracing::info!(%peer, module = shown(&module_line), "unknown module");
         return refuse(wire, format!("@ERROR: Unknown module '{}'\n", shown(&module_line)));
     };
-    let host = "UNDETERMINED";
-    if !module.allows(peer) {
+    // The reference looks the name up before the chroot when any module wants it.
+    let host = if served.reverse_lookup || module.config.reverse_lookup {
+        crate::ids::client_name(peer)
+    } else {
+        "UNDETERMINED".to_string()
+    };
+    if !module.allows(peer, &host) {
         tracing::warn!(%peer, module = module.name, "rsync denied on module from {peer}");
         return refuse(wire, format!("@ERROR: access denied to {} from {host} ({peer})\n", module.name));
     }
@@ -420,6 +427,22 @@ fn authenticate(
     greeting: &ClientGreeting,
     peer: IpAddr,
 ) -> Result<Option<String>, ConnError> {
+    if let Some(floor) = module.config.auth_digest.as_deref() {
+        // `auth digest`: a client that negotiated (or fell back to) a weaker digest
+        // than the floor is refused before any challenge.
+        match handshake::AuthDigest::by_name(floor) {
+            Some(min) if greeting.auth.rank() <= min.rank() => {}
+            _ => {
+                tracing::warn!(
+                    %peer,
+                    module = module.name,
+                    "auth failed: negotiated auth digest {} is weaker than the required 'auth digest = {floor}'",
+                    greeting.auth.name()
+                );
+                return Ok(None);
+            }
+        }
+    }
     // No randomness, no challenge worth sending: refuse rather than authenticate anyone.
     let random = match crate::ids::random_bytes() {
         Ok(r) => r,
@@ -432,7 +455,7 @@ fn authenticate(
     wire.send(format!("@RSYNCD: AUTHREQD {challenge}\n").as_bytes())?;
     wire.flush()?;
     let response = wire.line()?;
-    let user = handshake::check_response(greeting.auth, &challenge, &response, |u| module.password_for(u));
+    let user = handshake::check_response(greeting.auth, &challenge, &response, |u| module.passwords_for(u));
     match &user {
         Some(u) => tracing::info!(%peer, module = module.name, user = u, "auth ok"),
         None => tracing::warn!(

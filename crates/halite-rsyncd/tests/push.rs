@@ -1,0 +1,314 @@
+//! Pushes into a writable module (the site's `backups` share) with the stock rsync
+//! client, against halite-rsyncd and the reference `rsync --daemon` on the same config:
+//! the trees that result, deltas, --delete, authentication, host and connection limits,
+//! paths that try to leave the module, and a client killed mid-file.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The site's `backups` share, as the states write it, pointed at `dir`.
+fn config(dir: &Path, extra: &str) -> String {
+    let privileges = if root() { "use chroot = yes\n    uid = root\n    gid = root\n" } else { "use chroot = no\n" };
+    format!(
+        "lock file = @DIR@/rsyncd.lock\n\n[backups]\n    comment = Backups every VM pushes to and pulls from\n    path = {}\n    read only = no\n    {privileges}{extra}",
+        dir.display()
+    )
+}
+
+fn skip() -> bool {
+    if !rsync_available() {
+        eprintln!("rsync is not installed: skipped (tests/install-rsync.sh installs it)");
+        return true;
+    }
+    false
+}
+
+/// Two daemons on the same config, each with its own copy of the module's tree.
+struct Pair {
+    _tmp: tempfile::TempDir,
+    root: std::path::PathBuf,
+    hal: Daemon,
+    reference: Daemon,
+}
+
+impl Pair {
+    fn new(extra: &str, seed: impl Fn(&Path)) -> Pair {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let mut daemons = Vec::new();
+        for (side, server) in [("hal", Server::Halite), ("ref", Server::Reference)] {
+            let dir = root.join(side);
+            let module = dir.join("module");
+            std::fs::create_dir_all(&module).unwrap();
+            seed(&module);
+            daemons.push(Daemon::start(server, &config(&module, extra), &dir));
+        }
+        let reference = daemons.pop().unwrap();
+        let hal = daemons.pop().unwrap();
+        Pair { _tmp: tmp, root, hal, reference }
+    }
+
+    fn module(&self, side: &str) -> std::path::PathBuf {
+        self.root.join(side).join("module")
+    }
+
+    /// Runs the client against both (`URL` in args is the module URL) and returns
+    /// both outputs after checking the modules ended up the same.
+    fn both(&self, args: &[&str], password: Option<&str>) -> (std::process::Output, std::process::Output) {
+        let run = |d: &Daemon| {
+            let url = d.url("backups/");
+            let args: Vec<&str> = args.iter().map(|a| if *a == "URL" { url.as_str() } else { a }).collect();
+            rsync(&args, password)
+        };
+        let h = run(&self.hal);
+        let r = run(&self.reference);
+        assert_eq!(
+            h.status.code(),
+            r.status.code(),
+            "{args:?}\nhalite: {}\nreference: {}\n{}",
+            text(&h),
+            text(&r),
+            self.hal.log()
+        );
+        assert_same(
+            &snapshot(&self.module("ref"), true),
+            &snapshot(&self.module("hal"), true),
+            &format!("{args:?}: reference vs halite module"),
+        );
+        (h, r)
+    }
+}
+
+/// What -v printed, without the timing lines; halite-rsyncd takes the whole list first
+/// (no incremental recursion), which the client announces differently.
+fn names(o: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("sent ") && !l.starts_with("total size"))
+        .map(|l| l.replace("sending incremental file list", "building file list ... done"))
+        .collect()
+}
+
+#[test]
+fn pushes_with_deltas_and_delete_leave_the_same_module_as_the_reference() {
+    if skip() {
+        return;
+    }
+    let pair = Pair::new("", |m| {
+        std::fs::write(m.join("stale.txt"), b"old\n").unwrap();
+        std::fs::create_dir_all(m.join("stale-dir/inner")).unwrap();
+        std::fs::write(m.join("stale-dir/inner/x"), b"x").unwrap();
+    });
+    let src = pair.root.join("src");
+    make_tree(&src, 60, &[400_000]);
+    let s = format!("{}/", src.display());
+    let (h, r) = pair.both(&["-av", &s, "URL"], None);
+    assert_eq!(names(&h), names(&r));
+    // One byte changed in the large file: a delta, not the file.
+    let big = src.join("large0.bin");
+    let mut data = std::fs::read(&big).unwrap();
+    data[200_000] ^= 0xff;
+    std::fs::write(&big, &data).unwrap();
+    let (h, _) = pair.both(&["-a", "--stats", &s, "URL"], None);
+    let stats = String::from_utf8_lossy(&h.stdout);
+    let literal: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("Literal data: "))
+        .and_then(|v| v.split_whitespace().next())
+        .map(|v| v.replace(',', "").parse().unwrap())
+        .unwrap();
+    assert!(literal < 10_000, "a one-byte change sent {literal} literal bytes\n{stats}");
+    // --delete removes what the source no longer has, as the reference does.
+    std::fs::remove_file(src.join("exec.sh")).unwrap();
+    std::fs::remove_dir_all(src.join("d3")).unwrap();
+    let (h, r) = pair.both(&["-av", "--delete", &s, "URL"], None);
+    let sorted = |o| {
+        let mut v = names(o);
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&h), sorted(&r), "deletions reported");
+    assert!(!pair.module("hal").join("stale-dir").exists());
+    // Nothing to do: nothing moves.
+    let (h, _) = pair.both(&["-a", "--delete", "--stats", &s, "URL"], None);
+    assert!(String::from_utf8_lossy(&h.stdout).contains("Number of regular files transferred: 0"));
+    // And the push comes back whole in a pull.
+    let back = pair.root.join("back");
+    let out = rsync(&["-a", &pair.hal.url("backups/"), back.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_same(&snapshot(&pair.module("hal"), true), &snapshot(&back, true), "module vs pulled back");
+}
+
+#[test]
+fn protocol_30_and_checksum_pushes_match_the_reference() {
+    if skip() {
+        return;
+    }
+    let pair = Pair::new("", |_| {});
+    let src = pair.root.join("src");
+    make_tree(&src, 20, &[100_000]);
+    let s = format!("{}/", src.display());
+    pair.both(&["-a", "--protocol=30", &s, "URL"], None);
+    std::fs::write(src.join("with space.txt"), b"changed, same size?").unwrap();
+    pair.both(&["-ac", "--protocol=31", &s, "URL"], None);
+    pair.both(&["-aH", "--checksum-choice=md5", &s, "URL"], None);
+}
+
+#[test]
+fn logins_hosts_and_read_only_are_refused_like_the_reference() {
+    if skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let secrets = tmp.path().join("rsyncd.secrets");
+    std::fs::write(&secrets, "backup:s3cret\n").unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&secrets).unwrap().permissions(), 0o600);
+    std::fs::set_permissions(&secrets, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let extra = format!("auth users = backup\n    secrets file = {}\n", secrets.display());
+    let pair = Pair::new(&extra, |_| {});
+    let src = pair.root.join("src");
+    make_tree(&src, 3, &[]);
+    let s = format!("{}/", src.display());
+    let user_url = |d: &Daemon| format!("rsync://backup@127.0.0.1:{}/backups/", d.port);
+    for (password, expect_ok) in [(Some("wrong"), false), (Some("s3cret"), true)] {
+        let h = rsync(&["-a", &s, &user_url(&pair.hal)], password);
+        let r = rsync(&["-a", &s, &user_url(&pair.reference)], password);
+        assert_eq!(h.status.code(), r.status.code(), "{}\n{}", text(&h), text(&r));
+        assert_eq!(h.status.success(), expect_ok, "{}", text(&h));
+        assert_eq!(
+            String::from_utf8_lossy(&h.stderr).lines().next(),
+            String::from_utf8_lossy(&r.stderr).lines().next()
+        );
+    }
+    // A host outside `hosts allow`, and a read-only module.
+    let tmp2 = tempfile::tempdir().unwrap();
+    let conf = format!(
+        "lock file = @DIR@/lock\n[closed]\n    path = {0}\n    hosts allow = 192.0.2.0/24\n    use chroot = no\n[ro]\n    path = {0}\n    use chroot = no\n",
+        tmp2.path().display()
+    );
+    let hd = tmp2.path().join("h");
+    let rd = tmp2.path().join("r");
+    std::fs::create_dir_all(&hd).unwrap();
+    std::fs::create_dir_all(&rd).unwrap();
+    let hal = Daemon::start(Server::Halite, &conf, &hd);
+    let reference = Daemon::start(Server::Reference, &conf, &rd);
+    for module in ["closed/", "ro/"] {
+        let h = rsync(&["-a", &s, &hal.url(module)], None);
+        let r = rsync(&["-a", &s, &reference.url(module)], None);
+        assert_eq!(h.status.code(), r.status.code(), "{module}\n{}\n{}", text(&h), text(&r));
+        assert!(!h.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&h.stderr).lines().next(),
+            String::from_utf8_lossy(&r.stderr).lines().next(),
+            "{module}"
+        );
+    }
+}
+
+/// Opens a connection that takes a module's slot and holds it.
+fn hold_slot(port: u16, module: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"@RSYNCD: "));
+    s.write_all(format!("@RSYNCD: 32.0 sha512 sha256 sha1 md5 md4\n{module}\n").as_bytes()).unwrap();
+    let n = s.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"@RSYNCD: OK"), "{}", String::from_utf8_lossy(&buf[..n]));
+    s
+}
+
+#[test]
+fn the_connection_past_max_connections_is_refused_with_the_references_message() {
+    if skip() {
+        return;
+    }
+    let pair = Pair::new("max connections = 2\n", |_| {});
+    let src = pair.root.join("src");
+    make_tree(&src, 2, &[]);
+    let s = format!("{}/", src.display());
+    for d in [&pair.hal, &pair.reference] {
+        let _held: Vec<TcpStream> = (0..2).map(|_| hold_slot(d.port, "backups")).collect();
+        let out = rsync(&["-a", &s, &d.url("backups/")], None);
+        assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("max connections (2) reached -- try again later"),
+            "{}",
+            text(&out)
+        );
+    }
+    // Slots come back when the holders go.
+    let out = rsync(&["-a", &s, &pair.hal.url("backups/")], None);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn nothing_outside_the_module_is_written_or_read() {
+    if skip() {
+        return;
+    }
+    let pair = Pair::new("", |m| {
+        // A symlink already in the module pointing out of it (CVE-2024-12087/12088).
+        std::os::unix::fs::symlink("/tmp", m.join("escape")).unwrap();
+    });
+    let outside = pair.root.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let src = pair.root.join("src");
+    std::fs::create_dir_all(src.join("escape")).unwrap();
+    std::fs::write(src.join("escape/planted"), b"x").unwrap();
+    std::fs::write(src.join("ok.txt"), b"ok").unwrap();
+    let s = format!("{}/", src.display());
+    // A directory where the module has a symlink: replaced, never written through.
+    let h = rsync(&["-a", &s, &pair.hal.url("backups/")], None);
+    assert!(h.status.success(), "{}", text(&h));
+    assert!(!Path::new("/tmp/planted").exists());
+    assert!(pair.module("hal").join("escape/planted").is_file());
+    // Destination paths that climb: they land inside the module.
+    for dest in ["backups/../../", "backups/../outside/", "backups//etc/"] {
+        let url = format!("rsync://127.0.0.1:{}/{dest}", pair.hal.port);
+        let h = rsync(&["-a", &s, &url], None);
+        let url = format!("rsync://127.0.0.1:{}/{dest}", pair.reference.port);
+        let r = rsync(&["-a", &s, &url], None);
+        assert_eq!(h.status.code(), r.status.code(), "{dest}\n{}\n{}", text(&h), text(&r));
+        assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "{dest} wrote outside");
+    }
+}
+
+#[test]
+fn a_client_killed_mid_file_leaves_the_old_file_or_the_new_one() {
+    if skip() {
+        return;
+    }
+    let pair = Pair::new("", |_| {});
+    let src = pair.root.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let old: Vec<u8> = (0..8_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(src.join("big"), &old).unwrap();
+    let s = format!("{}/", src.display());
+    let out = rsync(&["-a", &s, &pair.hal.url("backups/")], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let new: Vec<u8> = (0..40_000_000u32).map(|i| (i % 253) as u8 ^ 0x5a).collect();
+    std::fs::write(src.join("big"), &new).unwrap();
+    let mut child = std::process::Command::new("rsync")
+        .args(["-a", "--bwlimit=4000", &s, &pair.hal.url("backups/")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = child.kill();
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_millis(500));
+    let now = std::fs::read(pair.module("hal").join("big")).unwrap();
+    assert!(now == old || now == new, "a torn file: {} bytes", now.len());
+}
