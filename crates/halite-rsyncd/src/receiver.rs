@@ -30,6 +30,8 @@ use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{self, Receiver, Sender};
 
 const ITEM_REPORT_CHANGE: u16 = 1 << 1;
+const ITEM_REPORT_TIME: u16 = 1 << 3;
+const ITEM_REPORT_PERMS: u16 = 1 << 4;
 const ITEM_IS_NEW: u16 = 1 << 13;
 const ITEM_LOCAL_CHANGE: u16 = 1 << 14;
 const ITEM_TRANSFER: u16 = 1 << 15;
@@ -154,9 +156,23 @@ fn generate(
             continue;
         }
         if e.is_dir() {
+            let before = lstat(s.tree, &rel);
             let made = make_dir(s, &rel, e).map_err(Fatal::io("mkdir", &e.name))?;
             if made && !rel.is_empty() {
                 itemize(w, &mut ndx_out, i as i32, ITEM_LOCAL_CHANGE | ITEM_IS_NEW)?;
+            } else if let Some(st) = before.filter(|st| st.is_dir()) {
+                // An existing directory whose time or permissions change is reported,
+                // as the reference's itemize() does (the client's -v shows it).
+                let mut iflags = 0;
+                if s.options.times && !s.options.omit_dir_times && !same_time(s.options.modify_window, &st, e) {
+                    iflags |= ITEM_REPORT_TIME;
+                }
+                if s.options.perms && st.mode & 0o7777 != e.mode & 0o7777 {
+                    iflags |= ITEM_REPORT_PERMS;
+                }
+                if iflags != 0 {
+                    itemize(w, &mut ndx_out, i as i32, iflags)?;
+                }
             }
             if delete && s.options.recursive {
                 delete_extraneous(s, filters, w, &rel, &mut deleted)?;
