@@ -104,8 +104,10 @@ impl Wire {
 
     fn read_socket(&mut self) -> Result<(), ConnError> {
         self.flush()?;
-        if self.raw_pos > 0 && self.raw_pos == self.raw.len() {
-            self.raw.clear();
+        // Consumed bytes are dropped before reading more, so the buffer holds at most
+        // one partial frame plus one read, whatever the transfer's length.
+        if self.raw_pos > 0 {
+            self.raw.drain(..self.raw_pos);
             self.raw_pos = 0;
         }
         let start = self.raw.len();

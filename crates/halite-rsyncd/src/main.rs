@@ -65,7 +65,12 @@ fn main() -> Result<()> {
     let served = Served { modules: &daemon.modules, motd: daemon.motd.clone(), reverse_lookup: daemon.reverse_lookup };
     let mut children = 0usize;
     loop {
-        children -= reap();
+        children = children.saturating_sub(reap());
+        // Wake at least once a second so ended connections are collected promptly (their
+        // CPU and memory counted, no zombies) even when no new client comes.
+        if !readable(&listener, 1000) {
+            continue;
+        }
         let (stream, peer) = match listener.accept() {
             Ok(c) => c,
             Err(e) => {
@@ -74,7 +79,7 @@ fn main() -> Result<()> {
                 continue;
             }
         };
-        children -= reap();
+        children = children.saturating_sub(reap());
         if children >= MAX_CHILDREN {
             tracing::warn!(%peer, "{MAX_CHILDREN} connections already: refused");
             let mut s = stream;
@@ -95,6 +100,14 @@ fn main() -> Result<()> {
             _ => children += 1,
         }
     }
+}
+
+/// Whether the listener has a connection waiting, within `timeout_ms`.
+fn readable(listener: &TcpListener, timeout_ms: i32) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: poll on one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, timeout_ms) > 0 }
 }
 
 /// Collects the children that ended; returns how many.

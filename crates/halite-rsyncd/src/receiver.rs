@@ -143,10 +143,15 @@ fn generate(
     let mut ndx_out = crate::sender::NdxCodec::default();
     let mut deleted = DelStats::default();
     let delete = s.options.delete.is_some();
+    // Directories that could not be made: nothing below them is attempted.
+    let mut failed_dirs: Vec<Vec<u8>> = Vec::new();
     for (i, e) in s.list.iter().enumerate() {
         drain_events(w, rx, &mut ndx_out, s, false)?;
         let rel = e.name.clone();
         let rel = if rel == b"." { Vec::new() } else { rel };
+        if failed_dirs.iter().any(|d| rel.starts_with(d) && rel.get(d.len()) == Some(&b'/')) {
+            continue;
+        }
         if !rel.is_empty() && filters.daemon_excluded(&rel, e.is_dir()) {
             let text = format!(
                 "ERROR: rejecting file transfer request for daemon excluded file: {}\n",
@@ -157,7 +162,20 @@ fn generate(
         }
         if e.is_dir() {
             let before = lstat(s.tree, &rel);
-            let made = make_dir(s, &rel, e).map_err(Fatal::io("mkdir", &e.name))?;
+            let made = match make_dir(s, &rel, e) {
+                Ok(made) => made,
+                Err(err) => {
+                    let text = format!(
+                        "rsync: [generator] recv_generator: mkdir \"{}\" (in {}) failed: {}\n*** Skipping any contents from this failed directory ***\n",
+                        String::from_utf8_lossy(&rel),
+                        s.module.name,
+                        crate::sender::os_error(&err)
+                    );
+                    w.message(Msg::ErrorXfer, text.as_bytes())?;
+                    failed_dirs.push(rel);
+                    continue;
+                }
+            };
             if made && !rel.is_empty() {
                 itemize(w, &mut ndx_out, i as i32, ITEM_LOCAL_CHANGE | ITEM_IS_NEW)?;
             } else if let Some(st) = before.filter(|st| st.is_dir()) {
@@ -178,8 +196,21 @@ fn generate(
                 delete_extraneous(s, filters, w, &rel, &mut deleted)?;
             }
         } else if e.is_link() {
-            if s.options.links && make_link(s, &rel, e).map_err(Fatal::io("symlink", &e.name))? {
-                itemize(w, &mut ndx_out, i as i32, ITEM_LOCAL_CHANGE | ITEM_IS_NEW | ITEM_REPORT_CHANGE)?;
+            if !s.options.links {
+                continue;
+            }
+            match make_link(s, &rel, e) {
+                Ok(true) => itemize(w, &mut ndx_out, i as i32, ITEM_LOCAL_CHANGE | ITEM_IS_NEW | ITEM_REPORT_CHANGE)?,
+                Ok(false) => {}
+                Err(err) => {
+                    let text = format!(
+                        "rsync: [generator] symlink \"{}\" (in {}) failed: {}\n",
+                        String::from_utf8_lossy(&rel),
+                        s.module.name,
+                        crate::sender::os_error(&err)
+                    );
+                    w.message(Msg::ErrorXfer, text.as_bytes())?;
+                }
             }
         } else if e.is_reg() {
             request_file(s, w, &mut ndx_out, i as i32, &rel, false)?;
@@ -715,10 +746,10 @@ fn receive_files(
             Received::Mismatch => {
                 let text =
                     format!("ERROR: {} failed verification -- update discarded.\n", String::from_utf8_lossy(&e.name));
-                let _ = tx.send(Event::Message(Msg::Error, text.into_bytes()));
+                let _ = tx.send(Event::Message(Msg::ErrorXfer, text.into_bytes()));
             }
             Received::Failed(text) => {
-                let _ = tx.send(Event::Message(Msg::Error, text.into_bytes()));
+                let _ = tx.send(Event::Message(Msg::ErrorXfer, text.into_bytes()));
             }
         }
     }
@@ -792,8 +823,9 @@ fn receive_one(s: &Shared<'_>, wire: &mut Wire, decoder: &mut dyn Decode, e: &Fi
             Ok(f) => Some(f),
             Err(err) => {
                 failure = Some(format!(
-                    "rsync: [receiver] mkstemp \"{}\" failed: {}\n",
+                    "rsync: [receiver] mkstemp \"{}\" (in {}) failed: {}\n",
                     String::from_utf8_lossy(&tmp),
+                    s.module.name,
                     crate::sender::os_error(&err)
                 ));
                 None

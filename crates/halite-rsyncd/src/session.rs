@@ -102,10 +102,11 @@ impl SumChoice {
 }
 
 impl Transfer<'_> {
-    /// Sends an error line the client prints (MSG_ERROR).
+    /// Sends a per-file error line the client prints (MSG_ERROR_XFER: the transfer
+    /// goes on, and the client ends with code 23, as with the reference).
     pub fn error(&mut self, text: &str) -> Result<(), ConnError> {
         tracing::warn!(peer = %self.peer, module = self.module_name, "{text}");
-        self.wire.message(Msg::Error, format!("{text}\n").as_bytes())
+        self.wire.message(Msg::ErrorXfer, format!("{text}\n").as_bytes())
     }
 
     /// Sends an informational line the client prints (MSG_INFO).

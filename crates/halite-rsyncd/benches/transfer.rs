@@ -1,0 +1,292 @@
+//! halite-rsyncd against the reference `rsync --daemon` (Debian's rsync, the same
+//! package the client comes from), serving the same module to the stock client, one
+//! daemon at a time, in one run.
+//!
+//! Workloads, each run on both daemons:
+//! - **full pull**: a tree of 20,000 files totalling 1 GiB (many small files and a few
+//!   large ones) into an empty directory;
+//! - **no-change pull**: the same again onto the copy;
+//! - **delta pull**: a 1 GiB file of which 1 MiB changed, onto the old copy;
+//! - **push**: the 1 GiB tree into an empty writable module.
+//!
+//! For each: the wall time of the client, the server's CPU time (user + system of the
+//! connection's process, read from the daemon's reaped-children counters in
+//! `/proc/PID/stat`), and the peak RSS of the connection's process (its VmHWM, sampled
+//! every 20 ms while it runs). The client runs with `--whole-file` off and no
+//! compression. Prints a Markdown table with the ratios; nothing is asserted.
+//!
+//! Run: `cargo bench -p halite-rsyncd --bench transfer [-- SCALE]` where SCALE (default
+//! 1.0) multiplies the file count and sizes (0.1 for a quick look).
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let scale: f64 = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .map(|a| a.parse().expect("usage: transfer [SCALE]"))
+        .unwrap_or(1.0);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let root = dir.path();
+    let files = ((20_000.0 * scale) as usize).max(10);
+    let total: u64 = ((1u64 << 30) as f64 * scale) as u64;
+    eprintln!("generating {files} files, {} MiB ...", total >> 20);
+    let tree = root.join("tree");
+    make_tree(&tree, files, total);
+    let big_dir = root.join("big");
+    std::fs::create_dir_all(&big_dir).unwrap();
+    let big_len = total as usize;
+    write_random(&big_dir.join("big.bin"), big_len, 7);
+
+    let halite = PathBuf::from(env!("CARGO_BIN_EXE_halite-rsyncd"));
+    let mut rows = Vec::new();
+    for server in [Server::Reference, Server::Halite] {
+        let work = root.join(format!("{server:?}"));
+        std::fs::create_dir_all(work.join("push")).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        let who = if unsafe { libc::geteuid() } == 0 { "uid = root\ngid = root\n" } else { "" };
+        let conf = format!(
+            "use chroot = no\n{who}lock file = {0}/lock\n[tree]\n    path = {1}\n[big]\n    path = {2}\n[push]\n    path = {0}/push\n    read only = no\n",
+            work.display(),
+            tree.display(),
+            big_dir.display()
+        );
+        let d = Daemon::start(server, &halite, &conf, &work);
+        let dst = work.join("dst");
+        let mut measure = |name: &str, args: Vec<String>| {
+            let m = d.run(&args);
+            rows.push((name.to_string(), server, m));
+        };
+        measure("full pull", vec!["-a".into(), d.url("tree/"), dst.display().to_string()]);
+        measure("no-change pull", vec!["-a".into(), d.url("tree/"), dst.display().to_string()]);
+        // The old copy of the big file, then 1 MiB of it changed at the source.
+        let big_copy = work.join("bigcopy");
+        std::fs::create_dir_all(&big_copy).unwrap();
+        std::fs::copy(big_dir.join("big.bin"), big_copy.join("big.bin")).unwrap();
+        // An older time than the source's, so the client's quick check sees a change.
+        let old = std::fs::File::options().write(true).open(big_copy.join("big.bin")).unwrap();
+        old.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000)).unwrap();
+        change_middle(&big_dir.join("big.bin"), 1 << 20, server as u64 + 11);
+        measure(
+            "1 MiB changed in a large file",
+            vec!["-a".into(), "--no-whole-file".into(), d.url("big/"), big_copy.display().to_string()],
+        );
+        measure("push", vec!["-a".into(), format!("{}/", tree.display()), d.url("push/")]);
+    }
+    println!("| workload | server | wall s | server CPU s | server peak RSS MiB |");
+    println!("|---|---|---:|---:|---:|");
+    for (name, server, m) in &rows {
+        println!(
+            "| {name} | {} | {:.2} | {:.2} | {:.1} |",
+            server.label(),
+            m.wall,
+            m.cpu,
+            m.peak_rss_kib as f64 / 1024.0
+        );
+    }
+    println!();
+    println!("| workload | wall (ref/halite) | CPU (ref/halite) | RSS (halite/ref) |");
+    println!("|---|---:|---:|---:|");
+    let names: Vec<&String> = rows.iter().filter(|r| r.1 == Server::Reference).map(|r| &r.0).collect();
+    for name in names {
+        let get = |s: Server| &rows.iter().find(|r| &r.0 == name && r.1 == s).unwrap().2;
+        let (r, h) = (get(Server::Reference), get(Server::Halite));
+        println!(
+            "| {name} | {:.2}× | {:.2}× | {:.2}× |",
+            r.wall / h.wall,
+            r.cpu / h.cpu.max(0.001),
+            h.peak_rss_kib as f64 / r.peak_rss_kib.max(1) as f64
+        );
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Server {
+    Reference = 0,
+    Halite = 1,
+}
+
+impl Server {
+    fn label(self) -> &'static str {
+        match self {
+            Server::Reference => "rsync --daemon 3.x",
+            Server::Halite => "halite-rsyncd",
+        }
+    }
+}
+
+struct Measure {
+    wall: f64,
+    cpu: f64,
+    peak_rss_kib: u64,
+}
+
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    fn start(server: Server, halite: &Path, conf: &str, work: &Path) -> Daemon {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let conf_path = work.join("rsyncd.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = match server {
+            Server::Halite => Command::new(halite)
+                .args(["--config", conf_path.to_str().unwrap(), "--address", "127.0.0.1"])
+                .args(["--port", &port.to_string()])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+            Server::Reference => Command::new("rsync")
+                .args(["--daemon", "--no-detach", "--address=127.0.0.1"])
+                .arg(format!("--config={}", conf_path.display()))
+                .arg(format!("--port={port}"))
+                .arg(format!("--log-file={}/rsyncd.log", work.display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        };
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Let the probe connection end and be reaped before measuring.
+        std::thread::sleep(Duration::from_millis(1200));
+        Daemon { child, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("rsync://127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// Children CPU (reaped) of the daemon, in seconds.
+    fn children_cpu(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split_whitespace().collect();
+        // Fields 16 and 17 (cutime, cstime) are at 13 and 14 after the state field.
+        let ticks: f64 = f[13].parse::<f64>().unwrap() + f[14].parse::<f64>().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    }
+
+    fn run(&self, args: &[String]) -> Measure {
+        let cpu_before = self.children_cpu();
+        let started = Instant::now();
+        let mut client = Command::new("rsync").args(args).stdout(Stdio::null()).spawn().unwrap();
+        let mut peak = 0u64;
+        loop {
+            for pid in children_of(self.child.id()) {
+                peak = peak.max(vm_hwm_kib(pid));
+            }
+            if client.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let wall = started.elapsed().as_secs_f64();
+        // Wait until the connection's process has been reaped (its CPU counted).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !children_of(self.child.id()).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+        Measure { wall, cpu: self.children_cpu() - cpu_before, peak_rss_kib: peak }
+    }
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(c.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    // A connection may fork again (the reference's generator/receiver pair).
+    let grand: Vec<u32> = out.iter().flat_map(|&c| children_of(c)).collect();
+    out.extend(grand);
+    out
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn write_random(path: &Path, len: usize, seed: u64) {
+    use std::io::Write;
+    let mut x = seed | 1;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for chunk in buf.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let b = x.to_le_bytes();
+            chunk.copy_from_slice(&b[..chunk.len()]);
+        }
+        let n = left.min(buf.len());
+        f.write_all(&buf[..n]).unwrap();
+        left -= n;
+    }
+}
+
+/// `files` files, 95% of them small (about 4 KiB on average), the rest sharing what is
+/// left of `total` bytes.
+fn make_tree(root: &Path, files: usize, total: u64) {
+    let small = files * 95 / 100;
+    let large = (files - small).max(1);
+    let small_bytes: u64 = 4096 * small as u64;
+    let large_each = (total.saturating_sub(small_bytes) / large as u64) as usize;
+    for i in 0..small {
+        let dir = root.join(format!("d{:02}/s{:02}", i % 50, (i / 50) % 20));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_random(&dir.join(format!("f{i}.txt")), 1024 + (i * 7919) % 6144, i as u64 + 1);
+    }
+    for i in 0..large {
+        let dir = root.join(format!("large{:02}", i % 10));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_random(&dir.join(format!("l{i}.bin")), large_each, 1_000_003 + i as u64);
+    }
+}
+
+/// Overwrites `len` bytes in the middle of the file with new data.
+fn change_middle(path: &Path, len: usize, seed: u64) {
+    use std::io::{Seek, SeekFrom, Write};
+    let size = std::fs::metadata(path).unwrap().len();
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(size / 2)).unwrap();
+    let mut x = seed | 1;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    f.write_all(&data).unwrap();
+}
