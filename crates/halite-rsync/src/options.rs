@@ -241,7 +241,16 @@ impl ServerOptions {
             }
             "hard-links" => self.hard_links = true,
             "checksum" => self.checksum = true,
-            "compress" | "new-compress" | "old-compress" => self.compress = true,
+            "compress" => self.compress = true,
+            // What the client sends for a chosen zlibx or zlib: no list is exchanged.
+            "new-compress" => {
+                self.compress = true;
+                self.compress_choice = Some("zlibx".into());
+            }
+            "old-compress" => {
+                self.compress = true;
+                self.compress_choice = Some("zlib".into());
+            }
             "dry-run" => self.dry_run = true,
             "whole-file" => self.whole_file = true,
             "relative" => self.relative = true,

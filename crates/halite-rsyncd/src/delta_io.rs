@@ -4,12 +4,13 @@
 
 use crate::session::{Fatal, Transfer};
 use halite_rsync::checksum::BlockChecksum;
+use halite_rsync::compress::Compression;
 use halite_rsync::delta::{BlockSums, Matcher, Token};
-use halite_rsync::token::Encode;
+use halite_rsync::token::{Decode, Encode};
 use std::io::Read;
 
 /// The compressions offered to `-z`, in the reference's order of preference.
-pub const COMPRESSIONS: &[&str] = &[];
+pub const COMPRESSIONS: &[&str] = &["zstd", "lz4", "zlibx", "zlib", "none"];
 
 /// Output is handed to the socket in pieces of about this size.
 const SEND_PIECE: usize = 64 * 1024;
@@ -54,14 +55,21 @@ fn emit(encoder: &mut dyn Encode, out: &mut Vec<u8>, tok: Token<'_>) {
     }
 }
 
+/// The negotiated compression and the level the client asked for, as the token
+/// stream's kind (`None` when the level turns compression off).
+pub fn compression_kind(name: Option<&str>, level: Option<i32>) -> (Compression, Option<i32>) {
+    let kind = name.and_then(Compression::from_name).unwrap_or(Compression::None);
+    (kind.effective(level), kind.level(level))
+}
+
 /// The token encoder for the negotiated compression (plain tokens without one).
-pub fn encoder(compression: Option<&str>) -> Box<dyn Encode + Send> {
-    let _ = compression;
-    Box::new(halite_rsync::token::SimpleEncoder::new())
+pub fn encoder(name: Option<&str>, level: Option<i32>, protocol: i32) -> Box<dyn Encode + Send> {
+    let (kind, level) = compression_kind(name, level);
+    halite_rsync::compress::encoder_for_protocol(kind, level, protocol)
 }
 
 /// The token decoder for the negotiated compression (plain tokens without one).
-pub fn decoder(compression: Option<&str>) -> Box<dyn halite_rsync::token::Decode + Send> {
-    let _ = compression;
-    Box::new(halite_rsync::token::SimpleDecoder::new())
+pub fn decoder(name: Option<&str>, level: Option<i32>, protocol: i32) -> Box<dyn Decode + Send> {
+    let (kind, _) = compression_kind(name, level);
+    halite_rsync::compress::decoder_for_protocol(kind, protocol)
 }

@@ -301,17 +301,20 @@ impl Wire {
         }
     }
 
-    /// Reads and drops what the client still sends until it closes, bounded in time: the
-    /// reference's "noop until death" after an error exit, so the client reads our
-    /// error before the socket goes away.
+    /// The reference's "noop until death" after an error exit: reads (and drops) what
+    /// the client still sends until it answers with its own error exit or closes,
+    /// bounded in time, so the client reads our error before the socket goes away and
+    /// neither side waits for the other to hang up first.
     pub fn drain_until_closed(&mut self) {
         let _ = self.flush();
-        let _ = self.stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut buf = [0u8; 4096];
+        self.timeout = Some(Duration::from_secs(5));
+        let _ = self.stream.set_read_timeout(self.timeout);
+        self.mux_in = true;
         for _ in 0..10_000 {
-            match self.stream.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
+            self.data.clear();
+            self.data_pos = 0;
+            if self.fill_data().is_err() {
+                return;
             }
         }
     }

@@ -75,7 +75,7 @@ pub fn run(t: &mut Transfer<'_>) -> Result<(), Fatal> {
         module: t.module,
     };
     let (tx, rx) = mpsc::channel::<Event>();
-    let mut decoder = crate::delta_io::decoder(t.compression.as_deref());
+    let mut decoder = crate::delta_io::decoder(t.compression.as_deref(), t.options.compress_level, t.protocol);
     let reader_wire: &mut Wire = t.wire;
     let ndx_in = &mut t.ndx_in;
     let gen_result = std::thread::scope(|scope| {
@@ -818,9 +818,13 @@ fn receive_one(s: &Shared<'_>, wire: &mut Wire, decoder: &mut dyn Decode, e: &Fi
     let mut failure: Option<String> = None;
     let pdir = s.tree.open_dir(parent);
     let tmp = temp_name(base);
+    let mut guard: Option<TempGuard> = None;
     let mut out: Option<File> = match &pdir {
         Ok(pdir) => match open_temp(pdir, &tmp) {
-            Ok(f) => Some(f),
+            Ok(f) => {
+                guard = pdir.try_clone().ok().map(|dir| TempGuard { dir, name: tmp.clone() });
+                Some(f)
+            }
             Err(err) => {
                 failure = Some(format!(
                     "rsync: [receiver] mkstemp \"{}\" (in {}) failed: {}\n",
@@ -915,6 +919,11 @@ fn receive_one(s: &Shared<'_>, wire: &mut Wire, decoder: &mut dyn Decode, e: &Fi
         }
         rename_at(&pdir, &tmp, base)
     })();
+    if finish.is_ok() {
+        if let Some(g) = guard.as_mut() {
+            g.name.clear();
+        }
+    }
     match finish {
         Ok(()) => {
             tracing::info!(module = s.module.name, "recv {} {}", String::from_utf8_lossy(rel), written);
@@ -928,6 +937,22 @@ fn receive_one(s: &Shared<'_>, wire: &mut Wire, decoder: &mut dyn Decode, e: &Fi
                 String::from_utf8_lossy(rel),
                 crate::sender::os_error(&err)
             )))
+        }
+    }
+}
+
+/// Removes a temporary file when its transfer does not end in the rename (the client
+/// went away mid-file, the checksum failed, an error): nothing half-written is left.
+struct TempGuard {
+    dir: OwnedFd,
+    /// Empty once the file was renamed into place.
+    name: Vec<u8>,
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if !self.name.is_empty() {
+            let _ = unlink_at(&self.dir, &self.name, false);
         }
     }
 }

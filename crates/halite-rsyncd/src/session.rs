@@ -374,6 +374,7 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>) -> Resu
         Err(text) => return fail(wire, greeting.protocol, &text, RERR_SYNTAX),
     };
     let numeric_ids_from_client = options.numeric_ids;
+    let compress_level = options.compress_level;
     let protocol = greeting.protocol;
     let result = {
         let mut t = Transfer {
@@ -391,7 +392,7 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>) -> Resu
             numeric_ids_from_client,
             peer,
             user,
-            encoder: crate::delta_io::encoder(compression.as_deref()),
+            encoder: crate::delta_io::encoder(compression.as_deref(), compress_level, protocol),
             compression: compression.clone(),
         };
         if sender {
@@ -553,19 +554,31 @@ fn negotiate_compression(
     if !options.compress {
         return Ok(None);
     }
-    let ours = crate::delta_io::COMPRESSIONS;
+    // --compress-choice (and --old-compress/--new-compress, which the client sends as
+    // a choice) names it; no list is exchanged then.
     if let Some(choice) = &options.compress_choice {
+        if halite_rsync::compress::Compression::from_name(choice).is_none() {
+            return Err(WireError::Invalid(format!("unknown compress choice {choice}")).into());
+        }
         return Ok(Some(choice.clone()));
     }
     if !compat.negotiated_strings {
         return Ok(Some("zlib".into()));
     }
+    let ours = crate::delta_io::COMPRESSIONS;
     let mut out = Vec::new();
     negotiate::put_vstring(&mut out, ours.join(" ").as_bytes());
     wire.send(&out)?;
     wire.flush()?;
     let theirs = wire.parse(|r| Ok(negotiate::read_vstring(r, negotiate::MAX_NSTR)?.to_vec()))?;
-    Ok(negotiate::choose(ours, &theirs).map(str::to_string))
+    match negotiate::choose(ours, &theirs) {
+        Some(c) => Ok(Some(c.to_string())),
+        None => Err(WireError::Invalid(format!(
+            "Failed to negotiate a compress choice (client list: {})",
+            String::from_utf8_lossy(&theirs)
+        ))
+        .into()),
+    }
 }
 
 /// A client-supplied string made safe for one log line: control characters escaped,

@@ -73,6 +73,12 @@ fn the_same_pulls_from_the_reference_give_the_same_trees_and_output() {
         &["-a", "--checksum-choice=md5"],
         &["-a", "--checksum-choice=xxh64"],
         &["-a", "--exclude=*.bin", "--exclude=d1/"],
+        &["-az"],
+        &["-az", "--zc=lz4"],
+        &["-az", "--zc=zlibx"],
+        &["-az", "--zc=zlib"],
+        &["-az", "--compress-level=9", "--protocol=30"],
+        &["-a", "-F"],
     ];
     for (i, case) in cases.iter().enumerate() {
         let run = |d: &Daemon, side: &str| {

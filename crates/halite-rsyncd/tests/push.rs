@@ -162,6 +162,15 @@ fn protocol_30_and_checksum_pushes_match_the_reference() {
     std::fs::write(src.join("with space.txt"), b"changed, same size?").unwrap();
     pair.both(&["-ac", "--protocol=31", &s, "URL"], None);
     pair.both(&["-aH", "--checksum-choice=md5", &s, "URL"], None);
+    // Every compression the client offers, on a push with deltas.
+    for (i, z) in ["--zc=zstd", "--zc=lz4", "--zc=zlibx", "--zc=zlib"].iter().enumerate() {
+        let big = src.join("large0.bin");
+        let mut data = std::fs::read(&big).unwrap();
+        data[1000 * (i + 1)] ^= 0x55;
+        std::fs::write(&big, &data).unwrap();
+        set_mtime(&big, 1_700_000_000 + i as i64);
+        pair.both(&["-az", z, &s, "URL"], None);
+    }
 }
 
 #[test]
@@ -311,4 +320,12 @@ fn a_client_killed_mid_file_leaves_the_old_file_or_the_new_one() {
     std::thread::sleep(Duration::from_millis(500));
     let now = std::fs::read(pair.module("hal").join("big")).unwrap();
     assert!(now == old || now == new, "a torn file: {} bytes", now.len());
+    // And no temporary file is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(pair.module("hal"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
 }
