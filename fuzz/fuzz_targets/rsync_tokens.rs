@@ -26,7 +26,7 @@ fn run(dec: &mut dyn Decode, data: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     run(&mut SimpleDecoder::new(), data);
-    for kind in halite_rsync::compress::Compression::SUPPORTED {
-        run(halite_rsync::compress::decoder(*kind).as_mut(), data);
+    for kind in halite_rsync::compress::Compression::PREFERRED {
+        run(halite_rsync::compress::decoder(kind).as_mut(), data);
     }
 });

@@ -369,8 +369,13 @@ pub fn read_varlong30(r: &mut Reader<'_>, proto: i32, min: usize) -> Result<i64,
 }
 
 /// Why a received file list is refused.
+/// A name the receiver may not take: absolute, or with an empty, `.` or `..`
+/// component (only the lone "." of the transfer root passes), or a NUL.
 fn unsafe_name(name: &[u8]) -> bool {
-    name.first() == Some(&b'/') || name.split(|&b| b == b'/').any(|c| c == b"..") || name.contains(&0)
+    if name == b"." {
+        return false;
+    }
+    name.contains(&0) || name.split(|&b| b == b'/').any(|c| c.is_empty() || c == b"." || c == b"..")
 }
 
 /// What the end of a received list said.
@@ -843,7 +848,7 @@ mod tests {
                 assert_eq!(a.link_target, b.link_target);
             }
         }
-        for bad in [&b"../x"[..], b"/etc/passwd", b"a/../../b"] {
+        for bad in [&b"../x"[..], b"/etc/passwd", b"a/../../b", b"secret/.", b"a//b", b"a/"] {
             let opts = ListOptions { protocol: 32, varint_flags: true, ..Default::default() };
             let mut w = ListWriter::new(opts);
             let mut out = Vec::new();

@@ -27,7 +27,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 
 const ITEM_REPORT_CHANGE: u16 = 1 << 1;
 const ITEM_REPORT_TIME: u16 = 1 << 3;
@@ -61,10 +61,36 @@ struct Shared<'a> {
     sums: SumChoice,
     protocol: i32,
     module: &'a crate::module::ModuleView,
+    /// Files the generator asked for and the receiver has not taken yet: the client may
+    /// send only these (anything else is a protocol error).
+    requested: std::sync::Mutex<HashSet<i32>>,
+    /// The client's sender reported I/O errors: `--delete` deletes nothing.
+    sender_io_error: i32,
 }
 
 pub fn run(t: &mut Transfer<'_>) -> Result<(), Fatal> {
-    let list = receive_list(t)?;
+    // The destination must be the module's top directory: files are placed by their
+    // list names beneath it (pushes into a subdirectory or to another name are not
+    // taken yet, rather than written to the wrong place).
+    for dest in &t.options.paths {
+        if !crate::session::module_relative(t.module_name, dest).is_empty() {
+            return Err(Fatal::Client {
+                text: format!(
+                    "ERROR: halite-rsyncd receives into the top of module {} only, not into {}",
+                    t.module_name,
+                    String::from_utf8_lossy(dest)
+                ),
+                code: crate::session::RERR_UNSUPPORTED,
+            });
+        }
+    }
+    if t.options.hard_links {
+        return Err(Fatal::Client {
+            text: "ERROR: halite-rsyncd does not receive hard links (-H) yet".into(),
+            code: crate::session::RERR_UNSUPPORTED,
+        });
+    }
+    let (list, sender_io_error) = receive_list(t)?;
     let mut writer = t.wire.writer()?;
     let shared = Shared {
         tree: &t.tree,
@@ -73,8 +99,11 @@ pub fn run(t: &mut Transfer<'_>) -> Result<(), Fatal> {
         sums: t.sums,
         protocol: t.protocol,
         module: t.module,
+        requested: std::sync::Mutex::new(HashSet::new()),
+        sender_io_error,
     };
-    let (tx, rx) = mpsc::channel::<Event>();
+    // Bounded: a client that stops reading cannot make the receiver queue without end.
+    let (tx, rx) = mpsc::sync_channel::<Event>(256);
     let mut decoder = crate::delta_io::decoder(t.compression.as_deref(), t.options.compress_level, t.protocol);
     let reader_wire: &mut Wire = t.wire;
     let ndx_in = &mut t.ndx_in;
@@ -98,7 +127,7 @@ pub fn run(t: &mut Transfer<'_>) -> Result<(), Fatal> {
 }
 
 /// Reads the client's file list, sorted as both sides index it.
-fn receive_list(t: &mut Transfer<'_>) -> Result<Vec<FileEntry>, Fatal> {
+fn receive_list(t: &mut Transfer<'_>) -> Result<(Vec<FileEntry>, i32), Fatal> {
     let o = &t.options;
     let opts = ListOptions {
         protocol: t.protocol,
@@ -113,7 +142,11 @@ fn receive_list(t: &mut Transfer<'_>) -> Result<Vec<FileEntry>, Fatal> {
         checksum_len: o.checksum.then(|| t.sums.file_sum_len()),
     };
     let mut reader = ListReader::new(opts, MAX_ENTRIES);
-    while let ListItem::Entry(_) = t.wire.parse(|r| reader.read(r))? {}
+    let io_error = loop {
+        if let ListItem::End(end) = t.wire.parse(|r| reader.read(r))? {
+            break end.io_error;
+        }
+    };
     if !t.options.numeric_ids {
         let id0 = t.compat.id0_names;
         t.wire.parse(|r| flist::read_id_lists(r, &opts, id0))?;
@@ -125,7 +158,7 @@ fn receive_list(t: &mut Transfer<'_>) -> Result<Vec<FileEntry>, Fatal> {
     if list.len() != before {
         return Err(Fatal::protocol("duplicate names in the file list".into()));
     }
-    Ok(list)
+    Ok((list, io_error | t.wire.peer_io_error))
 }
 
 fn send(w: &mut Wire, bytes: &[u8]) -> Result<(), Fatal> {
@@ -142,7 +175,13 @@ fn generate(
 ) -> Result<(), Fatal> {
     let mut ndx_out = crate::sender::NdxCodec::default();
     let mut deleted = DelStats::default();
-    let delete = s.options.delete.is_some();
+    let mut delete = s.options.delete.is_some();
+    if delete && s.sender_io_error != 0 && !s.options.ignore_errors {
+        // The client could not read part of its tree: deleting what it did not list
+        // could delete what it only failed to read (the reference does the same).
+        w.message(Msg::Info, b"IO error encountered -- skipping file deletion\n")?;
+        delete = false;
+    }
     // Directories that could not be made: nothing below them is attempted.
     let mut failed_dirs: Vec<Vec<u8>> = Vec::new();
     for (i, e) in s.list.iter().enumerate() {
@@ -379,6 +418,9 @@ fn request_file(
         iflags |= ITEM_IS_NEW;
     }
     out.extend_from_slice(&iflags.to_le_bytes());
+    if let Ok(mut asked) = s.requested.lock() {
+        asked.insert(ndx);
+    }
     let basis = existing.filter(|st| st.is_reg() && !s.options.whole_file).and_then(|_| s.tree.open_file(rel).ok());
     let Some(mut basis) = basis else {
         SumHead::NONE.write(&mut out);
@@ -709,7 +751,7 @@ fn receive_files(
     wire: &mut Wire,
     ndx_in: &mut crate::sender::NdxCodec,
     decoder: &mut dyn Decode,
-    tx: &Sender<Event>,
+    tx: &SyncSender<Event>,
 ) -> Result<(), Fatal> {
     let mut phase = 0;
     let mut redone: HashSet<i32> = HashSet::new();
@@ -728,6 +770,10 @@ fn receive_files(
         }
         if iflags & ITEM_TRANSFER == 0 {
             continue;
+        }
+        let asked = s.requested.lock().map(|mut r| r.remove(&ndx)).unwrap_or(false);
+        if !asked {
+            return Err(Fatal::protocol(format!("received a file that was not requested: {ndx} [receiver]")));
         }
         let e = &s.list[ndx as usize];
         if !e.is_reg() {

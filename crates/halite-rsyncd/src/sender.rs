@@ -174,7 +174,17 @@ fn build_list(t: &mut Transfer<'_>, stats: &mut SendStats) -> Result<Vec<Listed>
     let mut list: Vec<Listed> = Vec::new();
     let recursive = t.options.recursive;
     for (rel, contents) in requested(t) {
-        let st = match t.tree.lstat(&rel) {
+        // A name the module's own rules exclude does not exist for the client, even
+        // when asked for directly (or through a directory of it).
+        let looked_up = t.tree.lstat(&rel).and_then(|st| {
+            t.filters.set_root(b"");
+            if !rel.is_empty() && t.filters.daemon_excluded(&rel, st.is_dir()) {
+                Err(std::io::Error::from_raw_os_error(libc::ENOENT))
+            } else {
+                Ok(st)
+            }
+        });
+        let st = match looked_up {
             Ok(st) => st,
             Err(e) => {
                 stats.io_error |= 1;
