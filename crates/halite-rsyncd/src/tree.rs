@@ -80,8 +80,10 @@ impl Tree {
         Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
     }
 
+    /// Opens a regular file for reading. O_NONBLOCK, then a check of what was opened: a
+    /// FIFO or device put in the module must not hang a connection or be read.
     pub fn open_file(&self, rel: &[u8]) -> io::Result<File> {
-        Ok(File::from(self.open_beneath(rel, libc::O_RDONLY)?))
+        regular(File::from(self.open_beneath(rel, libc::O_RDONLY | libc::O_NONBLOCK)?))
     }
 
     pub fn open_dir(&self, rel: &[u8]) -> io::Result<OwnedFd> {
@@ -97,15 +99,28 @@ impl Tree {
     }
 }
 
-/// Opens `name` inside `dir` for reading, not following a symlink.
+fn regular(f: File) -> io::Result<File> {
+    if f.metadata()?.is_file() {
+        Ok(f)
+    } else {
+        Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"))
+    }
+}
+
+/// Opens the regular file `name` inside `dir` for reading, not following a symlink.
 pub fn open_at(dir: &OwnedFd, name: &[u8]) -> io::Result<OwnedFd> {
     let name = cstr(name)?;
     // SAFETY: valid dirfd and C string; the result is checked.
     let fd = check(unsafe {
-        libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
     })?;
     // SAFETY: a new descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let file = regular(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))?;
+    Ok(OwnedFd::from(file))
 }
 
 /// Splits "a/b/c" into ("a/b", "c"); "c" into ("", "c"); "" into ("", ".").
