@@ -16,7 +16,7 @@ use crate::session::{Fatal, SumChoice, Transfer};
 use crate::tree::{split_parent, stat_at, Stat, Tree};
 use halite_rsync::checksum::{BlockChecksum, FileSum};
 use halite_rsync::delta::{BlockSummer, SumHead};
-use halite_rsync::flist::{self, FileEntry, ListItem, ListOptions, ListReader};
+use halite_rsync::flist::{self, FileEntry, ListItem, ListReader};
 use halite_rsync::mux::Msg;
 use halite_rsync::options::ServerOptions;
 use halite_rsync::token::{Decode, Decoded};
@@ -128,19 +128,7 @@ pub fn run(t: &mut Transfer<'_>) -> Result<(), Fatal> {
 
 /// Reads the client's file list, sorted as both sides index it.
 fn receive_list(t: &mut Transfer<'_>) -> Result<(Vec<FileEntry>, i32), Fatal> {
-    let o = &t.options;
-    let opts = ListOptions {
-        protocol: t.protocol,
-        varint_flags: t.compat.varint_flist_flags,
-        preserve_uid: o.owner,
-        preserve_gid: o.group,
-        preserve_links: o.links,
-        preserve_devices: o.devices,
-        preserve_specials: o.specials,
-        preserve_hard_links: o.hard_links,
-        inline_names: false,
-        checksum_len: o.checksum.then(|| t.sums.file_sum_len()),
-    };
+    let opts = t.list_options();
     let mut reader = ListReader::new(opts, MAX_ENTRIES);
     let io_error = loop {
         if let ListItem::End(end) = t.wire.parse(|r| reader.read(r))? {

@@ -8,7 +8,7 @@
 
 use crate::session::{Fatal, Transfer};
 use crate::tree::{read_dir_fd, readlink_at, split_parent, stat_at};
-use halite_rsync::flist::{self, FileEntry, ListOptions, ListWriter};
+use halite_rsync::flist::{self, FileEntry, ListWriter};
 use halite_rsync::mux::Msg;
 use halite_rsync::negotiate::put_vstring;
 use halite_rsync::wire::{put_varint, Reader, WireError};
@@ -333,19 +333,7 @@ fn entry_for(
 }
 
 fn send_list(t: &mut Transfer<'_>, list: &[Listed], stats: &mut SendStats) -> Result<(), Fatal> {
-    let o = &t.options;
-    let opts = ListOptions {
-        protocol: t.protocol,
-        varint_flags: t.compat.varint_flist_flags,
-        preserve_uid: o.owner,
-        preserve_gid: o.group,
-        preserve_links: o.links,
-        preserve_devices: o.devices,
-        preserve_specials: o.specials,
-        preserve_hard_links: o.hard_links,
-        inline_names: false,
-        checksum_len: o.checksum.then(|| t.sums.file_sum_len()),
-    };
+    let opts = t.list_options();
     let mut w = ListWriter::new(opts);
     let mut out = Vec::with_capacity(64 * 1024);
     for Listed { entry: e, .. } in list {

@@ -166,6 +166,24 @@ impl Transfer<'_> {
         Ok(sum.finish().as_bytes().to_vec())
     }
 
+    /// How this connection's file list is encoded, from the options and compat flags
+    /// (the whole list is sent at once: no names inline).
+    pub fn list_options(&self) -> halite_rsync::flist::ListOptions {
+        let o = &self.options;
+        halite_rsync::flist::ListOptions {
+            protocol: self.protocol,
+            varint_flags: self.compat.varint_flist_flags,
+            preserve_uid: o.owner,
+            preserve_gid: o.group,
+            preserve_links: o.links,
+            preserve_devices: o.devices,
+            preserve_specials: o.specials,
+            preserve_hard_links: o.hard_links,
+            inline_names: false,
+            checksum_len: o.checksum.then(|| self.sums.file_sum_len()),
+        }
+    }
+
     /// Reads the block sums the client's generator sent for one file.
     pub fn read_sums(&mut self) -> Result<halite_rsync::delta::BlockSums, Fatal> {
         let proto = self.protocol;
