@@ -365,14 +365,24 @@ pub struct FakeMinion {
 
 /// Sends one request body on a REQ socket and returns the reply.
 pub fn request(master: &Master, body: &[u8]) -> Vec<u8> {
+    // Salt's own request timeout: a deferred answer (minion_publish) may take its `tmo`.
+    request_within(master, body, Duration::from_secs(60)).expect("a reply from the master")
+}
+
+/// Sends one request body on a new REQ socket; `None` when no reply came within `timeout`
+/// (the socket is closed then, as a minion's is before it asks again).
+pub fn request_within(master: &Master, body: &[u8], timeout: Duration) -> Option<Vec<u8>> {
     let ctx = zmq::Context::new();
     let sock = ctx.socket(zmq::REQ).expect("req socket");
-    // Salt's own request timeout: a deferred answer (minion_publish) may take its `tmo`.
-    sock.set_rcvtimeo(60_000).expect("rcvtimeo");
+    sock.set_rcvtimeo(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX)).expect("rcvtimeo");
     sock.set_linger(0).expect("linger");
     sock.connect(&master.ret_endpoint()).expect("connect");
     sock.send(body, 0).expect("send");
-    sock.recv_bytes(0).expect("a reply from the master")
+    match sock.recv_bytes(0) {
+        Ok(reply) => Some(reply),
+        Err(zmq::Error::EAGAIN) => None,
+        Err(e) => panic!("receiving a reply from the master: {e}"),
+    }
 }
 
 fn nonce() -> String {
@@ -412,8 +422,28 @@ impl FakeMinion {
     }
 
     pub fn authenticate(&self, master: &Master, version: i64) -> AuthOutcome {
-        let reply = self.auth_raw(master, version);
-        let Ok(env) = payload::decode(&reply) else { return AuthOutcome::Other("undecodable".into()) };
+        self.read_auth_reply(&self.auth_raw(master, version))
+    }
+
+    /// Signs in the way a minion does against a busy master: a request unanswered within
+    /// `auth_timeout` is abandoned and asked again on a new connection, `attempts` times.
+    pub fn authenticate_retrying(
+        &self,
+        master: &Master,
+        version: i64,
+        auth_timeout: Duration,
+        attempts: u32,
+    ) -> AuthOutcome {
+        for _ in 0..attempts {
+            if let Some(reply) = request_within(master, &self.auth_body(version), auth_timeout) {
+                return self.read_auth_reply(&reply);
+            }
+        }
+        panic!("no answer to {attempts} sign-ins of {} seconds each", auth_timeout.as_secs());
+    }
+
+    fn read_auth_reply(&self, reply: &[u8]) -> AuthOutcome {
+        let Ok(env) = payload::decode(reply) else { return AuthOutcome::Other("undecodable".into()) };
         let Some(inner) = env.get("load").and_then(Value::as_bytes_any).and_then(|b| payload::decode(b).ok()) else {
             return AuthOutcome::Other(format!("{env}"));
         };
