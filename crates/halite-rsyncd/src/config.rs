@@ -79,11 +79,8 @@ pub const NOT_ACTED_ON: &[&str] = &[
     "syslog facility",
     "syslog tag",
     "temp dir",
-    // Read, not yet acted on by halite-rsyncd (named at start-up until they are): the
-    // transfer log, per-suffix compression, chmod rules, verbosity limits.
-    "log file",
-    "log format",
-    "transfer logging",
+    // Read, not yet acted on by halite-rsyncd (named at start-up until they are):
+    // per-suffix compression, chmod rules, verbosity limits.
     "ignore nonreadable",
     "dont compress",
     "max verbosity",

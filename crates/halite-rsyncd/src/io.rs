@@ -74,6 +74,18 @@ impl Wire {
         }
     }
 
+    /// Bytes this side has produced so far, sent or still buffered (the transfer log's
+    /// per-file counts).
+    pub fn produced(&self) -> u64 {
+        self.bytes_written + self.out.len() as u64
+    }
+
+    /// Bytes of the client's stream this side has taken so far.
+    pub fn consumed(&self) -> u64 {
+        let unread = (self.raw.len() - self.raw_pos) + (self.data.len() - self.data_pos);
+        self.bytes_read.saturating_sub(unread as u64)
+    }
+
     pub fn set_timeout(&mut self, secs: u64) -> io::Result<()> {
         self.timeout = (secs > 0).then(|| Duration::from_secs(secs));
         self.stream.set_read_timeout(self.timeout)?;

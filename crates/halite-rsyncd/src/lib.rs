@@ -10,6 +10,7 @@ pub mod filters;
 pub mod hosts;
 pub mod ids;
 pub mod io;
+pub mod log;
 pub mod module;
 pub mod receiver;
 pub mod secrets;

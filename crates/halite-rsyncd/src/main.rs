@@ -33,16 +33,12 @@ struct Args {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
     let loaded = halite_rsyncd::config::Config::load(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
+    // The config names the log file, so what reading it found is logged after.
+    let log_file = if args.check { None } else { loaded.0.global.log_file.clone() };
+    halite_rsyncd::log::init(log_file.as_deref())?;
     let daemon = halite_rsyncd::daemon::Daemon::from_config(&loaded).map_err(anyhow::Error::msg)?;
     if args.check {
         println!(
@@ -57,12 +53,17 @@ fn main() -> Result<()> {
     let port = args.port.unwrap_or(daemon.port);
     let listener = TcpListener::bind(SocketAddr::new(address, port))
         .with_context(|| format!("listening on {address} port {port}"))?;
-    tracing::info!(%address, port, modules = daemon.modules.len(), "halite-rsyncd listening");
+    tracing::info!("halite-rsyncd version {} starting, listening on {address} port {port}", env!("CARGO_PKG_VERSION"));
     if let Some(pid_file) = &daemon.pid_file {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing the pid file {}", pid_file.display()))?;
     }
-    let served = Served { modules: &daemon.modules, motd: daemon.motd.clone(), reverse_lookup: daemon.reverse_lookup };
+    let served = Served {
+        modules: &daemon.modules,
+        motd: daemon.motd.clone(),
+        reverse_lookup: daemon.reverse_lookup,
+        log_file: log_file.as_deref(),
+    };
     let mut children = 0usize;
     loop {
         children = children.saturating_sub(reap());

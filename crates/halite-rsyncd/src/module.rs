@@ -20,6 +20,8 @@ pub struct ModuleView {
     /// Settings that depend on whether the chroot was made, fixed by [`ModuleView::enter`].
     pub munge_symlinks: bool,
     pub numeric_ids: bool,
+    /// The `log format` parsed, when the module has `transfer logging`.
+    pub transfer_log_format: Option<halite_rsync::logformat::LogFormat>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +57,16 @@ impl ModuleView {
             ),
             (None, false) => None,
         };
+        let transfer_log_format = if config.transfer_logging {
+            Some(
+                halite_rsync::logformat::LogFormat::parse(&config.log_format)
+                    .map_err(|e| format!("[{}] log format: {e}", config.name))?,
+            )
+        } else {
+            None
+        };
         Ok(ModuleView {
+            transfer_log_format,
             name: config.name.clone(),
             munge_symlinks: config.munge_symlinks_effective(false),
             numeric_ids: config.numeric_ids_effective(false),

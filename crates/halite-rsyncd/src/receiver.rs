@@ -16,7 +16,7 @@ use crate::session::{Fatal, SumChoice, Transfer};
 use crate::tree::{split_parent, stat_at, Stat, Tree};
 use halite_rsync::checksum::{BlockChecksum, FileSum};
 use halite_rsync::delta::{BlockSummer, SumHead};
-use halite_rsync::flist::{self, FileEntry, ListItem, ListReader};
+use halite_rsync::flist::{self, FileEntry, ListItem, ListReader, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use halite_rsync::mux::Msg;
 use halite_rsync::options::ServerOptions;
 use halite_rsync::token::{Decode, Decoded};
@@ -66,9 +66,29 @@ struct Shared<'a> {
     requested: std::sync::Mutex<HashSet<i32>>,
     /// The client's sender reported I/O errors: `--delete` deletes nothing.
     sender_io_error: i32,
+    log: Option<&'a crate::log::TransferLog>,
 }
 
-pub fn run(t: &mut Transfer<'_>) -> Result<(), Fatal> {
+impl Shared<'_> {
+    /// Logs an entry the generator itemized or the receiver finished (`transfer logging`).
+    fn log_item(&self, e: &FileEntry, iflags: u16, data_bytes: Option<u64>) {
+        let Some(log) = self.log else { return };
+        let logged = crate::log::Logged {
+            path: &e.name,
+            iflags: iflags.into(),
+            data_bytes: data_bytes.unwrap_or(0),
+            checksum_bytes: 0,
+            uid: self.options.owner.then_some(e.uid),
+            gid: self.options.group.then_some(e.gid),
+        };
+        match data_bytes {
+            Some(_) => log.transferred(e, &logged),
+            None => log.changed(e, &logged),
+        }
+    }
+}
+
+pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
     // The destination must be the module's top directory: files are placed by their
     // list names beneath it (pushes into a subdirectory or to another name are not
     // taken yet, rather than written to the wrong place).
@@ -90,7 +110,9 @@ pub fn run(t: &mut Transfer<'_>) -> Result<(), Fatal> {
             code: crate::session::RERR_UNSUPPORTED,
         });
     }
+    tracing::info!("receiving file list");
     let (list, sender_io_error) = receive_list(t)?;
+    let total_size = list.iter().filter(|e| e.is_reg() || e.is_link()).map(|e| e.size).sum();
     let mut writer = t.wire.writer()?;
     let shared = Shared {
         tree: &t.tree,
@@ -101,6 +123,7 @@ pub fn run(t: &mut Transfer<'_>) -> Result<(), Fatal> {
         module: t.module,
         requested: std::sync::Mutex::new(HashSet::new()),
         sender_io_error,
+        log: t.log.as_ref(),
     };
     // Bounded: a client that stops reading cannot make the receiver queue without end.
     let (tx, rx) = mpsc::sync_channel::<Event>(256);
@@ -123,7 +146,12 @@ pub fn run(t: &mut Transfer<'_>) -> Result<(), Fatal> {
         let _ = receiver.join();
         result
     });
-    gen_result
+    gen_result?;
+    Ok(crate::session::Totals {
+        written: t.wire.bytes_written + writer.bytes_written,
+        read: t.wire.bytes_read,
+        total_size,
+    })
 }
 
 /// Reads the client's file list, sorted as both sides index it.
@@ -204,7 +232,7 @@ fn generate(
                 }
             };
             if made && !rel.is_empty() {
-                itemize(w, &mut ndx_out, i as i32, ITEM_LOCAL_CHANGE | ITEM_IS_NEW)?;
+                itemize(s, w, &mut ndx_out, i, ITEM_LOCAL_CHANGE | ITEM_IS_NEW)?;
             } else if let Some(st) = before.filter(|st| st.is_dir()) {
                 // An existing directory whose time or permissions change is reported,
                 // as the reference's itemize() does (the client's -v shows it).
@@ -216,7 +244,7 @@ fn generate(
                     iflags |= ITEM_REPORT_PERMS;
                 }
                 if iflags != 0 {
-                    itemize(w, &mut ndx_out, i as i32, iflags)?;
+                    itemize(s, w, &mut ndx_out, i, iflags)?;
                 }
             }
             if delete && s.options.recursive {
@@ -227,7 +255,7 @@ fn generate(
                 continue;
             }
             match make_link(s, &rel, e) {
-                Ok(true) => itemize(w, &mut ndx_out, i as i32, ITEM_LOCAL_CHANGE | ITEM_IS_NEW | ITEM_REPORT_CHANGE)?,
+                Ok(true) => itemize(s, w, &mut ndx_out, i, ITEM_LOCAL_CHANGE | ITEM_IS_NEW | ITEM_REPORT_CHANGE)?,
                 Ok(false) => {}
                 Err(err) => {
                     let text = format!(
@@ -325,9 +353,16 @@ fn wait_done(
     drain_events(w, rx, ndx_out, s, true).map(|_| ())
 }
 
-fn itemize(w: &mut Wire, ndx_out: &mut crate::sender::NdxCodec, ndx: i32, iflags: u16) -> Result<(), Fatal> {
+fn itemize(
+    s: &Shared<'_>,
+    w: &mut Wire,
+    ndx_out: &mut crate::sender::NdxCodec,
+    ndx: usize,
+    iflags: u16,
+) -> Result<(), Fatal> {
+    s.log_item(&s.list[ndx], iflags, None);
     let mut out = Vec::new();
-    ndx_out.write(&mut out, ndx);
+    ndx_out.write(&mut out, ndx as i32);
     out.extend_from_slice(&iflags.to_le_bytes());
     send(w, &out)
 }
@@ -582,24 +617,24 @@ fn delete_extraneous(
         if filters.protected(&rel, st.is_dir()) {
             continue;
         }
-        let mut gone: Vec<(Vec<u8>, Kind)> = Vec::new();
-        let kind_of_top = if st.is_link() { Kind::Link } else { Kind::File };
-        let result = remove_reporting(s.tree, &rel, st.is_dir(), &mut |name, kind| {
-            let kind = if name == rel.as_slice() && kind == Kind::File { kind_of_top } else { kind };
-            gone.push((name.to_vec(), kind));
-        });
-        for (name, kind) in &gone {
-            match kind {
-                Kind::Dir => stats.dirs += 1,
-                Kind::Link => stats.links += 1,
-                Kind::File => stats.files += 1,
+        let mut gone: Vec<(Vec<u8>, u32)> = Vec::new();
+        let result = remove_reporting(s.tree, &rel, st.mode, &mut |name, mode| gone.push((name.to_vec(), mode)));
+        for (name, mode) in &gone {
+            let is_dir = mode & S_IFMT == S_IFDIR;
+            match mode & S_IFMT {
+                S_IFDIR => stats.dirs += 1,
+                S_IFLNK => stats.links += 1,
+                _ => stats.files += 1,
             }
             if s.protocol >= 29 {
                 let mut shown = name.clone();
-                if *kind == Kind::Dir {
+                if is_dir {
                     shown.push(b'/');
                 }
                 w.message(Msg::Deleted, &shown)?;
+            }
+            if let Some(log) = s.log {
+                log.deleted(name, *mode);
             }
         }
         match result {
@@ -619,54 +654,48 @@ fn delete_extraneous(
 
 /// Removes a file, link or (recursively, without following links) a directory.
 fn remove_at(tree: &Tree, rel: &[u8], is_dir: bool) -> std::io::Result<()> {
-    remove_reporting(tree, rel, is_dir, &mut |_, _| {})
+    remove_reporting(tree, rel, if is_dir { S_IFDIR } else { S_IFREG }, &mut |_, _| {})
 }
 
-/// [`remove_at`], telling `removed` each name removed (a directory after its contents)
-/// and whether it was a directory or a symlink.
+/// [`remove_at`] of an entry of mode `top_mode`, telling `removed` each name removed (a
+/// directory after its contents) with its mode.
 fn remove_reporting(
     tree: &Tree,
     rel: &[u8],
-    is_dir: bool,
-    removed: &mut dyn FnMut(&[u8], Kind),
+    top_mode: u32,
+    removed: &mut dyn FnMut(&[u8], u32),
 ) -> std::io::Result<()> {
+    let is_dir = top_mode & S_IFMT == S_IFDIR;
     let (parent, base) = split_parent(rel);
     let pdir = tree.open_dir(parent)?;
     if is_dir {
         // Depth first without recursion: directories are emptied, then removed deepest
         // first, so a hostile tree's depth costs heap, not stack.
-        let mut stack = vec![rel.to_vec()];
+        let mut stack = vec![(rel.to_vec(), top_mode)];
         let mut dirs = Vec::new();
-        while let Some(d) = stack.pop() {
+        while let Some((d, mode)) = stack.pop() {
             let fd = tree.open_dir(&d)?;
             for name in crate::tree::read_dir_fd(&fd)? {
                 let st = stat_at(&fd, &name)?;
                 let child = [&d[..], b"/", &name].concat();
                 if st.is_dir() {
-                    stack.push(child);
+                    stack.push((child, st.mode));
                 } else {
                     unlink_at(&fd, &name, false)?;
-                    removed(&child, if st.is_link() { Kind::Link } else { Kind::File });
+                    removed(&child, st.mode);
                 }
             }
-            dirs.push(d);
+            dirs.push((d, mode));
         }
-        for d in dirs.iter().rev().filter(|d| d.as_slice() != rel) {
+        for (d, mode) in dirs.iter().rev().filter(|(d, _)| d.as_slice() != rel) {
             let (p, b) = split_parent(d);
             unlink_at(&tree.open_dir(p)?, b, true)?;
-            removed(d, Kind::Dir);
+            removed(d, *mode);
         }
     }
     unlink_at(&pdir, base, is_dir)?;
-    removed(rel, if is_dir { Kind::Dir } else { Kind::File });
+    removed(rel, top_mode);
     Ok(())
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    File,
-    Link,
-    Dir,
 }
 
 fn unlink_at(dir: &OwnedFd, name: &[u8], is_dir: bool) -> std::io::Result<()> {
@@ -767,8 +796,9 @@ fn receive_files(
         if !e.is_reg() {
             return Err(Fatal::protocol(format!("received request to transfer non-regular file: {ndx} [receiver]")));
         }
+        let before = wire.consumed();
         match receive_one(s, wire, decoder, e)? {
-            Received::Ok => {}
+            Received::Ok => s.log_item(e, iflags, Some(wire.consumed() - before)),
             Received::Mismatch if phase == 0 && redone.insert(ndx) => {
                 let text = format!(
                     "WARNING: {} failed verification -- update discarded (will try again).\n",
@@ -959,10 +989,7 @@ fn receive_one(s: &Shared<'_>, wire: &mut Wire, decoder: &mut dyn Decode, e: &Fi
         }
     }
     match finish {
-        Ok(()) => {
-            tracing::info!(module = s.module.name, "recv {} {}", String::from_utf8_lossy(rel), written);
-            Ok(Received::Ok)
-        }
+        Ok(()) => Ok(Received::Ok),
         Err(err) => {
             let _ = unlink_at(&pdir, &tmp, false);
             Ok(Received::Failed(format!(

@@ -6,6 +6,7 @@
 //! indexes, ends each phase with NDX_DONE, and every index is checked against the list
 //! before it is used.
 
+use crate::log::Logged;
 use crate::session::{Fatal, Transfer};
 use crate::tree::{read_dir_fd, readlink_at, split_parent, stat_at};
 use halite_rsync::flist::{self, FileEntry, ListWriter};
@@ -128,7 +129,8 @@ struct Request {
     xname: Option<Vec<u8>>,
 }
 
-pub fn run(t: &mut Transfer<'_>) -> Result<SendStats, Fatal> {
+pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
+    tracing::info!("building file list");
     let started = Instant::now();
     let mut stats = SendStats::default();
     let list = build_list(t, &mut stats)?;
@@ -146,7 +148,7 @@ pub fn run(t: &mut Transfer<'_>) -> Result<SendStats, Fatal> {
     }
     t.wire.send(&out)?;
     goodbye(t)?;
-    Ok(stats)
+    Ok(crate::session::Totals { written: t.wire.bytes_written, read: t.wire.bytes_read, total_size: stats.total_size })
 }
 
 /// The paths the client named, relative to the module, with what each contributes: the
@@ -427,8 +429,14 @@ fn send_files(t: &mut Transfer<'_>, list: &[Listed], stats: &mut SendStats) -> R
             _ => {}
         }
         let Listed { entry: file, path } = &list[req.ndx as usize];
+        let (in_before, out_before) = (t.wire.consumed(), t.wire.produced());
         if req.iflags & ITEM_TRANSFER == 0 {
             write_attrs(t, &req)?;
+            if let Some(log) = &t.log {
+                let (uid, gid) = t.logged_owner(file);
+                let logged = Logged { path, iflags: req.iflags.into(), data_bytes: 0, checksum_bytes: 0, uid, gid };
+                log.changed(file, &logged);
+            }
             continue;
         }
         if !file.is_reg() {
@@ -460,7 +468,12 @@ fn send_files(t: &mut Transfer<'_>, list: &[Listed], stats: &mut SendStats) -> R
         stats.transferred += 1;
         stats.literal_bytes += literal;
         stats.matched_bytes += matched;
-        t.log_transfer(file, literal + matched);
+        if let Some(log) = &t.log {
+            let (uid, gid) = t.logged_owner(file);
+            let data_bytes = t.wire.produced() - out_before;
+            let checksum_bytes = t.wire.consumed() - in_before;
+            log.transferred(file, &Logged { path, iflags: req.iflags.into(), data_bytes, checksum_bytes, uid, gid });
+        }
     }
     if stats.io_error != 0 && t.protocol >= 30 {
         t.wire.message(Msg::IoError, &stats.io_error.to_le_bytes())?;

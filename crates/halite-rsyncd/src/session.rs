@@ -85,6 +85,17 @@ pub struct Transfer<'a> {
     pub encoder: Box<dyn halite_rsync::token::Encode + Send>,
     /// The negotiated compression, if any.
     pub compression: Option<String>,
+    /// `transfer logging`: one line per file, in the module's `log format`.
+    pub log: Option<crate::log::TransferLog>,
+}
+
+/// What a finished transfer logs: bytes on the wire each way, and the size of the files
+/// (and link targets) the list described.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    pub written: u64,
+    pub read: u64,
+    pub total_size: u64,
 }
 
 /// The checksum the transfer settled on, and its seed.
@@ -105,7 +116,7 @@ impl Transfer<'_> {
     /// Sends a per-file error line the client prints (MSG_ERROR_XFER: the transfer
     /// goes on, and the client ends with code 23, as with the reference).
     pub fn error(&mut self, text: &str) -> Result<(), ConnError> {
-        tracing::warn!(peer = %self.peer, module = self.module_name, "{text}");
+        tracing::warn!("{text}");
         self.wire.message(Msg::ErrorXfer, format!("{text}\n").as_bytes())
     }
 
@@ -207,15 +218,9 @@ impl Transfer<'_> {
         crate::delta_io::send_delta(self, sums, file)
     }
 
-    pub fn log_transfer(&self, file: &FileEntry, bytes: u64) {
-        tracing::info!(
-            peer = %self.peer,
-            module = self.module_name,
-            user = self.user.as_deref().unwrap_or(""),
-            "send {} {}",
-            String::from_utf8_lossy(&file.name),
-            bytes
-        );
+    /// The owner and group a transfer log line shows: those the transfer carries.
+    pub fn logged_owner(&self, file: &FileEntry) -> (Option<u32>, Option<u32>) {
+        (self.options.owner.then_some(file.uid), self.options.group.then_some(file.gid))
     }
 }
 
@@ -244,16 +249,26 @@ pub struct Served<'a> {
     pub motd: Option<Vec<u8>>,
     /// The global `reverse lookup`.
     pub reverse_lookup: bool,
+    /// The global `log file`, which a module's own replaces for its connections.
+    pub log_file: Option<&'a std::path::Path>,
 }
 
 /// Runs one connection to its end. Returns the exit code the client was given.
 pub fn serve(stream: TcpStream, peer: IpAddr, served: &Served<'_>) -> i32 {
+    let _span = tracing::info_span!("conn", %peer).entered();
     let mut wire = Wire::new(stream);
     let _ = wire.set_timeout(60);
-    match handshake_and_run(&mut wire, peer, served) {
+    let mut greeted = false;
+    match handshake_and_run(&mut wire, peer, served, &mut greeted) {
         Ok(code) => code,
+        // A client gone before its greeting (a port probe) is not worth a line: the
+        // reference logs only its connection.
+        Err(e) if !greeted => {
+            tracing::debug!("before the greeting: {e}");
+            RERR_STREAMIO
+        }
         Err(e) => {
-            tracing::warn!(%peer, "{e}");
+            tracing::warn!("{e}");
             RERR_STREAMIO
         }
     }
@@ -265,7 +280,12 @@ fn refuse(wire: &mut Wire, line: String) -> Result<i32, ConnError> {
     Ok(RERR_SYNTAX)
 }
 
-fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>) -> Result<i32, ConnError> {
+fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>, greeted: &mut bool) -> Result<i32, ConnError> {
+    // The reference names the client by a (forward-confirmed) reverse lookup when the
+    // global `reverse lookup` is on; a module may ask for one on its own.
+    let global_host = served.reverse_lookup.then(|| crate::ids::client_name(peer));
+    let host = global_host.clone().unwrap_or_else(|| "UNDETERMINED".to_string());
+    tracing::info!("connect from {host} ({peer})");
     wire.send(handshake::server_greeting().as_bytes())?;
     if let Some(motd) = &served.motd {
         wire.send(motd)?;
@@ -273,13 +293,14 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>) -> Resu
     }
     wire.flush()?;
     let line = wire.line()?;
+    *greeted = true;
     let greeting: ClientGreeting = match handshake::parse_client_greeting(&line) {
         Ok(g) => g,
         Err(e) => return refuse(wire, e.reply()),
     };
     let module_line = wire.line()?;
     if module_line.is_empty() || module_line == "#list" {
-        tracing::info!(%peer, "module-list request");
+        tracing::info!("module-list request from {host} ({peer})");
         let mut listing = String::new();
         for m in served.modules.iter().filter(|m| m.config.list) {
             listing.push_str(&format!("{:<15}\t{}\n", m.name, m.config.comment));
@@ -293,23 +314,24 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>) -> Resu
         return refuse(wire, format!("@ERROR: Unknown command '{}'\n", shown(&module_line)));
     }
     let Some(module) = served.modules.iter().find(|m| m.name == module_line) else {
-        tracing::info!(%peer, module = shown(&module_line), "unknown module");
+        tracing::info!("unknown module '{}' tried from {host} ({peer})", shown(&module_line));
         return refuse(wire, format!("@ERROR: Unknown module '{}'\n", shown(&module_line)));
     };
     // The reference looks the name up before the chroot when any module wants it.
-    let host = if served.reverse_lookup || module.config.reverse_lookup {
-        crate::ids::client_name(peer)
-    } else {
-        "UNDETERMINED".to_string()
+    let host = match global_host {
+        None if module.config.reverse_lookup => crate::ids::client_name(peer),
+        _ => host,
     };
     if !module.allows(peer, &host) {
-        tracing::warn!(%peer, module = module.name, "rsync denied on module from {peer}");
+        tracing::warn!("rsync denied on module {} from {host} ({peer})", module.name);
         return refuse(wire, format!("@ERROR: access denied to {} from {host} ({peer})\n", module.name));
     }
+    tracing::info!("rsync allowed access on module {} from {host} ({peer})", module.name);
     let _slot = match module.claim_slot() {
         Ok(slot) => slot,
         Err(crate::module::SlotError::Full(n)) => {
-            return refuse(wire, format!("@ERROR: max connections ({n}) reached -- try again later\n"))
+            tracing::info!("max connections ({n}) reached");
+            return refuse(wire, format!("@ERROR: max connections ({n}) reached -- try again later\n"));
         }
         Err(crate::module::SlotError::Lock(e)) => {
             tracing::error!(module = module.name, "lock file: {e}");
@@ -318,12 +340,13 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>) -> Resu
     };
     let mut user = None;
     if module.config.requires_auth() {
-        match authenticate(wire, module, &greeting, peer)? {
+        match authenticate(wire, module, &greeting, &host, peer)? {
             Some(u) => user = Some(u),
             None => return refuse(wire, format!("@ERROR: auth failed on module {}\n", module.name)),
         }
     }
     let mut module = module.clone();
+    crate::log::use_module_log(module.config.log_file.as_deref(), served.log_file);
     let tree = match module.enter() {
         Ok(tree) => tree,
         Err(e) => {
@@ -336,19 +359,18 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>) -> Resu
     let args = read_args(wire, greeting.protocol)?;
     let timeout = module.config.timeout as u64;
     wire.set_timeout(if timeout > 0 { timeout } else { 0 })?;
-    tracing::info!(
-        %peer,
-        module = module.name,
-        user = user.as_deref().unwrap_or(""),
-        "rsync {} {}",
-        if args.iter().any(|a| a == b"--sender") { "on" } else { "to" },
-        args.iter()
-            .skip_while(|a| a.as_slice() != b".")
-            .skip(1)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let request = args
+        .iter()
+        .skip_while(|a| a.as_slice() != b".")
+        .skip(1)
+        .map(|a| halite_rsync::logformat::shown(a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let direction = if args.iter().any(|a| a == b"--sender") { "on" } else { "to" };
+    match &user {
+        Some(u) => tracing::info!("rsync {direction} {request} from {u}@{host} ({peer})"),
+        None => tracing::info!("rsync {direction} {request} from {host} ({peer})"),
+    }
     let parsed = ServerOptions::parse(&args, &module.config.refuse_options);
     let options = match parsed {
         Ok(o) => o,
@@ -394,6 +416,8 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>) -> Resu
     let numeric_ids_from_client = options.numeric_ids;
     let compress_level = options.compress_level;
     let protocol = greeting.protocol;
+    let log =
+        crate::log::TransferLog::new(module.transfer_log_format.as_ref(), &host, peer, module, user.as_deref(), sender);
     let result = {
         let mut t = Transfer {
             wire: &mut *wire,
@@ -412,17 +436,19 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>) -> Resu
             user,
             encoder: crate::delta_io::encoder(compression.as_deref(), compress_level, protocol),
             compression: compression.clone(),
+            log,
         };
         if sender {
-            crate::sender::run(&mut t).map(|_| 0)
+            crate::sender::run(&mut t)
         } else {
-            crate::receiver::run(&mut t).map(|_| 0)
+            crate::receiver::run(&mut t)
         }
     };
     match result {
-        Ok(code) => {
+        Ok(Totals { written, read, total_size }) => {
+            tracing::info!("sent {written} bytes  received {read} bytes  total size {total_size}");
             wire.shutdown();
-            Ok(code)
+            Ok(0)
         }
         Err(Fatal::Client { text, code }) => fail(wire, protocol, &text, code),
         Err(Fatal::Conn(e)) => Err(e),
@@ -445,8 +471,10 @@ fn authenticate(
     wire: &mut Wire,
     module: &ModuleView,
     greeting: &ClientGreeting,
+    host: &str,
     peer: IpAddr,
 ) -> Result<Option<String>, ConnError> {
+    let name = &module.name;
     if let Some(floor) = module.config.auth_digest.as_deref() {
         // `auth digest`: a client that negotiated (or fell back to) a weaker digest
         // than the floor is refused before any challenge.
@@ -454,9 +482,7 @@ fn authenticate(
             Some(min) if greeting.auth.rank() <= min.rank() => {}
             _ => {
                 tracing::warn!(
-                    %peer,
-                    module = module.name,
-                    "auth failed: negotiated auth digest {} is weaker than the required 'auth digest = {floor}'",
+                    "auth failed on module {name} from {host} ({peer}): negotiated auth digest {} is weaker than the required 'auth digest = {floor}'",
                     greeting.auth.name()
                 );
                 return Ok(None);
@@ -475,16 +501,18 @@ fn authenticate(
     wire.send(format!("@RSYNCD: AUTHREQD {challenge}\n").as_bytes())?;
     wire.flush()?;
     let response = wire.line()?;
+    let Some((claimed, _)) = response.split_once(' ') else {
+        tracing::warn!("auth failed on module {name} from {host} ({peer}): invalid challenge response");
+        return Ok(None);
+    };
     let user = handshake::check_response(greeting.auth, &challenge, &response, |u| module.passwords_for(u));
-    match &user {
-        Some(u) => tracing::info!(%peer, module = module.name, user = u, "auth ok"),
-        None => tracing::warn!(
-            %peer,
-            module = module.name,
-            user = shown(response.split(' ').next().unwrap_or("")),
-            "auth failed on module {}",
-            module.name
-        ),
+    if user.is_none() {
+        let why = match crate::config::authorise_user(&module.config.auth_users, claimed) {
+            None => "no matching rule",
+            Some(a) if a.access == crate::config::AuthAccess::Deny => "denied by rule",
+            Some(_) => "password mismatch",
+        };
+        tracing::warn!("auth failed on module {name} from {host} ({peer}) for {}: {why}", shown(claimed));
     }
     Ok(user)
 }
