@@ -9,7 +9,7 @@ use halite_rsync::mux::{self, Msg};
 use halite_rsync::wire::{Reader, WireError};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Output is written to the socket once this much is buffered.
@@ -23,6 +23,10 @@ pub enum ConnError {
     Closed,
     #[error("no data from the client for {0} s (timeout)")]
     Timeout(u64),
+    /// The client took longer than the handshake's deadline (the reference's "daemon
+    /// handshake timeout"), however steadily it trickled bytes.
+    #[error("daemon handshake timeout -- exiting")]
+    HandshakeTimeout,
     #[error("socket: {0}")]
     Io(#[from] io::Error),
     #[error("protocol: {0}")]
@@ -44,6 +48,10 @@ pub struct Wire {
     mux_out: bool,
     out: Vec<u8>,
     timeout: Option<Duration>,
+    /// An absolute bound on the current handshake phase, on top of `timeout`.
+    deadline: Option<Instant>,
+    /// The read timeout last given to the socket, to set it only when it changes.
+    applied_read_timeout: Option<Duration>,
     pub bytes_read: u64,
     pub bytes_written: u64,
     /// Error bits the client reported with MSG_IO_ERROR.
@@ -66,6 +74,8 @@ impl Wire {
             mux_out: false,
             out: Vec::new(),
             timeout: None,
+            deadline: None,
+            applied_read_timeout: None,
             bytes_read: 0,
             bytes_written: 0,
             peer_io_error: 0,
@@ -88,8 +98,36 @@ impl Wire {
 
     pub fn set_timeout(&mut self, secs: u64) -> io::Result<()> {
         self.timeout = (secs > 0).then(|| Duration::from_secs(secs));
+        self.applied_read_timeout = self.timeout;
         self.stream.set_read_timeout(self.timeout)?;
         self.stream.set_write_timeout(self.timeout)
+    }
+
+    /// Bounds the reads of a handshake phase to `within` from now, whatever the idle
+    /// timeout (`None` lifts the bound). A slow client can otherwise hold one of the
+    /// daemon's processes and a connection slot by sending a byte a minute.
+    pub fn set_deadline(&mut self, within: Option<Duration>) {
+        self.deadline = within.map(|d| Instant::now() + d);
+    }
+
+    /// The read timeout for the next read: the idle timeout, shortened to what is left
+    /// of the deadline.
+    fn arm_read_timeout(&mut self) -> Result<(), ConnError> {
+        let wanted = match self.deadline {
+            None => self.timeout,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(ConnError::HandshakeTimeout);
+                }
+                Some(self.timeout.map_or(left, |t| t.min(left)))
+            }
+        };
+        if wanted != self.applied_read_timeout {
+            self.stream.set_read_timeout(wanted)?;
+            self.applied_read_timeout = wanted;
+        }
+        Ok(())
     }
 
     /// A second handle on the same socket for writing only, so one thread can write
@@ -122,6 +160,7 @@ impl Wire {
             self.raw.drain(..self.raw_pos);
             self.raw_pos = 0;
         }
+        self.arm_read_timeout()?;
         let start = self.raw.len();
         self.raw.resize(start + READ_CHUNK, 0);
         let got = loop {
@@ -130,6 +169,9 @@ impl Wire {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     self.raw.truncate(start);
+                    if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(ConnError::HandshakeTimeout);
+                    }
                     return Err(ConnError::Timeout(self.timeout.map_or(0, |t| t.as_secs())));
                 }
                 Err(e) => {

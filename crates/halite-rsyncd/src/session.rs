@@ -29,6 +29,19 @@ pub const RERR_UNSUPPORTED: i32 = 4;
 pub const RERR_FILEIO: i32 = 11;
 pub const RERR_STREAMIO: i32 = 12;
 
+/// The longest each handshake phase may take, however steadily the client sends: from
+/// the connection to the module line, then through the login, then the argument list
+/// (the reference's DAEMON_HANDSHAKE_TIMEOUT). A module's shorter `timeout` shortens the
+/// last two.
+pub const HANDSHAKE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn handshake_limit(module: &ModuleView) -> std::time::Duration {
+    match module.config.timeout {
+        0 => HANDSHAKE_LIMIT,
+        t => HANDSHAKE_LIMIT.min(std::time::Duration::from_secs(t.into())),
+    }
+}
+
 /// The checksum names offered, in the reference's order of preference.
 pub const CHECKSUMS: [&str; 6] = ["xxh128", "xxh3", "xxh64", "md5", "md4", "none"];
 
@@ -257,7 +270,8 @@ pub struct Served<'a> {
 pub fn serve(stream: TcpStream, peer: IpAddr, served: &Served<'_>) -> i32 {
     let _span = tracing::info_span!("conn", %peer).entered();
     let mut wire = Wire::new(stream);
-    let _ = wire.set_timeout(60);
+    let _ = wire.set_timeout(HANDSHAKE_LIMIT.as_secs());
+    wire.set_deadline(Some(HANDSHAKE_LIMIT));
     let mut greeted = false;
     match handshake_and_run(&mut wire, peer, served, &mut greeted) {
         Ok(code) => code,
@@ -327,6 +341,7 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>, greeted
         return refuse(wire, format!("@ERROR: access denied to {} from {host} ({peer})\n", module.name));
     }
     tracing::info!("rsync allowed access on module {} from {host} ({peer})", module.name);
+    wire.set_deadline(Some(handshake_limit(module)));
     let _slot = match module.claim_slot() {
         Ok(slot) => slot,
         Err(crate::module::SlotError::Full(n)) => {
@@ -345,6 +360,7 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>, greeted
             None => return refuse(wire, format!("@ERROR: auth failed on module {}\n", module.name)),
         }
     }
+    wire.set_deadline(None);
     let mut module = module.clone();
     crate::log::use_module_log(module.config.log_file.as_deref(), served.log_file);
     let tree = match module.enter() {
@@ -356,7 +372,9 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>, greeted
     };
     wire.send(b"@RSYNCD: OK\n")?;
     wire.flush()?;
+    wire.set_deadline(Some(handshake_limit(&module)));
     let args = read_args(wire, greeting.protocol)?;
+    wire.set_deadline(None);
     let timeout = module.config.timeout as u64;
     wire.set_timeout(if timeout > 0 { timeout } else { 0 })?;
     let request = args
