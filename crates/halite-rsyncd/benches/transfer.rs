@@ -7,7 +7,9 @@
 //!   large ones) into an empty directory;
 //! - **no-change pull**: the same again onto the copy;
 //! - **delta pull**: a 1 GiB file of which 1 MiB changed, onto the old copy;
-//! - **push**: the 1 GiB tree into an empty writable module.
+//! - **push**: the 1 GiB tree into an empty writable module;
+//! - **push, --fsync**: the same with the client's `--fsync`, so that the reference too
+//!   puts each file on disk before counting it received (halite-rsyncd always does).
 //!
 //! For each: the wall time of the client, the server's CPU time (user + system of the
 //! connection's process, read from the daemon's reaped-children counters in
@@ -46,10 +48,11 @@ fn main() {
     for server in [Server::Reference, Server::Halite] {
         let work = root.join(format!("{server:?}"));
         std::fs::create_dir_all(work.join("push")).unwrap();
+        std::fs::create_dir_all(work.join("durable")).unwrap();
         // SAFETY: geteuid has no preconditions.
         let who = if unsafe { libc::geteuid() } == 0 { "uid = root\ngid = root\n" } else { "" };
         let conf = format!(
-            "use chroot = no\n{who}lock file = {0}/lock\n[tree]\n    path = {1}\n[big]\n    path = {2}\n[push]\n    path = {0}/push\n    read only = no\n",
+            "use chroot = no\n{who}lock file = {0}/lock\n[tree]\n    path = {1}\n[big]\n    path = {2}\n[push]\n    path = {0}/push\n    read only = no\n[durable]\n    path = {0}/durable\n    read only = no\n",
             work.display(),
             tree.display(),
             big_dir.display()
@@ -75,6 +78,12 @@ fn main() {
             vec!["-a".into(), "--no-whole-file".into(), d.url("big/"), big_copy.display().to_string()],
         );
         measure("push", vec!["-a".into(), format!("{}/", tree.display()), d.url("push/")]);
+        // The same push with the reference also putting each file on disk before it
+        // counts as received (halite-rsyncd always does): durability priced alike.
+        measure(
+            "push, --fsync",
+            vec!["-a".into(), "--fsync".into(), format!("{}/", tree.display()), d.url("durable/")],
+        );
     }
     println!("| workload | server | wall s | server CPU s | server peak RSS MiB |");
     println!("|---|---|---:|---:|---:|");
