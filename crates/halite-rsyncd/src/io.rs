@@ -58,8 +58,6 @@ pub struct Wire {
     pub peer_io_error: i32,
     /// Messages (MSG_ERROR/INFO text) the client sent, for the log.
     pub peer_messages: Vec<String>,
-    /// Indexes the client's sender could not open (MSG_NO_SEND), when we receive.
-    pub no_send: Vec<i32>,
 }
 
 impl Wire {
@@ -80,7 +78,6 @@ impl Wire {
             bytes_written: 0,
             peer_io_error: 0,
             peer_messages: Vec::new(),
-            no_send: Vec::new(),
         }
     }
 
@@ -247,9 +244,11 @@ impl Wire {
                 Msg::IoError => {
                     self.peer_io_error |= int_payload(payload)?;
                 }
+                // The client's sender could not open a file it listed: that file's
+                // transfer simply never comes (the reference's generator uses this for
+                // hard-link bookkeeping only). Nothing is kept, so a flood costs nothing.
                 Msg::NoSend => {
-                    let ndx = int_payload(payload)?;
-                    self.no_send.push(ndx);
+                    int_payload(payload)?;
                 }
                 Msg::ErrorExit => {
                     let code = if payload.is_empty() { 0 } else { int_payload(payload)? };

@@ -208,11 +208,18 @@ fn generate(
             continue;
         }
         if !rel.is_empty() && filters.daemon_excluded(&rel, e.is_dir()) {
+            // The reference's generator: a per-file error (exit 23), and nothing below
+            // a refused directory is attempted.
             let text = format!(
-                "ERROR: rejecting file transfer request for daemon excluded file: {}\n",
+                "ERROR: daemon refused to receive {} \"{}\"\n",
+                if e.is_dir() { "directory" } else { "file" },
                 String::from_utf8_lossy(&rel)
             );
-            w.message(Msg::Error, text.as_bytes())?;
+            w.message(Msg::ErrorXfer, text.as_bytes())?;
+            if e.is_dir() {
+                w.message(Msg::ErrorXfer, SKIPPING_CONTENTS)?;
+                failed_dirs.push(rel);
+            }
             continue;
         }
         if e.is_dir() {
@@ -221,12 +228,13 @@ fn generate(
                 Ok(made) => made,
                 Err(err) => {
                     let text = format!(
-                        "rsync: [generator] recv_generator: mkdir \"{}\" (in {}) failed: {}\n*** Skipping any contents from this failed directory ***\n",
+                        "rsync: [generator] recv_generator: mkdir \"{}\" (in {}) failed: {}\n",
                         String::from_utf8_lossy(&rel),
                         s.module.name,
                         crate::sender::os_error(&err)
                     );
                     w.message(Msg::ErrorXfer, text.as_bytes())?;
+                    w.message(Msg::ErrorXfer, SKIPPING_CONTENTS)?;
                     failed_dirs.push(rel);
                     continue;
                 }
@@ -406,7 +414,8 @@ fn same_time(window: i32, st: &Stat, e: &FileEntry) -> bool {
     match window {
         0 => st.mtime == e.mtime,
         w if w < 0 => st.mtime == e.mtime && st.mtime_nsec == e.mtime_nsec,
-        w => (st.mtime - e.mtime).abs() <= w as i64,
+        // abs_diff: a client's time may be anything, i64::MIN included.
+        w => st.mtime.abs_diff(e.mtime) <= u64::from(w.unsigned_abs()),
     }
 }
 
@@ -761,6 +770,10 @@ fn set_attrs_path(s: &Shared<'_>, rel: &[u8], e: &FileEntry) -> std::io::Result<
     }
     Ok(())
 }
+
+/// What follows a directory that was not made (a line of its own: the client escapes a
+/// newline inside a message).
+const SKIPPING_CONTENTS: &[u8] = b"*** Skipping any contents from this failed directory ***\n";
 
 /// The receiver's side: reads each file's delta and rebuilds the file.
 fn receive_files(

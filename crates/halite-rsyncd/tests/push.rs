@@ -184,6 +184,37 @@ fn protocol_30_and_checksum_pushes_match_the_reference() {
 }
 
 #[test]
+fn names_the_module_excludes_are_refused_like_the_reference() {
+    if skip() {
+        return;
+    }
+    let pair = Pair::new("exclude = secret/ *.key\n", |_| {});
+    let src = pair.root.join("src");
+    std::fs::create_dir_all(src.join("secret/deeper")).unwrap();
+    std::fs::write(src.join("secret/inner.txt"), b"no\n").unwrap();
+    std::fs::write(src.join("secret/deeper/x"), b"no\n").unwrap();
+    std::fs::write(src.join("id.key"), b"no\n").unwrap();
+    std::fs::write(src.join("ok.txt"), b"yes\n").unwrap();
+    let s = format!("{}/", src.display());
+    // Without incremental recursion on both sides: with it, the reference leaves an
+    // empty 0700 directory where it refused one (its receiver makes the directories of
+    // a sub-list before the generator refuses them).
+    let (h, r) = pair.both(&["-a", "--no-inc-recursive", &s, "URL"], None);
+    assert_eq!(h.status.code(), Some(23), "{}", text(&h));
+    let refusals = |o: &std::process::Output| -> Vec<String> {
+        let mut lines: Vec<String> = String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .filter(|l| l.contains("daemon refused") || l.contains("Skipping any contents"))
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(refusals(&h), refusals(&r), "halite: {}\nreference: {}", text(&h), text(&r));
+    assert!(pair.module("hal").join("ok.txt").exists());
+}
+
+#[test]
 fn logins_hosts_and_read_only_are_refused_like_the_reference() {
     if skip() {
         return;
