@@ -199,12 +199,15 @@ fn generate(
         delete = false;
     }
     // Directories that could not be made: nothing below them is attempted.
-    let mut failed_dirs: Vec<Vec<u8>> = Vec::new();
+    let mut failed_dirs: HashSet<Vec<u8>> = HashSet::new();
+    // Each directory's listed names, for --delete: built once, so a list of many
+    // directories costs one pass, not one pass per directory.
+    let children = if delete { children_by_dir(s.list) } else { HashMap::new() };
     for (i, e) in s.list.iter().enumerate() {
         drain_events(w, rx, &mut ndx_out, s, false)?;
         let rel = e.name.clone();
         let rel = if rel == b"." { Vec::new() } else { rel };
-        if failed_dirs.iter().any(|d| rel.starts_with(d) && rel.get(d.len()) == Some(&b'/')) {
+        if under_any(&failed_dirs, &rel) {
             continue;
         }
         if !rel.is_empty() && filters.daemon_excluded(&rel, e.is_dir()) {
@@ -218,7 +221,7 @@ fn generate(
             w.message(Msg::ErrorXfer, text.as_bytes())?;
             if e.is_dir() {
                 w.message(Msg::ErrorXfer, SKIPPING_CONTENTS)?;
-                failed_dirs.push(rel);
+                failed_dirs.insert(rel);
             }
             continue;
         }
@@ -235,7 +238,7 @@ fn generate(
                     );
                     w.message(Msg::ErrorXfer, text.as_bytes())?;
                     w.message(Msg::ErrorXfer, SKIPPING_CONTENTS)?;
-                    failed_dirs.push(rel);
+                    failed_dirs.insert(rel);
                     continue;
                 }
             };
@@ -256,7 +259,7 @@ fn generate(
                 }
             }
             if delete && s.options.recursive {
-                delete_extraneous(s, filters, w, &rel, &mut deleted)?;
+                delete_extraneous(s, filters, w, &rel, children.get(rel.as_slice()), &mut deleted)?;
             }
         } else if e.is_link() {
             if !s.options.links {
@@ -599,26 +602,34 @@ fn link_to(s: &Shared<'_>, existing: &[u8], new: &[u8]) -> std::io::Result<()> {
 
 /// Removes what is in `dir_rel` but not in the list (`--delete`), unless a filter
 /// protects it.
+/// The names the list holds in each directory ("" is the top).
+fn children_by_dir(list: &[FileEntry]) -> HashMap<&[u8], HashSet<&[u8]>> {
+    let mut children: HashMap<&[u8], HashSet<&[u8]>> = HashMap::new();
+    for e in list.iter().filter(|e| e.name != b".") {
+        let (parent, base) = split_parent(&e.name);
+        let parent: &[u8] = if parent == b"." { b"" } else { parent };
+        children.entry(parent).or_default().insert(base);
+    }
+    children
+}
+
+/// Whether `rel` lies below one of `dirs` (checked ancestor by ancestor).
+fn under_any(dirs: &HashSet<Vec<u8>>, rel: &[u8]) -> bool {
+    !dirs.is_empty() && rel.iter().enumerate().any(|(i, &b)| b == b'/' && dirs.contains(&rel[..i]))
+}
+
 fn delete_extraneous(
     s: &Shared<'_>,
     filters: &crate::filters::Filters,
     w: &mut Wire,
     dir_rel: &[u8],
+    listed: Option<&HashSet<&[u8]>>,
     stats: &mut DelStats,
 ) -> Result<(), Fatal> {
     let Ok(dir) = s.tree.open_dir(dir_rel) else { return Ok(()) };
     let Ok(names) = crate::tree::read_dir_fd(&dir) else { return Ok(()) };
-    let listed: HashSet<&[u8]> = s
-        .list
-        .iter()
-        .filter_map(|e| {
-            let (parent, base) = split_parent(&e.name);
-            let parent: &[u8] = if parent == b"." { b"" } else { parent };
-            (parent == dir_rel && e.name != b".").then_some(base)
-        })
-        .collect();
     for name in names {
-        if listed.contains(name.as_slice()) {
+        if listed.is_some_and(|l| l.contains(name.as_slice())) {
             continue;
         }
         let rel = if dir_rel.is_empty() { name.clone() } else { [dir_rel, b"/", &name].concat() };
@@ -1187,4 +1198,38 @@ fn open_temp(dir: &OwnedFd, name: &[u8]) -> std::io::Result<File> {
     }
     // SAFETY: a new descriptor owned by nobody else.
     Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str) -> FileEntry {
+        FileEntry { name: name.as_bytes().to_vec(), ..Default::default() }
+    }
+
+    #[test]
+    fn each_directory_knows_its_listed_names() {
+        let list = [entry("."), entry("a"), entry("d"), entry("d/b"), entry("d/e/f")];
+        let children = children_by_dir(&list);
+        let names = |dir: &str| -> Vec<&[u8]> {
+            let mut v: Vec<&[u8]> = children.get(dir.as_bytes()).into_iter().flatten().copied().collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(""), vec![&b"a"[..], b"d"]);
+        assert_eq!(names("d"), vec![&b"b"[..]]);
+        assert_eq!(names("d/e"), vec![&b"f"[..]]);
+    }
+
+    #[test]
+    fn names_below_a_failed_directory_are_skipped_and_the_rest_kept() {
+        let failed: HashSet<Vec<u8>> = [b"d/e".to_vec()].into();
+        assert!(under_any(&failed, b"d/e/f"));
+        assert!(under_any(&failed, b"d/e/f/g"));
+        assert!(!under_any(&failed, b"d/e"));
+        assert!(!under_any(&failed, b"d/ef"));
+        assert!(!under_any(&failed, b"d"));
+        assert!(!under_any(&HashSet::new(), b"d/e/f"));
+    }
 }
