@@ -13,6 +13,7 @@ pub mod delta;
 pub mod filter;
 pub mod flist;
 pub mod handshake;
+pub mod inclists;
 pub mod logformat;
 pub mod mux;
 pub mod negotiate;

@@ -185,6 +185,22 @@ impl Wire {
         Ok(())
     }
 
+    /// Whether the client has sent something not read yet (buffered here or waiting on
+    /// the socket), without blocking.
+    pub fn input_waiting(&self) -> Result<bool, ConnError> {
+        if self.data_pos < self.data.len() || self.raw_pos < self.raw.len() {
+            return Ok(true);
+        }
+        use std::os::fd::AsRawFd;
+        let mut pfd = libc::pollfd { fd: self.stream.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: poll on one valid pollfd, without waiting.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+        Ok(n > 0)
+    }
+
     /// A handshake line (before multiplexing), without its newline.
     pub fn line(&mut self) -> Result<String, ConnError> {
         loop {

@@ -3,13 +3,20 @@
 //! against those sums and the whole-file checksum; then the statistics and the goodbye.
 //!
 //! The flow follows the reference's send_files(): the client drives it with file
-//! indexes, ends each phase with NDX_DONE, and every index is checked against the list
+//! indexes, ends each phase with NDX_DONE, and every index is checked against the lists
 //! before it is used.
+//!
+//! With incremental recursion (a recursive pull, when the client offers it) the first
+//! list holds only what the client named, and each directory's entries follow as a list
+//! of their own while files are already moving: kept about a thousand entries ahead of
+//! the client, more while it is quiet, and dropped as it finishes them
+//! (`halite_rsync::inclists` numbers them and orders the walk).
 
 use crate::log::Logged;
 use crate::session::{Fatal, Transfer};
 use crate::tree::{read_dir_fd, readlink_at, split_parent, stat_at};
 use halite_rsync::flist::{self, FileEntry, ListWriter};
+use halite_rsync::inclists::{self, SendLists};
 use halite_rsync::mux::Msg;
 use halite_rsync::negotiate::put_vstring;
 use halite_rsync::wire::{put_varint, Reader, WireError};
@@ -26,6 +33,16 @@ pub const NDX_DEL_STATS: i32 = -3;
 /// Most entries one file list may hold: a client cannot make the daemon walk and keep
 /// an unbounded tree in memory (each entry costs ~100 bytes).
 pub const MAX_ENTRIES: usize = 4_000_000;
+
+/// Most directories one incremental transfer remembers (a small node each).
+pub const MAX_DIRS: usize = 4_000_000;
+
+/// With incremental recursion, lists are sent until this many entries wait beyond the
+/// one the client is working through, before each request is read (the reference's
+/// MIN_FILECNT_LOOKAHEAD) ...
+const LOOKAHEAD_MIN: usize = 1000;
+/// ... and up to this many while the client has nothing to say (MAX_FILECNT_LOOKAHEAD).
+const LOOKAHEAD_MAX: usize = 10_000;
 
 /// rsync's byte-saving file index encoding (io.c write_ndx/read_ndx), whose state is
 /// the previous index sent (or read) in each direction.
@@ -129,16 +146,24 @@ struct Request {
     xname: Option<Vec<u8>>,
 }
 
+/// The lists of one pull and the writer whose state runs through all of them.
+struct Lists {
+    lists: SendLists<Listed>,
+    writer: ListWriter,
+}
+
 pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
     tracing::info!("building file list");
     let started = Instant::now();
     let mut stats = SendStats::default();
-    let list = build_list(t, &mut stats)?;
+    let incremental = t.compat.inc_recurse;
+    let first = build_list(t, &mut stats, incremental)?;
     let build_ms = started.elapsed().as_millis().max(1) as i64;
     let xfer_started = Instant::now();
-    send_list(t, &list, &mut stats)?;
+    let mut lists = Lists { lists: SendLists::new(incremental, MAX_DIRS), writer: ListWriter::new(t.list_options()) };
+    send_first_list(t, &mut lists, first, &mut stats)?;
     let xfer_ms = xfer_started.elapsed().as_millis() as i64;
-    send_files(t, &list, &mut stats)?;
+    send_files(t, &mut lists, &mut stats)?;
     // The statistics the client prints: bytes read and written here, the list's size.
     let mut out = Vec::new();
     let proto = t.protocol;
@@ -167,14 +192,29 @@ fn requested(t: &Transfer<'_>) -> Vec<(Vec<u8>, bool)> {
 }
 
 /// One entry of the list and where it is in the module.
+#[derive(Clone)]
 pub struct Listed {
     pub entry: FileEntry,
     pub path: Vec<u8>,
+    /// The transfer root the filter rules are anchored at (what the client named).
+    pub root: std::rc::Rc<[u8]>,
 }
 
-fn build_list(t: &mut Transfer<'_>, stats: &mut SendStats) -> Result<Vec<Listed>, Fatal> {
+fn kind(l: &Listed) -> inclists::Kind {
+    match l.entry.is_dir() {
+        false => inclists::Kind::NotDir,
+        true if l.entry.name == b"." => inclists::Kind::Dot,
+        true => inclists::Kind::Dir,
+    }
+}
+
+/// The first list: what the client named, with directories' contents walked to the end
+/// — or, with incremental recursion, only the entries of a directory named with a
+/// trailing slash, the rest coming as lists of their own.
+fn build_list(t: &mut Transfer<'_>, stats: &mut SendStats, incremental: bool) -> Result<Vec<Listed>, Fatal> {
     let mut list: Vec<Listed> = Vec::new();
     let recursive = t.options.recursive;
+    let walk_down = recursive && !incremental;
     for (rel, contents) in requested(t) {
         // A name the module's own rules exclude does not exist for the client, even
         // when asked for directly (or through a directory of it).
@@ -202,14 +242,14 @@ fn build_list(t: &mut Transfer<'_>, stats: &mut SendStats) -> Result<Vec<Listed>
         // The name the entry gets in the list: "." for a directory's contents, the
         // last component otherwise (the reference's transfer root is its parent).
         let (parent, base) = split_parent(&rel);
-        let root = if st.is_dir() && contents { &rel[..] } else { parent };
-        t.filters.set_root(root);
+        let root: std::rc::Rc<[u8]> = if st.is_dir() && contents { rel.as_slice().into() } else { parent.into() };
+        t.filters.set_root(&root);
         if st.is_dir() && contents {
             let mut top = st.to_entry(b".".to_vec());
             top.top_dir = true;
-            list.push(Listed { entry: top, path: rel.clone() });
+            list.push(Listed { entry: top, path: rel.clone(), root: root.clone() });
             if recursive || t.options.dirs {
-                walk(t, &rel, b"", recursive, &mut list, stats)?;
+                walk(t, &rel, b"", walk_down, &root, &mut list, stats)?;
             }
         } else if st.is_dir() && !recursive && !t.options.dirs {
             t.info(&format!("skipping directory {}", String::from_utf8_lossy(base)))?;
@@ -217,16 +257,21 @@ fn build_list(t: &mut Transfer<'_>, stats: &mut SendStats) -> Result<Vec<Listed>
             let dir = t.tree.open_dir(parent).map_err(Fatal::io("open", parent))?;
             if let Some(e) = entry_for(t, &dir, base, base.to_vec(), stats)? {
                 let is_dir = e.is_dir();
-                list.push(Listed { entry: e, path: rel.clone() });
-                if is_dir && recursive {
-                    walk(t, &rel, base, recursive, &mut list, stats)?;
+                list.push(Listed { entry: e, path: rel.clone(), root: root.clone() });
+                if is_dir && walk_down {
+                    walk(t, &rel, base, true, &root, &mut list, stats)?;
                 }
             }
         }
     }
+    sort_list(&mut list);
+    Ok(list)
+}
+
+/// The order both sides index a list by, without repeated names.
+fn sort_list(list: &mut Vec<Listed>) {
     list.sort_by(|a, b| flist::name_cmp(&a.entry, &b.entry));
     list.dedup_by(|a, b| a.entry.name == b.entry.name);
-    Ok(list)
 }
 
 /// Adds the entries of directory `dir_rel` (relative to the module) to `list`, named
@@ -237,6 +282,7 @@ fn walk(
     dir_rel: &[u8],
     prefix: &[u8],
     recursive: bool,
+    root: &std::rc::Rc<[u8]>,
     list: &mut Vec<Listed>,
     stats: &mut SendStats,
 ) -> Result<(), Fatal> {
@@ -270,7 +316,7 @@ fn walk(
             if e.is_dir() && recursive {
                 stack.push((path.clone(), listed));
             }
-            list.push(Listed { entry: e, path });
+            list.push(Listed { entry: e, path, root: root.clone() });
         }
     }
     Ok(())
@@ -334,13 +380,12 @@ fn entry_for(
     Ok(Some(e))
 }
 
-fn send_list(t: &mut Transfer<'_>, list: &[Listed], stats: &mut SendStats) -> Result<(), Fatal> {
-    let opts = t.list_options();
-    let mut w = ListWriter::new(opts);
+/// Writes a list's entries (and counts them for the statistics).
+fn write_entries(t: &mut Transfer<'_>, lists: &mut Lists, list: &[Listed], stats: &mut SendStats) -> Result<(), Fatal> {
     let mut out = Vec::with_capacity(64 * 1024);
     for Listed { entry: e, .. } in list {
         let (user, group) = t.names(e.uid, e.gid);
-        w.write(&mut out, e, user.as_deref(), group.as_deref());
+        lists.writer.write(&mut out, e, user.as_deref(), group.as_deref());
         if e.is_reg() || e.is_link() {
             stats.total_size += e.size;
         }
@@ -350,15 +395,99 @@ fn send_list(t: &mut Transfer<'_>, list: &[Listed], stats: &mut SendStats) -> Re
             out.clear();
         }
     }
+    t.wire.send(&out)?;
+    Ok(())
+}
+
+fn send_first_list(
+    t: &mut Transfer<'_>,
+    lists: &mut Lists,
+    first: Vec<Listed>,
+    stats: &mut SendStats,
+) -> Result<(), Fatal> {
+    write_entries(t, lists, &first, stats)?;
+    let mut out = Vec::new();
     let report_in_list = t.compat.safe_flist;
-    w.end(&mut out, stats.io_error, report_in_list);
-    if !t.numeric_ids_from_client {
+    lists.writer.end(&mut out, stats.io_error, report_in_list);
+    // With incremental recursion the names went with the entries.
+    if !t.numeric_ids_from_client && !lists.lists.incremental() {
         let id0 = t.id0_names();
-        w.id_lists(&mut out, id0.as_ref().map(|(u, g)| (u.as_slice(), g.as_slice())));
+        lists.writer.id_lists(&mut out, id0.as_ref().map(|(u, g)| (u.as_slice(), g.as_slice())));
     }
     t.wire.send(&out)?;
     if !report_in_list && stats.io_error != 0 {
         t.wire.message(Msg::IoError, &stats.io_error.to_le_bytes())?;
+    }
+    let single = first.len() == 1;
+    lists.lists.push(None, first, kind).map_err(|e| Fatal::protocol(e.to_string()))?;
+    if lists.lists.incremental() {
+        if lists.lists.next_dir().is_none() {
+            end_of_lists(t, lists)?;
+        } else if single {
+            // One item (a directory named without its slash): its entries go at once,
+            // so the client can tell a one-file transfer from a tree, as the reference does.
+            send_extra(t, lists, 1, stats)?;
+        }
+    }
+    Ok(())
+}
+
+fn end_of_lists(t: &mut Transfer<'_>, lists: &mut Lists) -> Result<(), Fatal> {
+    let mut out = Vec::new();
+    t.ndx_out.write(&mut out, inclists::NDX_FLIST_EOF);
+    t.wire.send(&out)?;
+    lists.lists.finish();
+    Ok(())
+}
+
+/// Sends directories' lists, depth first, until `at_least` entries wait beyond the
+/// client's current list or every directory has had its list.
+fn send_extra(t: &mut Transfer<'_>, lists: &mut Lists, at_least: usize, stats: &mut SendStats) -> Result<(), Fatal> {
+    while lists.lists.more_to_send() && lists.lists.ahead() < at_least {
+        let Some((d, dir)) = lists.lists.next_dir() else {
+            end_of_lists(t, lists)?;
+            break;
+        };
+        let dir = dir.clone();
+        let io_before = stats.io_error;
+        let mut entries = Vec::new();
+        t.filters.set_root(&dir.root);
+        walk(t, &dir.path, &dir.entry.name, false, &dir.root, &mut entries, stats)?;
+        sort_list(&mut entries);
+        let mut out = Vec::new();
+        t.ndx_out.write(&mut out, inclists::NDX_FLIST_OFFSET - d as i32);
+        t.wire.send(&out)?;
+        write_entries(t, lists, &entries, stats)?;
+        let mut out = Vec::new();
+        let new_error = stats.io_error != io_before;
+        lists.writer.end(&mut out, if new_error { stats.io_error } else { 0 }, t.compat.safe_flist);
+        t.wire.send(&out)?;
+        if new_error && !t.compat.safe_flist && t.protocol == 30 {
+            t.wire.message(Msg::IoError, &stats.io_error.to_le_bytes())?;
+        }
+        lists.lists.push(Some(d), entries, kind).map_err(|e| Fatal::protocol(e.to_string()))?;
+        if lists.lists.next_dir().is_none() {
+            end_of_lists(t, lists)?;
+        }
+    }
+    Ok(())
+}
+
+/// Before waiting for the client: lists up to the minimum lookahead, then more, one at a
+/// time, for as long as the client has sent nothing and the lookahead is below its
+/// maximum (the client may need them before it can ask for anything).
+fn top_up(t: &mut Transfer<'_>, lists: &mut Lists, stats: &mut SendStats) -> Result<(), Fatal> {
+    if !lists.lists.more_to_send() {
+        return Ok(());
+    }
+    send_extra(t, lists, LOOKAHEAD_MIN, stats)?;
+    while lists.lists.more_to_send() && lists.lists.ahead() < LOOKAHEAD_MAX {
+        t.wire.flush()?;
+        if t.wire.input_waiting()? {
+            break;
+        }
+        let more = lists.lists.ahead() + 1;
+        send_extra(t, lists, more, stats)?;
     }
     Ok(())
 }
@@ -400,13 +529,29 @@ fn write_attrs(t: &mut Transfer<'_>, req: &Request) -> Result<(), Fatal> {
     Ok(())
 }
 
-fn send_files(t: &mut Transfer<'_>, list: &[Listed], stats: &mut SendStats) -> Result<(), Fatal> {
+fn send_files(t: &mut Transfer<'_>, lists: &mut Lists, stats: &mut SendStats) -> Result<(), Fatal> {
     let mut phase = 0;
     let max_phase = 2;
     loop {
+        top_up(t, lists, stats)?;
         let req = read_request(t)?;
         match req.ndx {
             NDX_DONE => {
+                // With incremental recursion each list the client finishes is ended by
+                // an NDX_DONE, echoed; the last list's is the end of phase 0.
+                if lists.lists.incremental() && !lists.lists.is_empty() {
+                    if lists.lists.finish_first() {
+                        let mut out = Vec::new();
+                        t.ndx_out.write(&mut out, NDX_DONE);
+                        t.wire.send(&out)?;
+                        continue;
+                    }
+                    if lists.lists.more_to_send() {
+                        return Err(Fatal::protocol(
+                            "the client finished the file lists before their end [sender]".into(),
+                        ));
+                    }
+                }
                 phase += 1;
                 if phase > max_phase {
                     break;
@@ -420,15 +565,13 @@ fn send_files(t: &mut Transfer<'_>, list: &[Listed], stats: &mut SendStats) -> R
                 echo_del_stats(t)?;
                 continue;
             }
-            n if n < 0 || n as usize >= list.len() => {
-                return Err(Fatal::protocol(format!(
-                    "Invalid file index: {n} (-1 - {}) [sender]",
-                    list.len() as i64 - 1
-                )));
-            }
             _ => {}
         }
-        let Listed { entry: file, path } = &list[req.ndx as usize];
+        let Some(listed) = lists.lists.get(req.ndx) else {
+            let (low, high) = lists.lists.index_range();
+            return Err(Fatal::protocol(format!("Invalid file index: {} ({low} - {high}) [sender]", req.ndx)));
+        };
+        let Listed { entry: file, path, .. } = listed;
         let (in_before, out_before) = (t.wire.consumed(), t.wire.produced());
         if req.iflags & ITEM_TRANSFER == 0 {
             write_attrs(t, &req)?;

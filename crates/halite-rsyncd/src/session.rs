@@ -203,7 +203,7 @@ impl Transfer<'_> {
             preserve_devices: o.devices,
             preserve_specials: o.specials,
             preserve_hard_links: o.hard_links,
-            inline_names: false,
+            inline_names: self.compat.inc_recurse,
             checksum_len: o.checksum.then(|| self.sums.file_sum_len()),
         }
     }
@@ -566,9 +566,11 @@ fn setup(
 }
 
 fn setup_protocol(wire: &mut Wire, protocol: i32, options: &ServerOptions) -> Result<Compat, ConnError> {
-    // Incremental recursion is not offered: the whole list is sent first (see
-    // docs/decisions.md).
-    let compat = negotiate::server_compat(protocol, &options.client_info, false);
+    // Incremental recursion for recursive pulls, as the reference offers it; not for
+    // pushes (the receiver takes the whole list first) nor with -H (hard links are then
+    // matched across lists by global index, which halite-rsyncd does not do).
+    let incremental = options.sender && options.recursive && !options.hard_links;
+    let compat = negotiate::server_compat(protocol, &options.client_info, incremental);
     if protocol >= 30 {
         let mut out = Vec::new();
         put_varint(&mut out, compat.flags);
