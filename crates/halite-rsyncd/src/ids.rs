@@ -33,6 +33,24 @@ pub fn group_name(gid: u32) -> Option<Vec<u8>> {
     Some(unsafe { CStr::from_ptr(grp.gr_name) }.to_bytes().to_vec())
 }
 
+/// User and group names by id, looked up once per transfer: a list of many files owned
+/// by a few ids would otherwise read the password database once per file.
+#[derive(Debug, Default)]
+pub struct NameCache {
+    users: std::collections::HashMap<u32, Option<Vec<u8>>>,
+    groups: std::collections::HashMap<u32, Option<Vec<u8>>>,
+}
+
+impl NameCache {
+    pub fn user(&mut self, uid: u32) -> Option<Vec<u8>> {
+        self.users.entry(uid).or_insert_with(|| user_name(uid)).clone()
+    }
+
+    pub fn group(&mut self, gid: u32) -> Option<Vec<u8>> {
+        self.groups.entry(gid).or_insert_with(|| group_name(gid)).clone()
+    }
+}
+
 /// 32 bytes from the kernel's random source.
 pub fn random_bytes() -> std::io::Result<[u8; 32]> {
     let mut b = [0u8; 32];

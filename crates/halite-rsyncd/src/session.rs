@@ -100,6 +100,7 @@ pub struct Transfer<'a> {
     pub compression: Option<String>,
     /// `transfer logging`: one line per file, in the module's `log format`.
     pub log: Option<crate::log::TransferLog>,
+    pub id_names: crate::ids::NameCache,
 }
 
 /// What a finished transfer logs: bytes on the wire each way, and the size of the files
@@ -156,11 +157,11 @@ impl Transfer<'_> {
     }
 
     /// The user and group names sent with the file list (none with numeric ids).
-    pub fn names(&self, uid: u32, gid: u32) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    pub fn names(&mut self, uid: u32, gid: u32) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
         if self.module.numeric_ids || self.numeric_ids_from_client {
             return (None, None);
         }
-        (crate::ids::user_name(uid), crate::ids::group_name(gid))
+        (self.id_names.user(uid), self.id_names.group(gid))
     }
 
     /// The names of uid and gid 0 the client's 'u' capability asks for.
@@ -455,6 +456,7 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>, greeted
             encoder: crate::delta_io::encoder(compression.as_deref(), compress_level, protocol),
             compression: compression.clone(),
             log,
+            id_names: Default::default(),
         };
         if sender {
             crate::sender::run(&mut t)
