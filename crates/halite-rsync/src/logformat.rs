@@ -5,8 +5,8 @@
 //!
 //! The daemon supplies everything a line shows — names, sizes, addresses, the clock — as a
 //! [`LogItem`]; nothing here reads a clock or the environment. One deliberate difference:
-//! a byte of a name that is a control character or not UTF-8 is written `\#ooo` (octal), as
-//! the reference writes it to a terminal, so a name sent by a client can never start a
+//! a byte of a name that is a control character or not UTF-8 (and the backslash of a
+//! literal `\#`) is written `\#ooo` (octal), as the reference writes it to a terminal, so a name sent by a client can never start a
 //! forged line in the log.
 
 use crate::flist::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFSOCK};
@@ -394,8 +394,10 @@ fn itemize(item: &LogItem<'_>) -> String {
 pub fn shown(name: &[u8]) -> String {
     let mut out = String::with_capacity(name.len());
     for chunk in name.utf8_chunks() {
-        for ch in chunk.valid().chars() {
-            if ch.is_control() {
+        let mut chars = chunk.valid().chars().peekable();
+        while let Some(ch) = chars.next() {
+            // A literal "\#" is escaped too, so an escape in the log is never ambiguous.
+            if ch.is_control() || (ch == '\\' && chars.peek() == Some(&'#')) {
                 let mut buf = [0u8; 4];
                 for b in ch.encode_utf8(&mut buf).bytes() {
                     out.push_str(&format!("\\#{b:03o}"));
@@ -505,6 +507,8 @@ mod tests {
         let item = LogItem { path: b"a\nb\xff\x1b[31m", name: b"a\nb", mode: S_IFREG, ..Default::default() };
         let line = LogFormat::parse("%f|%n").unwrap().render(&item, &utc);
         assert_eq!(line, "a\\#012b\\#377\\#033[31m|a\\#012b");
+        let literal = LogItem { path: b"a\\#012b", ..item };
+        assert_eq!(LogFormat::parse("%f").unwrap().render(&literal, &utc), "a\\#134#012b");
         assert!(!line.contains('\n'));
     }
 

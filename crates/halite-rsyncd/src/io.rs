@@ -334,6 +334,13 @@ impl Wire {
 
     /// Sends a message other than data, after the data before it.
     pub fn message(&mut self, msg: Msg, payload: &[u8]) -> Result<(), ConnError> {
+        // What the client is told went wrong goes to the daemon's log too, as the
+        // reference's rprintf does: here, so no path of an error can miss it.
+        if matches!(msg, Msg::Error | Msg::ErrorXfer | Msg::Warning) {
+            for line in String::from_utf8_lossy(payload).lines() {
+                tracing::warn!("{line}");
+            }
+        }
         self.flush()?;
         let mut frame = Vec::with_capacity(payload.len() + 8);
         mux::put_frames(&mut frame, msg, payload);

@@ -9,8 +9,13 @@
 //! `transfer logging` adds one line per file sent, received or deleted, in the module's
 //! `log format` ([`TransferLog`]).
 //!
-//! The file is opened in append mode before the chroot and kept open, and each line is one
-//! `write`, so the lines of concurrent connections (one process each) never interleave.
+//! Each connection's process opens the file afresh right after the fork (and a module's
+//! own before the chroot), the listener for each of its rare lines, so a rotated log is
+//! followed as the reference follows it. The file is opened in append mode, 0644, never
+//! through a symlink, and each line is one `write`, so the lines of concurrent
+//! connections (one process each) never interleave. Every line is made safe whole: a
+//! control character anywhere in it (a client's file name, option or user name) is
+//! written `\#ooo`, so no client can start a line of its own.
 
 use halite_rsync::flist::FileEntry;
 use halite_rsync::logformat::{item, LogFormat, LogItem};
@@ -23,8 +28,16 @@ use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields};
 use tracing_subscriber::fmt::{FmtContext, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
-/// Where lines go: the open `log file`, or stderr when there is none.
-static LOG_FILE: Mutex<Option<File>> = Mutex::new(None);
+/// Where lines go: the `log file` (its path, and the file once open), or stderr when
+/// there is none.
+static LOG_FILE: Mutex<Option<LogFile>> = Mutex::new(None);
+
+struct LogFile {
+    path: std::path::PathBuf,
+    /// Open for the connection's life in a connection's process; None in the listener,
+    /// which opens the file for each line.
+    open: Option<File>,
+}
 
 /// The longest line written: a path and then some, as the reference's line buffer.
 const MAX_LINE: usize = halite_rsync::flist::MAXPATHLEN + 1024;
@@ -34,9 +47,12 @@ const MAX_LINE: usize = halite_rsync::flist::MAXPATHLEN + 1024;
 pub fn init(log_file: Option<&Path>) -> io::Result<()> {
     prime_timezone();
     if let Some(path) = log_file {
-        *lock() = Some(open(path)?);
+        // Opened once now so a bad path fails the start-up, then per line.
+        open(path)?;
+        *lock() = Some(LogFile { path: path.to_path_buf(), open: None });
     }
     tracing_subscriber::fmt()
+        .with_ansi(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -56,20 +72,33 @@ pub fn use_module_log(path: Option<&Path>, global: Option<&Path>) {
         return;
     }
     match open(path) {
-        Ok(file) => *lock() = Some(file),
+        Ok(file) => *lock() = Some(LogFile { path: path.to_path_buf(), open: Some(file) }),
         Err(e) => tracing::error!("cannot open the module's log file {}: {e}", path.display()),
     }
 }
 
+/// In a connection's process, just after the fork: the log file opened afresh (a
+/// rotated log is followed) and kept for the connection.
+pub fn open_for_connection() {
+    let mut guard = lock();
+    if let Some(log) = guard.as_mut() {
+        log.open = open(&log.path).ok();
+    }
+}
+
 fn open(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .append(true)
         .create(true)
+        .mode(0o644)
+        // Root writes it: never through a link someone else put there.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| io::Error::new(e.kind(), format!("log file {}: {e}", path.display())))
 }
 
-fn lock() -> std::sync::MutexGuard<'static, Option<File>> {
+fn lock() -> std::sync::MutexGuard<'static, Option<LogFile>> {
     LOG_FILE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -89,9 +118,10 @@ pub fn timestring(t: i64) -> String {
     if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
         return "(time out of range)".to_string();
     }
+    // A client's mtime can be anything: the year is widened before the addition.
     format!(
         "{:04}/{:02}/{:02} {:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
+        i64::from(tm.tm_year) + 1900,
         tm.tm_mon + 1,
         tm.tm_mday,
         tm.tm_hour,
@@ -146,22 +176,13 @@ impl<'a> MakeWriter<'a> for Target {
 
 impl Write for LineWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut line = &buf[..buf.len().min(MAX_LINE)];
-        let cut = line.len() < buf.len();
+        let line = safe_line(buf);
         let mut guard = lock();
         match guard.as_mut() {
-            Some(file) => {
-                // One write per line: O_APPEND keeps each whole against other processes.
-                if cut {
-                    line = &line[..line.len() - 1];
-                    let mut whole = line.to_vec();
-                    whole.push(b'\n');
-                    file.write_all(&whole)?;
-                } else {
-                    file.write_all(line)?;
-                }
-            }
-            None => io::stderr().write_all(buf)?,
+            // One write per line: O_APPEND keeps each whole against other processes.
+            Some(LogFile { open: Some(file), .. }) => file.write_all(&line)?,
+            Some(LogFile { path, open: None }) => open(path)?.write_all(&line)?,
+            None => io::stderr().write_all(&line)?,
         }
         Ok(buf.len())
     }
@@ -169,6 +190,26 @@ impl Write for LineWriter {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// One formatted line made safe to write: control characters (tab aside) written `\#ooo`
+/// as the reference's log does, cut at [`MAX_LINE`], one newline at the end. (Names in
+/// transfer lines come already escaped, a literal `\#` included, by `logformat::shown`.)
+fn safe_line(buf: &[u8]) -> Vec<u8> {
+    let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+    let mut out = Vec::with_capacity(body.len().min(MAX_LINE) + 1);
+    for &b in body {
+        if out.len() >= MAX_LINE {
+            break;
+        }
+        if (b < 0x20 && b != b'\t') || b == 0x7f {
+            out.extend_from_slice(format!("\\#{b:03o}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    out.push(b'\n');
+    out
 }
 
 /// One connection's `transfer logging`: who is on the other end, and the module's
@@ -186,6 +227,8 @@ pub struct TransferLog {
     module_path: String,
     user: String,
     sender: bool,
+    /// `%C` is left blank, the width of the transfer's checksum in hex.
+    checksum_hex_width: usize,
 }
 
 /// What a transfer logs about one file, beside the entry itself.
@@ -209,6 +252,7 @@ impl TransferLog {
         module: &crate::module::ModuleView,
         user: Option<&str>,
         sender: bool,
+        checksum_len: usize,
     ) -> Option<TransferLog> {
         let format = format?.clone();
         let deletions = if format.has('o') || format.has('i') {
@@ -226,6 +270,7 @@ impl TransferLog {
             module_path: module.config.path.display().to_string(),
             user: user.unwrap_or("").to_string(),
             sender,
+            checksum_hex_width: checksum_len * 2,
         })
     }
 
@@ -251,7 +296,7 @@ impl TransferLog {
             data_bytes: logged.data_bytes,
             checksum_bytes: logged.checksum_bytes,
             checksum_hex: None,
-            checksum_hex_width: 0,
+            checksum_hex_width: self.checksum_hex_width,
             iflags: logged.iflags,
             sender: self.sender,
         }

@@ -82,7 +82,7 @@ fn main() -> Result<()> {
         };
         children = children.saturating_sub(reap());
         if children >= MAX_CHILDREN {
-            tracing::warn!(%peer, "{MAX_CHILDREN} connections already: refused");
+            tracing::warn!("{MAX_CHILDREN} connections already: {peer} refused");
             let mut s = stream;
             let _ = std::io::Write::write_all(&mut s, b"@ERROR: max connections reached -- try again later\n");
             continue;
@@ -92,6 +92,7 @@ fn main() -> Result<()> {
         match unsafe { libc::fork() } {
             0 => {
                 drop(listener);
+                halite_rsyncd::log::open_for_connection();
                 let code = session::serve(stream, peer.ip(), &served);
                 std::process::exit(code);
             }

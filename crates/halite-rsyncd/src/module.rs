@@ -87,20 +87,34 @@ impl ModuleView {
     /// The passwords the secrets file allows for `user`, when an `auth users` rule lets
     /// the user in (its own line, and the line of the group whose rule matched).
     pub fn passwords_for(&self, user: &str) -> Vec<Vec<u8>> {
-        let Some(secrets_path) = self.config.secrets_file.as_ref() else {
-            return Vec::new();
-        };
+        self.secrets_of(user).unwrap_or_default()
+    }
+
+    /// The passwords for `user`, or why there are none, in the words the reference's
+    /// log uses after "auth failed on module … for USER: ".
+    pub fn secrets_of(&self, user: &str) -> Result<Vec<Vec<u8>>, &'static str> {
         let Some(auth) = config::authorise_user(&self.config.auth_users, user) else {
-            return Vec::new();
+            return Err("no matching rule");
         };
         if auth.access == config::AuthAccess::Deny {
-            return Vec::new();
+            return Err("denied by rule");
         }
+        let Some(secrets_path) = self.config.secrets_file.as_ref() else {
+            return Err("no secrets file");
+        };
         match crate::secrets::Secrets::load(secrets_path, self.config.strict_modes) {
-            Ok(s) => s.candidates(user, auth.group.as_deref()).into_iter().map(<[u8]>::to_vec).collect(),
+            Ok(s) => {
+                let found: Vec<Vec<u8>> =
+                    s.candidates(user, auth.group.as_deref()).into_iter().map(<[u8]>::to_vec).collect();
+                if found.is_empty() {
+                    Err("secret not found")
+                } else {
+                    Ok(found)
+                }
+            }
             Err(e) => {
-                tracing::error!(module = self.name, "secrets file: {e}");
-                Vec::new()
+                tracing::error!("module {}: secrets file: {e}", self.name);
+                Err("ignoring secrets file")
             }
         }
     }

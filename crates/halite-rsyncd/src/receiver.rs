@@ -112,7 +112,8 @@ pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
     }
     tracing::info!("receiving file list");
     let (list, sender_io_error) = receive_list(t)?;
-    let total_size = list.iter().filter(|e| e.is_reg() || e.is_link()).map(|e| e.size).sum();
+    // Sizes are the client's word: summed without overflow.
+    let total_size = list.iter().filter(|e| e.is_reg() || e.is_link()).fold(0u64, |sum, e| sum.saturating_add(e.size));
     let mut writer = t.wire.writer()?;
     let shared = Shared {
         tree: &t.tree,

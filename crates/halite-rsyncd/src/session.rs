@@ -130,7 +130,6 @@ impl Transfer<'_> {
     /// Sends a per-file error line the client prints (MSG_ERROR_XFER: the transfer
     /// goes on, and the client ends with code 23, as with the reference).
     pub fn error(&mut self, text: &str) -> Result<(), ConnError> {
-        tracing::warn!("{text}");
         self.wire.message(Msg::ErrorXfer, format!("{text}\n").as_bytes())
     }
 
@@ -278,7 +277,7 @@ pub fn serve(stream: TcpStream, peer: IpAddr, served: &Served<'_>) -> i32 {
         Ok(code) => code,
         // A client gone before its greeting (a port probe) is not worth a line: the
         // reference logs only its connection.
-        Err(e) if !greeted => {
+        Err(e) if !greeted && !matches!(e, ConnError::HandshakeTimeout) => {
             tracing::debug!("before the greeting: {e}");
             RERR_STREAMIO
         }
@@ -350,7 +349,7 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>, greeted
             return refuse(wire, format!("@ERROR: max connections ({n}) reached -- try again later\n"));
         }
         Err(crate::module::SlotError::Lock(e)) => {
-            tracing::error!(module = module.name, "lock file: {e}");
+            tracing::error!("module {}: lock file: {e}", module.name);
             return refuse(wire, "@ERROR: failed to open lock file\n".into());
         }
     };
@@ -367,7 +366,7 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>, greeted
     let tree = match module.enter() {
         Ok(tree) => tree,
         Err(e) => {
-            tracing::error!(module = module.name, "{e}");
+            tracing::error!("module {}: {e}", module.name);
             return refuse(wire, format!("@ERROR: {e}\n"));
         }
     };
@@ -435,8 +434,15 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>, greeted
     let numeric_ids_from_client = options.numeric_ids;
     let compress_level = options.compress_level;
     let protocol = greeting.protocol;
-    let log =
-        crate::log::TransferLog::new(module.transfer_log_format.as_ref(), &host, peer, module, user.as_deref(), sender);
+    let log = crate::log::TransferLog::new(
+        module.transfer_log_format.as_ref(),
+        &host,
+        peer,
+        module,
+        user.as_deref(),
+        sender,
+        sums.file_sum_len(),
+    );
     let result = {
         let mut t = Transfer {
             wire: &mut *wire,
@@ -478,7 +484,6 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>, greeted
 /// Reports a fatal error the way the reference does: the text, then (protocol ≥ 31) an
 /// error-exit message with the code, then reads until the client closes.
 fn fail(wire: &mut Wire, protocol: i32, text: &str, code: i32) -> Result<i32, ConnError> {
-    tracing::warn!("{text}");
     wire.message(Msg::Error, format!("{text}\n").as_bytes())?;
     if protocol >= 31 {
         wire.message(Msg::ErrorExit, &code.to_le_bytes())?;
@@ -527,11 +532,7 @@ fn authenticate(
     };
     let user = handshake::check_response(greeting.auth, &challenge, &response, |u| module.passwords_for(u));
     if user.is_none() {
-        let why = match crate::config::authorise_user(&module.config.auth_users, claimed) {
-            None => "no matching rule",
-            Some(a) if a.access == crate::config::AuthAccess::Deny => "denied by rule",
-            Some(_) => "password mismatch",
-        };
+        let why = module.secrets_of(claimed).err().unwrap_or("password mismatch");
         tracing::warn!("auth failed on module {name} from {host} ({peer}) for {}: {why}", shown(claimed));
     }
     Ok(user)

@@ -19,7 +19,7 @@ fn config(code: &Path, backups: &Path) -> String {
         "lock file = @DIR@/rsyncd.lock\nlog file = @DIR@/rsyncd.log\n\n\
          [code]\n    path = {}\n    read only = yes\n    transfer logging = yes\n    {privileges}\n\
          [backups]\n    path = {}\n    read only = no\n    transfer logging = yes\n    \
-         log format = %i %o %n %f %l %b %B %u %m\n    auth users = backup\n    \
+         log format = %i %o %n %f %l %b %B %u %m\n    auth users = backup, ghost\n    \
          secrets file = @DIR@/secrets\n    strict modes = no\n    {privileges}\n\
          [closed]\n    path = {}\n    hosts allow = 192.0.2.1\n    {privileges}",
         code.display(),
@@ -104,7 +104,7 @@ fn the_log_file_says_what_the_references_says() {
         let dst = dir.join("dst");
         let dst = dst.to_str().unwrap();
         let src = format!("{}/", push_src.display());
-        let runs: [(Vec<String>, Option<&str>); 7] = [
+        let runs: [(Vec<String>, Option<&str>); 9] = [
             (vec!["-a".into(), d.url("code/"), dst.into()], None),
             (vec!["-a".into(), d.url("code/d1"), format!("{dst}/one")], None),
             (
@@ -112,6 +112,9 @@ fn the_log_file_says_what_the_references_says() {
                 Some("s3cret"),
             ),
             (vec!["-a".into(), src.clone(), d.url("backups/").replace("//", "//backup@")], Some("wrong")),
+            // A user the rules allow but the secrets file does not know; one no rule allows.
+            (vec!["-a".into(), src.clone(), d.url("backups/").replace("//", "//ghost@")], Some("x")),
+            (vec!["-a".into(), src.clone(), d.url("backups/").replace("//", "//intruder@")], Some("x")),
             (vec![d.url("")], None),
             (vec![d.url("nosuch/"), dst.into()], None),
             (vec![d.url("closed/"), dst.into()], None),
@@ -124,6 +127,7 @@ fn the_log_file_says_what_the_references_says() {
         logs.push(settled_log(&dir.join("rsyncd.log")));
     }
     let (hal, reference) = (sessions(&logs[0]), sessions(&logs[1]));
+    assert_eq!(hal.len(), 9, "one session per run:\n{}", logs[0]);
     assert_eq!(hal.len(), reference.len(), "sessions:\n{}\n{}", logs[0], logs[1]);
     for (i, (h, r)) in hal.iter().zip(&reference).enumerate() {
         let only_hal: Vec<_> = h.iter().filter(|l| !r.contains(l)).collect();
@@ -177,4 +181,33 @@ fn a_modules_own_log_file_takes_its_connections_lines_after_the_login() {
     assert!(global.contains("rsync allowed access on module code"), "{global}");
     assert!(!global.contains("rsync on code/"), "{global}");
     assert!(module.contains("rsync on code/ from") && module.contains("send localhost"), "{module}");
+}
+
+#[test]
+fn no_client_text_starts_a_line_and_a_rotated_log_is_followed() {
+    if !rsync_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let code = tmp.path().join("code");
+    make_tree(&code, 2, &[]);
+    let d = Daemon::start(Server::Halite, &config(&code, &code), tmp.path());
+    let dst = tmp.path().join("dst");
+    let forged = "\n2026-01-01 00:00:00 [1] FORGED";
+    // A missing path and an unknown option, each carrying a newline: both are reported
+    // to the client and logged.
+    rsync(&["-a", &d.url(&format!("code/nosuch{forged}")), dst.to_str().unwrap()], None);
+    rsync(&["-a", &format!("-M--bogus{forged}"), &d.url("code/"), dst.to_str().unwrap()], None);
+    let log_path = tmp.path().join("rsyncd.log");
+    let log = settled_log(&log_path);
+    assert!(log.contains("nosuch\\#0122026-01-01"), "{log}");
+    assert!(!log.lines().any(|l| l.starts_with("2026-01-01")), "{log}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&log_path).unwrap().permissions().mode() & 0o777, 0o644);
+    // logrotate's move: the next connection writes a new file.
+    std::fs::rename(&log_path, tmp.path().join("rsyncd.log.1")).unwrap();
+    let out = rsync(&["-a", &d.url("code/"), dst.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let fresh = settled_log(&log_path);
+    assert!(fresh.contains("rsync on code/ from"), "{fresh}");
 }
