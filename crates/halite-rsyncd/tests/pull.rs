@@ -258,3 +258,57 @@ fn a_tree_of_thousands_of_directories_arrives_whole_through_incremental_lists() 
     assert!(String::from_utf8_lossy(&out.stdout).contains("Number of regular files transferred: 1"), "{}", text(&out));
     assert_same(&snapshot(&tree, true), &snapshot(&dst, true), "source vs pulled again");
 }
+
+#[test]
+fn a_file_swapped_for_a_symlink_during_pulls_never_serves_what_the_link_points_at() {
+    // CVE-2024-12747: a file replaced by a symlink between the daemon's check and its
+    // open was followed. Here a thread swaps the served file and a symlink to a file
+    // outside the module, as fast as it can, while clients pull.
+    if skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    let outside = tmp.path().join("secret");
+    std::fs::write(&outside, b"SECRET\n").unwrap();
+    for i in 0..20 {
+        std::fs::write(tree.join(format!("f{i}")), b"inside\n").unwrap();
+    }
+    let d = Daemon::start(Server::Halite, &config(&tree, ""), tmp.path());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (tree, outside, stop) = (tree.clone(), outside.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for i in 0..20 {
+                    let name = tree.join(format!("f{i}"));
+                    let spare = tree.join(format!(".spare{i}"));
+                    if swaps % 2 == 0 {
+                        let _ = std::os::unix::fs::symlink(&outside, &spare);
+                    } else {
+                        let _ = std::fs::write(&spare, b"inside\n");
+                    }
+                    let _ = std::fs::rename(&spare, &name);
+                }
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let mut served = 0;
+    for round in 0..20 {
+        let dst = tmp.path().join(format!("dst{round}"));
+        // Plain -r: a symlink met at listing time is skipped, a file is copied.
+        rsync(&["-r", "--exclude=.spare*", &d.url("code/"), dst.to_str().unwrap()], None);
+        for entry in std::fs::read_dir(&dst).into_iter().flatten().flatten() {
+            let data = std::fs::read(entry.path()).unwrap_or_default();
+            assert!(!data.starts_with(b"SECRET"), "{} carried the outside file", entry.path().display());
+            served += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 10 && served > 0, "the race ran: {swaps} swaps, {served} files served");
+}
