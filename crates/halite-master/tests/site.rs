@@ -4,7 +4,8 @@
 //! its pillar and highstate through halite and dry-runs it: no render errors, no failed
 //! state, every `salt://` source served. The salt VM's DNS files (dns.yaml and the zones),
 //! rendered by Salt's own Jinja from the context its highstate gives them, are served by
-//! halite-dns with the VMs of an address book.
+//! halite-dns with the VMs of an address book; its rsyncd.conf and secrets file, rendered
+//! the same way, are served by halite-rsyncd to the stock rsync client.
 
 mod common;
 
@@ -146,6 +147,7 @@ fn every_role_renders_and_dry_runs_at_both_levels() {
     for id in ["salt", "salt.staging.wpdn"] {
         the_dns_the_states_write_serves_the_vms(id, &highstates[id]);
     }
+    the_rsync_daemon_the_states_write_serves_the_shares(&highstates["salt"]);
 
     // The dry run: every state checks out (changes pending are fine: nothing is installed).
     let dry = salt(&master, &["*", "state.apply", "test=True", "--out", "json", "-t", "600"]);
@@ -252,4 +254,103 @@ fn the_dns_the_states_write_serves_the_vms(id: &str, highstate: &Value) {
     assert_eq!(dns.dig(&format!("masterdb.{zone}"), "A"), masterdb, "{id}");
     assert_eq!(dns.dig(&format!("salt.{zone}"), "NS"), "", "{id}: salt is an address, not a delegation");
     assert!(dns.dig(reverse_zone, "SOA").starts_with(&format!("salt.{zone}. ")), "{id}");
+}
+
+/// The salt VM's rsync shares, from what its states install: `/etc/halite/rsyncd.conf`
+/// and the secrets file rendered through Salt, moved to a directory of the test's and
+/// loopback. With the stock client and the pillar's passwords, a VM pulls `code` as
+/// `deploy` and pushes then pulls back `backups` as `backup`; `code` refuses a push and a
+/// wrong password is refused.
+fn the_rsync_daemon_the_states_write_serves_the_shares(highstate: &Value) {
+    let installed = std::process::Command::new("rsync").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !installed {
+        eprintln!("rsync is not installed: the shares are not served (tests/install-rsync.sh installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let states = highstate.as_object().expect("a highstate");
+    let (source, context) = managed(&states["/etc/halite/rsyncd.conf"]);
+    let mut config = render_with_salt(source, context, dir.path());
+    let secrets_path = context["secrets_file"].as_str().expect("the secrets file");
+    let (secrets_source, secrets_context) = managed(&states[secrets_path]);
+    let secrets = render_with_salt(secrets_source, secrets_context, dir.path());
+    let password =
+        |user: &str| secrets_context["passwords"][user].as_str().unwrap_or_else(|| panic!("no {user}")).to_owned();
+    let local_secrets = dir.path().join("rsyncd.secrets");
+    std::fs::write(&local_secrets, secrets).expect("write the secrets");
+    std::fs::set_permissions(&local_secrets, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    // The shares' trees and the daemon's files go to the test's directory; the internal
+    // network's address and rule to loopback.
+    let address = context["address"].as_str().expect("an address");
+    let allow = context["allow"].as_str().expect("a hosts allow");
+    config = config
+        .replace(&format!("address = {address}"), "address = 127.0.0.1")
+        .replace(&format!("hosts allow = {allow}"), "hosts allow = 127.0.0.1")
+        .replace(secrets_path, &local_secrets.display().to_string());
+    for (name, share) in context["shares"].as_object().expect("shares") {
+        let path = share["path"].as_str().expect("a share path");
+        let local = dir.path().join(name);
+        std::fs::create_dir_all(&local).expect("mkdir share");
+        config = config.replace(&format!("path = {path}"), &format!("path = {}", local.display()));
+    }
+    config.insert_str(0, &format!("lock file = {}/rsyncd.lock\n", dir.path().display()));
+    // As root each connection runs as its share's uid: the writable share is its own.
+    let backups = dir.path().join("backups");
+    let uid = |name: &str| {
+        let out = std::process::Command::new("id").args(["-u", name]).output().expect("id");
+        String::from_utf8_lossy(&out.stdout).trim().parse::<u32>().ok()
+    };
+    let backup_user = context["shares"]["backups"]["uid"].as_str().expect("the backups uid");
+    if let Some(u) = uid(backup_user) {
+        let _ = std::os::unix::fs::chown(&backups, Some(u), None);
+    }
+    std::fs::write(dir.path().join("code/deploy.txt"), "deployed\n").expect("seed code");
+    let config_path = dir.path().join("rsyncd.conf");
+    std::fs::write(&config_path, &config).expect("write rsyncd.conf");
+    let port = common::free_port();
+    let log = std::fs::File::create(dir.path().join("rsyncd.log")).expect("log");
+    let mut daemon = std::process::Command::new(common::workspace_bin("halite-rsyncd"))
+        .arg("--config")
+        .arg(&config_path)
+        .args(["--port", &port.to_string()])
+        .stderr(log)
+        .spawn()
+        .expect("start halite-rsyncd");
+    let listening = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    assert!(wait_until(std::time::Duration::from_secs(10), listening), "halite-rsyncd did not listen:\n{config}");
+    let client = |user: &str, password: &str, args: &[String]| {
+        std::process::Command::new("rsync")
+            .args(args)
+            .env("RSYNC_PASSWORD", password)
+            .env("USER", user)
+            .output()
+            .expect("run rsync")
+    };
+    let url = |user: &str, share: &str| format!("rsync://{user}@127.0.0.1:{port}/{share}/");
+    let text = |o: &std::process::Output| {
+        format!("{:?}\n{}{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    let pulled = dir.path().join("pulled");
+    let out =
+        client("deploy", &password("deploy"), &["-a".into(), url("deploy", "code"), pulled.display().to_string()]);
+    let daemon_log = || std::fs::read_to_string(dir.path().join("rsyncd.log")).unwrap_or_default();
+    assert!(out.status.success(), "pull code: {}\n{config}\n{}", text(&out), daemon_log());
+    assert_eq!(std::fs::read_to_string(pulled.join("deploy.txt")).expect("pulled"), "deployed\n");
+    let vm = dir.path().join("vm-backup");
+    std::fs::create_dir_all(vm.join("etc")).expect("mkdir");
+    std::fs::write(vm.join("etc/hosts"), "127.0.0.1 localhost\n").expect("seed backup");
+    let backup = password("backup");
+    let out = client("backup", &backup, &["-a".into(), format!("{}/", vm.display()), url("backup", "backups")]);
+    assert!(out.status.success(), "push backups: {}\n{}", text(&out), daemon_log());
+    let restored = dir.path().join("restored");
+    let out = client("backup", &backup, &["-a".into(), url("backup", "backups"), restored.display().to_string()]);
+    assert!(out.status.success(), "pull backups: {}", text(&out));
+    assert_eq!(std::fs::read_to_string(restored.join("etc/hosts")).expect("restored"), "127.0.0.1 localhost\n");
+    let out =
+        client("deploy", &password("deploy"), &["-a".into(), format!("{}/", vm.display()), url("deploy", "code")]);
+    assert!(!out.status.success() && text(&out).contains("read only"), "push to code: {}", text(&out));
+    let out = client("backup", "wrong", &["-a".into(), url("backup", "backups"), restored.display().to_string()]);
+    assert_eq!(out.status.code(), Some(5), "a wrong password: {}", text(&out));
+    let _ = daemon.kill();
+    let _ = daemon.wait();
 }
