@@ -285,7 +285,7 @@ fn a_file_swapped_for_a_symlink_during_pulls_never_serves_what_the_link_points_a
                 for i in 0..20 {
                     let name = tree.join(format!("f{i}"));
                     let spare = tree.join(format!(".spare{i}"));
-                    if swaps % 2 == 0 {
+                    if swaps.is_multiple_of(2) {
                         let _ = std::os::unix::fs::symlink(&outside, &spare);
                     } else {
                         let _ = std::fs::write(&spare, b"inside\n");
