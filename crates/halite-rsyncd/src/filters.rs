@@ -39,8 +39,12 @@ impl Filters {
             exclude_from: exclude_from.as_deref(),
             exclude: c.exclude.as_deref().map(str::as_bytes),
         };
-        let daemon =
-            FilterList::daemon(&params, opts, &mut |_| None).map_err(|e| format!("the module's filter rules: {e}"))?;
+        // The module's rules are the module's: parsed as the reference parses them before
+        // it reads the client's options, so --delete-excluded cannot make them
+        // sender-only (on a push that would switch them off).
+        let daemon_opts = ParseOptions { delete_excluded: false, ..opts };
+        let daemon = FilterList::daemon(&params, daemon_opts, &mut |_| None)
+            .map_err(|e| format!("the module's filter rules: {e}"))?;
         let mut client = FilterList::from_wire(client_rules, opts).map_err(|e| format!("filter rules: {e}"))?;
         if options.cvs_exclude {
             client.add_cvs_exclude(sender).map_err(|e| format!("--cvs-exclude: {e}"))?;

@@ -290,6 +290,19 @@ fn walk(
     while let Some((dir_rel, prefix)) = stack.pop() {
         let dir = match t.tree.open_dir(&dir_rel) {
             Ok(d) => d,
+            // Gone since it was listed (with incremental recursion a directory is read
+            // when its list comes due): vanished, a warning, as the reference says it,
+            // so the client's --delete goes on.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                stats.io_error |= 2;
+                let text = format!(
+                    "directory has vanished: \"{}\" (in {})\n",
+                    String::from_utf8_lossy(&dir_rel),
+                    t.module_name
+                );
+                t.wire.message(Msg::Warning, text.as_bytes())?;
+                continue;
+            }
             Err(e) => {
                 stats.io_error |= 1;
                 t.error(&format!(

@@ -572,7 +572,9 @@ fn setup_protocol(wire: &mut Wire, protocol: i32, options: &ServerOptions) -> Re
     // Incremental recursion for recursive pulls, as the reference offers it; not for
     // pushes (the receiver takes the whole list first) nor with -H (hard links are then
     // matched across lists by global index, which halite-rsyncd does not do).
-    let incremental = options.sender && options.recursive && !options.hard_links;
+    // Nor with several source arguments: two of them may hold a directory of the same
+    // name, which the reference expands as one list; halite-rsyncd sends the whole list.
+    let incremental = options.sender && options.recursive && !options.hard_links && options.paths.len() <= 1;
     let compat = negotiate::server_compat(protocol, &options.client_info, incremental);
     if protocol >= 30 {
         let mut out = Vec::new();

@@ -212,6 +212,10 @@ fn names_the_module_excludes_are_refused_like_the_reference() {
     };
     assert_eq!(refusals(&h), refusals(&r), "halite: {}\nreference: {}", text(&h), text(&r));
     assert!(pair.module("hal").join("ok.txt").exists());
+    // --delete-excluded is the client's: it cannot switch the module's rules off.
+    let (h, _) = pair.both(&["-a", "--no-inc-recursive", "--delete", "--delete-excluded", &s, "URL"], None);
+    assert_eq!(h.status.code(), Some(23), "{}", text(&h));
+    assert!(!pair.module("hal").join("id.key").exists() && !pair.module("hal").join("secret").exists());
 }
 
 #[test]
