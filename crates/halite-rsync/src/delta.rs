@@ -555,12 +555,40 @@ impl Matcher {
     /// to `emit`.
     pub fn feed(&mut self, data: &[u8], mut emit: impl FnMut(Token<'_>)) {
         self.file_sum.update(data);
+        if !self.active {
+            self.feed_literal(data, &mut emit);
+            return;
+        }
         // A piece at a time, so a caller's huge slice does not become a huge buffer.
         for piece in data.chunks(CHUNK_SIZE) {
             self.buf.extend_from_slice(piece);
             self.scan(&mut emit);
             self.compact();
         }
+    }
+
+    /// With nothing to match, the input goes out as it comes, in runs of CHUNK_SIZE as
+    /// the reference cuts them; only a run's unfinished end is copied, to be completed
+    /// by the next piece. (Copying everything through the window buffer cost as much as
+    /// reading the file.)
+    fn feed_literal<F: FnMut(Token<'_>)>(&mut self, mut data: &[u8], emit: &mut F) {
+        if !self.buf.is_empty() {
+            let take = (CHUNK_SIZE - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() < CHUNK_SIZE {
+                return;
+            }
+            emit(Token::Literal(&self.buf));
+            self.literal_bytes += CHUNK_SIZE as u64;
+            self.buf.clear();
+        }
+        let mut runs = data.chunks_exact(CHUNK_SIZE);
+        for run in &mut runs {
+            emit(Token::Literal(run));
+            self.literal_bytes += CHUNK_SIZE as u64;
+        }
+        self.buf.extend_from_slice(runs.remainder());
     }
 
     /// Ends the file: emits what is left and returns the file's transfer checksum, which
@@ -1004,6 +1032,33 @@ mod tests {
         });
         assert_eq!(got, a);
         assert_eq!((fin.literal_bytes, fin.matched_bytes), (300, 0));
+    }
+
+    #[test]
+    fn whole_files_go_out_in_full_runs_however_they_are_fed() {
+        let mut rng = Rng(5);
+        let data = rng.bytes(CHUNK_SIZE * 5 + 1234);
+        let h = BlockChecksum::new(Strong::Md5, 1, true);
+        for piece in [1usize, 1000, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 17, data.len()] {
+            let mut m = Matcher::whole_file(h);
+            let mut runs: Vec<Vec<u8>> = Vec::new();
+            let mut keep = |t: Token<'_>| match t {
+                Token::Literal(d) => runs.push(d.to_vec()),
+                Token::Block { .. } => panic!("block without a basis"),
+            };
+            for p in data.chunks(piece) {
+                m.feed(p, &mut keep);
+            }
+            let fin = m.finish(&mut keep);
+            assert_eq!(runs.concat(), data, "piece {piece}");
+            let (last, full) = runs.split_last().unwrap();
+            assert!(full.iter().all(|r| r.len() == CHUNK_SIZE), "piece {piece}");
+            assert_eq!(last.len(), 1234, "piece {piece}");
+            assert_eq!(fin.literal_bytes, data.len() as u64);
+            let mut whole = FileSum::transfer(Strong::Md5, 1);
+            whole.update(&data);
+            assert_eq!(fin.file_sum.as_bytes(), whole.finish().as_bytes());
+        }
     }
 
     #[test]

@@ -52,7 +52,10 @@ pub struct List<T> {
 
 #[derive(Debug)]
 struct DirNode<T> {
-    entry: T,
+    /// The directory's entry, kept from its listing until the client has finished the
+    /// list of its contents (whose gap index names it); then only the links stay, so a
+    /// transfer of millions of directories holds a few words for each.
+    entry: Option<T>,
     parent: Option<usize>,
     first_child: Option<usize>,
     next_sibling: Option<usize>,
@@ -136,7 +139,7 @@ impl<T: Clone> SendLists<T> {
                 return Err(ListsError::TooManyDirs(self.max_dirs));
             }
             let n = self.dirs.len();
-            self.dirs.push(DirNode { entry: e.clone(), parent, first_child: None, next_sibling: None });
+            self.dirs.push(DirNode { entry: Some(e.clone()), parent, first_child: None, next_sibling: None });
             if k == Kind::Dot {
                 continue;
             }
@@ -180,7 +183,8 @@ impl<T: Clone> SendLists<T> {
         if self.eof {
             return None;
         }
-        self.cursor.map(|d| (d, &self.dirs[d].entry))
+        let d = self.cursor?;
+        Some((d, self.dirs[d].entry.as_ref()?))
     }
 
     /// Whether lists remain to be sent.
@@ -204,6 +208,9 @@ impl<T: Clone> SendLists<T> {
     pub fn finish_first(&mut self) -> bool {
         if let Some(l) = self.lists.pop_front() {
             self.live -= weight(&l.entries);
+            if let Some(d) = l.parent {
+                self.dirs[d].entry = None;
+            }
         }
         !self.lists.is_empty()
     }
@@ -225,7 +232,12 @@ impl<T: Clone> SendLists<T> {
         if ndx >= list.start {
             return list.entries.get((ndx - list.start) as usize);
         }
-        list.parent.map(|d| &self.dirs[d].entry)
+        list.parent.and_then(|d| self.dirs[d].entry.as_ref())
+    }
+
+    #[cfg(test)]
+    fn dir_entries_held(&self) -> usize {
+        self.dirs.iter().filter(|d| d.entry.is_some()).count()
     }
 
     /// The range of indexes the lists held cover, for an error message.
@@ -300,8 +312,11 @@ mod tests {
         assert!(l.finish_first());
         assert_eq!(l.get(2), None, "a finished list's indexes mean nothing any more");
         assert_eq!(l.get(5), Some(&"a/x"));
+        assert_eq!(l.get(4), Some(&"a/"));
         assert_eq!(l.ahead(), 0);
+        assert_eq!(l.dir_entries_held(), 1, "\".\" went with the first list");
         assert!(!l.finish_first());
+        assert_eq!(l.dir_entries_held(), 0, "a finished directory keeps only its links");
     }
 
     #[test]

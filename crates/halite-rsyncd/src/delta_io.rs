@@ -12,17 +12,14 @@ use std::io::Read;
 /// The compressions offered to `-z`, in the reference's order of preference.
 pub const COMPRESSIONS: &[&str] = &["zstd", "lz4", "zlibx", "zlib", "none"];
 
-/// Output is handed to the socket in pieces of about this size.
-const SEND_PIECE: usize = 64 * 1024;
-
 pub fn send_delta(t: &mut Transfer<'_>, sums: BlockSums, file: &mut dyn Read) -> Result<(u64, u64), Fatal> {
-    let mut out = Vec::with_capacity(SEND_PIECE * 2);
-    sums.head().write(&mut out);
+    sums.head().write(t.wire.out_buffer());
     let hasher = BlockChecksum::new(t.sums.strong, t.sums.seed, t.sums.proper_seed_order);
     let mut matcher = Matcher::new(sums, hasher);
-    let mut buf = vec![0u8; 256 * 1024];
+    t.read_buffer();
+    let buf = &mut t.read_buf;
     loop {
-        let n = match file.read(&mut buf) {
+        let n = match file.read(buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -33,18 +30,18 @@ pub fn send_delta(t: &mut Transfer<'_>, sums: BlockSums, file: &mut dyn Read) ->
                 break;
             }
         };
+        // Tokens are encoded straight into the connection's output buffer.
         let encoder = &mut t.encoder;
-        matcher.feed(&buf[..n], |tok| emit(encoder.as_mut(), &mut out, tok));
-        if out.len() >= SEND_PIECE {
-            t.wire.send(&out)?;
-            out.clear();
-        }
+        let out = t.wire.out_buffer();
+        matcher.feed(&buf[..n], |tok| emit(encoder.as_mut(), out, tok));
+        t.wire.flush_if_full()?;
     }
     let encoder = &mut t.encoder;
-    let done = matcher.finish(|tok| emit(encoder.as_mut(), &mut out, tok));
-    t.encoder.end(&mut out);
+    let out = t.wire.out_buffer();
+    let done = matcher.finish(|tok| emit(encoder.as_mut(), out, tok));
+    t.encoder.end(out);
     out.extend_from_slice(done.file_sum.as_bytes());
-    t.wire.send(&out)?;
+    t.wire.flush_if_full()?;
     Ok((done.literal_bytes, done.matched_bytes))
 }
 

@@ -4,13 +4,16 @@
 //! setup. Matching itself is halite-rsync's `filter` module.
 
 use crate::module::ModuleView;
-use halite_rsync::filter::{self, DaemonFilterParams, FilterList, ParseOptions, Query, Side};
+use halite_rsync::filter::{self, DaemonFilterParams, FilterError, FilterList, ParseOptions, Query, Side};
 use halite_rsync::options::ServerOptions;
 
 pub struct Filters {
     daemon: FilterList,
     client: FilterList,
     side: Side,
+    /// The depths (components below the transfer root) of the directories whose
+    /// per-directory merge files are in force, outermost first.
+    entered: Vec<usize>,
 }
 
 impl Filters {
@@ -49,13 +52,63 @@ impl Filters {
         if options.cvs_exclude {
             client.add_cvs_exclude(sender).map_err(|e| format!("--cvs-exclude: {e}"))?;
         }
-        Ok(Filters { daemon, client, side: if sender { Side::Sender } else { Side::Receiver } })
+        Ok(Filters { daemon, client, side: if sender { Side::Sender } else { Side::Receiver }, entered: Vec::new() })
     }
 
-    /// Sets the transfer root (relative to the module) the names are relative to.
+    /// Sets the transfer root (relative to the module) the names are relative to. The
+    /// per-directory rules of another root no longer apply.
     pub fn set_root(&mut self, root: &[u8]) {
+        if self.client.root() != root {
+            self.leave_dirs();
+        }
         self.daemon.set_root(root);
         self.client.set_root(root);
+    }
+
+    /// Makes `dir` (relative to the transfer root, "" for the root) the directory whose
+    /// entries are tested next, for the client's per-directory merge files (`dir-merge`,
+    /// `-F`): the rules of directories at its depth or deeper are dropped, and its own
+    /// merge files read through `read` (a module-relative path; None when absent), as the
+    /// reference's change_local_filter_dir does. Directories must come depth first, each
+    /// after its parent, as the sender lists them.
+    ///
+    /// A merge file the module's own rules hide is never read: the client names the
+    /// merge file, and what it excludes would tell it what the file says.
+    pub fn change_dir(
+        &mut self,
+        dir: &[u8],
+        read: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
+    ) -> Result<(), FilterError> {
+        if !self.client.has_dir_merge() {
+            return Ok(());
+        }
+        let depth = depth_of(dir);
+        while self.entered.last().is_some_and(|&d| d >= depth) {
+            self.entered.pop();
+            self.client.leave_dir();
+        }
+        let (daemon, side) = (&self.daemon, self.side);
+        let mut confined = |path: &[u8]| if daemon.hides_path(path, false, side) { None } else { read(path) };
+        self.client.enter_dir(dir, &mut confined)?;
+        self.entered.push(depth);
+        Ok(())
+    }
+
+    /// Drops the per-directory rules of directories deeper than `dir` (after a subtree
+    /// below it was walked out of order, as a deletion does).
+    pub fn back_to(&mut self, dir: &[u8]) {
+        let depth = depth_of(dir);
+        while self.entered.last().is_some_and(|&d| d > depth) {
+            self.entered.pop();
+            self.client.leave_dir();
+        }
+    }
+
+    /// Drops every directory's per-directory rules.
+    pub fn leave_dirs(&mut self) {
+        while self.entered.pop().is_some() {
+            self.client.leave_dir();
+        }
     }
 
     /// Whether the rules leave `name` out of what the daemon sends.
@@ -69,10 +122,20 @@ impl Filters {
     }
 
     /// Whether `--delete` must leave `name` alone (a protect rule, or an exclude
-    /// without --delete-excluded).
-    pub fn protected(&self, name: &[u8], is_dir: bool) -> bool {
+    /// without --delete-excluded). Inside a directory being deleted, rules marked
+    /// perishable (`p`) protect nothing, so they cannot keep the directory alive.
+    pub fn protected(&self, name: &[u8], is_dir: bool, inside_deleted_dir: bool) -> bool {
         let mut q = Query::new(name, is_dir, Side::Receiver);
-        q.ignore_perishable = true;
+        q.ignore_perishable = inside_deleted_dir;
         filter::is_excluded(&self.daemon, &self.client, &q)
+    }
+}
+
+/// How many components `dir` (relative to the transfer root) lies below it.
+fn depth_of(dir: &[u8]) -> usize {
+    if dir.is_empty() {
+        0
+    } else {
+        dir.iter().filter(|&&b| b == b'/').count() + 1
     }
 }

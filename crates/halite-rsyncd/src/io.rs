@@ -14,6 +14,9 @@ use thiserror::Error;
 
 /// Output is written to the socket once this much is buffered.
 const OUT_FLUSH: usize = 64 * 1024;
+
+/// A multiplexed frame's header: the message code and a 24-bit length.
+const FRAME_HEADER: usize = 4;
 /// The most a single read asks for.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -84,7 +87,8 @@ impl Wire {
     /// Bytes this side has produced so far, sent or still buffered (the transfer log's
     /// per-file counts).
     pub fn produced(&self) -> u64 {
-        self.bytes_written + self.out.len() as u64
+        let header = if self.mux_out && !self.out.is_empty() { FRAME_HEADER } else { 0 };
+        self.bytes_written + (self.out.len() - header) as u64
     }
 
     /// Bytes of the client's stream this side has taken so far.
@@ -325,7 +329,23 @@ impl Wire {
 
     /// Appends protocol bytes to the output.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
-        self.out.extend_from_slice(bytes);
+        self.out_buffer().extend_from_slice(bytes);
+        self.flush_if_full()
+    }
+
+    /// The output buffer, for an encoder to write protocol bytes straight into (then
+    /// [`Wire::flush_if_full`]). When output is multiplexed it starts with room for the
+    /// frame header, filled in by flush: the data is written as it lies, not copied
+    /// again into a framed buffer.
+    pub fn out_buffer(&mut self) -> &mut Vec<u8> {
+        if self.out.is_empty() && self.mux_out {
+            self.out.extend_from_slice(&[0; FRAME_HEADER]);
+        }
+        &mut self.out
+    }
+
+    /// Writes the output buffer out once it holds enough to be worth a frame.
+    pub fn flush_if_full(&mut self) -> Result<(), ConnError> {
         if self.out.len() >= OUT_FLUSH {
             self.flush()?;
         }
@@ -348,14 +368,21 @@ impl Wire {
     }
 
     pub fn flush(&mut self) -> Result<(), ConnError> {
-        if self.out.is_empty() {
+        if self.out.is_empty() || (self.mux_out && self.out.len() == FRAME_HEADER) {
+            self.out.clear();
             return Ok(());
         }
-        let out = std::mem::take(&mut self.out);
+        let mut out = std::mem::take(&mut self.out);
         if self.mux_out {
-            let mut framed = Vec::with_capacity(out.len() + 16);
-            mux::put_frames(&mut framed, Msg::Data, &out);
-            self.write_all(&framed)?;
+            let len = out.len() - FRAME_HEADER;
+            if len <= mux::MAX_FRAME {
+                out[..FRAME_HEADER].copy_from_slice(&mux::header(Msg::Data, len));
+                self.write_all(&out)?;
+            } else {
+                let mut framed = Vec::with_capacity(len + len / mux::MAX_FRAME * FRAME_HEADER + FRAME_HEADER);
+                mux::put_frames(&mut framed, Msg::Data, &out[FRAME_HEADER..]);
+                self.write_all(&framed)?;
+            }
         } else {
             self.write_all(&out)?;
         }

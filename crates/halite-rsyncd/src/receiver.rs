@@ -10,13 +10,19 @@
 //! therefore always the old one or the new one, never torn. The generator owns the
 //! socket's writing half; the receiver tells it what it needs sent (phase ends, files to
 //! redo, messages for the client) over a channel.
+//!
+//! `--delete` follows the reference's delete_in_dir and delete_item: the client's
+//! per-directory merge files (`-F`, `dir-merge`) in the destination count, and an
+//! extraneous directory is emptied entry by entry under the filters (perishable rules
+//! ignored there), so a protected file keeps its directories ("cannot delete non-empty
+//! directory").
 
 use crate::io::{ConnError, Wire};
 use crate::session::{Fatal, SumChoice, Transfer};
 use crate::tree::{split_parent, stat_at, Stat, Tree};
 use halite_rsync::checksum::{BlockChecksum, FileSum};
 use halite_rsync::delta::{BlockSummer, SumHead};
-use halite_rsync::flist::{self, FileEntry, ListItem, ListReader, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use halite_rsync::flist::{self, FileEntry, ListItem, ListReader, S_IFDIR, S_IFLNK, S_IFMT};
 use halite_rsync::mux::Msg;
 use halite_rsync::options::ServerOptions;
 use halite_rsync::token::{Decode, Decoded};
@@ -139,7 +145,7 @@ pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
                 let _ = tx2.send(Event::Failed(e));
             }
         });
-        let result = generate(shared, &t.filters, &mut writer, &rx);
+        let result = generate(shared, &mut t.filters, &mut writer, &rx);
         if result.is_err() {
             // The receiver may be blocked reading: closing our half ends its read.
             writer.abort();
@@ -186,7 +192,7 @@ fn send(w: &mut Wire, bytes: &[u8]) -> Result<(), Fatal> {
 /// for, forwarding the receiver's requests on the way.
 fn generate(
     s: &Shared<'_>,
-    filters: &crate::filters::Filters,
+    filters: &mut crate::filters::Filters,
     w: &mut Wire,
     rx: &Receiver<Event>,
 ) -> Result<(), Fatal> {
@@ -601,8 +607,6 @@ fn link_to(s: &Shared<'_>, existing: &[u8], new: &[u8]) -> std::io::Result<()> {
     rename_at(&ndir, &tmp, nb)
 }
 
-/// Removes what is in `dir_rel` but not in the list (`--delete`), unless a filter
-/// protects it.
 /// The names the list holds in each directory ("" is the top).
 fn children_by_dir(list: &[FileEntry]) -> HashMap<&[u8], HashSet<&[u8]>> {
     let mut children: HashMap<&[u8], HashSet<&[u8]>> = HashMap::new();
@@ -619,51 +623,117 @@ fn under_any(dirs: &HashSet<Vec<u8>>, rel: &[u8]) -> bool {
     !dirs.is_empty() && rel.iter().enumerate().any(|(i, &b)| b == b'/' && dirs.contains(&rel[..i]))
 }
 
+/// Removes what is in `dir_rel` but not in the list (`--delete`), unless a filter
+/// protects it; the client's per-directory merge files in `dir_rel` count, as the
+/// reference's delete_in_dir reads them.
 fn delete_extraneous(
     s: &Shared<'_>,
-    filters: &crate::filters::Filters,
+    filters: &mut crate::filters::Filters,
     w: &mut Wire,
     dir_rel: &[u8],
     listed: Option<&HashSet<&[u8]>>,
     stats: &mut DelStats,
 ) -> Result<(), Fatal> {
+    crate::session::enter_filter_dir(filters, s.tree, dir_rel)?;
     let Ok(dir) = s.tree.open_dir(dir_rel) else { return Ok(()) };
     let Ok(names) = crate::tree::read_dir_fd(&dir) else { return Ok(()) };
-    for name in names {
-        if listed.is_some_and(|l| l.contains(name.as_slice())) {
-            continue;
-        }
+    let extra = names.into_iter().filter(|name| !listed.is_some_and(|l| l.contains(name.as_slice())));
+    for (name, mode) in in_delete_order(&dir, extra) {
         let rel = if dir_rel.is_empty() { name.clone() } else { [dir_rel, b"/", &name].concat() };
-        let Ok(st) = stat_at(&dir, &name) else { continue };
-        if filters.protected(&rel, st.is_dir()) {
+        if filters.protected(&rel, mode & S_IFMT == S_IFDIR, false) {
             continue;
         }
-        let mut gone: Vec<(Vec<u8>, u32)> = Vec::new();
-        let result = remove_reporting(s.tree, &rel, st.mode, &mut |name, mode| gone.push((name.to_vec(), mode)));
-        for (name, mode) in &gone {
-            let is_dir = mode & S_IFMT == S_IFDIR;
-            match mode & S_IFMT {
-                S_IFDIR => stats.dirs += 1,
-                S_IFLNK => stats.links += 1,
-                _ => stats.files += 1,
-            }
-            if s.protocol >= 29 {
-                let mut shown = name.clone();
-                if is_dir {
-                    shown.push(b'/');
-                }
-                w.message(Msg::Deleted, &shown)?;
-            }
-            if let Some(log) = s.log {
-                log.deleted(name, *mode);
-            }
+        delete_item(s, filters, w, rel, mode, stats)?;
+        filters.back_to(dir_rel);
+    }
+    Ok(())
+}
+
+/// The entries of `dir` named, with their modes, in the order the reference deletes
+/// them: its sorted order (files before directories, a directory's name compared with
+/// its slash), last first. Entries gone meanwhile are left out.
+fn in_delete_order(dir: &OwnedFd, names: impl Iterator<Item = Vec<u8>>) -> Vec<(Vec<u8>, u32)> {
+    let mut entries: Vec<(Vec<u8>, u32)> =
+        names.filter_map(|name| stat_at(dir, &name).ok().map(|st| (name, st.mode))).collect();
+    let key = |(name, mode): &(Vec<u8>, u32)| {
+        let is_dir = mode & S_IFMT == S_IFDIR;
+        let mut k = name.clone();
+        if is_dir {
+            k.push(b'/');
         }
-        match result {
-            Ok(()) => {}
+        (is_dir, k)
+    };
+    entries.sort_by_cached_key(key);
+    entries.reverse();
+    entries
+}
+
+/// Deletes an extraneous entry as the reference's delete_item does: a directory's
+/// contents first, each judged by the filters (with the per-directory merge files
+/// found on the way, and perishable rules ignored), so that what a rule protects stays,
+/// and the directories above it with "cannot delete non-empty directory". Depth first
+/// with a heap stack: a hostile tree's depth cannot exhaust the thread's stack.
+fn delete_item(
+    s: &Shared<'_>,
+    filters: &mut crate::filters::Filters,
+    w: &mut Wire,
+    rel: Vec<u8>,
+    mode: u32,
+    stats: &mut DelStats,
+) -> Result<(), Fatal> {
+    enum Step {
+        Visit(Vec<u8>, u32),
+        RemoveDir(Vec<u8>, u32),
+    }
+    let mut steps = vec![Step::Visit(rel, mode)];
+    while let Some(step) = steps.pop() {
+        let (path, mode) = match step {
+            Step::Visit(path, mode) if mode & S_IFMT == S_IFDIR => {
+                crate::session::enter_filter_dir(filters, s.tree, &path)?;
+                let contents = s.tree.open_dir(&path).and_then(|fd| Ok((crate::tree::read_dir_fd(&fd)?, fd)));
+                steps.push(Step::RemoveDir(path.clone(), mode));
+                // Unreadable: its rmdir below reports why.
+                let Ok((names, fd)) = contents else { continue };
+                // Pushed first-first, so they come off the stack last first.
+                for (name, mode) in in_delete_order(&fd, names.into_iter()).into_iter().rev() {
+                    let child = [&path[..], b"/", &name].concat();
+                    if !filters.protected(&child, mode & S_IFMT == S_IFDIR, true) {
+                        steps.push(Step::Visit(child, mode));
+                    }
+                }
+                continue;
+            }
+            Step::Visit(path, mode) | Step::RemoveDir(path, mode) => (path, mode),
+        };
+        let is_dir = mode & S_IFMT == S_IFDIR;
+        let (parent, base) = split_parent(&path);
+        match s.tree.open_dir(parent).and_then(|pdir| unlink_at(&pdir, base, is_dir)) {
+            Ok(()) => {
+                match mode & S_IFMT {
+                    S_IFDIR => stats.dirs += 1,
+                    S_IFLNK => stats.links += 1,
+                    _ => stats.files += 1,
+                }
+                if s.protocol >= 29 {
+                    let mut shown = path.clone();
+                    if is_dir {
+                        shown.push(b'/');
+                    }
+                    w.message(Msg::Deleted, &shown)?;
+                }
+                if let Some(log) = s.log {
+                    log.deleted(&path, mode);
+                }
+            }
+            Err(e) if is_dir && e.raw_os_error() == Some(libc::ENOTEMPTY) => {
+                let text = format!("cannot delete non-empty directory: {}\n", String::from_utf8_lossy(&path));
+                w.message(Msg::Info, text.as_bytes())?;
+            }
             Err(e) => {
                 let text = format!(
-                    "rsync: [generator] delete_file: unlink({}) failed: {}\n",
-                    String::from_utf8_lossy(&rel),
+                    "rsync: [generator] delete_file: {}({}) failed: {}\n",
+                    if is_dir { "rmdir" } else { "unlink" },
+                    String::from_utf8_lossy(&path),
                     crate::sender::os_error(&e)
                 );
                 w.message(Msg::Error, text.as_bytes())?;
@@ -673,50 +743,34 @@ fn delete_extraneous(
     Ok(())
 }
 
-/// Removes a file, link or (recursively, without following links) a directory.
+/// Removes a file, link or (recursively, without following links) a directory: what
+/// stands where the list puts something else. Depth first without recursion:
+/// directories are emptied, then removed deepest first, so a hostile tree's depth costs
+/// heap, not stack.
 fn remove_at(tree: &Tree, rel: &[u8], is_dir: bool) -> std::io::Result<()> {
-    remove_reporting(tree, rel, if is_dir { S_IFDIR } else { S_IFREG }, &mut |_, _| {})
-}
-
-/// [`remove_at`] of an entry of mode `top_mode`, telling `removed` each name removed (a
-/// directory after its contents) with its mode.
-fn remove_reporting(
-    tree: &Tree,
-    rel: &[u8],
-    top_mode: u32,
-    removed: &mut dyn FnMut(&[u8], u32),
-) -> std::io::Result<()> {
-    let is_dir = top_mode & S_IFMT == S_IFDIR;
     let (parent, base) = split_parent(rel);
     let pdir = tree.open_dir(parent)?;
     if is_dir {
-        // Depth first without recursion: directories are emptied, then removed deepest
-        // first, so a hostile tree's depth costs heap, not stack.
-        let mut stack = vec![(rel.to_vec(), top_mode)];
+        let mut stack = vec![rel.to_vec()];
         let mut dirs = Vec::new();
-        while let Some((d, mode)) = stack.pop() {
+        while let Some(d) = stack.pop() {
             let fd = tree.open_dir(&d)?;
             for name in crate::tree::read_dir_fd(&fd)? {
                 let st = stat_at(&fd, &name)?;
-                let child = [&d[..], b"/", &name].concat();
                 if st.is_dir() {
-                    stack.push((child, st.mode));
+                    stack.push([&d[..], b"/", &name].concat());
                 } else {
                     unlink_at(&fd, &name, false)?;
-                    removed(&child, st.mode);
                 }
             }
-            dirs.push((d, mode));
+            dirs.push(d);
         }
-        for (d, mode) in dirs.iter().rev().filter(|(d, _)| d.as_slice() != rel) {
+        for d in dirs.iter().rev().filter(|d| d.as_slice() != rel) {
             let (p, b) = split_parent(d);
             unlink_at(&tree.open_dir(p)?, b, true)?;
-            removed(d, *mode);
         }
     }
-    unlink_at(&pdir, base, is_dir)?;
-    removed(rel, top_mode);
-    Ok(())
+    unlink_at(&pdir, base, is_dir)
 }
 
 fn unlink_at(dir: &OwnedFd, name: &[u8], is_dir: bool) -> std::io::Result<()> {

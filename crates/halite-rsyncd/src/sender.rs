@@ -11,6 +11,10 @@
 //! of their own while files are already moving: kept about a thousand entries ahead of
 //! the client, more while it is quiet, and dropped as it finishes them
 //! (`halite_rsync::inclists` numbers them and orders the walk).
+//!
+//! Each directory is entered for the client's per-directory merge files (`-F`,
+//! `dir-merge`) before its entries are judged: the files are read in the module, never
+//! through a symlink, and never when the module's own rules hide them.
 
 use crate::log::Logged;
 use crate::session::{Fatal, Transfer};
@@ -288,6 +292,7 @@ fn walk(
 ) -> Result<(), Fatal> {
     let mut stack: Vec<(Vec<u8>, Vec<u8>)> = vec![(dir_rel.to_vec(), prefix.to_vec())];
     while let Some((dir_rel, prefix)) = stack.pop() {
+        t.change_filter_dir(&prefix)?;
         let dir = match t.tree.open_dir(&dir_rel) {
             Ok(d) => d,
             // Gone since it was listed (with incremental recursion a directory is read
@@ -295,12 +300,11 @@ fn walk(
             // so the client's --delete goes on.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 stats.io_error |= 2;
-                let text = format!(
-                    "directory has vanished: \"{}\" (in {})\n",
+                t.warning(&format!(
+                    "directory has vanished: \"{}\" (in {})",
                     String::from_utf8_lossy(&dir_rel),
                     t.module_name
-                );
-                t.wire.message(Msg::Warning, text.as_bytes())?;
+                ))?;
                 continue;
             }
             Err(e) => {
@@ -608,13 +612,24 @@ fn send_files(t: &mut Transfer<'_>, lists: &mut Lists, stats: &mut SendStats) ->
         let mut f = match t.tree.open_file(path) {
             Ok(f) => f,
             Err(e) => {
-                stats.io_error |= if e.kind() == std::io::ErrorKind::NotFound { 2 } else { 1 };
-                t.error(&format!(
-                    "rsync: [sender] send_files failed to open \"{}\" (in {}): {}",
-                    String::from_utf8_lossy(&file.name),
-                    t.module_name,
-                    os_error(&e)
-                ))?;
+                // Deleted since it was listed: a warning and exit code 24, as the
+                // reference has it, so a pull of a live tree is not called failed.
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    stats.io_error |= 2;
+                    t.warning(&format!(
+                        "file has vanished: \"{}\" (in {})",
+                        String::from_utf8_lossy(path),
+                        t.module_name
+                    ))?;
+                } else {
+                    stats.io_error |= 1;
+                    t.error(&format!(
+                        "rsync: [sender] send_files failed to open \"{}\" (in {}): {}",
+                        String::from_utf8_lossy(path),
+                        t.module_name,
+                        os_error(&e)
+                    ))?;
+                }
                 t.wire.message(Msg::NoSend, &req.ndx.to_le_bytes())?;
                 continue;
             }

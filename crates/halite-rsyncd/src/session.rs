@@ -29,6 +29,9 @@ pub const RERR_UNSUPPORTED: i32 = 4;
 pub const RERR_FILEIO: i32 = 11;
 pub const RERR_STREAMIO: i32 = 12;
 
+/// The most of a file read at once: the reference's largest map window.
+pub const READ_PIECE: usize = 256 * 1024;
+
 /// The longest each handshake phase may take, however steadily the client sends: from
 /// the connection to the module line, then through the login, then the argument list
 /// (the reference's DAEMON_HANDSHAKE_TIMEOUT). A module's shorter `timeout` shortens the
@@ -101,6 +104,23 @@ pub struct Transfer<'a> {
     /// `transfer logging`: one line per file, in the module's `log format`.
     pub log: Option<crate::log::TransferLog>,
     pub id_names: crate::ids::NameCache,
+    /// The sender's read buffer, one per connection: allocated (and zeroed) per file it
+    /// cost more CPU than reading the file on a tree of small files.
+    pub read_buf: Vec<u8>,
+}
+
+/// [`Transfer::change_filter_dir`] for a caller holding the filters and tree apart.
+pub fn enter_filter_dir(filters: &mut crate::filters::Filters, tree: &Tree, dir: &[u8]) -> Result<(), Fatal> {
+    let mut read = |path: &[u8]| {
+        let f = tree.open_file(path).ok()?;
+        let mut contents = Vec::new();
+        f.take(halite_rsync::filter::MAX_MERGE_FILE_BYTES as u64 + 1).read_to_end(&mut contents).ok()?;
+        Some(contents)
+    };
+    filters.change_dir(dir, &mut read).map_err(|e| Fatal::Client {
+        text: format!("rsync: per-directory merge file in \"{}\": {e}", String::from_utf8_lossy(dir)),
+        code: RERR_SYNTAX,
+    })
 }
 
 /// What a finished transfer logs: bytes on the wire each way, and the size of the files
@@ -131,6 +151,12 @@ impl Transfer<'_> {
     /// goes on, and the client ends with code 23, as with the reference).
     pub fn error(&mut self, text: &str) -> Result<(), ConnError> {
         self.wire.message(Msg::ErrorXfer, format!("{text}\n").as_bytes())
+    }
+
+    /// Sends a warning line the client prints (MSG_WARNING: the transfer goes on, and
+    /// what it means for the exit code is in the io_error bits sent with it).
+    pub fn warning(&mut self, text: &str) -> Result<(), ConnError> {
+        self.wire.message(Msg::Warning, format!("{text}\n").as_bytes())
     }
 
     /// Sends an informational line the client prints (MSG_INFO).
@@ -175,19 +201,35 @@ impl Transfer<'_> {
     }
 
     /// The whole-file checksum --checksum puts in the file list.
-    pub fn file_checksum(&self, dir: &std::os::fd::OwnedFd, name: &[u8]) -> std::io::Result<Vec<u8>> {
+    pub fn file_checksum(&mut self, dir: &std::os::fd::OwnedFd, name: &[u8]) -> std::io::Result<Vec<u8>> {
         let fd = crate::tree::open_at(dir, name)?;
         let mut f = std::fs::File::from(fd);
         let mut sum = checksum::FileSum::unseeded(self.sums.strong);
-        let mut buf = vec![0u8; 256 * 1024];
+        let buf = self.read_buffer();
         loop {
-            let n = f.read(&mut buf)?;
+            let n = f.read(buf)?;
             if n == 0 {
                 break;
             }
             sum.update(&buf[..n]);
         }
         Ok(sum.finish().as_bytes().to_vec())
+    }
+
+    /// The connection's read buffer for file data.
+    pub fn read_buffer(&mut self) -> &mut Vec<u8> {
+        if self.read_buf.len() < READ_PIECE {
+            self.read_buf = vec![0u8; READ_PIECE];
+        }
+        &mut self.read_buf
+    }
+
+    /// Makes `dir` (relative to the transfer root) the directory whose entries the
+    /// client's per-directory merge files judge next; the files are read beneath the
+    /// module root, never through a symlink, at most one byte over the size a merge
+    /// file may have (so a huge one is refused without being read whole).
+    pub fn change_filter_dir(&mut self, dir: &[u8]) -> Result<(), Fatal> {
+        enter_filter_dir(&mut self.filters, &self.tree, dir)
     }
 
     /// How this connection's file list is encoded, from the options and compat flags
@@ -463,6 +505,7 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>, greeted
             compression: compression.clone(),
             log,
             id_names: Default::default(),
+            read_buf: Vec::new(),
         };
         if sender {
             crate::sender::run(&mut t)

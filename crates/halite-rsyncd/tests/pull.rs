@@ -54,13 +54,7 @@ fn the_same_pulls_from_the_reference_give_the_same_trees_and_output() {
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
     make_tree(&tree, 40, &[70_000]);
-    let hal_dir = tmp.path().join("hal");
-    let ref_dir = tmp.path().join("ref");
-    std::fs::create_dir_all(&hal_dir).unwrap();
-    std::fs::create_dir_all(&ref_dir).unwrap();
     let conf = config(&tree, "");
-    let hal = Daemon::start(Server::Halite, &conf, &hal_dir);
-    let reference = Daemon::start(Server::Reference, &conf, &ref_dir);
     let cases: &[&[&str]] = &[
         &["-a"],
         &["-av"],
@@ -87,9 +81,74 @@ fn the_same_pulls_from_the_reference_give_the_same_trees_and_output() {
         // Two roots holding directories of the same names (sub0..sub2).
         &["-av", "code/d0/", "code/d1/"],
     ];
+    pulls_match_the_reference(tmp.path(), &conf, cases);
+}
+
+#[test]
+fn per_directory_merge_files_filter_pulls_as_with_the_reference() {
+    if skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    let files: &[(&str, &str)] = &[
+        (".rsync-filter", "- *.log\n- /top-only\n"),
+        ("top-only", "x"),
+        ("keep.txt", "x"),
+        ("a.log", "x"),
+        // A deeper file's rules come before the inherited ones.
+        ("d1/.rsync-filter", "+ keep.log\n- *.tmp\n"),
+        ("d1/keep.log", "x"),
+        ("d1/x.log", "x"),
+        ("d1/y.tmp", "x"),
+        ("d1/top-only", "anchored at the top: stays"),
+        ("d1/sub/z.tmp", "x"),
+        ("d1/sub/w.log", "x"),
+        ("d1/sub/keep.log", "x"),
+        // A merge file without inheritance (dir-merge,n-): d2's rules stop at d2.
+        ("d2/.excl", "*.dat\n"),
+        ("d2/a.dat", "x"),
+        ("d2/sub/b.dat", "x"),
+        // A merge file the module hides is not read: nothing it names is excluded.
+        ("d3/secret-rules", "- keep.txt\n- *\n"),
+        ("d3/keep.txt", "x"),
+        ("d3/deep/er/.rsync-filter", "- *\n"),
+        ("d3/deep/er/gone", "x"),
+        ("d3/deep/kept", "x"),
+    ];
+    for (name, body) in files {
+        let path = tree.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, body).unwrap();
+    }
+    let conf = config(&tree, "exclude = secret-rules\n");
+    let cases: &[&[&str]] = &[
+        &["-a", "-F"],
+        &["-a", "-FF"],
+        &["-a", "-F", "--no-inc-recursive"],
+        &["-a", "-F", "--protocol=30"],
+        &["-a", "--filter=dir-merge,n- .excl"],
+        &["-a", "--filter=dir-merge secret-rules"],
+        &["-a", "-F", "--filter=dir-merge,n- .excl", "--delete"],
+        &["-av", "-F", "code/d1"],
+        &["-av", "-F", "code/d3/"],
+    ];
+    pulls_match_the_reference(tmp.path(), &conf, cases);
+}
+
+/// Runs each case (client options, and module paths starting "code/"; the module's top
+/// when none) against halite-rsyncd and the reference on `conf`: exit codes, trees and
+/// the names the client prints must be the same.
+fn pulls_match_the_reference(work: &Path, conf: &str, cases: &[&[&str]]) {
+    let hal_dir = work.join("hal");
+    let ref_dir = work.join("ref");
+    std::fs::create_dir_all(&hal_dir).unwrap();
+    std::fs::create_dir_all(&ref_dir).unwrap();
+    let hal = Daemon::start(Server::Halite, conf, &hal_dir);
+    let reference = Daemon::start(Server::Reference, conf, &ref_dir);
     for (i, case) in cases.iter().enumerate() {
         let run = |d: &Daemon, side: &str| {
-            let dst = tmp.path().join(format!("{side}-{i}"));
+            let dst = work.join(format!("{side}-{i}"));
             let (paths, options): (Vec<&str>, Vec<&str>) = case.iter().partition(|a| a.starts_with("code/"));
             let mut args: Vec<String> = options.iter().map(|a| a.to_string()).collect();
             if paths.is_empty() {
@@ -224,6 +283,55 @@ fn errors_end_with_the_references_exit_codes() {
             text(&r),
             hal.log()
         );
+    }
+}
+
+#[test]
+fn a_file_deleted_after_the_listing_is_a_vanished_warning_and_exit_24_as_with_the_reference() {
+    if skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    // The first file is larger than loopback's socket buffers and the client reads it
+    // slowly, so the daemon is still sending it well after the client has the list.
+    let big: Vec<u8> = (0..12u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let conf = config(&tree, "");
+    for server in [Server::Halite, Server::Reference] {
+        std::fs::write(tree.join("a-big"), &big).unwrap();
+        std::fs::write(tree.join("z-gone"), b"listed, then deleted\n").unwrap();
+        let run_dir = tmp.path().join(format!("{server:?}"));
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let d = Daemon::start(server, &conf, &run_dir);
+        let dst = run_dir.join("dst");
+        let client = std::process::Command::new("rsync")
+            .args(["-a", "--bwlimit=6000", &d.url("code/"), dst.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The big file's temporary copy shows the list has arrived.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !std::fs::read_dir(&dst)
+            .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with(".a-big.")))
+            .unwrap_or(false)
+        {
+            assert!(std::time::Instant::now() < deadline, "{server:?}: the transfer did not start");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::fs::remove_file(tree.join("z-gone")).unwrap();
+        let out = client.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(24), "{server:?}: {}\n{}", text(&out), d.log());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // (A chrooted reference names it "/z-gone": its path from the chroot's top.)
+        let named = match server {
+            Server::Halite => stderr.contains("file has vanished: \"z-gone\" (in code)"),
+            Server::Reference => stderr.contains("file has vanished: \"") && stderr.contains("z-gone\" (in code)"),
+        };
+        assert!(named, "{server:?}: {}", text(&out));
+        assert_eq!(std::fs::read(dst.join("a-big")).unwrap(), big, "{server:?}");
+        assert!(!dst.join("z-gone").exists(), "{server:?}");
     }
 }
 

@@ -157,6 +157,70 @@ fn pushes_with_deltas_and_delete_leave_the_same_module_as_the_reference() {
 }
 
 #[test]
+fn deletions_keep_what_the_filters_protect_as_with_the_reference() {
+    if skip() {
+        return;
+    }
+    let pair = Pair::new("", |m| {
+        for (name, body) in [
+            // Protected at the top: an exclude, a perishable exclude (perishable only
+            // inside a directory being deleted), and a rule of the module's own
+            // per-directory merge file.
+            ("keep.log", "x"),
+            ("junk.tmp", "x"),
+            ("precious", "x"),
+            (".rsync-filter", "P precious\n"),
+            ("stale.txt", "x"),
+            // Extraneous directories: one kept alive by an excluded file inside, one by
+            // its own merge file's rule, one whose perishable file does not keep it.
+            ("old-dir/a.txt", "x"),
+            ("old-dir/b.log", "x"),
+            ("old-dir/sub/c.txt", "x"),
+            ("old-dir2/.rsync-filter", "- *.keep\n"),
+            ("old-dir2/x.keep", "x"),
+            ("old-dir2/y", "x"),
+            ("old-dir3/only.tmp", "x"),
+            // A listed directory whose own merge file protects an extraneous name.
+            ("d/stale-in-d", "x"),
+            ("d/other", "x"),
+            ("d/.rsync-filter", "P stale-in-d\n"),
+        ] {
+            let path = m.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        }
+    });
+    let src = pair.root.join("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("new.txt"), b"new\n").unwrap();
+    std::fs::write(src.join("d/f.txt"), b"f\n").unwrap();
+    let s = format!("{}/", src.display());
+    let (h, r) = pair.both(
+        &["-rv", "-F", "--delete", "--exclude=*.log", "--filter=-p *.tmp", "--no-inc-recursive", &s, "URL"],
+        None,
+    );
+    // The deletions in the reference's order; the names the client sends meanwhile
+    // interleave with them as the two sides' timing has it.
+    let deletions = |o| -> Vec<String> {
+        names(o).into_iter().filter(|l| l.starts_with("deleting ") || l.starts_with("cannot delete")).collect()
+    };
+    assert_eq!(deletions(&h), deletions(&r), "\nhalite: {}\nreference: {}", text(&h), text(&r));
+    let sorted = |o| {
+        let mut v = names(o);
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&h), sorted(&r));
+    let m = pair.module("hal");
+    for kept in ["keep.log", "junk.tmp", "precious", "old-dir/b.log", "old-dir2/x.keep", "d/stale-in-d"] {
+        assert!(m.join(kept).exists(), "{kept} was deleted");
+    }
+    for gone in ["stale.txt", "old-dir/a.txt", "old-dir/sub", "old-dir3", "d/other", "old-dir2/y"] {
+        assert!(!m.join(gone).exists(), "{gone} was kept");
+    }
+}
+
+#[test]
 fn protocol_30_and_checksum_pushes_match_the_reference() {
     if skip() {
         return;
