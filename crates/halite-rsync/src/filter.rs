@@ -42,6 +42,9 @@ pub const MAX_DIR_MERGES: usize = 64;
 pub const MAX_MERGE_FILE_BYTES: usize = 1 << 20;
 /// Rules live at once in a list, per-directory ones included: each is tried per name.
 pub const MAX_LIVE_RULES: usize = 100_000;
+/// Bytes of per-directory merge files in force at once (those of a directory and its
+/// ancestors): with the count above, what bounds a connection's rules in memory.
+pub const MAX_LIVE_MERGE_BYTES: usize = 4 << 20;
 /// Directories entered at once (the reference's MAXPATHLEN/2 depth table).
 pub const MAX_DIR_DEPTH: usize = MAXPATHLEN / 2;
 
@@ -146,6 +149,8 @@ pub enum FilterError {
     MergeFileMissing,
     #[error("merge file larger than {MAX_MERGE_FILE_BYTES} bytes")]
     MergeFileTooLarge,
+    #[error("per-directory merge files in force add up to more than {MAX_LIVE_MERGE_BYTES} bytes")]
+    MergeFilesTooLarge,
     #[error("more than {MAX_DIR_MERGES} per-directory merge files")]
     TooManyDirMerges,
     #[error("more than {MAX_LIVE_RULES} filter rules")]
@@ -334,6 +339,8 @@ type Chain = Vec<Rc<Vec<Entry>>>;
 struct Frame {
     slots_len: usize,
     saved: Vec<(Chain, bool, bool)>,
+    /// `merged_bytes` before the directory was entered.
+    merged_bytes: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -385,6 +392,8 @@ pub struct FilterList {
     cvs_ready: bool,
     root: Vec<u8>,
     frames: Vec<Frame>,
+    /// Bytes of the per-directory merge files read for the directories entered.
+    merged_bytes: usize,
     opts: ParseOptions,
     dir_merge_seen: bool,
 }
@@ -404,6 +413,7 @@ impl FilterList {
             cvs_ready: false,
             root: Vec::new(),
             frames: Vec::new(),
+            merged_bytes: 0,
             opts,
             dir_merge_seen: false,
         }
@@ -585,8 +595,20 @@ impl FilterList {
         }
         let cur = clean_path(&join(&self.root, dir));
         let saved = self.slots.iter().map(|s| (s.chain.clone(), s.active, s.needs_setup)).collect();
-        self.frames.push(Frame { slots_len: self.slots.len(), saved });
-        let res = self.read_dir_merges(&cur, read);
+        self.frames.push(Frame { slots_len: self.slots.len(), saved, merged_bytes: self.merged_bytes });
+        let mut read_bytes = 0usize;
+        let mut counting = |path: &[u8]| {
+            let contents = read(path)?;
+            read_bytes = read_bytes.saturating_add(contents.len());
+            Some(contents)
+        };
+        let res = self.read_dir_merges(&cur, &mut counting).and_then(|()| {
+            self.merged_bytes = self.merged_bytes.saturating_add(read_bytes);
+            if self.merged_bytes > MAX_LIVE_MERGE_BYTES {
+                return Err(FilterError::MergeFilesTooLarge);
+            }
+            Ok(())
+        });
         if res.is_err() {
             self.restore_frame(true);
         }
@@ -606,6 +628,7 @@ impl FilterList {
 
     fn restore_frame(&mut self, undo_setup: bool) {
         let Some(frame) = self.frames.pop() else { return };
+        self.merged_bytes = frame.merged_bytes;
         self.slots.truncate(frame.slots_len);
         for (slot, (chain, active, needs_setup)) in self.slots.iter_mut().zip(frame.saved) {
             slot.chain = chain;
@@ -1713,6 +1736,23 @@ mod tests {
         let files: HashMap<&str, &str> = [(".m", ". .m\n")].into_iter().collect();
         let mut l = list(&[": .m"]);
         assert_eq!(l.enter_dir(b"", &mut reader(&files)), Err(FilterError::MergeTooDeep));
+        // Large merge files down a chain of directories stop at the byte budget, and
+        // leaving a directory gives its bytes back.
+        let big = "- ".to_string() + &"x".repeat(1000) + "\n";
+        let big = big.repeat((MAX_MERGE_FILE_BYTES - 1) / big.len());
+        let dirs = ["", "a", "a/b", "a/b/c", "a/b/c/d", "a/b/c/d/e"];
+        let paths: Vec<String> =
+            dirs.iter().map(|d| if d.is_empty() { ".m".into() } else { format!("{d}/.m") }).collect();
+        let files: HashMap<&str, &str> = paths.iter().map(|p| (p.as_str(), big.as_str())).collect();
+        let mut l = list(&[": .m"]);
+        let fits = MAX_LIVE_MERGE_BYTES / big.len();
+        for d in &dirs[..fits] {
+            l.enter_dir(d.as_bytes(), &mut reader(&files)).unwrap();
+        }
+        assert_eq!(l.enter_dir(dirs[fits].as_bytes(), &mut reader(&files)), Err(FilterError::MergeFilesTooLarge));
+        assert_eq!(l.depth(), fits, "the refused directory was not entered");
+        l.leave_dir();
+        l.enter_dir(dirs[fits - 1].as_bytes(), &mut reader(&files)).unwrap();
         // Garbage never panics.
         let junk: &[&[u8]] =
             &[b"", b"\0", b"-\0x", b"- \xff\xfe", b":", b": ", b"-C\0", b"+,", b",", b"!!", b"- [", b": ../../../x"];

@@ -54,8 +54,9 @@ pub struct List<T> {
 struct DirNode<T> {
     /// The directory's entry, kept from its listing until the client has finished the
     /// list of its contents (whose gap index names it); then only the links stay, so a
-    /// transfer of millions of directories holds a few words for each.
-    entry: Option<T>,
+    /// transfer of millions of directories holds a few words for each (boxed, so the
+    /// node does not keep an entry's size once the entry is gone).
+    entry: Option<Box<T>>,
     parent: Option<usize>,
     first_child: Option<usize>,
     next_sibling: Option<usize>,
@@ -139,7 +140,7 @@ impl<T: Clone> SendLists<T> {
                 return Err(ListsError::TooManyDirs(self.max_dirs));
             }
             let n = self.dirs.len();
-            self.dirs.push(DirNode { entry: Some(e.clone()), parent, first_child: None, next_sibling: None });
+            self.dirs.push(DirNode { entry: Some(Box::new(e.clone())), parent, first_child: None, next_sibling: None });
             if k == Kind::Dot {
                 continue;
             }
@@ -184,7 +185,7 @@ impl<T: Clone> SendLists<T> {
             return None;
         }
         let d = self.cursor?;
-        Some((d, self.dirs[d].entry.as_ref()?))
+        Some((d, self.dirs[d].entry.as_deref()?))
     }
 
     /// Whether lists remain to be sent.
@@ -232,7 +233,7 @@ impl<T: Clone> SendLists<T> {
         if ndx >= list.start {
             return list.entries.get((ndx - list.start) as usize);
         }
-        list.parent.and_then(|d| self.dirs[d].entry.as_ref())
+        list.parent.and_then(|d| self.dirs[d].entry.as_deref())
     }
 
     #[cfg(test)]

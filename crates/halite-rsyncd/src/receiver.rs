@@ -685,6 +685,7 @@ fn delete_item(
         Visit(Vec<u8>, u32),
         RemoveDir(Vec<u8>, u32),
     }
+    let top = rel.clone();
     let mut steps = vec![Step::Visit(rel, mode)];
     while let Some(step) = steps.pop() {
         let (path, mode) = match step {
@@ -727,8 +728,14 @@ fn delete_item(
             }
             Err(e) if is_dir && e.raw_os_error() == Some(libc::ENOTEMPTY) => {
                 let text = format!("cannot delete non-empty directory: {}\n", String::from_utf8_lossy(&path));
-                w.message(Msg::Info, text.as_bytes())?;
+                // The reference says it once for the directory it was asked to delete,
+                // twice for one below it (once emptying it, once failing its rmdir).
+                for _ in 0..if path == top { 1 } else { 2 } {
+                    w.message(Msg::Info, text.as_bytes())?;
+                }
             }
+            // Gone meanwhile: what was wanted, and not a deletion of ours to report.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 let text = format!(
                     "rsync: [generator] delete_file: {}({}) failed: {}\n",
@@ -736,7 +743,7 @@ fn delete_item(
                     String::from_utf8_lossy(&path),
                     crate::sender::os_error(&e)
                 );
-                w.message(Msg::Error, text.as_bytes())?;
+                w.message(Msg::ErrorXfer, text.as_bytes())?;
             }
         }
     }

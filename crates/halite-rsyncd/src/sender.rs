@@ -220,6 +220,8 @@ fn build_list(t: &mut Transfer<'_>, stats: &mut SendStats, incremental: bool) ->
     let recursive = t.options.recursive;
     let walk_down = recursive && !incremental;
     for (rel, contents) in requested(t) {
+        // The per-directory rules of the last argument's walk do not judge this one.
+        t.filters.leave_dirs();
         // A name the module's own rules exclude does not exist for the client, even
         // when asked for directly (or through a directory of it).
         let looked_up = t.tree.lstat(&rel).and_then(|st| {

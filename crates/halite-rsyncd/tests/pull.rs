@@ -96,6 +96,7 @@ fn per_directory_merge_files_filter_pulls_as_with_the_reference() {
         ("top-only", "x"),
         ("keep.txt", "x"),
         ("a.log", "x"),
+        ("top.tmp", "named after d1, whose rules exclude *.tmp: sent"),
         // A deeper file's rules come before the inherited ones.
         ("d1/.rsync-filter", "+ keep.log\n- *.tmp\n"),
         ("d1/keep.log", "x"),
@@ -132,6 +133,9 @@ fn per_directory_merge_files_filter_pulls_as_with_the_reference() {
         &["-a", "-F", "--filter=dir-merge,n- .excl", "--delete"],
         &["-av", "-F", "code/d1"],
         &["-av", "-F", "code/d3/"],
+        // Each named path is judged without the rules of the one walked before it.
+        &["-rv", "-F", "--no-inc-recursive", "code/d1", "code/top.tmp"],
+        &["-rv", "-F", "code/d1", "code/top.tmp"],
     ];
     pulls_match_the_reference(tmp.path(), &conf, cases);
 }
