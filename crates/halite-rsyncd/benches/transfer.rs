@@ -77,6 +77,7 @@ fn main() {
         for &i in &order {
             let (server, d) = &daemons[i];
             let client_dir = client_side.path().join(format!("{server:?}"));
+            std::fs::create_dir_all(&client_dir).unwrap();
             let dst = client_dir.join("dst");
             let args: Vec<String> = match *name {
                 "full pull" | "no-change pull" => vec!["-a".into(), d.url("tree/"), dst.display().to_string()],
@@ -220,7 +221,9 @@ impl Daemon {
             for pid in children_of(self.child.id()) {
                 peak = peak.max(vm_hwm_kib(pid));
             }
-            if client.try_wait().unwrap().is_some() {
+            if let Some(status) = client.try_wait().unwrap() {
+                // A failed transfer is not a measurement.
+                assert!(status.success(), "rsync {args:?}: {status}");
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));

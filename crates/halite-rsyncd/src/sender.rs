@@ -195,13 +195,24 @@ fn requested(t: &Transfer<'_>) -> Vec<(Vec<u8>, bool)> {
     out
 }
 
-/// One entry of the list and where it is in the module.
+/// One entry of the list and the transfer root it was listed under (what the client
+/// named, where its filter rules are anchored): up to ten thousand of these wait ahead
+/// of the client, so the module path is worked out when needed, not stored.
 #[derive(Clone)]
 pub struct Listed {
     pub entry: FileEntry,
-    pub path: Vec<u8>,
-    /// The transfer root the filter rules are anchored at (what the client named).
     pub root: std::rc::Rc<[u8]>,
+}
+
+impl Listed {
+    /// Where the entry is in the module: its name under its transfer root.
+    pub fn path(&self) -> Vec<u8> {
+        if self.entry.name == b"." {
+            self.root.to_vec()
+        } else {
+            join(&self.root, &self.entry.name)
+        }
+    }
 }
 
 fn kind(l: &Listed) -> inclists::Kind {
@@ -253,7 +264,7 @@ fn build_list(t: &mut Transfer<'_>, stats: &mut SendStats, incremental: bool) ->
         if st.is_dir() && contents {
             let mut top = st.to_entry(b".".to_vec());
             top.top_dir = true;
-            list.push(Listed { entry: top, path: rel.clone(), root: root.clone() });
+            list.push(Listed { entry: top, root: root.clone() });
             if recursive || t.options.dirs {
                 walk(t, &rel, b"", walk_down, &root, &mut list, stats)?;
             }
@@ -263,7 +274,7 @@ fn build_list(t: &mut Transfer<'_>, stats: &mut SendStats, incremental: bool) ->
             let dir = t.tree.open_dir(parent).map_err(Fatal::io("open", parent))?;
             if let Some(e) = entry_for(t, &dir, base, base.to_vec(), stats)? {
                 let is_dir = e.is_dir();
-                list.push(Listed { entry: e, path: rel.clone(), root: root.clone() });
+                list.push(Listed { entry: e, root: root.clone() });
                 if is_dir && walk_down {
                     walk(t, &rel, base, true, &root, &mut list, stats)?;
                 }
@@ -331,11 +342,10 @@ fn walk(
                     "the file list has more than {MAX_ENTRIES} entries; ask for less at a time"
                 )));
             }
-            let path = join(&dir_rel, &name);
             if e.is_dir() && recursive {
-                stack.push((path.clone(), listed));
+                stack.push((join(&dir_rel, &name), listed));
             }
-            list.push(Listed { entry: e, path, root: root.clone() });
+            list.push(Listed { entry: e, root: root.clone() });
         }
     }
     Ok(())
@@ -471,7 +481,7 @@ fn send_extra(t: &mut Transfer<'_>, lists: &mut Lists, at_least: usize, stats: &
         let io_before = stats.io_error;
         let mut entries = Vec::new();
         t.filters.set_root(&dir.root);
-        walk(t, &dir.path, &dir.entry.name, false, &dir.root, &mut entries, stats)?;
+        walk(t, &dir.path(), &dir.entry.name, false, &dir.root, &mut entries, stats)?;
         sort_list(&mut entries);
         let mut out = Vec::new();
         t.ndx_out.write(&mut out, inclists::NDX_FLIST_OFFSET - d as i32);
@@ -590,7 +600,8 @@ fn send_files(t: &mut Transfer<'_>, lists: &mut Lists, stats: &mut SendStats) ->
             let (low, high) = lists.lists.index_range();
             return Err(Fatal::protocol(format!("Invalid file index: {} ({low} - {high}) [sender]", req.ndx)));
         };
-        let Listed { entry: file, path, .. } = listed;
+        let (file, path) = (&listed.entry, listed.path());
+        let path = path.as_slice();
         let (in_before, out_before) = (t.wire.consumed(), t.wire.produced());
         if req.iflags & ITEM_TRANSFER == 0 {
             write_attrs(t, &req)?;
