@@ -596,19 +596,31 @@ impl FilterList {
         let cur = clean_path(&join(&self.root, dir));
         let saved = self.slots.iter().map(|s| (s.chain.clone(), s.active, s.needs_setup)).collect();
         self.frames.push(Frame { slots_len: self.slots.len(), saved, merged_bytes: self.merged_bytes });
-        let mut read_bytes = 0usize;
+        // Counted as the files are read, so that one directory's files (its own, an
+        // ancestor scan's, nested merges) stop being read once over the budget.
+        let mut merged = self.merged_bytes;
+        let mut over = false;
         let mut counting = |path: &[u8]| {
+            if over {
+                return None;
+            }
             let contents = read(path)?;
-            read_bytes = read_bytes.saturating_add(contents.len());
+            merged = merged.saturating_add(contents.len());
+            if merged > MAX_LIVE_MERGE_BYTES {
+                over = true;
+                return None;
+            }
             Some(contents)
         };
-        let res = self.read_dir_merges(&cur, &mut counting).and_then(|()| {
-            self.merged_bytes = self.merged_bytes.saturating_add(read_bytes);
-            if self.merged_bytes > MAX_LIVE_MERGE_BYTES {
-                return Err(FilterError::MergeFilesTooLarge);
+        let res = self.read_dir_merges(&cur, &mut counting);
+        let res = match (res, over) {
+            (_, true) => Err(FilterError::MergeFilesTooLarge),
+            (Ok(()), false) => {
+                self.merged_bytes = merged;
+                Ok(())
             }
-            Ok(())
-        });
+            (Err(e), false) => Err(e),
+        };
         if res.is_err() {
             self.restore_frame(true);
         }
@@ -1753,6 +1765,21 @@ mod tests {
         assert_eq!(l.depth(), fits, "the refused directory was not entered");
         l.leave_dir();
         l.enter_dir(dirs[fits - 1].as_bytes(), &mut reader(&files)).unwrap();
+        // One directory's merge file naming many large files: reading stops at the
+        // budget, not after every file.
+        let names: Vec<String> = (0..20).map(|i| format!("big{i}")).collect();
+        let top: String = names.iter().map(|n| format!(". {n}\n")).collect();
+        let mut files: HashMap<&str, &str> = names.iter().map(|n| (n.as_str(), big.as_str())).collect();
+        files.insert(".m", top.as_str());
+        let mut reads = 0;
+        let mut inner = reader(&files);
+        let mut counted = |p: &[u8]| {
+            reads += 1;
+            inner(p)
+        };
+        let mut l = list(&[": .m"]);
+        assert_eq!(l.enter_dir(b"", &mut counted), Err(FilterError::MergeFilesTooLarge));
+        assert!(reads <= fits + 2, "{reads} files read");
         // Garbage never panics.
         let junk: &[&[u8]] =
             &[b"", b"\0", b"-\0x", b"- \xff\xfe", b":", b": ", b"-C\0", b"+,", b",", b"!!", b"- [", b": ../../../x"];

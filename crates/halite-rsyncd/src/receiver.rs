@@ -683,18 +683,30 @@ fn delete_item(
 ) -> Result<(), Fatal> {
     enum Step {
         Visit(Vec<u8>, u32),
-        RemoveDir(Vec<u8>, u32),
+        /// A directory whose contents were dealt with; whether they could be listed.
+        RemoveDir(Vec<u8>, u32, bool),
     }
     let top = rel.clone();
     let mut steps = vec![Step::Visit(rel, mode)];
     while let Some(step) = steps.pop() {
-        let (path, mode) = match step {
+        let (path, mode, listed) = match step {
             Step::Visit(path, mode) if mode & S_IFMT == S_IFDIR => {
                 crate::session::enter_filter_dir(filters, s.tree, &path)?;
                 let contents = s.tree.open_dir(&path).and_then(|fd| Ok((crate::tree::read_dir_fd(&fd)?, fd)));
-                steps.push(Step::RemoveDir(path.clone(), mode));
-                // Unreadable: its rmdir below reports why.
-                let Ok((names, fd)) = contents else { continue };
+                steps.push(Step::RemoveDir(path.clone(), mode, contents.is_ok()));
+                let (names, fd) = match contents {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let text = format!(
+                            "rsync: [generator] opendir \"{}\" (in {}) failed: {}\n",
+                            String::from_utf8_lossy(&path),
+                            s.module.name,
+                            crate::sender::os_error(&e)
+                        );
+                        w.message(Msg::ErrorXfer, text.as_bytes())?;
+                        continue;
+                    }
+                };
                 // Pushed first-first, so they come off the stack last first.
                 for (name, mode) in in_delete_order(&fd, names.into_iter()).into_iter().rev() {
                     let child = [&path[..], b"/", &name].concat();
@@ -704,7 +716,8 @@ fn delete_item(
                 }
                 continue;
             }
-            Step::Visit(path, mode) | Step::RemoveDir(path, mode) => (path, mode),
+            Step::Visit(path, mode) => (path, mode, false),
+            Step::RemoveDir(path, mode, listed) => (path, mode, listed),
         };
         let is_dir = mode & S_IFMT == S_IFDIR;
         let (parent, base) = split_parent(&path);
@@ -729,8 +742,9 @@ fn delete_item(
             Err(e) if is_dir && e.raw_os_error() == Some(libc::ENOTEMPTY) => {
                 let text = format!("cannot delete non-empty directory: {}\n", String::from_utf8_lossy(&path));
                 // The reference says it once for the directory it was asked to delete,
-                // twice for one below it (once emptying it, once failing its rmdir).
-                for _ in 0..if path == top { 1 } else { 2 } {
+                // twice for one below it whose contents it listed (once emptying it,
+                // once failing its rmdir).
+                for _ in 0..if path != top && listed { 2 } else { 1 } {
                     w.message(Msg::Info, text.as_bytes())?;
                 }
             }
