@@ -623,6 +623,31 @@ pub fn read_id_lists(r: &mut Reader<'_>, opts: &ListOptions, id0_names: bool) ->
 /// with each directory's path read as "dir/", and at every level the non-directories
 /// of a directory come before its subdirectories; "." comes first.
 pub fn name_cmp(a: &FileEntry, b: &FileEntry) -> Ordering {
+    same_dir_cmp(a, b).unwrap_or_else(|| walk_cmp(a, b))
+}
+
+/// [`name_cmp`] of two entries of the same directory (every list incremental recursion
+/// sends, and most neighbours of a whole one): the state machine reduced to what it
+/// decides there — files first, then byte order, a directory's name read with its
+/// trailing "/". It was a tenth of a no-change pull's CPU when walked byte by byte over
+/// the shared directory part.
+fn same_dir_cmp(a: &FileEntry, b: &FileEntry) -> Option<Ordering> {
+    let (Some(dir_a), base_a) = a.split() else { return None };
+    let (Some(dir_b), base_b) = b.split() else { return None };
+    if dir_a != dir_b || base_a == b"." || base_b == b"." {
+        return None;
+    }
+    Some(match (a.is_dir(), b.is_dir()) {
+        (false, true) => Ordering::Less,
+        (true, false) => Ordering::Greater,
+        (false, false) => base_a.cmp(base_b),
+        (true, true) => base_a.iter().chain(b"/").cmp(base_b.iter().chain(b"/")),
+    })
+}
+
+/// f_name_cmp as the reference walks it: directory part, slash, base name, trailing
+/// slash of a directory, each boundary switching between "item" and "path".
+fn walk_cmp(a: &FileEntry, b: &FileEntry) -> Ordering {
     let by_kind = |k: Kind| {
         if k == Kind::Path {
             Ordering::Greater
@@ -788,6 +813,32 @@ mod tests {
         let names: Vec<String> = list.iter().map(|e| String::from_utf8_lossy(&e.name).into_owned()).collect();
         // "a-b" before "a": directories compare as "a-b/" and "a/", and '-' < '/'.
         assert_eq!(names, [".", "a.txt", "link", "z.txt", "a-b", "a", "a/x", "sub", "sub/b.txt"]);
+    }
+
+    #[test]
+    fn the_same_directory_shortcut_orders_as_the_full_walk() {
+        let bases = ["a", "a-b", "a.b", "a/", "ab", "b", "\u{e9}", "A", "a b", "-", "0", ".", "..x", "zz"];
+        let mut entries = Vec::new();
+        for dir in ["", "d", "d/e", "d-e", "d.e"] {
+            for base in bases.iter().filter(|b| !b.ends_with('/')) {
+                let name = if dir.is_empty() { base.to_string() } else { format!("{dir}/{base}") };
+                entries.push(entry(&name, false));
+                entries.push(entry(&name, true));
+            }
+        }
+        for a in &entries {
+            for b in &entries {
+                assert_eq!(
+                    name_cmp(a, b),
+                    walk_cmp(a, b),
+                    "{:?} {} vs {:?} {}",
+                    a.name,
+                    a.is_dir(),
+                    b.name,
+                    b.is_dir()
+                );
+            }
+        }
     }
 
     #[test]
