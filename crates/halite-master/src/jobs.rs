@@ -254,8 +254,7 @@ impl Master {
                 ("missing", id_list(&matched.missing)),
             ]),
         );
-        let frame = self.seal_publish(load).map_err(|e| PublishError::Internal(format!("cannot seal publish: {e}")))?;
-        self.publisher.publish(frame).map_err(|e| PublishError::Internal(format!("publisher unavailable: {e}")))?;
+        self.seal_and_queue_publish(load)?;
         info!(%jid, user = %req.user, fun = %shown(&req.fun), minions = matched.minions.len(), "published");
         Ok(Published { jid, minions: matched.minions, missing: matched.missing })
     }

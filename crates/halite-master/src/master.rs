@@ -150,6 +150,9 @@ pub struct Master {
     pub(crate) events: EventBus,
     pub(crate) user_keys: UserKeys,
     pub(crate) publisher: halite_zmq::PublishSender,
+    /// Held from taking a publish's serial until the publish is queued: see
+    /// [`Master::seal_and_queue_publish`].
+    pub(crate) publish_order: Mutex<()>,
     /// Minions that authenticated since start: what `max_minions` counts.
     pub(crate) connected: Mutex<HashSet<String>>,
     /// When the AES key was last made: `publish_session` counts from here.
@@ -297,6 +300,7 @@ impl Master {
             events,
             user_keys,
             publisher,
+            publish_order: Mutex::new(()),
             connected: Mutex::new(HashSet::new()),
             aes_since: Mutex::new(std::time::Instant::now()),
             new_keys: NewKeys::new(std::time::Instant::now()),
@@ -695,13 +699,22 @@ impl Master {
         }
     }
 
-    /// Seals and queues a publish; `load` gets its serial here.
-    pub fn seal_publish(&self, mut load: Value) -> Result<Vec<u8>, halite_proto::ProtoError> {
+    /// Seals a publish with the next serial and queues it for the publisher, as one step.
+    /// A minion drops any publish whose serial is not above the last one it took ("A
+    /// message with an invalid serial was received"), so publishes sealed on several
+    /// threads at once must reach the publisher in the order of their serials; sealed
+    /// and queued separately, a request worker that took serial 17 could queue it after
+    /// others had queued 18 and 19, and every minion would drop that job.
+    pub fn seal_and_queue_publish(&self, mut load: Value) -> Result<(), crate::jobs::PublishError> {
+        use crate::jobs::PublishError;
+        let _in_order = self.publish_order.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (key, serial) = self.aes.next_publish();
         payload::insert(&mut load, "serial", Value::from(serial));
         let signer =
             self.settings.sign_pub_messages.then_some((&self.keys.private, self.settings.publish_signing_algorithm));
-        publish::frame(&key, &load, signer)
+        let frame = publish::frame(&key, &load, signer)
+            .map_err(|e| PublishError::Internal(format!("cannot seal publish: {e}")))?;
+        self.publisher.publish(frame).map_err(|e| PublishError::Internal(format!("publisher unavailable: {e}")))
     }
 }
 

@@ -52,7 +52,12 @@ impl Master {
     }
 
     pub fn rotate_aes_key(&self, cause: RotationCause) {
-        if let Err(e) = self.aes.rotate() {
+        // No publish sealed under the old key is queued after the new key is in force.
+        let rotated = {
+            let _in_order = self.publish_order.lock().unwrap_or_else(|p| p.into_inner());
+            self.aes.rotate()
+        };
+        if let Err(e) = rotated {
             error!(error = %e, ?cause, "AES key rotation failed; keeping the old key");
             return;
         }
