@@ -154,6 +154,8 @@ pub(crate) fn tail(path: &Path, lines: usize) -> String {
 pub(crate) fn short_tempdir(prefix: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix(prefix)
+        // To read a failed run's minion and master logs afterwards.
+        .disable_cleanup(std::env::var_os("HALITE_KEEP_TEST_DIRS").is_some_and(|v| !v.is_empty() && v != "0"))
         .tempdir_in("/tmp")
         .unwrap_or_else(|e| panic!("cannot create a temp dir under /tmp: {e}"))
 }
