@@ -40,6 +40,7 @@ fn main() -> Result<()> {
     let log_file = if args.check { None } else { loaded.0.global.log_file.clone() };
     halite_rsyncd::log::init(log_file.as_deref())?;
     let daemon = halite_rsyncd::daemon::Daemon::from_config(&loaded).map_err(anyhow::Error::msg)?;
+    halite_rsyncd::tree::check_confinement()?;
     if args.check {
         println!(
             "{}: {} module(s): {}",

@@ -99,6 +99,45 @@ impl Tree {
     }
 }
 
+/// Checks, once at start-up, that this kernel confines opens the way every transfer
+/// needs. Without `openat2` (Linux before 5.6, or a seccomp profile that does not know
+/// it) no file could be served or received, and each client would see only per-file
+/// errors; refusing to start says why instead. The probe touches no file: a relative
+/// path against no directory (`-1`) fails with EBADF when the call exists.
+pub fn check_confinement() -> io::Result<()> {
+    // SAFETY: open_how is plain data; zero is "no flags" for every field.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2 with a C string literal and an open_how of the right size; it
+    // cannot succeed without a directory, and a descriptor it returned would be closed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            -1,
+            c"probe".as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if rc >= 0 {
+        // SAFETY: a descriptor this call just returned, owned by nobody else.
+        drop(unsafe { OwnedFd::from_raw_fd(rc as libc::c_int) });
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    let why = match e.raw_os_error() {
+        Some(libc::EBADF) => return Ok(()),
+        Some(libc::ENOSYS) => "openat2 is missing: Linux before 5.6, or a seccomp profile that predates it",
+        Some(libc::EPERM) => "openat2 is refused, probably by a seccomp profile",
+        _ => "openat2 does not work here",
+    };
+    Err(io::Error::new(
+        e.kind(),
+        format!("{why} ({e}); halite-rsyncd opens every file of a module with openat2(RESOLVE_BENEATH) and cannot serve without it"),
+    ))
+}
+
 fn regular(f: File) -> io::Result<File> {
     if f.metadata()?.is_file() {
         Ok(f)
