@@ -181,6 +181,19 @@ impl Strong {
 
     /// The digest's length: the bound on a sum header's strong length and the length of
     /// the file sum sent after each file's tokens. "none" still sends one byte.
+    /// A whole-file digest as the reference's log `%C` prints it: MD4 and MD5 byte by
+    /// byte, the xxHash sums as the numbers they are (their little-endian bytes
+    /// reversed); `None` for the sums the reference leaves blank there (protocol 26 and
+    /// older's MD4, and "none").
+    pub fn log_hex(self, sum: &[u8]) -> Option<String> {
+        let hex = |bytes: &mut dyn Iterator<Item = &u8>| bytes.map(|b| format!("{b:02x}")).collect::<String>();
+        match self {
+            Strong::Md4 | Strong::Md5 => Some(hex(&mut sum.iter())),
+            Strong::Xxh64 | Strong::Xxh3 | Strong::Xxh128 => Some(hex(&mut sum.iter().rev())),
+            Strong::Md4Old | Strong::None => None,
+        }
+    }
+
     pub fn digest_len(self) -> usize {
         match self {
             Strong::Md4Old | Strong::Md4 | Strong::Md5 | Strong::Xxh128 => 16,
@@ -380,6 +393,16 @@ impl std::fmt::Debug for FileSum {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn log_hex_prints_md5_by_bytes_and_xxhash_as_numbers_as_the_reference_does() {
+        let empty = |strong: Strong| FileSum::unseeded(strong).finish().as_bytes().to_vec();
+        assert_eq!(Strong::Md5.log_hex(&empty(Strong::Md5)).as_deref(), Some("d41d8cd98f00b204e9800998ecf8427e"));
+        // XXH64("") is 0xef46db3751d8e999; the sum travels little-endian.
+        assert_eq!(Strong::Xxh64.log_hex(&empty(Strong::Xxh64)).as_deref(), Some("ef46db3751d8e999"));
+        assert_eq!(Strong::None.log_hex(&[0]), None);
+        assert_eq!(Strong::Md4Old.log_hex(&[0; 16]), None);
+    }
+
     use super::*;
 
     fn hex(b: &[u8]) -> String {

@@ -5,14 +5,14 @@
 use crate::session::{Fatal, Transfer};
 use halite_rsync::checksum::BlockChecksum;
 use halite_rsync::compress::Compression;
-use halite_rsync::delta::{BlockSums, Matcher, Token};
+use halite_rsync::delta::{BlockSums, Finished, Matcher, Token};
 use halite_rsync::token::{Decode, Encode};
 use std::io::Read;
 
 /// The compressions offered to `-z`, in the reference's order of preference.
 pub const COMPRESSIONS: &[&str] = &["zstd", "lz4", "zlibx", "zlib", "none"];
 
-pub fn send_delta(t: &mut Transfer<'_>, sums: BlockSums, file: &mut dyn Read) -> Result<(u64, u64), Fatal> {
+pub fn send_delta(t: &mut Transfer<'_>, sums: BlockSums, file: &mut dyn Read) -> Result<Finished, Fatal> {
     sums.head().write(t.wire.out_buffer());
     let hasher = BlockChecksum::new(t.sums.strong, t.sums.seed, t.sums.proper_seed_order);
     let mut matcher = Matcher::new(sums, hasher);
@@ -42,7 +42,7 @@ pub fn send_delta(t: &mut Transfer<'_>, sums: BlockSums, file: &mut dyn Read) ->
     t.encoder.end(out);
     out.extend_from_slice(done.file_sum.as_bytes());
     t.wire.flush_if_full()?;
-    Ok((done.literal_bytes, done.matched_bytes))
+    Ok(done)
 }
 
 fn emit(encoder: &mut dyn Encode, out: &mut Vec<u8>, tok: Token<'_>) {

@@ -227,8 +227,11 @@ pub struct TransferLog {
     module_path: String,
     user: String,
     sender: bool,
-    /// `%C` is left blank, the width of the transfer's checksum in hex.
-    checksum_hex_width: usize,
+    /// The whole-file checksum, for `%C`.
+    strong: halite_rsync::checksum::Strong,
+    /// `--checksum`: `%C` is then the file list's checksum of every regular file, else
+    /// the transfer's checksum of a transferred file.
+    always_checksum: bool,
 }
 
 /// What a transfer logs about one file, beside the entry itself.
@@ -238,23 +241,25 @@ pub struct Logged<'a> {
     pub iflags: u32,
     pub data_bytes: u64,
     pub checksum_bytes: u64,
+    /// The whole-file checksum the sender sent after the file's data.
+    pub file_sum: Option<&'a [u8]>,
     /// The owner and group, when the transfer carries them.
     pub uid: Option<u32>,
     pub gid: Option<u32>,
 }
 
 impl TransferLog {
-    /// The log for a connection, if `format` is set (the module has `transfer logging`).
+    /// The log for a connection, if the module has `transfer logging`.
     pub fn new(
-        format: Option<&LogFormat>,
         host: &str,
         addr: std::net::IpAddr,
         module: &crate::module::ModuleView,
         user: Option<&str>,
         sender: bool,
-        checksum_len: usize,
+        strong: halite_rsync::checksum::Strong,
+        always_checksum: bool,
     ) -> Option<TransferLog> {
-        let format = format?.clone();
+        let format = module.transfer_log_format.clone()?;
         let deletions = if format.has('o') || format.has('i') {
             format.clone()
         } else {
@@ -270,8 +275,21 @@ impl TransferLog {
             module_path: module.config.path.display().to_string(),
             user: user.unwrap_or("").to_string(),
             sender,
-            checksum_hex_width: checksum_len * 2,
+            strong,
+            always_checksum,
         })
+    }
+
+    /// What `%C` prints for an entry, as the reference's log_formatted has it.
+    fn checksum_hex(&self, entry: &FileEntry, logged: &Logged<'_>) -> Option<String> {
+        let sum = if self.always_checksum && logged.iflags & item::DELETED == 0 {
+            entry.checksum.as_deref()
+        } else if logged.iflags & item::TRANSFER != 0 {
+            logged.file_sum
+        } else {
+            None
+        };
+        self.strong.log_hex(sum?)
     }
 
     fn base<'a>(&'a self, entry: &'a FileEntry, logged: &Logged<'a>) -> LogItem<'a> {
@@ -296,7 +314,7 @@ impl TransferLog {
             data_bytes: logged.data_bytes,
             checksum_bytes: logged.checksum_bytes,
             checksum_hex: None,
-            checksum_hex_width: self.checksum_hex_width,
+            checksum_hex_width: self.strong.digest_len() * 2,
             iflags: logged.iflags,
             sender: self.sender,
         }
@@ -304,7 +322,9 @@ impl TransferLog {
 
     /// A file whose data was sent or received.
     pub fn transferred(&self, entry: &FileEntry, logged: &Logged<'_>) {
-        let line = self.format.render(&self.base(entry, logged), &timestring);
+        let hex = if self.format.has('C') { self.checksum_hex(entry, logged) } else { None };
+        let item = LogItem { checksum_hex: hex.as_deref(), ..self.base(entry, logged) };
+        let line = self.format.render(&item, &timestring);
         tracing::info!("{line}");
     }
 
@@ -319,8 +339,15 @@ impl TransferLog {
     /// A name removed by `--delete`, with the mode it had.
     pub fn deleted(&self, name: &[u8], mode: u32) {
         let entry = FileEntry { name: name.to_vec(), mode, ..Default::default() };
-        let logged =
-            Logged { path: name, iflags: item::DELETED, data_bytes: 0, checksum_bytes: 0, uid: None, gid: None };
+        let logged = Logged {
+            path: name,
+            iflags: item::DELETED,
+            data_bytes: 0,
+            checksum_bytes: 0,
+            file_sum: None,
+            uid: None,
+            gid: None,
+        };
         let item = LogItem { op: "del.", ..self.base(&entry, &logged) };
         tracing::info!("{}", self.deletions.render(&item, &timestring));
     }

@@ -77,17 +77,18 @@ struct Shared<'a> {
 
 impl Shared<'_> {
     /// Logs an entry the generator itemized or the receiver finished (`transfer logging`).
-    fn log_item(&self, e: &FileEntry, iflags: u16, data_bytes: Option<u64>) {
+    fn log_item(&self, e: &FileEntry, iflags: u16, received: Option<(u64, &[u8])>) {
         let Some(log) = self.log else { return };
         let logged = crate::log::Logged {
             path: &e.name,
             iflags: iflags.into(),
-            data_bytes: data_bytes.unwrap_or(0),
+            data_bytes: received.map_or(0, |(bytes, _)| bytes),
             checksum_bytes: 0,
+            file_sum: received.map(|(_, sum)| sum),
             uid: self.options.owner.then_some(e.uid),
             gid: self.options.group.then_some(e.gid),
         };
-        match data_bytes {
+        match received {
             Some(_) => log.transferred(e, &logged),
             None => log.changed(e, &logged),
         }
@@ -906,8 +907,8 @@ fn receive_files(
         }
         let before = wire.consumed();
         match receive_one(s, wire, decoder, e)? {
-            Received::Ready(pending) => {
-                s.log_item(e, iflags, Some(wire.consumed() - before));
+            Received::Ready(pending, file_sum) => {
+                s.log_item(e, iflags, Some((wire.consumed() - before, &file_sum)));
                 for text in landing.add(pending) {
                     let _ = tx.send(Event::Message(Msg::ErrorXfer, text.into_bytes()));
                 }
@@ -975,7 +976,8 @@ fn read_attrs(s: &Shared<'_>, wire: &mut Wire, ndx_in: &mut crate::sender::NdxCo
 }
 
 enum Received {
-    Ready(Pending),
+    /// In a temporary file, to be renamed into place; with the sender's checksum of it.
+    Ready(Pending, Vec<u8>),
     Mismatch,
     Failed(String),
 }
@@ -1104,14 +1106,17 @@ fn receive_one(s: &Shared<'_>, wire: &mut Wire, decoder: &mut dyn Decode, e: &Fi
     if let Some(g) = guard.as_mut() {
         g.name.clear();
     }
-    Ok(Received::Ready(Pending {
-        dir: pdir,
-        tmp,
-        base: base.to_vec(),
-        rel: rel.clone(),
-        replaces_dir: existing.as_ref().is_some_and(|st| st.is_dir()),
-        bytes: written,
-    }))
+    Ok(Received::Ready(
+        Pending {
+            dir: pdir,
+            tmp,
+            base: base.to_vec(),
+            rel: rel.clone(),
+            replaces_dir: existing.as_ref().is_some_and(|st| st.is_dir()),
+            bytes: written,
+        },
+        theirs,
+    ))
 }
 
 /// A file received and verified, under its temporary name, waiting to be renamed.

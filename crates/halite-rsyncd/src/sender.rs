@@ -607,7 +607,15 @@ fn send_files(t: &mut Transfer<'_>, lists: &mut Lists, stats: &mut SendStats) ->
             write_attrs(t, &req)?;
             if let Some(log) = &t.log {
                 let (uid, gid) = t.logged_owner(file);
-                let logged = Logged { path, iflags: req.iflags.into(), data_bytes: 0, checksum_bytes: 0, uid, gid };
+                let logged = Logged {
+                    path,
+                    iflags: req.iflags.into(),
+                    data_bytes: 0,
+                    checksum_bytes: 0,
+                    file_sum: None,
+                    uid,
+                    gid,
+                };
                 log.changed(file, &logged);
             }
             continue;
@@ -648,15 +656,19 @@ fn send_files(t: &mut Transfer<'_>, lists: &mut Lists, stats: &mut SendStats) ->
             }
         };
         write_attrs(t, &req)?;
-        let (literal, matched) = t.send_delta(sums, &mut f as &mut dyn Read)?;
+        let sent = t.send_delta(sums, &mut f as &mut dyn Read)?;
         stats.transferred += 1;
-        stats.literal_bytes += literal;
-        stats.matched_bytes += matched;
+        stats.literal_bytes += sent.literal_bytes;
+        stats.matched_bytes += sent.matched_bytes;
         if let Some(log) = &t.log {
             let (uid, gid) = t.logged_owner(file);
             let data_bytes = t.wire.produced() - out_before;
             let checksum_bytes = t.wire.consumed() - in_before;
-            log.transferred(file, &Logged { path, iflags: req.iflags.into(), data_bytes, checksum_bytes, uid, gid });
+            let file_sum = Some(sent.file_sum.as_bytes());
+            log.transferred(
+                file,
+                &Logged { path, iflags: req.iflags.into(), data_bytes, checksum_bytes, file_sum, uid, gid },
+            );
         }
     }
     if stats.io_error != 0 && t.protocol >= 30 {

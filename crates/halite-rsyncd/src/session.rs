@@ -269,7 +269,7 @@ impl Transfer<'_> {
         &mut self,
         sums: halite_rsync::delta::BlockSums,
         file: &mut dyn Read,
-    ) -> Result<(u64, u64), Fatal> {
+    ) -> Result<halite_rsync::delta::Finished, Fatal> {
         crate::delta_io::send_delta(self, sums, file)
     }
 
@@ -476,15 +476,7 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>, greeted
     let numeric_ids_from_client = options.numeric_ids;
     let compress_level = options.compress_level;
     let protocol = greeting.protocol;
-    let log = crate::log::TransferLog::new(
-        module.transfer_log_format.as_ref(),
-        &host,
-        peer,
-        module,
-        user.as_deref(),
-        sender,
-        sums.file_sum_len(),
-    );
+    let log = crate::log::TransferLog::new(&host, peer, module, user.as_deref(), sender, sums.strong, options.checksum);
     let result = {
         let mut t = Transfer {
             wire: &mut *wire,

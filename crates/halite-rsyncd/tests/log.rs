@@ -1,6 +1,7 @@
 //! The daemon's `log file` and `transfer logging`, against the reference's log of the same
 //! sessions on the same config: connections, refusals, logins, the per-file lines in the
-//! default `log format` and in one with `%i`, deletions and the totals.
+//! default `log format` and in one with `%i`, deletions and the totals, and `%C` with and
+//! without `--checksum`.
 
 mod common;
 
@@ -19,11 +20,13 @@ fn config(code: &Path, backups: &Path) -> String {
         "lock file = @DIR@/rsyncd.lock\nlog file = @DIR@/rsyncd.log\n\n\
          [code]\n    path = {}\n    read only = yes\n    transfer logging = yes\n    {privileges}\n\
          [backups]\n    path = {}\n    read only = no\n    transfer logging = yes\n    \
-         log format = %i %o %n %f %l %b %B %u %m\n    auth users = backup, ghost\n    \
+         log format = %i %o %n %f %l %b %B %u %m %C\n    auth users = backup, ghost\n    \
          secrets file = @DIR@/secrets\n    strict modes = no\n    {privileges}\n\
-         [closed]\n    path = {}\n    hosts allow = 192.0.2.1\n    {privileges}",
+         [closed]\n    path = {}\n    hosts allow = 192.0.2.1\n    {privileges}\n\
+         [sums]\n    path = {}\n    transfer logging = yes\n    log format = %o %f %l [%C]\n    {privileges}",
         code.display(),
         backups.display(),
+        code.display(),
         code.display()
     )
 }
@@ -104,7 +107,7 @@ fn the_log_file_says_what_the_references_says() {
         let dst = dir.join("dst");
         let dst = dst.to_str().unwrap();
         let src = format!("{}/", push_src.display());
-        let runs: [(Vec<String>, Option<&str>); 9] = [
+        let runs: [(Vec<String>, Option<&str>); 11] = [
             (vec!["-a".into(), d.url("code/"), dst.into()], None),
             (vec!["-a".into(), d.url("code/d1"), format!("{dst}/one")], None),
             (
@@ -118,6 +121,9 @@ fn the_log_file_says_what_the_references_says() {
             (vec![d.url("")], None),
             (vec![d.url("nosuch/"), dst.into()], None),
             (vec![d.url("closed/"), dst.into()], None),
+            // %C: the transfer's checksum of each file sent, then the list's of each file.
+            (vec!["-a".into(), d.url("sums/"), format!("{dst}-sums")], None),
+            (vec!["-a".into(), "--checksum".into(), d.url("sums/"), format!("{dst}-checksum")], None),
         ];
         for (args, password) in &runs {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -127,7 +133,7 @@ fn the_log_file_says_what_the_references_says() {
         logs.push(settled_log(&dir.join("rsyncd.log")));
     }
     let (hal, reference) = (sessions(&logs[0]), sessions(&logs[1]));
-    assert_eq!(hal.len(), 9, "one session per run:\n{}", logs[0]);
+    assert_eq!(hal.len(), 11, "one session per run:\n{}", logs[0]);
     assert_eq!(hal.len(), reference.len(), "sessions:\n{}\n{}", logs[0], logs[1]);
     for (i, (h, r)) in hal.iter().zip(&reference).enumerate() {
         let only_hal: Vec<_> = h.iter().filter(|l| !r.contains(l)).collect();
