@@ -41,6 +41,9 @@ pub struct ServerOptions {
     pub one_file_system: bool,
     pub prune_empty_dirs: bool,
     pub itemize: bool,
+    /// The pushing client itemizes unchanged items too (`-ii`, sent as
+    /// `--log-format=%i%I`): the receiver's generator then reports every item.
+    pub itemize_unchanged: bool,
     pub delete: Option<DeleteMode>,
     pub delete_excluded: bool,
     pub force: bool,
@@ -324,6 +327,8 @@ impl ServerOptions {
             "compress-level" => self.compress_level = Some(int(&value)? as i32),
             "timeout" => self.timeout = Some(int(&value)?.clamp(0, u32::MAX as i64) as u32),
             "bwlimit" => self.bwlimit = value,
+            // A pushing client's output format, of which a server uses one fact.
+            "log-format" => self.itemize_unchanged = format_has(value.as_deref().unwrap_or(""), 'I'),
             // Accepted by the reference but meaning an action halite-rsyncd does not
             // take: refused by name rather than silently ignored.
             "files-from"
@@ -346,7 +351,6 @@ impl ServerOptions {
             | "ignore-missing-args"
             | "skip-compress"
             | "max-alloc"
-            | "log-format"
             | "backup"
             | "fuzzy"
             | "acls"
@@ -365,6 +369,23 @@ impl ServerOptions {
         }
         Ok(())
     }
+}
+
+/// Whether a log format has escape `code` (`%I`, `%-5I`, ...), as the reference's
+/// log_format_has() reads it.
+fn format_has(format: &str, code: char) -> bool {
+    let mut rest = format;
+    while let Some(at) = rest.find('%') {
+        let after = rest[at + 1..].strip_prefix('-').unwrap_or(&rest[at + 1..]);
+        let after = after.trim_start_matches(|c: char| c.is_ascii_digit());
+        match after.chars().next() {
+            Some(c) if c == code => return true,
+            // The search goes on from that character: "%%I" has `I`, as there.
+            Some(_) => rest = after,
+            None => return false,
+        }
+    }
+    false
 }
 
 /// The long name of each short option server_options() emits.
@@ -442,6 +463,17 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn format_has_reads_escapes_as_the_reference_does() {
+        assert!(format_has("%i%I", 'I'));
+        assert!(format_has("%-5I", 'I'));
+        assert!(!format_has("%i", 'I'));
+        assert!(format_has("%%I", 'I'));
+        assert!(!format_has("I", 'I'));
+        assert!(!format_has("%", 'I'));
+        assert!(!format_has("%-", 'I'));
+    }
+
     use super::*;
 
     fn args(list: &[&str]) -> Vec<Vec<u8>> {

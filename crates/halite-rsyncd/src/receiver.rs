@@ -36,6 +36,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
 const ITEM_REPORT_CHANGE: u16 = 1 << 1;
+const ITEM_REPORT_SIZE: u16 = 1 << 2;
 const ITEM_REPORT_TIME: u16 = 1 << 3;
 const ITEM_REPORT_PERMS: u16 = 1 << 4;
 const ITEM_IS_NEW: u16 = 1 << 13;
@@ -255,16 +256,10 @@ fn generate(
             if made && !rel.is_empty() {
                 itemize(s, w, &mut ndx_out, i, ITEM_LOCAL_CHANGE | ITEM_IS_NEW)?;
             } else if let Some(st) = before.filter(|st| st.is_dir()) {
-                // An existing directory whose time or permissions change is reported,
-                // as the reference's itemize() does (the client's -v shows it).
-                let mut iflags = 0;
-                if s.options.times && !s.options.omit_dir_times && !same_time(s.options.modify_window, &st, e) {
-                    iflags |= ITEM_REPORT_TIME;
-                }
-                if s.options.perms && st.mode & 0o7777 != e.mode & 0o7777 {
-                    iflags |= ITEM_REPORT_PERMS;
-                }
-                if iflags != 0 {
+                // An existing directory whose time or permissions change is reported
+                // (the client's -v shows it).
+                let iflags = changes(s, &st, e, 0);
+                if iflags != 0 || s.options.itemize_unchanged {
                     itemize(s, w, &mut ndx_out, i, iflags)?;
                 }
             }
@@ -277,6 +272,7 @@ fn generate(
             }
             match make_link(s, &rel, e) {
                 Ok(true) => itemize(s, w, &mut ndx_out, i, ITEM_LOCAL_CHANGE | ITEM_IS_NEW | ITEM_REPORT_CHANGE)?,
+                Ok(false) if s.options.itemize_unchanged => itemize(s, w, &mut ndx_out, i, 0)?,
                 Ok(false) => {}
                 Err(err) => {
                     let text = format!(
@@ -388,6 +384,36 @@ fn itemize(
     send(w, &out)
 }
 
+/// The reference's itemize(): `iflags` with what differs between the copy here (`st`)
+/// and the list's entry. Owners are not compared: a push never changes them (the
+/// module's uid and gid own what it writes).
+fn changes(s: &Shared<'_>, st: &Stat, e: &FileEntry, mut iflags: u16) -> u16 {
+    if e.is_reg() && e.size != st.size {
+        iflags |= ITEM_REPORT_SIZE;
+    }
+    let keeps_time = s.options.times
+        && if e.is_dir() {
+            !s.options.omit_dir_times
+        } else if e.is_link() {
+            !s.options.omit_link_times
+        } else {
+            true
+        };
+    let time_reported = if keeps_time {
+        !same_time(s.options.modify_window, st, e)
+    } else {
+        // Without -t a rewritten file gets the time of the rewrite: 'T'.
+        iflags & (ITEM_TRANSFER | ITEM_LOCAL_CHANGE) != 0
+    };
+    if time_reported {
+        iflags |= ITEM_REPORT_TIME;
+    }
+    if !e.is_link() && s.options.perms && st.mode & 0o7777 != e.mode & 0o7777 {
+        iflags |= ITEM_REPORT_PERMS;
+    }
+    iflags
+}
+
 fn lstat(tree: &Tree, rel: &[u8]) -> Option<Stat> {
     tree.lstat(rel).ok()
 }
@@ -447,7 +473,12 @@ fn request_file(
     if !redo {
         if let Some(st) = &existing {
             if up_to_date(s, rel, e, st) {
-                // Same data: only attributes may need setting.
+                // Same data: only attributes may need setting, and the client hears
+                // which (`.f...p.....`), as from the reference.
+                let iflags = changes(s, st, e, 0);
+                if iflags != 0 || s.options.itemize_unchanged {
+                    itemize(s, w, ndx_out, ndx as usize, iflags)?;
+                }
                 let _ = set_attrs_path(s, rel, e);
                 return Ok(());
             }
@@ -458,10 +489,13 @@ fn request_file(
     }
     let mut out = Vec::new();
     ndx_out.write(&mut out, ndx);
-    let mut iflags = ITEM_TRANSFER;
-    if existing.is_none() {
-        iflags |= ITEM_IS_NEW;
-    }
+    // With --checksum the sums differed: 'c'. Something else in the way is replaced, so
+    // the file is new, as with the reference.
+    let transfer = if s.options.checksum { ITEM_TRANSFER | ITEM_REPORT_CHANGE } else { ITEM_TRANSFER };
+    let iflags = match existing.as_ref().filter(|st| st.is_reg()) {
+        Some(st) => changes(s, st, e, transfer),
+        None => transfer | ITEM_IS_NEW,
+    };
     out.extend_from_slice(&iflags.to_le_bytes());
     if let Ok(mut asked) = s.requested.lock() {
         asked.insert(ndx);

@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -170,6 +171,55 @@ fn pushes_with_deltas_and_delete_leave_the_same_module_as_the_reference() {
 }
 
 #[test]
+fn itemized_pushes_say_what_changed_as_the_reference_does() {
+    if skip() {
+        return;
+    }
+    let pair = Pair::new("", |_| {});
+    let src = pair.root.join("src");
+    make_tree(&src, 8, &[]);
+    let s = format!("{}/", src.display());
+    let sorted = |o: &std::process::Output| {
+        let mut v = names(o);
+        v.sort();
+        v
+    };
+    pair.both(&["-a", &s, "URL"], None);
+    // New data and size; permissions only; a time only; a directory's permissions.
+    std::fs::write(src.join("private.txt"), b"longer now\n").unwrap();
+    set_mtime(&src.join("private.txt"), 1_700_000_000);
+    std::fs::set_permissions(src.join("exec.sh"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    set_mtime(&src.join("exec.sh"), 1_600_000_000);
+    set_mtime(&src.join("with space.txt"), 1_650_000_000);
+    std::fs::set_permissions(src.join("d1"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    pair.both(&["-a", &s, "URL"], None);
+    for (i, args) in [
+        // Each kind of change again, itemized: `>f.st......`, `.f...p.....`, `>f..t......`.
+        vec!["-ai"],
+        // With --checksum a time-only change is an attribute change: `.f..t......`.
+        vec!["-ai", "--checksum"],
+        // Without -t a rewritten file's time is the rewrite's: `>f.sT......`.
+        vec!["-rlpi"],
+        // -ii: the unchanged items too (`--log-format=%i%I` to the daemon).
+        vec!["-aii"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let i = i as i64;
+        std::fs::write(src.join("private.txt"), "x".repeat(20 + i as usize)).unwrap();
+        set_mtime(&src.join("private.txt"), 1_700_000_100 + i);
+        let mode = [0o755, 0o700, 0o750, 0o755][i as usize];
+        std::fs::set_permissions(src.join("exec.sh"), std::fs::Permissions::from_mode(mode)).unwrap();
+        set_mtime(&src.join("with space.txt"), 1_650_000_100 + i);
+        let mut argv = args.clone();
+        argv.extend([s.as_str(), "URL"]);
+        let (h, r) = pair.both_compared(&argv, None, false);
+        assert_eq!(sorted(&h), sorted(&r), "{args:?}");
+    }
+}
+
+#[test]
 fn deletions_keep_what_the_filters_protect_as_with_the_reference() {
     if skip() {
         return;
@@ -317,7 +367,7 @@ fn logins_hosts_and_read_only_are_refused_like_the_reference() {
     let secrets = tmp.path().join("rsyncd.secrets");
     std::fs::write(&secrets, "backup:s3cret\n").unwrap();
     std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&secrets).unwrap().permissions(), 0o600);
-    std::fs::set_permissions(&secrets, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
     let extra = format!("auth users = backup\n    secrets file = {}\n", secrets.display());
     let pair = Pair::new(&extra, |_| {});
     let src = pair.root.join("src");
