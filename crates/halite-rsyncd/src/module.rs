@@ -20,6 +20,9 @@ pub struct ModuleView {
     /// Settings that depend on whether the chroot was made, fixed by [`ModuleView::enter`].
     pub munge_symlinks: bool,
     pub numeric_ids: bool,
+    /// Chrooted into the module itself: the reference's messages then name files from
+    /// the new root ("/dir/file"), and so do ours.
+    pub names_from_root: bool,
     /// The `log format` parsed, when the module has `transfer logging`.
     pub transfer_log_format: Option<halite_rsync::logformat::LogFormat>,
 }
@@ -70,6 +73,7 @@ impl ModuleView {
             name: config.name.clone(),
             munge_symlinks: config.munge_symlinks_effective(false),
             numeric_ids: config.numeric_ids_effective(false),
+            names_from_root: false,
             config,
             uid,
             gid,
@@ -156,6 +160,13 @@ impl ModuleView {
         Err(SlotError::Full(max))
     }
 
+    /// A file in messages to the client, as the reference's full_fname() writes it:
+    /// `"dir/file" (in module)`.
+    pub fn full_fname(&self, rel: &[u8]) -> String {
+        let root = if self.names_from_root { "/" } else { "" };
+        format!("\"{root}{}\" (in {})", String::from_utf8_lossy(rel), self.name)
+    }
+
     /// Confines this process to the module: chroot when wanted and possible, then the
     /// module's gid and uid when running as root. Returns the module's tree; whatever
     /// the chroot, every path is resolved beneath the module by the tree itself.
@@ -181,6 +192,7 @@ impl ModuleView {
             Tree::open(&self.config.path)
         }
         .map_err(|e| format!("chdir failed: {e}"))?;
+        self.names_from_root = chroot && inner == "/";
         self.munge_symlinks = self.config.munge_symlinks_effective(chroot);
         self.numeric_ids = self.config.numeric_ids_effective(chroot);
         if root {

@@ -242,9 +242,8 @@ fn generate(
                 Ok(made) => made,
                 Err(err) => {
                     let text = format!(
-                        "rsync: [generator] recv_generator: mkdir \"{}\" (in {}) failed: {}\n",
-                        String::from_utf8_lossy(&rel),
-                        s.module.name,
+                        "rsync: [generator] recv_generator: mkdir {} failed: {}\n",
+                        s.module.full_fname(&rel),
                         crate::sender::os_error(&err)
                     );
                     w.message(Msg::ErrorXfer, text.as_bytes())?;
@@ -276,9 +275,8 @@ fn generate(
                 Ok(false) => {}
                 Err(err) => {
                     let text = format!(
-                        "rsync: [generator] symlink \"{}\" (in {}) failed: {}\n",
-                        String::from_utf8_lossy(&rel),
-                        s.module.name,
+                        "rsync: [generator] symlink {} failed: {}\n",
+                        s.module.full_fname(&rel),
                         crate::sender::os_error(&err)
                     );
                     w.message(Msg::ErrorXfer, text.as_bytes())?;
@@ -735,9 +733,8 @@ fn delete_item(
                     Ok(c) => c,
                     Err(e) => {
                         let text = format!(
-                            "rsync: [generator] opendir \"{}\" (in {}) failed: {}\n",
-                            String::from_utf8_lossy(&path),
-                            s.module.name,
+                            "rsync: [generator] opendir {} failed: {}\n",
+                            s.module.full_fname(&path),
                             crate::sender::os_error(&e)
                         );
                         w.message(Msg::ErrorXfer, text.as_bytes())?;
@@ -1040,9 +1037,8 @@ fn receive_one(s: &Shared<'_>, wire: &mut Wire, decoder: &mut dyn Decode, e: &Fi
             }
             Err(err) => {
                 failure = Some(format!(
-                    "rsync: [receiver] mkstemp \"{}\" (in {}) failed: {}\n",
-                    String::from_utf8_lossy(&tmp),
-                    s.module.name,
+                    "rsync: [receiver] mkstemp {} failed: {}\n",
+                    s.module.full_fname(&tmp),
                     crate::sender::os_error(&err)
                 ));
                 None

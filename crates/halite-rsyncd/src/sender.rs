@@ -165,7 +165,15 @@ pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
     let build_ms = started.elapsed().as_millis().max(1) as i64;
     let xfer_started = Instant::now();
     let mut lists = Lists { lists: SendLists::new(incremental, MAX_DIRS), writer: ListWriter::new(t.list_options()) };
+    let nothing = first.is_empty();
     send_first_list(t, &mut lists, first, &mut stats)?;
+    if nothing {
+        // Nothing to send (every path named was missing): done once the empty list is
+        // out, as the reference's do_server_sender is; the client ends on its own, with
+        // its exit code, and the log gets the totals rather than the client's exit.
+        t.wire.flush()?;
+        return Ok(crate::session::Totals { written: t.wire.bytes_written, read: t.wire.bytes_read, total_size: 0 });
+    }
     let xfer_ms = xfer_started.elapsed().as_millis() as i64;
     send_files(t, &mut lists, &mut stats)?;
     // The statistics the client prints: bytes read and written here, the list's size.
@@ -247,12 +255,27 @@ fn build_list(t: &mut Transfer<'_>, stats: &mut SendStats, incremental: bool) ->
             Ok(st) => st,
             Err(e) => {
                 stats.io_error |= 1;
-                t.error(&format!(
-                    "rsync: [sender] link_stat \"{}\" (in {}) failed: {}",
-                    String::from_utf8_lossy(&rel),
-                    t.module_name,
-                    os_error(&e)
-                ))?;
+                // Without -R the reference enters the named path's directory first, so
+                // a missing directory is what it reports (one the module's rules hide
+                // looks missing too).
+                let (parent, _) = crate::tree::split_parent(&rel);
+                let parent_failed = if t.options.relative || parent.is_empty() {
+                    None
+                } else {
+                    match t.tree.lstat(parent) {
+                        Ok(st) if st.is_dir() && !t.filters.daemon_excluded(parent, true) => None,
+                        Ok(st) if st.is_dir() => Some(std::io::Error::from_raw_os_error(libc::ENOENT)),
+                        Ok(_) => Some(std::io::Error::from_raw_os_error(libc::ENOTDIR)),
+                        Err(e) => Some(e),
+                    }
+                };
+                let text = match parent_failed {
+                    Some(e) => {
+                        format!("rsync: [sender] change_dir {} failed: {}", t.module.full_fname(parent), os_error(&e))
+                    }
+                    None => format!("rsync: [sender] link_stat {} failed: {}", t.module.full_fname(&rel), os_error(&e)),
+                };
+                t.error(&text)?;
                 continue;
             }
         };
@@ -313,19 +336,14 @@ fn walk(
             // so the client's --delete goes on.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 stats.io_error |= 2;
-                t.warning(&format!(
-                    "directory has vanished: \"{}\" (in {})",
-                    String::from_utf8_lossy(&dir_rel),
-                    t.module_name
-                ))?;
+                t.warning(&format!("directory has vanished: {}", t.module.full_fname(&dir_rel)))?;
                 continue;
             }
             Err(e) => {
                 stats.io_error |= 1;
                 t.error(&format!(
-                    "rsync: [sender] opendir \"{}\" (in {}) failed: {}",
-                    String::from_utf8_lossy(&dir_rel),
-                    t.module_name,
+                    "rsync: [sender] opendir {} failed: {}",
+                    t.module.full_fname(&dir_rel),
                     os_error(&e)
                 ))?;
                 continue;
@@ -373,12 +391,7 @@ fn entry_for(
         Ok(st) => st,
         Err(e) => {
             stats.io_error |= 2;
-            t.error(&format!(
-                "file has vanished: \"{}\" (in {}): {}",
-                String::from_utf8_lossy(&listed),
-                t.module_name,
-                os_error(&e)
-            ))?;
+            t.error(&format!("file has vanished: {}: {}", t.module.full_fname(&listed), os_error(&e)))?;
             return Ok(None);
         }
     };
@@ -637,17 +650,12 @@ fn send_files(t: &mut Transfer<'_>, lists: &mut Lists, stats: &mut SendStats) ->
                 // reference has it, so a pull of a live tree is not called failed.
                 if e.kind() == std::io::ErrorKind::NotFound {
                     stats.io_error |= 2;
-                    t.warning(&format!(
-                        "file has vanished: \"{}\" (in {})",
-                        String::from_utf8_lossy(path),
-                        t.module_name
-                    ))?;
+                    t.warning(&format!("file has vanished: {}", t.module.full_fname(path)))?;
                 } else {
                     stats.io_error |= 1;
                     t.error(&format!(
-                        "rsync: [sender] send_files failed to open \"{}\" (in {}): {}",
-                        String::from_utf8_lossy(path),
-                        t.module_name,
+                        "rsync: [sender] send_files failed to open {}: {}",
+                        t.module.full_fname(path),
                         os_error(&e)
                     ))?;
                 }

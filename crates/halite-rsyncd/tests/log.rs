@@ -107,7 +107,7 @@ fn the_log_file_says_what_the_references_says() {
         let dst = dir.join("dst");
         let dst = dst.to_str().unwrap();
         let src = format!("{}/", push_src.display());
-        let runs: [(Vec<String>, Option<&str>); 11] = [
+        let runs: [(Vec<String>, Option<&str>); 12] = [
             (vec!["-a".into(), d.url("code/"), dst.into()], None),
             (vec!["-a".into(), d.url("code/d1"), format!("{dst}/one")], None),
             (
@@ -124,6 +124,8 @@ fn the_log_file_says_what_the_references_says() {
             // %C: the transfer's checksum of each file sent, then the list's of each file.
             (vec!["-a".into(), d.url("sums/"), format!("{dst}-sums")], None),
             (vec!["-a".into(), "--checksum".into(), d.url("sums/"), format!("{dst}-checksum")], None),
+            // A pull that fails: a path the module does not have.
+            (vec!["-a".into(), d.url("code/missing"), format!("{dst}-missing")], None),
         ];
         for (args, password) in &runs {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -133,7 +135,7 @@ fn the_log_file_says_what_the_references_says() {
         logs.push(settled_log(&dir.join("rsyncd.log")));
     }
     let (hal, reference) = (sessions(&logs[0]), sessions(&logs[1]));
-    assert_eq!(hal.len(), 11, "one session per run:\n{}", logs[0]);
+    assert_eq!(hal.len(), 12, "one session per run:\n{}", logs[0]);
     assert_eq!(hal.len(), reference.len(), "sessions:\n{}\n{}", logs[0], logs[1]);
     for (i, (h, r)) in hal.iter().zip(&reference).enumerate() {
         let only_hal: Vec<_> = h.iter().filter(|l| !r.contains(l)).collect();
