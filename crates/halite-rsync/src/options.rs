@@ -256,10 +256,11 @@ impl ServerOptions {
             }
             // Accepted by the reference; halite-rsyncd does not act on them yet, so they
             // are refused by name rather than ignored (docs/decisions.md).
-            "dry-run"
-            | "update"
-            | "max-delete"
-            | "safe-links"
+            "dry-run" => self.dry_run = true,
+            "update" => self.update = true,
+            // The client sends -1 for --max-delete=0: both mean "delete nothing".
+            "max-delete" => self.max_delete = Some(int(&value)?.max(0)),
+            "safe-links"
             | "copy-unsafe-links"
             | "one-file-system"
             | "copy-links"
@@ -510,6 +511,17 @@ mod tests {
         assert_eq!(o.delete, Some(DeleteMode::After));
         assert_eq!(o.compress_choice.as_deref(), Some("zstd"));
         assert_eq!(o.block_size, Some(2048));
+    }
+
+    #[test]
+    fn dry_run_update_and_max_delete_are_taken() {
+        let o = ServerOptions::parse(&args(&["--server", "-vunlr", "--max-delete=-1", ".", "backups/"]), &[]).unwrap();
+        assert!(o.dry_run && o.update && o.recursive);
+        assert_eq!(o.max_delete, Some(0), "the client's -1 is --max-delete=0");
+        let o = ServerOptions::parse(&args(&["--server", "--max-delete=3", ".", "backups/"]), &[]).unwrap();
+        assert_eq!(o.max_delete, Some(3));
+        let e = ServerOptions::parse(&args(&["--server", "--max-delete=lots", "."]), &[]);
+        assert!(matches!(e, Err(OptionError::BadValue { .. })));
     }
 
     #[test]

@@ -11,6 +11,11 @@
 //! socket's writing half; the receiver tells it what it needs sent (phase ends, files to
 //! redo, messages for the client) over a channel.
 //!
+//! A dry run (`-n`) walks the same path with every change left out: the generator
+//! itemizes what it would do and asks for files without sums, the receiver takes no
+//! data. `--update` keeps a newer copy here; `--max-delete` stops deletions at its
+//! limit with the reference's warning.
+//!
 //! `--delete` follows the reference's delete_in_dir and delete_item: the client's
 //! per-directory merge files (`-F`, `dir-merge`) in the destination count, and an
 //! extraneous directory is emptied entry by entry under the filters (perishable rules
@@ -132,7 +137,8 @@ pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
         module: t.module,
         requested: std::sync::Mutex::new(HashSet::new()),
         sender_io_error,
-        log: t.log.as_ref(),
+        // A dry run changes nothing, and the reference's log says nothing of it.
+        log: t.log.as_ref().filter(|_| !t.options.dry_run),
     };
     // Bounded: a client that stops reading cannot make the receiver queue without end.
     let (tx, rx) = mpsc::sync_channel::<Event>(256);
@@ -201,7 +207,8 @@ fn generate(
     rx: &Receiver<Event>,
 ) -> Result<(), Fatal> {
     let mut ndx_out = crate::sender::NdxCodec::default();
-    let mut deleted = DelStats::default();
+    let mut deleted = DelStats { max: s.options.max_delete, ..DelStats::default() };
+    let dry_run = s.options.dry_run;
     let mut delete = s.options.delete.is_some();
     if delete && s.sender_io_error != 0 && !s.options.ignore_errors {
         // The client could not read part of its tree: deleting what it did not list
@@ -211,6 +218,9 @@ fn generate(
     }
     // Directories that could not be made: nothing below them is attempted.
     let mut failed_dirs: HashSet<Vec<u8>> = HashSet::new();
+    // In a dry run, the directories that would have been made: everything below them
+    // is new, as the reference's dry_missing_dir has it.
+    let mut dry_missing: HashSet<Vec<u8>> = HashSet::new();
     // Each directory's listed names, for --delete: built once, so a list of many
     // directories costs one pass, not one pass per directory.
     let children = if delete { children_by_dir(s.list) } else { HashMap::new() };
@@ -236,9 +246,10 @@ fn generate(
             }
             continue;
         }
+        let assume_missing = under_any(&dry_missing, &rel);
         if e.is_dir() {
-            let before = lstat(s.tree, &rel);
-            let made = match make_dir(s, &rel, e) {
+            let before = if assume_missing { None } else { lstat(s.tree, &rel) };
+            let made = match make_dir(s, &rel, e, before.as_ref()) {
                 Ok(made) => made,
                 Err(err) => {
                     let text = format!(
@@ -252,6 +263,9 @@ fn generate(
                     continue;
                 }
             };
+            if made && dry_run {
+                dry_missing.insert(rel.clone());
+            }
             if made && !rel.is_empty() {
                 itemize(s, w, &mut ndx_out, i, ITEM_LOCAL_CHANGE | ITEM_IS_NEW)?;
             } else if let Some(st) = before.filter(|st| st.is_dir()) {
@@ -262,17 +276,26 @@ fn generate(
                     itemize(s, w, &mut ndx_out, i, iflags)?;
                 }
             }
-            if delete && s.options.recursive {
+            // (A directory a dry run would make has nothing in it to delete.)
+            if delete && s.options.recursive && !(made && dry_run) {
                 delete_extraneous(s, filters, w, &rel, children.get(rel.as_slice()), &mut deleted)?;
             }
         } else if e.is_link() {
             if !s.options.links {
                 continue;
             }
-            match make_link(s, &rel, e) {
-                Ok(true) => itemize(s, w, &mut ndx_out, i, ITEM_LOCAL_CHANGE | ITEM_IS_NEW | ITEM_REPORT_CHANGE)?,
-                Ok(false) if s.options.itemize_unchanged => itemize(s, w, &mut ndx_out, i, 0)?,
-                Ok(false) => {}
+            let made = if assume_missing { Ok(Link::Created) } else { make_link(s, &rel, e) };
+            // As the reference's itemize(): a replaced link is compared with the one
+            // it replaced ("cLc........"), a new one is new.
+            let iflags = match made {
+                Ok(Link::Created) => Ok(ITEM_LOCAL_CHANGE | ITEM_REPORT_CHANGE | ITEM_IS_NEW),
+                Ok(Link::Replaced(st)) => Ok(changes(s, &st, e, ITEM_LOCAL_CHANGE | ITEM_REPORT_CHANGE)),
+                Ok(Link::Same(st)) => Ok(changes(s, &st, e, 0)),
+                Err(err) => Err(err),
+            };
+            match iflags {
+                Ok(iflags) if iflags != 0 || s.options.itemize_unchanged => itemize(s, w, &mut ndx_out, i, iflags)?,
+                Ok(_) => {}
                 Err(err) => {
                     let text = format!(
                         "rsync: [generator] symlink {} failed: {}\n",
@@ -283,13 +306,17 @@ fn generate(
                 }
             }
         } else if e.is_reg() {
-            request_file(s, w, &mut ndx_out, i as i32, &rel, false)?;
+            request_file(s, w, &mut ndx_out, i as i32, &rel, Basis::Look { assume_missing })?;
         }
         // Devices and specials are never created in a module.
     }
     let mut done = Vec::new();
     ndx_out.write(&mut done, NDX_DONE);
     send(w, &done)?;
+    if deleted.skipped > 0 {
+        let text = format!("Deletions stopped due to --max-delete limit ({} skipped)\n", deleted.skipped);
+        w.message(Msg::Warning, text.as_bytes())?;
+    }
     // Wait for the receiver's phase 0, redoing files it asks for.
     wait_done(w, rx, &mut ndx_out, s)?;
     let mut out = Vec::new();
@@ -311,7 +338,9 @@ fn generate(
     if s.protocol >= 31 {
         wait_done(w, rx, &mut ndx_out, s)?;
     }
-    finish_links_and_dirs(s);
+    if !dry_run {
+        finish_links_and_dirs(s);
+    }
     let mut out = Vec::new();
     ndx_out.write(&mut out, NDX_DONE);
     send(w, &out)?;
@@ -324,6 +353,16 @@ struct DelStats {
     files: i32,
     dirs: i32,
     links: i32,
+    /// `--max-delete`: deletions stop once this many are done.
+    max: Option<i64>,
+    /// Deletions the limit stopped.
+    skipped: u32,
+}
+
+impl DelStats {
+    fn at_limit(&self) -> bool {
+        self.max.is_some_and(|max| i64::from(self.files) + i64::from(self.dirs) + i64::from(self.links) >= max)
+    }
 }
 
 /// Forwards what the receiver asked for; with `block`, waits for the next `Done`.
@@ -350,7 +389,7 @@ fn drain_events(
             Event::Done => return Ok(true),
             Event::Redo(ndx) => {
                 let e = &s.list[ndx as usize];
-                request_file(s, w, ndx_out, ndx, &e.name, true)?;
+                request_file(s, w, ndx_out, ndx, &e.name, Basis::Redo)?;
             }
             Event::Message(msg, text) => w.message(msg, &text)?,
             Event::Failed(e) => return Err(e),
@@ -456,6 +495,16 @@ fn same_time(window: i32, st: &Stat, e: &FileEntry) -> bool {
     }
 }
 
+/// How [`request_file`] treats the copy already here.
+#[derive(Clone, Copy)]
+enum Basis {
+    /// The first pass: compared with the list's entry first. `assume_missing`: below a
+    /// directory a dry run would have made, so there is none.
+    Look { assume_missing: bool },
+    /// A file that failed its checksum: asked for again whatever the copy here is.
+    Redo,
+}
+
 /// Asks the client for file `ndx`, with the block sums of the copy here when there is
 /// one (the delta's basis).
 fn request_file(
@@ -464,11 +513,25 @@ fn request_file(
     ndx_out: &mut crate::sender::NdxCodec,
     ndx: i32,
     rel: &[u8],
-    redo: bool,
+    basis: Basis,
 ) -> Result<(), Fatal> {
     let e = &s.list[ndx as usize];
-    let existing = lstat(s.tree, rel);
+    let existing = match basis {
+        Basis::Look { assume_missing: true } => None,
+        _ => lstat(s.tree, rel),
+    };
+    let redo = matches!(basis, Basis::Redo);
     if !redo {
+        if let Some(st) = existing.as_ref().filter(|st| s.options.update && st.is_reg()) {
+            // --update: a newer copy here is kept (the reference's test, window included).
+            if i128::from(e.mtime) - i128::from(st.mtime) < i128::from(s.options.modify_window) {
+                if s.options.verbose >= 2 {
+                    let text = format!("{} is newer\n", String::from_utf8_lossy(rel));
+                    w.message(Msg::Info, text.as_bytes())?;
+                }
+                return Ok(());
+            }
+        }
         if let Some(st) = &existing {
             if up_to_date(s, rel, e, st) {
                 // Same data: only attributes may need setting, and the client hears
@@ -477,7 +540,9 @@ fn request_file(
                 if iflags != 0 || s.options.itemize_unchanged {
                     itemize(s, w, ndx_out, ndx as usize, iflags)?;
                 }
-                let _ = set_attrs_path(s, rel, e);
+                if !s.options.dry_run {
+                    let _ = set_attrs_path(s, rel, e);
+                }
                 return Ok(());
             }
         }
@@ -497,6 +562,11 @@ fn request_file(
     out.extend_from_slice(&iflags.to_le_bytes());
     if let Ok(mut asked) = s.requested.lock() {
         asked.insert(ndx);
+    }
+    if s.options.dry_run {
+        // The index and what would change, without sums: the client's sender answers
+        // with the same, and no data moves.
+        return send(w, &out);
     }
     let basis = existing.filter(|st| st.is_reg() && !s.options.whole_file).and_then(|_| s.tree.open_file(rel).ok());
     let Some(mut basis) = basis else {
@@ -538,12 +608,16 @@ fn default_mode(s: &Shared<'_>, e: &FileEntry, existing: Option<&Stat>) -> u32 {
     }
 }
 
-/// Creates a directory if missing; true when it was made.
-fn make_dir(s: &Shared<'_>, rel: &[u8], e: &FileEntry) -> std::io::Result<bool> {
+/// Creates a directory if missing (`existing` is what is there now); true when it was
+/// made, or in a dry run would have been.
+fn make_dir(s: &Shared<'_>, rel: &[u8], e: &FileEntry, existing: Option<&Stat>) -> std::io::Result<bool> {
     if rel.is_empty() {
         return Ok(false);
     }
-    match lstat(s.tree, rel) {
+    if s.options.dry_run {
+        return Ok(!existing.is_some_and(|st| st.is_dir()));
+    }
+    match existing {
         Some(st) if st.is_dir() => {
             if s.options.perms && st.mode & 0o7777 != e.mode & 0o7777 {
                 let dir = s.tree.open_dir(rel)?;
@@ -565,10 +639,21 @@ fn make_dir(s: &Shared<'_>, rel: &[u8], e: &FileEntry) -> std::io::Result<bool> 
     Ok(true)
 }
 
-/// Creates (or replaces) a symlink; true when it changed. The target is stored as sent
-/// (munged under `munge symlinks`): the daemon never follows links itself, since every
-/// open is made with RESOLVE_NO_SYMLINKS.
-fn make_link(s: &Shared<'_>, rel: &[u8], e: &FileEntry) -> std::io::Result<bool> {
+/// What [`make_link`] found and did.
+enum Link {
+    /// Already there with the list's target (its stat: its time may still change).
+    Same(Stat),
+    /// A link with another target was replaced (its stat before).
+    Replaced(Stat),
+    /// Nothing was there (or something else, now gone).
+    Created,
+}
+
+/// Creates (or replaces) a symlink, with the list's time under `-t`; in a dry run only
+/// says what it would do. The target is stored as sent (munged under `munge
+/// symlinks`): the daemon never follows links itself, since every open is made with
+/// RESOLVE_NO_SYMLINKS.
+fn make_link(s: &Shared<'_>, rel: &[u8], e: &FileEntry) -> std::io::Result<Link> {
     let mut target = e.link_target.clone().unwrap_or_default();
     if s.module.munge_symlinks {
         let mut m = b"/rsyncd-munged/".to_vec();
@@ -577,13 +662,24 @@ fn make_link(s: &Shared<'_>, rel: &[u8], e: &FileEntry) -> std::io::Result<bool>
     }
     let (parent, base) = split_parent(rel);
     let pdir = s.tree.open_dir(parent)?;
-    if let Ok(st) = stat_at(&pdir, base) {
-        if st.is_link() && crate::tree::readlink_at(&pdir, base).ok().as_deref() == Some(&target[..]) {
-            return Ok(false);
+    let dry_run = s.options.dry_run;
+    let before = stat_at(&pdir, base).ok();
+    let was_dir = before.as_ref().is_some_and(|st| st.is_dir());
+    let outcome = match before {
+        Some(st) if st.is_link() && crate::tree::readlink_at(&pdir, base).ok().as_deref() == Some(&target[..]) => {
+            if !dry_run && !same_time(0, &st, e) {
+                set_link_time(s, &pdir, base, e)?;
+            }
+            return Ok(Link::Same(st));
         }
-        if st.is_dir() {
-            remove_at(s.tree, rel, true)?;
-        }
+        Some(st) if st.is_link() => Link::Replaced(st),
+        _ => Link::Created,
+    };
+    if dry_run {
+        return Ok(outcome);
+    }
+    if was_dir {
+        remove_at(s.tree, rel, true)?;
     }
     let tmp = temp_name(base);
     let t = cstr(&target)?;
@@ -592,8 +688,27 @@ fn make_link(s: &Shared<'_>, rel: &[u8], e: &FileEntry) -> std::io::Result<bool>
     if unsafe { libc::symlinkat(t.as_ptr(), pdir.as_raw_fd(), tmp_c.as_ptr()) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
+    if let Err(err) = set_link_time(s, &pdir, &tmp, e) {
+        let _ = unlink_at(&pdir, &tmp, false);
+        return Err(err);
+    }
     rename_at(&pdir, &tmp, base)?;
-    Ok(true)
+    Ok(outcome)
+}
+
+/// A link's own time (never its target's), when `-t` keeps link times.
+fn set_link_time(s: &Shared<'_>, dir: &OwnedFd, name: &[u8], e: &FileEntry) -> std::io::Result<()> {
+    if !s.options.times || s.options.omit_link_times {
+        return Ok(());
+    }
+    let c = cstr(name)?;
+    let t = libc::timespec { tv_sec: e.mtime, tv_nsec: e.mtime_nsec as i64 };
+    let times = [libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT }, t];
+    // SAFETY: valid dirfd, C string and two timespecs; the link itself is changed.
+    if unsafe { libc::utimensat(dir.as_raw_fd(), c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Directory times are set after the files inside them are written (writing a file
@@ -708,6 +823,11 @@ fn in_delete_order(dir: &OwnedFd, names: impl Iterator<Item = Vec<u8>>) -> Vec<(
 /// found on the way, and perishable rules ignored), so that what a rule protects stays,
 /// and the directories above it with "cannot delete non-empty directory". Depth first
 /// with a heap stack: a hostile tree's depth cannot exhaust the thread's stack.
+///
+/// `--max-delete` stops deletions once the limit is reached (each one stopped is
+/// counted, and keeps its directory). A dry run deletes nothing and says what the run
+/// would: the directories something is kept in are known (`kept`), so a dry run's
+/// "cannot delete non-empty directory" is the run's.
 fn delete_item(
     s: &Shared<'_>,
     filters: &mut crate::filters::Filters,
@@ -718,17 +838,22 @@ fn delete_item(
 ) -> Result<(), Fatal> {
     enum Step {
         Visit(Vec<u8>, u32),
-        /// A directory whose contents were dealt with; whether they could be listed.
-        RemoveDir(Vec<u8>, u32, bool),
+        /// A directory whose contents were dealt with.
+        RemoveDir(Vec<u8>, u32),
     }
     let top = rel.clone();
+    // Directories that keep something: a protected entry, or one not deleted.
+    let mut kept: HashSet<Vec<u8>> = HashSet::new();
+    let keep_parent = |kept: &mut HashSet<Vec<u8>>, path: &[u8]| {
+        kept.insert(split_parent(path).0.to_vec());
+    };
     let mut steps = vec![Step::Visit(rel, mode)];
     while let Some(step) = steps.pop() {
-        let (path, mode, listed) = match step {
+        let (path, mode) = match step {
             Step::Visit(path, mode) if mode & S_IFMT == S_IFDIR => {
                 crate::session::enter_filter_dir(filters, s.tree, &path)?;
+                steps.push(Step::RemoveDir(path.clone(), mode));
                 let contents = s.tree.open_dir(&path).and_then(|fd| Ok((crate::tree::read_dir_fd(&fd)?, fd)));
-                steps.push(Step::RemoveDir(path.clone(), mode, contents.is_ok()));
                 let (names, fd) = match contents {
                     Ok(c) => c,
                     Err(e) => {
@@ -744,18 +869,45 @@ fn delete_item(
                 // Pushed first-first, so they come off the stack last first.
                 for (name, mode) in in_delete_order(&fd, names.into_iter()).into_iter().rev() {
                     let child = [&path[..], b"/", &name].concat();
-                    if !filters.protected(&child, mode & S_IFMT == S_IFDIR, true) {
+                    if filters.protected(&child, mode & S_IFMT == S_IFDIR, true) {
+                        kept.insert(path.clone());
+                    } else {
                         steps.push(Step::Visit(child, mode));
                     }
                 }
                 continue;
             }
-            Step::Visit(path, mode) => (path, mode, false),
-            Step::RemoveDir(path, mode, listed) => (path, mode, listed),
+            Step::Visit(path, mode) => (path, mode),
+            Step::RemoveDir(path, mode) => {
+                if kept.contains(&path) {
+                    // The reference says so once on emptying it; the one it was asked
+                    // to delete is then left, one below is still tried (and fails).
+                    let text = format!("cannot delete non-empty directory: {}\n", String::from_utf8_lossy(&path));
+                    w.message(Msg::Info, text.as_bytes())?;
+                    if path == top {
+                        continue;
+                    }
+                }
+                (path, mode)
+            }
         };
+        if stats.at_limit() {
+            stats.skipped += 1;
+            keep_parent(&mut kept, &path);
+            continue;
+        }
         let is_dir = mode & S_IFMT == S_IFDIR;
-        let (parent, base) = split_parent(&path);
-        match s.tree.open_dir(parent).and_then(|pdir| unlink_at(&pdir, base, is_dir)) {
+        let removed = if s.options.dry_run {
+            if is_dir && kept.contains(&path) {
+                Err(std::io::Error::from_raw_os_error(libc::ENOTEMPTY))
+            } else {
+                Ok(())
+            }
+        } else {
+            let (parent, base) = split_parent(&path);
+            s.tree.open_dir(parent).and_then(|pdir| unlink_at(&pdir, base, is_dir))
+        };
+        match removed {
             Ok(()) => {
                 match mode & S_IFMT {
                     S_IFDIR => stats.dirs += 1,
@@ -774,17 +926,14 @@ fn delete_item(
                 }
             }
             Err(e) if is_dir && e.raw_os_error() == Some(libc::ENOTEMPTY) => {
+                keep_parent(&mut kept, &path);
                 let text = format!("cannot delete non-empty directory: {}\n", String::from_utf8_lossy(&path));
-                // The reference says it once for the directory it was asked to delete,
-                // twice for one below it whose contents it listed (once emptying it,
-                // once failing its rmdir).
-                for _ in 0..if path != top && listed { 2 } else { 1 } {
-                    w.message(Msg::Info, text.as_bytes())?;
-                }
+                w.message(Msg::Info, text.as_bytes())?;
             }
             // Gone meanwhile: what was wanted, and not a deletion of ours to report.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
+                keep_parent(&mut kept, &path);
                 let text = format!(
                     "rsync: [generator] delete_file: {}({}) failed: {}\n",
                     if is_dir { "rmdir" } else { "unlink" },
@@ -935,6 +1084,10 @@ fn receive_files(
         let e = &s.list[ndx as usize];
         if !e.is_reg() {
             return Err(Fatal::protocol(format!("received request to transfer non-regular file: {ndx} [receiver]")));
+        }
+        if s.options.dry_run {
+            // No data follows in a dry run.
+            continue;
         }
         let before = wire.consumed();
         match receive_one(s, wire, decoder, e)? {

@@ -618,7 +618,8 @@ fn send_files(t: &mut Transfer<'_>, lists: &mut Lists, stats: &mut SendStats) ->
         let (in_before, out_before) = (t.wire.consumed(), t.wire.produced());
         if req.iflags & ITEM_TRANSFER == 0 {
             write_attrs(t, &req)?;
-            if let Some(log) = &t.log {
+            // A dry run changes nothing, and the reference logs nothing of it.
+            if let Some(log) = t.log.as_ref().filter(|_| !t.options.dry_run) {
                 let (uid, gid) = t.logged_owner(file);
                 let logged = Logged {
                     path,
@@ -641,6 +642,13 @@ fn send_files(t: &mut Transfer<'_>, lists: &mut Lists, stats: &mut SendStats) ->
         }
         if phase == 2 {
             return Err(Fatal::protocol("got transfer request in phase 2 [sender]".into()));
+        }
+        if t.options.dry_run {
+            // The client's generator sends no block sums in a dry run: the request is
+            // answered with its index and attributes alone, as the reference's is.
+            write_attrs(t, &req)?;
+            stats.transferred += 1;
+            continue;
         }
         let sums = t.read_sums()?;
         let mut f = match t.tree.open_file(path) {

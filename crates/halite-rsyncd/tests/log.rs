@@ -107,9 +107,15 @@ fn the_log_file_says_what_the_references_says() {
         let dst = dir.join("dst");
         let dst = dst.to_str().unwrap();
         let src = format!("{}/", push_src.display());
-        let runs: [(Vec<String>, Option<&str>); 12] = [
+        let runs: [(Vec<String>, Option<&str>); 14] = [
             (vec!["-a".into(), d.url("code/"), dst.into()], None),
             (vec!["-a".into(), d.url("code/d1"), format!("{dst}/one")], None),
+            // Dry runs: a session each, and no line of a file.
+            (vec!["-an".into(), d.url("code/"), format!("{dst}-dry")], None),
+            (
+                vec!["-an".into(), "--delete".into(), src.clone(), d.url("backups/").replace("//", "//backup@")],
+                Some("s3cret"),
+            ),
             (
                 vec!["-a".into(), "--delete".into(), src.clone(), d.url("backups/").replace("//", "//backup@")],
                 Some("s3cret"),
@@ -135,7 +141,7 @@ fn the_log_file_says_what_the_references_says() {
         logs.push(settled_log(&dir.join("rsyncd.log")));
     }
     let (hal, reference) = (sessions(&logs[0]), sessions(&logs[1]));
-    assert_eq!(hal.len(), 12, "one session per run:\n{}", logs[0]);
+    assert_eq!(hal.len(), 14, "one session per run:\n{}", logs[0]);
     assert_eq!(hal.len(), reference.len(), "sessions:\n{}\n{}", logs[0], logs[1]);
     for (i, (h, r)) in hal.iter().zip(&reference).enumerate() {
         let only_hal: Vec<_> = h.iter().filter(|l| !r.contains(l)).collect();

@@ -73,6 +73,11 @@ fn the_same_pulls_from_the_reference_give_the_same_trees_and_output() {
         &["-az", "--zc=zlib"],
         &["-az", "--compress-level=9", "--protocol=30"],
         &["-a", "-F"],
+        // A dry run: the client's list and lines, nothing written; --update is the
+        // client's own business on a pull, and accepted.
+        &["-avn"],
+        &["-ain", "--delete", "code/d3/"],
+        &["-avu"],
         // Other transfer roots (incremental recursion starts from what is named).
         &["-av", "code/d1"],
         &["-av", "code/d1/"],
@@ -125,6 +130,11 @@ fn per_directory_merge_files_filter_pulls_as_with_the_reference() {
     let conf = config(&tree, "exclude = secret-rules\n");
     let cases: &[&[&str]] = &[
         &["-a", "-F"],
+        // A dry run: the client's list and lines, nothing written; --update is the
+        // client's own business on a pull, and accepted.
+        &["-avn"],
+        &["-ain", "--delete", "code/d3/"],
+        &["-avu"],
         &["-a", "-FF"],
         &["-a", "-F", "--no-inc-recursive"],
         &["-a", "-F", "--protocol=30"],

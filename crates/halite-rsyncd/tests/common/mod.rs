@@ -171,7 +171,8 @@ pub fn snapshot(root: &Path, with_times: bool) -> BTreeMap<String, String> {
             let mode = meta.mode() & 0o7777;
             let desc = if meta.file_type().is_symlink() {
                 let target = std::fs::read_link(root.join(&path)).unwrap();
-                format!("link -> {}", target.display())
+                let t = if with_times { format!(" mtime {}", meta.mtime()) } else { String::new() };
+                format!("link -> {}{t}", target.display())
             } else if meta.is_dir() {
                 stack.push(path.clone());
                 format!("dir {mode:o}")
