@@ -69,7 +69,9 @@ pub struct ServerOptions {
     pub compress_choice: Option<String>,
     pub compress_level: Option<i32>,
     pub timeout: Option<u32>,
-    pub bwlimit: Option<String>,
+    /// `--bwlimit`, in KiB per second (the client sends a whole number of KiB; 0 is
+    /// no limit).
+    pub bwlimit_kib: Option<u32>,
     pub max_size: Option<String>,
     pub min_size: Option<String>,
     /// The client's capability letters (after `-e.`).
@@ -327,9 +329,24 @@ impl ServerOptions {
             }
             "compress-level" => self.compress_level = Some(int(&value)? as i32),
             "timeout" => self.timeout = Some(int(&value)?.clamp(0, u32::MAX as i64) as u32),
-            "bwlimit" => self.bwlimit = value,
-            // A pushing client's output format, of which a server uses one fact.
-            "log-format" => self.itemize_unchanged = format_has(value.as_deref().unwrap_or(""), 'I'),
+            "bwlimit" => {
+                let kib = int(&value)?;
+                if kib < 0 {
+                    return Err(OptionError::BadValue {
+                        option: "--bwlimit".into(),
+                        reason: format!("{kib} is negative"),
+                    });
+                }
+                self.bwlimit_kib = (kib > 0).then(|| kib.min(i64::from(u32::MAX)) as u32);
+            }
+            // A pushing client's output format, of which a server uses two facts: whether
+            // the client itemizes (then it hears of a directory made for it), and whether
+            // it itemizes unchanged items too.
+            "log-format" => {
+                let format = value.as_deref().unwrap_or("");
+                self.itemize |= format_has(format, 'i');
+                self.itemize_unchanged = format_has(format, 'I');
+            }
             // Accepted by the reference but meaning an action halite-rsyncd does not
             // take: refused by name rather than silently ignored.
             "files-from"
@@ -518,8 +535,12 @@ mod tests {
         let o = ServerOptions::parse(&args(&["--server", "-vunlr", "--max-delete=-1", ".", "backups/"]), &[]).unwrap();
         assert!(o.dry_run && o.update && o.recursive);
         assert_eq!(o.max_delete, Some(0), "the client's -1 is --max-delete=0");
-        let o = ServerOptions::parse(&args(&["--server", "--max-delete=3", ".", "backups/"]), &[]).unwrap();
+        let o = ServerOptions::parse(&args(&["--server", "--max-delete=3", "--bwlimit=6000", ".", "backups/"]), &[])
+            .unwrap();
         assert_eq!(o.max_delete, Some(3));
+        assert_eq!(o.bwlimit_kib, Some(6000));
+        let o = ServerOptions::parse(&args(&["--server", "--bwlimit=0", ".", "backups/"]), &[]).unwrap();
+        assert_eq!(o.bwlimit_kib, None);
         let e = ServerOptions::parse(&args(&["--server", "--max-delete=lots", "."]), &[]);
         assert!(matches!(e, Err(OptionError::BadValue { .. })));
     }

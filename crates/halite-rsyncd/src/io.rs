@@ -39,8 +39,53 @@ pub enum ConnError {
     ClientExit(i32),
 }
 
+/// The client's `--bwlimit` on what this side writes, as the reference's
+/// sleep_for_bwlimit() applies it: writes go out in pieces of at most
+/// [`Throttle::piece`] bytes, and after each the writer sleeps long enough that the
+/// average stays under the limit (short waits, under a tenth of a second, are carried
+/// over rather than slept).
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    bytes_per_sec: u64,
+    /// Bytes written and not yet paid for by elapsed time.
+    owed: u64,
+    last: Option<Instant>,
+}
+
+impl Throttle {
+    pub fn new(kib_per_sec: u32) -> Throttle {
+        Throttle { bytes_per_sec: u64::from(kib_per_sec.max(1)) * 1024, owed: 0, last: None }
+    }
+
+    /// The most written at once: an eighth of a second's worth (512 bytes at least).
+    pub fn piece(&self) -> usize {
+        (self.bytes_per_sec / 8).max(512) as usize
+    }
+
+    /// Accounts for `bytes` written at `now`; how long to sleep before writing more.
+    pub fn wrote(&mut self, bytes: usize, now: Instant) -> Option<Duration> {
+        self.owed += bytes as u64;
+        if let Some(last) = self.last {
+            let paid =
+                (now.saturating_duration_since(last).as_micros() as u64).saturating_mul(self.bytes_per_sec) / 1_000_000;
+            self.owed = self.owed.saturating_sub(paid);
+        }
+        self.last = Some(now);
+        let wait = Duration::from_micros(self.owed.saturating_mul(1_000_000) / self.bytes_per_sec);
+        if wait < Duration::from_millis(100) {
+            return None;
+        }
+        // Paid for by the sleep; whatever the sleep overshoots is credited next time.
+        self.owed = 0;
+        self.last = Some(now + wait);
+        Some(wait)
+    }
+}
+
 pub struct Wire {
     stream: TcpStream,
+    /// `--bwlimit`, when the client asked for one.
+    throttle: Option<Throttle>,
     /// Bytes read from the socket not yet demultiplexed.
     raw: Vec<u8>,
     raw_pos: usize,
@@ -67,6 +112,7 @@ impl Wire {
     pub fn new(stream: TcpStream) -> Self {
         Wire {
             stream,
+            throttle: None,
             raw: Vec::new(),
             raw_pos: 0,
             data: Vec::new(),
@@ -95,6 +141,11 @@ impl Wire {
     pub fn consumed(&self) -> u64 {
         let unread = (self.raw.len() - self.raw_pos) + (self.data.len() - self.data_pos);
         self.bytes_read.saturating_sub(unread as u64)
+    }
+
+    /// Limits what this side writes to `kib_per_sec` KiB a second (`--bwlimit`).
+    pub fn set_bwlimit(&mut self, kib_per_sec: Option<u32>) {
+        self.throttle = kib_per_sec.map(Throttle::new);
     }
 
     pub fn set_timeout(&mut self, secs: u64) -> io::Result<()> {
@@ -139,6 +190,7 @@ impl Wire {
         let mut w = Wire::new(self.stream.try_clone()?);
         w.mux_out = self.mux_out;
         w.timeout = self.timeout;
+        w.throttle = self.throttle.clone();
         Ok(w)
     }
 
@@ -392,6 +444,17 @@ impl Wire {
     }
 
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        let Some(piece) = self.throttle.as_ref().map(Throttle::piece) else { return self.write_now(bytes) };
+        for chunk in bytes.chunks(piece) {
+            self.write_now(chunk)?;
+            if let Some(wait) = self.throttle.as_mut().and_then(|t| t.wrote(chunk.len(), Instant::now())) {
+                std::thread::sleep(wait);
+            }
+        }
+        Ok(())
+    }
+
+    fn write_now(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
         match self.stream.write_all(bytes) {
             Ok(()) => {
                 self.bytes_written += bytes.len() as u64;
@@ -436,4 +499,42 @@ impl Wire {
 fn int_payload(payload: &[u8]) -> Result<i32, WireError> {
     let b: [u8; 4] = payload.try_into().map_err(|_| WireError::Invalid("message with a bad int payload".into()))?;
     Ok(i32::from_le_bytes(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttle_holds_the_average_to_the_limit() {
+        // 100 KiB/s, 1 MiB written in pieces as fast as they are allowed: 10.24 s.
+        let mut t = Throttle::new(100);
+        assert_eq!(t.piece(), 12_800);
+        let start = Instant::now();
+        let mut now = start;
+        let mut written = 0usize;
+        while written < 1 << 20 {
+            let n = t.piece().min((1 << 20) - written);
+            written += n;
+            if let Some(wait) = t.wrote(n, now) {
+                now += wait;
+            }
+        }
+        let took = now - start;
+        assert!(took >= Duration::from_millis(10_100) && took <= Duration::from_millis(10_300), "{took:?}");
+    }
+
+    #[test]
+    fn time_spent_elsewhere_is_credited() {
+        let mut t = Throttle::new(100);
+        let start = Instant::now();
+        assert_eq!(t.wrote(10_000, start), None, "under a tenth of a second owed: no sleep");
+        // A second later the debt is paid: another 100 KiB goes without a sleep long
+        // enough to matter.
+        let wait = t.wrote(102_400, start + Duration::from_secs(1));
+        assert!(wait.is_none_or(|w| w <= Duration::from_millis(1_000)), "{wait:?}");
+        // A huge write owes its time.
+        let wait = t.wrote(1 << 20, start + Duration::from_secs(2)).unwrap();
+        assert!(wait >= Duration::from_secs(9), "{wait:?}");
+    }
 }

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod daemon;
 pub mod delta_io;
+pub mod destination;
 pub mod filters;
 pub mod hosts;
 pub mod ids;

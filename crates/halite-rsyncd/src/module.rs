@@ -163,8 +163,19 @@ impl ModuleView {
     /// A file in messages to the client, as the reference's full_fname() writes it:
     /// `"dir/file" (in module)`.
     pub fn full_fname(&self, rel: &[u8]) -> String {
-        let root = if self.names_from_root { "/" } else { "" };
-        format!("\"{root}{}\" (in {})", String::from_utf8_lossy(rel), self.name)
+        self.full_fname_in(b"", rel)
+    }
+
+    /// [`ModuleView::full_fname`] of `rel` in directory `cwd` (module-relative): the
+    /// reference names a file from its working directory's place in the module, so a
+    /// push into `web1/` says `"/web1/file"`.
+    pub fn full_fname_in(&self, cwd: &[u8], rel: &[u8]) -> String {
+        let (lead, sep) = match (cwd.is_empty(), self.names_from_root) {
+            (true, false) => ("", ""),
+            (true, true) => ("/", ""),
+            (false, _) => ("/", "/"),
+        };
+        format!("\"{lead}{}{sep}{}\" (in {})", String::from_utf8_lossy(cwd), String::from_utf8_lossy(rel), self.name)
     }
 
     /// Confines this process to the module: chroot when wanted and possible, then the

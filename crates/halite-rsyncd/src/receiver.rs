@@ -67,7 +67,16 @@ enum Event {
 
 /// What both roles share, read-only.
 struct Shared<'a> {
+    /// The destination directory: every name in the list is resolved beneath it.
     tree: &'a Tree,
+    /// The module's top, where the filters' per-directory merge files are read (their
+    /// paths are module-relative).
+    module_tree: &'a Tree,
+    /// The destination directory in the module ("" for the top).
+    dest: &'a [u8],
+    /// The destination directory was made for this push (or a dry run would make it):
+    /// the list's "." is new.
+    dest_created: bool,
     list: &'a [FileEntry],
     options: &'a ServerOptions,
     sums: SumChoice,
@@ -85,8 +94,9 @@ impl Shared<'_> {
     /// Logs an entry the generator itemized or the receiver finished (`transfer logging`).
     fn log_item(&self, e: &FileEntry, iflags: u16, received: Option<(u64, &[u8])>) {
         let Some(log) = self.log else { return };
+        let path = self.in_module(&e.name);
         let logged = crate::log::Logged {
-            path: &e.name,
+            path: &path,
             iflags: iflags.into(),
             data_bytes: received.map_or(0, |(bytes, _)| bytes),
             checksum_bytes: 0,
@@ -99,24 +109,24 @@ impl Shared<'_> {
             None => log.changed(e, &logged),
         }
     }
+
+    /// A name of the list (or a path below the destination) as a module-relative path:
+    /// what the log shows, as the reference's `%f` does.
+    fn in_module<'r>(&self, rel: &'r [u8]) -> std::borrow::Cow<'r, [u8]> {
+        match self.dest.is_empty() {
+            true => rel.into(),
+            // The list's "." too: "web1/.", as the reference writes it.
+            false => [self.dest, b"/", rel].concat().into(),
+        }
+    }
+
+    /// A file in messages to the client, named as the reference names it.
+    fn full_fname(&self, rel: &[u8]) -> String {
+        self.module.full_fname_in(self.dest, rel)
+    }
 }
 
 pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
-    // The destination must be the module's top directory: files are placed by their
-    // list names beneath it (pushes into a subdirectory or to another name are not
-    // taken yet, rather than written to the wrong place).
-    for dest in &t.options.paths {
-        if !crate::session::module_relative(t.module_name, dest).is_empty() {
-            return Err(Fatal::Client {
-                text: format!(
-                    "ERROR: halite-rsyncd receives into the top of module {} only, not into {}",
-                    t.module_name,
-                    String::from_utf8_lossy(dest)
-                ),
-                code: crate::session::RERR_UNSUPPORTED,
-            });
-        }
-    }
     if t.options.hard_links {
         return Err(Fatal::Client {
             text: "ERROR: halite-rsyncd does not receive hard links (-H) yet".into(),
@@ -124,12 +134,32 @@ pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
         });
     }
     tracing::info!("receiving file list");
-    let (list, sender_io_error) = receive_list(t)?;
+    let (mut list, sender_io_error) = receive_list(t)?;
+    let place = place(t, &mut list)?;
+    let dest_tree = match (&place.dir[..], place.dry_missing) {
+        (b"", _) | (_, true) => None,
+        (dir, false) => Some(t.tree.subtree(dir).map_err(|e| Fatal::Client {
+            text: format!(
+                "rsync: [Receiver] {} {} failed: {}",
+                place.entering,
+                t.module.full_fname(dir),
+                crate::sender::os_error(&e)
+            ),
+            code: crate::session::RERR_FILESELECT,
+        })?),
+    };
+    t.filters.set_root(&place.dir);
     // Sizes are the client's word: summed without overflow.
     let total_size = list.iter().filter(|e| e.is_reg() || e.is_link()).fold(0u64, |sum, e| sum.saturating_add(e.size));
     let mut writer = t.wire.writer()?;
+    if let Some(text) = &place.announce {
+        writer.message(Msg::Info, text.as_bytes())?;
+    }
     let shared = Shared {
-        tree: &t.tree,
+        tree: dest_tree.as_ref().unwrap_or(&t.tree),
+        module_tree: &t.tree,
+        dest: &place.dir,
+        dest_created: place.created,
         list: &list,
         options: &t.options,
         sums: t.sums,
@@ -153,7 +183,7 @@ pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
                 let _ = tx2.send(Event::Failed(e));
             }
         });
-        let result = generate(shared, &mut t.filters, &mut writer, &rx);
+        let result = generate(shared, &mut t.filters, &mut writer, &rx, place.dry_missing);
         if result.is_err() {
             // The receiver may be blocked reading: closing our half ends its read.
             writer.abort();
@@ -167,6 +197,100 @@ pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
         read: t.wire.bytes_read,
         total_size,
     })
+}
+
+/// Where this push goes ([`crate::destination`]), once made ready.
+struct Place {
+    /// The destination directory in the module ("" for the top).
+    dir: Vec<u8>,
+    /// Made for this push (or, in a dry run, would be).
+    created: bool,
+    /// A dry run's destination that does not exist: everything is new, nothing is read.
+    dry_missing: bool,
+    /// "created directory web1", for a client that lists names.
+    announce: Option<String>,
+    /// How the reference words a failure to enter it ("change_dir#2").
+    entering: &'static str,
+}
+
+/// The reference's get_local_name(): checks the destination the client named against
+/// the module's rules, makes its directory when the list needs one, and gives a single
+/// entry the name the client asked for (renaming it in `list`).
+fn place(t: &Transfer<'_>, list: &mut [FileEntry]) -> Result<Place, Fatal> {
+    use crate::destination::{plan, Found, Placement};
+    use crate::session::{RERR_FILEIO, RERR_FILESELECT};
+    let arg = t.options.paths.first().map(Vec::as_slice).unwrap_or_default();
+    let rel = crate::session::module_relative(t.module_name, arg);
+    let trailing_slash = arg.ends_with(b"/");
+    // The destination as the reference's messages show it: cleaned, and chrooted
+    // into the module an absolute path there.
+    let shown = |with_slash: bool| {
+        format!(
+            "{}{}{}",
+            if t.module.names_from_root { "/" } else { "" },
+            String::from_utf8_lossy(&rel),
+            if with_slash && trailing_slash { "/" } else { "" }
+        )
+    };
+    let fail = |text: String, code: i32| Fatal::Client { text, code };
+    if !rel.is_empty() && (t.filters.daemon_excluded(&rel, false) || t.filters.daemon_excluded(&rel, true)) {
+        return Err(fail(format!("ERROR: daemon has excluded destination \"{}\"", shown(true)), RERR_FILESELECT));
+    }
+    // A trailing slash asks for a directory: stat's ENOTDIR for anything else.
+    let stat = t.tree.lstat(&rel).and_then(|st| match st.is_dir() || !trailing_slash {
+        true => Ok(st),
+        false => Err(std::io::Error::from_raw_os_error(libc::ENOTDIR)),
+    });
+    let found = match stat {
+        _ if rel.is_empty() => Found::Dir,
+        Ok(st) if st.is_dir() => Found::Dir,
+        Ok(_) => Found::Other,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Found::Missing,
+        Err(e) => {
+            let named = if trailing_slash { [&rel[..], b"/"].concat() } else { rel.clone() };
+            return Err(fail(
+                format!(
+                    "rsync: [Receiver] ERROR: cannot stat destination {}: {}",
+                    t.module.full_fname(&named),
+                    crate::sender::os_error(&e)
+                ),
+                RERR_FILESELECT,
+            ));
+        }
+    };
+    let single_is_dir = list.len() == 1 && list[0].is_dir();
+    let placement =
+        plan(&rel, trailing_slash, found, list.len(), single_is_dir).map_err(|e| fail(e.to_string(), e.exit_code()))?;
+    match placement {
+        Placement::Dir { dir, create: false } => {
+            Ok(Place { dir, created: false, dry_missing: false, announce: None, entering: "change_dir#1" })
+        }
+        Placement::Dir { dir, create: true } => {
+            if !t.options.dry_run {
+                let (parent, base) = crate::tree::split_parent(&dir);
+                let made = t.tree.open_dir(parent).and_then(|pdir| mkdir_at(&pdir, base, 0o777));
+                if let Err(e) = made {
+                    return Err(fail(
+                        format!(
+                            "rsync: [Receiver] mkdir {} failed: {}",
+                            t.module.full_fname(&dir),
+                            crate::sender::os_error(&e)
+                        ),
+                        RERR_FILEIO,
+                    ));
+                }
+            }
+            let announce =
+                (t.options.verbose > 0 || t.options.itemize).then(|| format!("created directory {}\n", shown(false)));
+            Ok(Place { dir, created: true, dry_missing: t.options.dry_run, announce, entering: "change_dir#2" })
+        }
+        Placement::Renamed { dir, name } => {
+            if let Some(only) = list.first_mut() {
+                only.name = name;
+            }
+            Ok(Place { dir, created: false, dry_missing: false, announce: None, entering: "change_dir#3" })
+        }
+    }
 }
 
 /// Reads the client's file list, sorted as both sides index it.
@@ -205,6 +329,7 @@ fn generate(
     filters: &mut crate::filters::Filters,
     w: &mut Wire,
     rx: &Receiver<Event>,
+    dest_missing: bool,
 ) -> Result<(), Fatal> {
     let mut ndx_out = crate::sender::NdxCodec::default();
     let mut deleted = DelStats { max: s.options.max_delete, ..DelStats::default() };
@@ -231,7 +356,8 @@ fn generate(
         if under_any(&failed_dirs, &rel) {
             continue;
         }
-        if !rel.is_empty() && filters.daemon_excluded(&rel, e.is_dir()) {
+        // The module's rules judge module-relative paths, wherever the push goes.
+        if !rel.is_empty() && filters.daemon_excluded(&s.in_module(&rel), e.is_dir()) {
             // The reference's generator: a per-file error (exit 23), and nothing below
             // a refused directory is attempted.
             let text = format!(
@@ -246,7 +372,7 @@ fn generate(
             }
             continue;
         }
-        let assume_missing = under_any(&dry_missing, &rel);
+        let assume_missing = dest_missing || under_any(&dry_missing, &rel);
         if e.is_dir() {
             let before = if assume_missing { None } else { lstat(s.tree, &rel) };
             let made = match make_dir(s, &rel, e, before.as_ref()) {
@@ -254,7 +380,7 @@ fn generate(
                 Err(err) => {
                     let text = format!(
                         "rsync: [generator] recv_generator: mkdir {} failed: {}\n",
-                        s.module.full_fname(&rel),
+                        s.full_fname(&rel),
                         crate::sender::os_error(&err)
                     );
                     w.message(Msg::ErrorXfer, text.as_bytes())?;
@@ -266,7 +392,7 @@ fn generate(
             if made && dry_run {
                 dry_missing.insert(rel.clone());
             }
-            if made && !rel.is_empty() {
+            if made && !rel.is_empty() || rel.is_empty() && s.dest_created {
                 itemize(s, w, &mut ndx_out, i, ITEM_LOCAL_CHANGE | ITEM_IS_NEW)?;
             } else if let Some(st) = before.filter(|st| st.is_dir()) {
                 // An existing directory whose time or permissions change is reported
@@ -277,7 +403,7 @@ fn generate(
                 }
             }
             // (A directory a dry run would make has nothing in it to delete.)
-            if delete && s.options.recursive && !(made && dry_run) {
+            if delete && s.options.recursive && !assume_missing && !(made && dry_run) {
                 delete_extraneous(s, filters, w, &rel, children.get(rel.as_slice()), &mut deleted)?;
             }
         } else if e.is_link() {
@@ -299,7 +425,7 @@ fn generate(
                 Err(err) => {
                     let text = format!(
                         "rsync: [generator] symlink {} failed: {}\n",
-                        s.module.full_fname(&rel),
+                        s.full_fname(&rel),
                         crate::sender::os_error(&err)
                     );
                     w.message(Msg::ErrorXfer, text.as_bytes())?;
@@ -612,6 +738,12 @@ fn default_mode(s: &Shared<'_>, e: &FileEntry, existing: Option<&Stat>) -> u32 {
 /// made, or in a dry run would have been.
 fn make_dir(s: &Shared<'_>, rel: &[u8], e: &FileEntry, existing: Option<&Stat>) -> std::io::Result<bool> {
     if rel.is_empty() {
+        // The destination itself: the module's top keeps its permissions; a directory
+        // a push goes into takes the list's, as any directory of the list does.
+        let perms_differ = existing.is_some_and(|st| st.mode & 0o7777 != e.mode & 0o7777);
+        if !s.options.dry_run && !s.dest.is_empty() && s.options.perms && perms_differ {
+            fchmod(&s.tree.open_dir(b"")?, e.mode & 0o7777)?;
+        }
         return Ok(false);
     }
     if s.options.dry_run {
@@ -629,14 +761,17 @@ fn make_dir(s: &Shared<'_>, rel: &[u8], e: &FileEntry, existing: Option<&Stat>) 
         None => {}
     }
     let (parent, base) = split_parent(rel);
-    let pdir = s.tree.open_dir(parent)?;
-    let name = cstr(base)?;
-    let mode = default_mode(s, e, None) | 0o700;
+    mkdir_at(&s.tree.open_dir(parent)?, base, default_mode(s, e, None) | 0o700)?;
+    Ok(true)
+}
+
+fn mkdir_at(dir: &OwnedFd, name: &[u8], mode: u32) -> std::io::Result<()> {
+    let name = cstr(name)?;
     // SAFETY: valid dirfd and C string.
-    if unsafe { libc::mkdirat(pdir.as_raw_fd(), name.as_ptr(), mode) } != 0 {
+    if unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(true)
+    Ok(())
 }
 
 /// What [`make_link`] found and did.
@@ -784,7 +919,7 @@ fn delete_extraneous(
     listed: Option<&HashSet<&[u8]>>,
     stats: &mut DelStats,
 ) -> Result<(), Fatal> {
-    crate::session::enter_filter_dir(filters, s.tree, dir_rel)?;
+    crate::session::enter_filter_dir(filters, s.module_tree, dir_rel)?;
     let Ok(dir) = s.tree.open_dir(dir_rel) else { return Ok(()) };
     let Ok(names) = crate::tree::read_dir_fd(&dir) else { return Ok(()) };
     let extra = names.into_iter().filter(|name| !listed.is_some_and(|l| l.contains(name.as_slice())));
@@ -851,7 +986,7 @@ fn delete_item(
     while let Some(step) = steps.pop() {
         let (path, mode) = match step {
             Step::Visit(path, mode) if mode & S_IFMT == S_IFDIR => {
-                crate::session::enter_filter_dir(filters, s.tree, &path)?;
+                crate::session::enter_filter_dir(filters, s.module_tree, &path)?;
                 steps.push(Step::RemoveDir(path.clone(), mode));
                 let contents = s.tree.open_dir(&path).and_then(|fd| Ok((crate::tree::read_dir_fd(&fd)?, fd)));
                 let (names, fd) = match contents {
@@ -859,7 +994,7 @@ fn delete_item(
                     Err(e) => {
                         let text = format!(
                             "rsync: [generator] opendir {} failed: {}\n",
-                            s.module.full_fname(&path),
+                            s.full_fname(&path),
                             crate::sender::os_error(&e)
                         );
                         w.message(Msg::ErrorXfer, text.as_bytes())?;
@@ -922,7 +1057,7 @@ fn delete_item(
                     w.message(Msg::Deleted, &shown)?;
                 }
                 if let Some(log) = s.log {
-                    log.deleted(&path, mode);
+                    log.deleted(&s.in_module(&path), mode);
                 }
             }
             Err(e) if is_dir && e.raw_os_error() == Some(libc::ENOTEMPTY) => {
@@ -1191,7 +1326,7 @@ fn receive_one(s: &Shared<'_>, wire: &mut Wire, decoder: &mut dyn Decode, e: &Fi
             Err(err) => {
                 failure = Some(format!(
                     "rsync: [receiver] mkstemp {} failed: {}\n",
-                    s.module.full_fname(&tmp),
+                    s.full_fname(&tmp),
                     crate::sender::os_error(&err)
                 ));
                 None

@@ -448,6 +448,7 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>, greeted
         }
     };
     let (compat, sums, compression) = setup(wire, greeting.protocol, &options)?;
+    wire.set_bwlimit(options.bwlimit_kib);
     wire.start_mux_out()?;
     if timeout > 0 && greeting.protocol >= 31 {
         wire.message(Msg::IoTimeout, &(timeout as i32).to_le_bytes())?;

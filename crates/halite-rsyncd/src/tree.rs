@@ -90,6 +90,12 @@ impl Tree {
         self.open_beneath(rel, libc::O_RDONLY | libc::O_DIRECTORY)
     }
 
+    /// The directory `rel` as a tree of its own (where a push into a subdirectory
+    /// works): everything is then resolved beneath it.
+    pub fn subtree(&self, rel: &[u8]) -> io::Result<Tree> {
+        Ok(Tree { root: self.open_dir(rel)? })
+    }
+
     /// lstat of `rel`: its parent is opened beneath the root, the last name is not
     /// followed.
     pub fn lstat(&self, rel: &[u8]) -> io::Result<Stat> {

@@ -107,7 +107,7 @@ fn the_log_file_says_what_the_references_says() {
         let dst = dir.join("dst");
         let dst = dst.to_str().unwrap();
         let src = format!("{}/", push_src.display());
-        let runs: [(Vec<String>, Option<&str>); 14] = [
+        let runs: [(Vec<String>, Option<&str>); 15] = [
             (vec!["-a".into(), d.url("code/"), dst.into()], None),
             (vec!["-a".into(), d.url("code/d1"), format!("{dst}/one")], None),
             // Dry runs: a session each, and no line of a file.
@@ -118,6 +118,11 @@ fn the_log_file_says_what_the_references_says() {
             ),
             (
                 vec!["-a".into(), "--delete".into(), src.clone(), d.url("backups/").replace("//", "//backup@")],
+                Some("s3cret"),
+            ),
+            // Into a directory made for it: the log names files from the module's top.
+            (
+                vec!["-a".into(), "--delete".into(), src.clone(), d.url("backups/sub/").replace("//", "//backup@")],
                 Some("s3cret"),
             ),
             (vec!["-a".into(), src.clone(), d.url("backups/").replace("//", "//backup@")], Some("wrong")),
@@ -141,7 +146,7 @@ fn the_log_file_says_what_the_references_says() {
         logs.push(settled_log(&dir.join("rsyncd.log")));
     }
     let (hal, reference) = (sessions(&logs[0]), sessions(&logs[1]));
-    assert_eq!(hal.len(), 14, "one session per run:\n{}", logs[0]);
+    assert_eq!(hal.len(), 15, "one session per run:\n{}", logs[0]);
     assert_eq!(hal.len(), reference.len(), "sessions:\n{}\n{}", logs[0], logs[1]);
     for (i, (h, r)) in hal.iter().zip(&reference).enumerate() {
         let only_hal: Vec<_> = h.iter().filter(|l| !r.contains(l)).collect();

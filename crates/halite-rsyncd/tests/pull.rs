@@ -308,8 +308,10 @@ fn a_file_deleted_after_the_listing_is_a_vanished_warning_and_exit_24_as_with_th
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
     std::fs::create_dir_all(&tree).unwrap();
-    // The first file is larger than loopback's socket buffers and the client reads it
-    // slowly, so the daemon is still sending it well after the client has the list.
+    // The first file takes two seconds: the daemon honours the client's --bwlimit, as
+    // the reference does (it is sent to the server, which throttles what it writes), so
+    // the daemon is still sending it well after the client has the list. A daemon that
+    // ignored --bwlimit would finish first, and the test says so.
     let big: Vec<u8> = (0..12u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let conf = config(&tree, "");
     for server in [Server::Halite, Server::Reference] {
@@ -319,7 +321,7 @@ fn a_file_deleted_after_the_listing_is_a_vanished_warning_and_exit_24_as_with_th
         std::fs::create_dir_all(&run_dir).unwrap();
         let d = Daemon::start(server, &conf, &run_dir);
         let dst = run_dir.join("dst");
-        let client = std::process::Command::new("rsync")
+        let mut client = std::process::Command::new("rsync")
             .args(["-a", "--bwlimit=6000", &d.url("code/"), dst.to_str().unwrap()])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -331,6 +333,10 @@ fn a_file_deleted_after_the_listing_is_a_vanished_warning_and_exit_24_as_with_th
             .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with(".a-big.")))
             .unwrap_or(false)
         {
+            if let Ok(Some(_)) = client.try_wait() {
+                let out = client.wait_with_output().unwrap();
+                panic!("{server:?}: the client ended before the big file: {}\n{}", text(&out), d.log());
+            }
             assert!(std::time::Instant::now() < deadline, "{server:?}: the transfer did not start");
             std::thread::sleep(std::time::Duration::from_millis(10));
         }

@@ -435,6 +435,85 @@ fn update_and_max_delete_act_as_with_the_reference() {
 }
 
 #[test]
+fn pushes_land_where_the_client_names_as_with_the_reference() {
+    if skip() {
+        return;
+    }
+    // The module's rules are anchored at its top, wherever a push goes.
+    let pair = Pair::new("    exclude = /private /web5/secret.txt\n", |m| {
+        std::fs::create_dir_all(m.join("web1")).unwrap();
+        std::fs::write(m.join("web1/stale"), b"x").unwrap();
+        std::fs::write(m.join("a-file"), b"x").unwrap();
+    });
+    let src = pair.root.join("src");
+    make_tree(&src, 6, &[]);
+    let one = pair.root.join("one.txt");
+    std::fs::write(&one, b"one file\n").unwrap();
+    set_mtime(&one, 1_600_000_000);
+    let s = format!("{}/", src.display());
+    let single = one.to_str().unwrap();
+    let with_secret = pair.root.join("with-secret");
+    std::fs::create_dir_all(&with_secret).unwrap();
+    std::fs::write(with_secret.join("secret.txt"), b"no\n").unwrap();
+    std::fs::write(with_secret.join("ok.txt"), b"yes\n").unwrap();
+    let ws = format!("{}/", with_secret.display());
+    // The destination's time differs from the pushed directory's: both report "./".
+    for side in ["hal", "ref"] {
+        set_mtime(&pair.module(side).join("web1"), 1_500_000_000);
+    }
+    set_mtime(&src, 1_600_000_000);
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let sorted = |o: &std::process::Output| {
+        let mut v = names(o);
+        v.sort();
+        v
+    };
+    let err = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stderr).lines().next().unwrap_or("").replace("[Receiver] ", "").to_string()
+    };
+    for (args, dest) in [
+        // Into an existing directory, with --delete confined to it.
+        (vec!["-av", "--delete", &s], "web1/"),
+        // A directory made for the push (-i: the client hears of it).
+        (vec!["-ai", &s], "web2/"),
+        (vec!["-av", &s], "web3"),
+        (vec!["-avn", &s], "web4/"),
+        // A single file under the name given; into a directory; onto a file.
+        (vec!["-av", single], "renamed.txt"),
+        (vec!["-av", single], "web1/"),
+        (vec!["-av", single], "a-file"),
+        // What cannot be: a missing parent, a list onto a file, a file onto a
+        // directory's name with a slash, and a destination the module excludes.
+        (vec!["-a", &s], "no/such/dir/"),
+        (vec!["-a", &s], "a-file"),
+        (vec!["-a", single], "a-file/"),
+        (vec!["-a", &s], "private/"),
+        (vec!["-a", "--no-inc-recursive", &ws], "web5/"),
+        (vec!["-a", "--no-inc-recursive", &ws], "web6/"),
+    ] {
+        let url = |d: &Daemon| format!("{}{dest}", d.url("backups/"));
+        let run = |d: &Daemon| {
+            let mut argv = args.clone();
+            let u = url(d);
+            argv.push(&u);
+            rsync(&argv, None)
+        };
+        let (h, r) = (run(&pair.hal), run(&pair.reference));
+        let what = format!("{args:?} -> {dest}\nhalite: {}\nreference: {}\n{}", text(&h), text(&r), pair.hal.log());
+        assert_eq!(h.status.code(), r.status.code(), "{what}");
+        assert_eq!(sorted(&h), sorted(&r), "{what}");
+        if !h.status.success() {
+            assert_eq!(err(&h), err(&r), "{what}");
+        }
+        assert_same(&snapshot(&pair.module("ref"), false), &snapshot(&pair.module("hal"), false), &what);
+    }
+    assert!(!pair.module("hal").join("web1/stale").exists());
+    assert!(!pair.module("hal").join("web4").exists(), "a dry run made its destination");
+    assert!(!pair.module("hal").join("web5/secret.txt").exists());
+    assert!(pair.module("hal").join("web6/secret.txt").exists());
+}
+
+#[test]
 fn protocol_30_and_checksum_pushes_match_the_reference() {
     if skip() {
         return;
