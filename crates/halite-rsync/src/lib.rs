@@ -14,6 +14,7 @@ pub mod filter;
 pub mod flist;
 pub mod handshake;
 pub mod inclists;
+pub mod links;
 pub mod logformat;
 pub mod mux;
 pub mod negotiate;

@@ -262,8 +262,8 @@ impl ServerOptions {
             "update" => self.update = true,
             // The client sends -1 for --max-delete=0: both mean "delete nothing".
             "max-delete" => self.max_delete = Some(int(&value)?.max(0)),
-            "safe-links"
-            | "copy-unsafe-links"
+            "safe-links" => self.safe_links = true,
+            "copy-unsafe-links"
             | "one-file-system"
             | "copy-links"
             | "copy-dirlinks"

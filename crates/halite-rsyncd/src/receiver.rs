@@ -410,6 +410,18 @@ fn generate(
             if !s.options.links {
                 continue;
             }
+            let target = e.link_target.as_deref().unwrap_or_default();
+            if s.options.safe_links && halite_rsync::links::unsafe_symlink(target, &rel) {
+                if s.options.verbose > 0 {
+                    let text = format!(
+                        "ignoring unsafe symlink \"{}\" -> \"{}\"\n",
+                        String::from_utf8_lossy(&rel),
+                        String::from_utf8_lossy(target)
+                    );
+                    w.message(Msg::Info, text.as_bytes())?;
+                }
+                continue;
+            }
             let made = if assume_missing { Ok(Link::Created) } else { make_link(s, &rel, e) };
             // As the reference's itemize(): a replaced link is compared with the one
             // it replaced ("cLc........"), a new one is new.

@@ -78,6 +78,7 @@ fn the_same_pulls_from_the_reference_give_the_same_trees_and_output() {
         &["-avn"],
         &["-ain", "--delete", "code/d3/"],
         &["-avu"],
+        &["-av", "--safe-links"],
         // Other transfer roots (incremental recursion starts from what is named).
         &["-av", "code/d1"],
         &["-av", "code/d1/"],
@@ -135,6 +136,7 @@ fn per_directory_merge_files_filter_pulls_as_with_the_reference() {
         &["-avn"],
         &["-ain", "--delete", "code/d3/"],
         &["-avu"],
+        &["-av", "--safe-links"],
         &["-a", "-FF"],
         &["-a", "-F", "--no-inc-recursive"],
         &["-a", "-F", "--protocol=30"],

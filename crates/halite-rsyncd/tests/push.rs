@@ -514,6 +514,46 @@ fn pushes_land_where_the_client_names_as_with_the_reference() {
 }
 
 #[test]
+fn safe_links_leaves_out_the_links_the_reference_leaves_out() {
+    if skip() {
+        return;
+    }
+    let pair = Pair::new("", |_| {});
+    let src = pair.root.join("src");
+    std::fs::create_dir_all(src.join("a/b")).unwrap();
+    std::fs::write(src.join("f"), b"f\n").unwrap();
+    for (name, target) in [
+        ("inside", "f"),
+        ("absolute", "/etc/passwd"),
+        ("up-and-out", "../f"),
+        ("a/up", "../f"),
+        ("a/b/up-two", "../../f"),
+        ("a/b/out", "../../../f"),
+        // A ".." after a name (CVE-2024-12088's form): refused at any depth.
+        ("a/b/detour", "x/../../f"),
+        // The top itself is inside.
+        ("a/dotdot", ".."),
+    ] {
+        std::os::unix::fs::symlink(target, src.join(name)).unwrap();
+    }
+    let s = format!("{}/", src.display());
+    let sorted = |o: &std::process::Output| {
+        let mut v = names(o);
+        v.sort();
+        v
+    };
+    let (h, r) = pair.both(&["-av", "--safe-links", &s, "URL"], None);
+    assert_eq!(sorted(&h), sorted(&r), "\nhalite: {}\nreference: {}", text(&h), text(&r));
+    let m = pair.module("hal");
+    for kept in ["inside", "a/up", "a/b/up-two", "a/dotdot"] {
+        assert!(m.join(kept).symlink_metadata().is_ok(), "{kept} was left out");
+    }
+    for gone in ["absolute", "up-and-out", "a/b/out", "a/b/detour"] {
+        assert!(m.join(gone).symlink_metadata().is_err(), "{gone} was made");
+    }
+}
+
+#[test]
 fn protocol_30_and_checksum_pushes_match_the_reference() {
     if skip() {
         return;
