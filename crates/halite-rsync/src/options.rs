@@ -263,6 +263,7 @@ impl ServerOptions {
             // The client sends -1 for --max-delete=0: both mean "delete nothing".
             "max-delete" => self.max_delete = Some(int(&value)?.max(0)),
             "safe-links" => self.safe_links = true,
+            "mkpath" => self.mkpath = true,
             "copy-unsafe-links"
             | "one-file-system"
             | "copy-links"
@@ -272,7 +273,6 @@ impl ServerOptions {
             | "remove-sent-files"
             | "max-size"
             | "min-size"
-            | "mkpath"
             | "append"
             | "append-verify"
             | "relative" => {

@@ -152,7 +152,7 @@ pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
     // Sizes are the client's word: summed without overflow.
     let total_size = list.iter().filter(|e| e.is_reg() || e.is_link()).fold(0u64, |sum, e| sum.saturating_add(e.size));
     let mut writer = t.wire.writer()?;
-    if let Some(text) = &place.announce {
+    for text in &place.announce {
         writer.message(Msg::Info, text.as_bytes())?;
     }
     let shared = Shared {
@@ -207,8 +207,9 @@ struct Place {
     created: bool,
     /// A dry run's destination that does not exist: everything is new, nothing is read.
     dry_missing: bool,
-    /// "created directory web1", for a client that lists names.
-    announce: Option<String>,
+    /// "created directory web1", for a client that lists names: a message each (the
+    /// client escapes a newline inside one).
+    announce: Vec<String>,
     /// How the reference words a failure to enter it ("change_dir#2").
     entering: &'static str,
 }
@@ -224,46 +225,76 @@ fn place(t: &Transfer<'_>, list: &mut [FileEntry]) -> Result<Place, Fatal> {
     let trailing_slash = arg.ends_with(b"/");
     // The destination as the reference's messages show it: cleaned, and chrooted
     // into the module an absolute path there.
-    let shown = |with_slash: bool| {
-        format!(
-            "{}{}{}",
-            if t.module.names_from_root { "/" } else { "" },
-            String::from_utf8_lossy(&rel),
-            if with_slash && trailing_slash { "/" } else { "" }
-        )
-    };
+    let shown_path =
+        |path: &[u8]| format!("{}{}", if t.module.names_from_root { "/" } else { "" }, String::from_utf8_lossy(path));
+    let shown =
+        |with_slash: bool| format!("{}{}", shown_path(&rel), if with_slash && trailing_slash { "/" } else { "" });
     let fail = |text: String, code: i32| Fatal::Client { text, code };
     if !rel.is_empty() && (t.filters.daemon_excluded(&rel, false) || t.filters.daemon_excluded(&rel, true)) {
         return Err(fail(format!("ERROR: daemon has excluded destination \"{}\"", shown(true)), RERR_FILESELECT));
     }
-    // A trailing slash asks for a directory: stat's ENOTDIR for anything else.
-    let stat = t.tree.lstat(&rel).and_then(|st| match st.is_dir() || !trailing_slash {
-        true => Ok(st),
-        false => Err(std::io::Error::from_raw_os_error(libc::ENOTDIR)),
-    });
-    let found = match stat {
-        _ if rel.is_empty() => Found::Dir,
-        Ok(st) if st.is_dir() => Found::Dir,
-        Ok(_) => Found::Other,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Found::Missing,
-        Err(e) => {
-            let named = if trailing_slash { [&rel[..], b"/"].concat() } else { rel.clone() };
-            return Err(fail(
+    let named = if trailing_slash { [&rel[..], b"/"].concat() } else { rel.clone() };
+    let look = || {
+        // A trailing slash asks for a directory: stat's ENOTDIR for anything else.
+        let stat = t.tree.lstat(&rel).and_then(|st| match st.is_dir() || !trailing_slash {
+            true => Ok(st),
+            false => Err(std::io::Error::from_raw_os_error(libc::ENOTDIR)),
+        });
+        match stat {
+            _ if rel.is_empty() => Ok(Found::Dir),
+            Ok(st) if st.is_dir() => Ok(Found::Dir),
+            Ok(_) => Ok(Found::Other),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Found::Missing),
+            Err(e) => Err(e),
+        }
+    };
+    let cannot_stat = |e: std::io::Error| {
+        fail(
+            format!(
+                "rsync: [Receiver] ERROR: cannot stat destination {}: {}",
+                t.module.full_fname(&named),
+                crate::sender::os_error(&e)
+            ),
+            RERR_FILESELECT,
+        )
+    };
+    let mut found = look();
+    // --mkpath: the directories on the way are made first, the destination's own too
+    // unless a single entry goes to a name without a slash.
+    let mut announce = Vec::new();
+    let listing = t.options.verbose > 0 || t.options.itemize;
+    let mut dry_path_made = false;
+    let names_a_path = trailing_slash || rel.contains(&b'/') || list.len() > 1;
+    // (A stat that failed otherwise is tried too: making the path says why.)
+    if t.options.mkpath && !matches!(found, Ok(Found::Dir | Found::Other)) && names_a_path {
+        let target: &[u8] = if list.len() > 1 || trailing_slash { &rel } else { crate::tree::split_parent(&rel).0 };
+        let made = make_path(&t.tree, target, t.options.dry_run).map_err(|e| {
+            fail(
                 format!(
-                    "rsync: [Receiver] ERROR: cannot stat destination {}: {}",
+                    "rsync: [Receiver] mkdir {} failed: {}",
                     t.module.full_fname(&named),
                     crate::sender::os_error(&e)
                 ),
-                RERR_FILESELECT,
-            ));
+                RERR_FILEIO,
+            )
+        })?;
+        if made > 0 && listing {
+            let dirs = if made == 1 { "directory" } else { "directories" };
+            announce.push(format!("created {made} {dirs} for {}\n", shown_path(target)));
         }
-    };
+        if made > 0 && t.options.dry_run {
+            dry_path_made = true;
+        } else if made > 0 {
+            found = look();
+        }
+    }
+    let found = found.map_err(cannot_stat)?;
     let single_is_dir = list.len() == 1 && list[0].is_dir();
     let placement =
         plan(&rel, trailing_slash, found, list.len(), single_is_dir).map_err(|e| fail(e.to_string(), e.exit_code()))?;
     match placement {
         Placement::Dir { dir, create: false } => {
-            Ok(Place { dir, created: false, dry_missing: false, announce: None, entering: "change_dir#1" })
+            Ok(Place { dir, created: false, dry_missing: false, announce, entering: "change_dir#1" })
         }
         Placement::Dir { dir, create: true } => {
             if !t.options.dry_run {
@@ -280,17 +311,45 @@ fn place(t: &Transfer<'_>, list: &mut [FileEntry]) -> Result<Place, Fatal> {
                     ));
                 }
             }
-            let announce =
-                (t.options.verbose > 0 || t.options.itemize).then(|| format!("created directory {}\n", shown(false)));
+            if listing {
+                announce.push(format!("created directory {}\n", shown(false)));
+            }
             Ok(Place { dir, created: true, dry_missing: t.options.dry_run, announce, entering: "change_dir#2" })
         }
         Placement::Renamed { dir, name } => {
             if let Some(only) = list.first_mut() {
                 only.name = name;
             }
-            Ok(Place { dir, created: false, dry_missing: false, announce: None, entering: "change_dir#3" })
+            Ok(Place { dir, created: false, dry_missing: dry_path_made, announce, entering: "change_dir#3" })
         }
     }
+}
+
+/// Makes each missing directory of `path` (module-relative), outermost first; how many
+/// it made (in a dry run: would make).
+fn make_path(tree: &Tree, path: &[u8], dry_run: bool) -> std::io::Result<usize> {
+    let mut made = 0;
+    let ends = path.iter().enumerate().filter(|&(_, &b)| b == b'/').map(|(i, _)| i).chain([path.len()]);
+    for end in ends {
+        let dir = &path[..end];
+        if dir.is_empty() {
+            continue;
+        }
+        if made == 0 {
+            match tree.lstat(dir) {
+                Ok(st) if st.is_dir() => continue,
+                Ok(_) => return Err(std::io::Error::from_raw_os_error(libc::ENOTDIR)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !dry_run {
+            let (parent, base) = split_parent(dir);
+            mkdir_at(&tree.open_dir(parent)?, base, 0o777)?;
+        }
+        made += 1;
+    }
+    Ok(made)
 }
 
 /// Reads the client's file list, sorted as both sides index it.

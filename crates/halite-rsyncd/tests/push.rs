@@ -490,6 +490,14 @@ fn pushes_land_where_the_client_names_as_with_the_reference() {
         (vec!["-a", &s], "private/"),
         (vec!["-a", "--no-inc-recursive", &ws], "web5/"),
         (vec!["-a", "--no-inc-recursive", &ws], "web6/"),
+        // --mkpath: the whole path, for a list or a name with a slash; a file's parents.
+        (vec!["-av", "--mkpath", &s], "deep/er/list/"),
+        (vec!["-av", "--mkpath", &s], "deep/est/list"),
+        (vec!["-av", "--mkpath", single], "deep/file/one/renamed.txt"),
+        (vec!["-av", "--mkpath", single], "deep/dir/one/"),
+        (vec!["-avn", "--mkpath", &s], "dry/er/list/"),
+        (vec!["-avn", "--mkpath", single], "dry/file/renamed.txt"),
+        (vec!["-a", "--mkpath", &s], "a-file/under/it/"),
     ] {
         let url = |d: &Daemon| format!("{}{dest}", d.url("backups/"));
         let run = |d: &Daemon| {
