@@ -163,6 +163,11 @@ impl ServerOptions {
         if !saw_server {
             return Err(OptionError::NotServer);
         }
+        if o.sender && o.remove_source_files {
+            // A pull that removes what it sends deletes from the module: refused with
+            // "delete", as the reference infers it.
+            check_refused("delete", refused)?;
+        }
         Ok(o)
     }
 
@@ -264,18 +269,9 @@ impl ServerOptions {
             "max-delete" => self.max_delete = Some(int(&value)?.max(0)),
             "safe-links" => self.safe_links = true,
             "mkpath" => self.mkpath = true,
-            "copy-unsafe-links"
-            | "one-file-system"
-            | "copy-links"
-            | "copy-dirlinks"
-            | "keep-dirlinks"
-            | "remove-source-files"
-            | "remove-sent-files"
-            | "max-size"
-            | "min-size"
-            | "append"
-            | "append-verify"
-            | "relative" => {
+            "remove-source-files" => self.remove_source_files = true,
+            "copy-unsafe-links" | "one-file-system" | "copy-links" | "copy-dirlinks" | "keep-dirlinks"
+            | "remove-sent-files" | "max-size" | "min-size" | "append" | "append-verify" | "relative" => {
                 return Err(OptionError::Unsupported(format!("--{name}")));
             }
             "whole-file" => self.whole_file = true,

@@ -490,6 +490,9 @@ fn generate(
                 Ok(Link::Same(st)) => Ok(changes(s, &st, e, 0)),
                 Err(err) => Err(err),
             };
+            if iflags.is_ok() && !dry_run {
+                source_done(s, w, i as i32)?;
+            }
             match iflags {
                 Ok(iflags) if iflags != 0 || s.options.itemize_unchanged => itemize(s, w, &mut ndx_out, i, iflags)?,
                 Ok(_) => {}
@@ -692,6 +695,15 @@ fn same_time(window: i32, st: &Stat, e: &FileEntry) -> bool {
     }
 }
 
+/// With `--remove-source-files`, tells the client entry `ndx` is in place here, so it
+/// removes its copy (the reference's send_msg_success).
+fn source_done(s: &Shared<'_>, w: &mut Wire, ndx: i32) -> Result<(), Fatal> {
+    if s.options.remove_source_files {
+        w.message(Msg::Success, &ndx.to_le_bytes())?;
+    }
+    Ok(())
+}
+
 /// How [`request_file`] treats the copy already here.
 #[derive(Clone, Copy)]
 enum Basis {
@@ -739,6 +751,8 @@ fn request_file(
                 }
                 if !s.options.dry_run {
                     let _ = set_attrs_path(s, rel, e);
+                    // Already here: the client may remove its copy.
+                    source_done(s, w, ndx)?;
                 }
                 return Ok(());
             }
@@ -1267,9 +1281,7 @@ fn receive_files(
         if ndx == NDX_DONE {
             // Every phase ends with its files in place: the generator sets directory
             // times once the last phase is done, and a later rename would change them.
-            for text in landing.land() {
-                let _ = tx.send(Event::Message(Msg::ErrorXfer, text.into_bytes()));
-            }
+            report(s, tx, landing.land());
             phase += 1;
             if phase > 2 {
                 break;
@@ -1296,12 +1308,10 @@ fn receive_files(
             continue;
         }
         let before = wire.consumed();
-        match receive_one(s, wire, decoder, e)? {
+        match receive_one(s, wire, decoder, ndx, e)? {
             Received::Ready(pending, file_sum) => {
                 s.log_item(e, iflags, Some((wire.consumed() - before, &file_sum)));
-                for text in landing.add(pending) {
-                    let _ = tx.send(Event::Message(Msg::ErrorXfer, text.into_bytes()));
-                }
+                report(s, tx, landing.add(pending));
             }
             Received::Mismatch if phase == 0 && redone.insert(ndx) => {
                 let text = format!(
@@ -1374,7 +1384,27 @@ enum Received {
 
 /// Rebuilds one file from its tokens into a temporary file beside it, then renames it
 /// into place once its checksum verifies.
-fn receive_one(s: &Shared<'_>, wire: &mut Wire, decoder: &mut dyn Decode, e: &FileEntry) -> Result<Received, Fatal> {
+/// Tells the client what a landing did: a line per file it could not put in place and,
+/// with `--remove-source-files`, the index of each file now in place (durably: the
+/// client deletes its copy on hearing it).
+fn report(s: &Shared<'_>, tx: &SyncSender<Event>, landed: Landed) {
+    for text in landed.failures {
+        let _ = tx.send(Event::Message(Msg::ErrorXfer, text.into_bytes()));
+    }
+    if s.options.remove_source_files {
+        for ndx in landed.placed {
+            let _ = tx.send(Event::Message(Msg::Success, ndx.to_le_bytes().to_vec()));
+        }
+    }
+}
+
+fn receive_one(
+    s: &Shared<'_>,
+    wire: &mut Wire,
+    decoder: &mut dyn Decode,
+    ndx: i32,
+    e: &FileEntry,
+) -> Result<Received, Fatal> {
     let proto = s.protocol;
     let max_strong = s.sums.strong.digest_len();
     let head = wire.parse(|r| SumHead::read(r, proto, max_strong))?;
@@ -1497,6 +1527,7 @@ fn receive_one(s: &Shared<'_>, wire: &mut Wire, decoder: &mut dyn Decode, e: &Fi
     }
     Ok(Received::Ready(
         Pending {
+            ndx,
             dir: pdir,
             tmp,
             base: base.to_vec(),
@@ -1510,6 +1541,8 @@ fn receive_one(s: &Shared<'_>, wire: &mut Wire, decoder: &mut dyn Decode, e: &Fi
 
 /// A file received and verified, under its temporary name, waiting to be renamed.
 struct Pending {
+    /// The file's index in the list.
+    ndx: i32,
     dir: OwnedFd,
     tmp: Vec<u8>,
     base: Vec<u8>,
@@ -1541,20 +1574,20 @@ impl<'t> Landing<'t> {
         Landing { tree, pending: Vec::new(), bytes: 0 }
     }
 
-    /// Adds a file; returns the error lines of a batch that had to land now.
-    fn add(&mut self, p: Pending) -> Vec<String> {
+    /// Adds a file; what a batch that had to land now did.
+    fn add(&mut self, p: Pending) -> Landed {
         self.bytes += p.bytes;
         self.pending.push(p);
         if self.pending.len() >= LANDING_FILES || self.bytes >= LANDING_BYTES {
             self.land()
         } else {
-            Vec::new()
+            Landed::default()
         }
     }
 
-    /// Syncs and renames everything pending; returns an error line per file that could
-    /// not be put in place (its temporary file removed).
-    fn land(&mut self) -> Vec<String> {
+    /// Syncs and renames everything pending: the files put in place, and an error line
+    /// per file that could not be (its temporary file removed).
+    fn land(&mut self) -> Landed {
         let batch = std::mem::take(&mut self.pending);
         self.bytes = 0;
         let os_error = crate::sender::os_error;
@@ -1567,7 +1600,7 @@ impl<'t> Landing<'t> {
                 sync_errors.entry(*d).or_insert_with(|| syncfs(&p.dir).err().map(|e| os_error(&e)));
             }
         }
-        let mut failures = Vec::new();
+        let mut landed = Landed::default();
         for (p, dev) in batch.into_iter().zip(devs) {
             let unsynced = match dev {
                 Ok(d) => sync_errors.get(&d).cloned().flatten(),
@@ -1589,18 +1622,30 @@ impl<'t> Landing<'t> {
                     })
                 }
             };
-            if let Some(text) = failure {
-                let _ = unlink_at(&p.dir, &p.tmp, false);
-                failures.push(text);
+            match failure {
+                Some(text) => {
+                    let _ = unlink_at(&p.dir, &p.tmp, false);
+                    landed.failures.push(text);
+                }
+                None => landed.placed.push(p.ndx),
             }
         }
-        failures
+        landed
     }
+}
+
+/// What a landing did.
+#[derive(Default)]
+struct Landed {
+    /// A line for the client per file not put in place.
+    failures: Vec<String>,
+    /// The indexes of the files put in place.
+    placed: Vec<i32>,
 }
 
 impl Drop for Landing<'_> {
     fn drop(&mut self) {
-        for text in self.land() {
+        for text in self.land().failures {
             tracing::warn!("{}", text.trim_end());
         }
     }

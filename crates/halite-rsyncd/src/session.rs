@@ -461,6 +461,24 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>, greeted
     if !sender && module.read_only_for(user.as_deref()) {
         return fail(wire, greeting.protocol, "ERROR: module is read only", RERR_SYNTAX);
     }
+    if sender && options.remove_source_files {
+        // A pull that would delete from the module: the reference's refusal for a
+        // read-only one; from a writable one not taken yet (docs/decisions.md).
+        return match module.read_only_for(user.as_deref()) {
+            true => fail(
+                wire,
+                greeting.protocol,
+                "ERROR: --remove-source-files cannot be used with a read-only module",
+                RERR_SYNTAX,
+            ),
+            false => fail(
+                wire,
+                greeting.protocol,
+                "ERROR: halite-rsyncd does not remove the files a pull sends",
+                RERR_UNSUPPORTED,
+            ),
+        };
+    }
     wire.start_mux_in();
     let sends_list = halite_rsync::filter::client_sends_list(
         sender,

@@ -79,6 +79,8 @@ fn the_same_pulls_from_the_reference_give_the_same_trees_and_output() {
         &["-ain", "--delete", "code/d3/"],
         &["-avu"],
         &["-av", "--safe-links"],
+        // Refused: the module is read-only.
+        &["-a", "--remove-source-files"],
         // Other transfer roots (incremental recursion starts from what is named).
         &["-av", "code/d1"],
         &["-av", "code/d1/"],
@@ -137,6 +139,8 @@ fn per_directory_merge_files_filter_pulls_as_with_the_reference() {
         &["-ain", "--delete", "code/d3/"],
         &["-avu"],
         &["-av", "--safe-links"],
+        // Refused: the module is read-only.
+        &["-a", "--remove-source-files"],
         &["-a", "-FF"],
         &["-a", "-F", "--no-inc-recursive"],
         &["-a", "-F", "--protocol=30"],
@@ -260,6 +264,8 @@ fn errors_end_with_the_references_exit_codes() {
         vec!["-a".into(), "--delete".into(), "MOD/".into(), dst.into()],
         vec!["-a".into(), "MOD/../../etc/".into(), dst.into()],
         vec!["-a".into(), tree.join("d0").to_str().unwrap().into(), "MOD/".into()],
+        // Refused with "delete" (this module refuses it), and from a read-only module.
+        vec!["-a".into(), "--remove-source-files".into(), "MOD/".into(), dst.into()],
     ];
     for case in &cases {
         let run = |d: &Daemon| {

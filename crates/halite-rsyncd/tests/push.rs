@@ -562,6 +562,34 @@ fn safe_links_leaves_out_the_links_the_reference_leaves_out() {
 }
 
 #[test]
+fn remove_source_files_removes_what_landed_as_with_the_reference() {
+    if skip() {
+        return;
+    }
+    let pair = Pair::new("", |m| {
+        // Already here and the same: the client removes its copy too.
+        std::fs::write(m.join("same.txt"), b"same\n").unwrap();
+    });
+    let srcs: Vec<std::path::PathBuf> = ["src-hal", "src-ref"].iter().map(|d| pair.root.join(d)).collect();
+    for src in &srcs {
+        make_tree(src, 6, &[200_000]);
+        std::fs::write(src.join("same.txt"), b"same\n").unwrap();
+        set_mtime(&src.join("same.txt"), 1_600_000_000);
+    }
+    let run = |d: &Daemon, src: &Path| {
+        rsync(&["-av", "--remove-source-files", &format!("{}/", src.display()), &d.url("backups/")], None)
+    };
+    let (h, r) = (run(&pair.hal, &srcs[0]), run(&pair.reference, &srcs[1]));
+    assert_eq!(h.status.code(), r.status.code(), "\nhalite: {}\nreference: {}", text(&h), text(&r));
+    assert!(h.status.success(), "{}", text(&h));
+    assert_same(&snapshot(&pair.module("ref"), true), &snapshot(&pair.module("hal"), true), "the modules");
+    // What the client kept: its directories, nothing else (links included).
+    assert_same(&snapshot(&srcs[1], false), &snapshot(&srcs[0], false), "the sources after the push");
+    assert!(!srcs[0].join("same.txt").exists() && !srcs[0].join("large0.bin").exists());
+    assert!(srcs[0].join("d0").is_dir());
+}
+
+#[test]
 fn protocol_30_and_checksum_pushes_match_the_reference() {
     if skip() {
         return;
