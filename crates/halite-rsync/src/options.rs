@@ -72,8 +72,9 @@ pub struct ServerOptions {
     /// `--bwlimit`, in KiB per second (the client sends a whole number of KiB; 0 is
     /// no limit).
     pub bwlimit_kib: Option<u32>,
-    pub max_size: Option<String>,
-    pub min_size: Option<String>,
+    /// `--max-size`/`--min-size` in bytes (the client sends them as plain numbers).
+    pub max_size: Option<u64>,
+    pub min_size: Option<u64>,
     /// The client's capability letters (after `-e.`).
     pub client_info: String,
     /// The file arguments after the `.` marker, as sent (module name prefix included).
@@ -270,8 +271,10 @@ impl ServerOptions {
             "safe-links" => self.safe_links = true,
             "mkpath" => self.mkpath = true,
             "remove-source-files" => self.remove_source_files = true,
+            "max-size" => self.max_size = Some(int(&value)?.max(0) as u64),
+            "min-size" => self.min_size = Some(int(&value)?.max(0) as u64),
             "copy-unsafe-links" | "one-file-system" | "copy-links" | "copy-dirlinks" | "keep-dirlinks"
-            | "remove-sent-files" | "max-size" | "min-size" | "append" | "append-verify" | "relative" => {
+            | "remove-sent-files" | "append" | "append-verify" | "relative" => {
                 return Err(OptionError::Unsupported(format!("--{name}")));
             }
             "whole-file" => self.whole_file = true,

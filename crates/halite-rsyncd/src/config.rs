@@ -80,10 +80,9 @@ pub const NOT_ACTED_ON: &[&str] = &[
     "syslog tag",
     "temp dir",
     // Read, not yet acted on by halite-rsyncd (named at start-up until they are):
-    // per-suffix compression, chmod rules, verbosity limits.
+    // per-suffix compression, chmod rules.
     "ignore nonreadable",
     "dont compress",
-    "max verbosity",
     "incoming chmod",
     "outgoing chmod",
 ];

@@ -731,6 +731,18 @@ fn request_file(
     };
     let redo = matches!(basis, Basis::Redo);
     if !redo {
+        // --max-size/--min-size: left alone, said at -vv (the reference's SKIP level).
+        let outside = match (s.options.max_size, s.options.min_size) {
+            (Some(max), _) if e.size > max => Some("over max-size"),
+            (_, Some(min)) if e.size < min => Some("under min-size"),
+            _ => None,
+        };
+        if let Some(why) = outside {
+            if s.options.verbose >= 2 {
+                w.message(Msg::Info, format!("{} is {why}\n", String::from_utf8_lossy(rel)).as_bytes())?;
+            }
+            return Ok(());
+        }
         if let Some(st) = existing.as_ref().filter(|st| s.options.update && st.is_reg()) {
             // --update: a newer copy here is kept (the reference's test, window included).
             if i128::from(e.mtime) - i128::from(st.mtime) < i128::from(s.options.modify_window) {

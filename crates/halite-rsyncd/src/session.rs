@@ -432,7 +432,7 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>, greeted
         None => tracing::info!("rsync {direction} {request} from {host} ({peer})"),
     }
     let parsed = ServerOptions::parse(&args, &module.config.refuse_options);
-    let options = match parsed {
+    let mut options = match parsed {
         Ok(o) => o,
         Err(e) => {
             // The reference finishes the protocol setup first, so the error reaches the
@@ -447,6 +447,9 @@ fn handshake_and_run(wire: &mut Wire, peer: IpAddr, served: &Served<'_>, greeted
             return fail(wire, greeting.protocol, &text, code);
         }
     };
+    // `max verbosity` (default 1) caps what the daemon tells the client, as the
+    // reference's limit_output_verbosity() does: a client's -vv does not get more.
+    options.verbose = options.verbose.min(module.config.max_verbosity.clamp(0, 255) as u8);
     let (compat, sums, compression) = setup(wire, greeting.protocol, &options)?;
     wire.set_bwlimit(options.bwlimit_kib);
     wire.start_mux_out()?;

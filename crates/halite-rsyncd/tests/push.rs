@@ -417,9 +417,11 @@ fn update_and_max_delete_act_as_with_the_reference() {
     assert_eq!(names(&h), names(&r));
     assert_eq!(std::fs::read(pair.module("hal").join("newer-here.txt")).unwrap(), b"module's copy\n");
     assert_eq!(std::fs::read(pair.module("hal").join("older-here.txt")).unwrap(), b"the client's copy\n");
-    // -vv: the client hears why.
-    let (h, _) = pair.both(&["-avvu", "--no-inc-recursive", &s, "URL"], None);
-    assert!(String::from_utf8_lossy(&h.stdout).contains("newer-here.txt is newer"), "{}", text(&h));
+    // -vv: nothing more, the module's `max verbosity` being 1 (the default).
+    let (h, r) = pair.both(&["-avvu", "--no-inc-recursive", &s, "URL"], None);
+    let says = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).contains("is newer");
+    assert_eq!(says(&h), says(&r));
+    assert!(!says(&h), "{}", text(&h));
     // Five extraneous entries, two deletions allowed: the same two go, and the same
     // warning and exit code.
     let (h, r) = pair.both_compared(&["-av", "--delete", "--max-delete=2", &s, "URL"], None, false);
@@ -429,6 +431,17 @@ fn update_and_max_delete_act_as_with_the_reference() {
     assert!(warning(&h).is_some(), "{}", text(&h));
     assert_eq!(warning(&h), warning(&r));
     assert_eq!(names(&h), names(&r));
+    // --max-size and --min-size leave out what the client's sizes say (the sizes come
+    // as plain numbers from the client, which reads "1k" itself).
+    std::fs::write(src.join("big.bin"), vec![7u8; 5000]).unwrap();
+    std::fs::write(src.join("tiny.txt"), b"t").unwrap();
+    let (h, r) = pair.both_compared(&["-avv", "--max-size=1k", "--min-size=2", &s, "URL"], None, false);
+    let skipped = |o: &std::process::Output| -> Vec<String> {
+        String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains("-size")).map(str::to_string).collect()
+    };
+    assert_eq!(skipped(&h), skipped(&r));
+    let m = pair.module("hal");
+    assert!(!m.join("big.bin").exists() && !m.join("tiny.txt").exists());
     // --max-delete=0 deletes nothing.
     let (h, r) = pair.both_compared(&["-a", "--delete", "--max-delete=0", &s, "URL"], None, false);
     assert_eq!(warning(&h), warning(&r));
@@ -587,6 +600,35 @@ fn remove_source_files_removes_what_landed_as_with_the_reference() {
     assert_same(&snapshot(&srcs[1], false), &snapshot(&srcs[0], false), "the sources after the push");
     assert!(!srcs[0].join("same.txt").exists() && !srcs[0].join("large0.bin").exists());
     assert!(srcs[0].join("d0").is_dir());
+}
+
+#[test]
+fn max_verbosity_lets_a_vv_client_hear_why_files_are_skipped() {
+    if skip() {
+        return;
+    }
+    let pair = Pair::new("    max verbosity = 2\n", |m| std::fs::write(m.join("newer.txt"), b"module's\n").unwrap());
+    for side in ["hal", "ref"] {
+        set_mtime(&pair.module(side).join("newer.txt"), 1_700_000_000);
+    }
+    let src = pair.root.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("newer.txt"), b"client's\n").unwrap();
+    set_mtime(&src.join("newer.txt"), 1_600_000_000);
+    std::fs::write(src.join("big.bin"), vec![7u8; 5000]).unwrap();
+    let s = format!("{}/", src.display());
+    let (h, r) = pair.both_compared(&["-avvu", "--max-size=1k", &s, "URL"], None, false);
+    let why = |o: &std::process::Output| -> Vec<String> {
+        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.contains(" is ") && !l.starts_with("total size"))
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(why(&h), vec!["big.bin is over max-size".to_string(), "newer.txt is newer".to_string()], "{}", text(&h));
+    assert_eq!(why(&h), why(&r));
 }
 
 #[test]
