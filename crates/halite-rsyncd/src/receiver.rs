@@ -668,7 +668,8 @@ fn up_to_date(s: &Shared<'_>, rel: &[u8], e: &FileEntry, st: &Stat) -> bool {
         let Some(want) = &e.checksum else { return false };
         let Ok(mut f) = s.tree.open_file(rel) else { return false };
         let mut sum = FileSum::unseeded(s.sums.strong);
-        let mut buf = vec![0u8; 256 * 1024];
+        // Sized to the file: a tree of small files is not a 256 KiB allocation each.
+        let mut buf = vec![0u8; read_buffer_len(st.size)];
         loop {
             match f.read(&mut buf) {
                 Ok(0) => break,
@@ -682,6 +683,12 @@ fn up_to_date(s: &Shared<'_>, rel: &[u8], e: &FileEntry, st: &Stat) -> bool {
         return true;
     }
     same_time(s.options.modify_window, st, e)
+}
+
+/// A read buffer for a file of `size` bytes: its size (one more, to see its end in
+/// one read), up to 256 KiB.
+fn read_buffer_len(size: u64) -> usize {
+    size.saturating_add(1).min(256 * 1024) as usize
 }
 
 /// The reference's same_time(): seconds only by default, nanoseconds too with
@@ -801,7 +808,7 @@ fn request_file(
         .unwrap_or(SumHead::NONE);
     head.write(&mut out);
     let mut summer = BlockSummer::new(head, BlockChecksum::new(s.sums.strong, s.sums.seed, s.sums.proper_seed_order));
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; read_buffer_len(len)];
     let mut fed = 0u64;
     while fed < head.basis_len() {
         let n = match basis.read(&mut buf) {
@@ -1321,7 +1328,10 @@ fn receive_files(
         }
         let before = wire.consumed();
         match receive_one(s, wire, decoder, ndx, e)? {
-            Received::Ready(pending, file_sum) => {
+            Received::Ready(attr_errors, pending, file_sum) => {
+                for text in attr_errors {
+                    let _ = tx.send(Event::Message(Msg::ErrorXfer, text.into_bytes()));
+                }
                 s.log_item(e, iflags, Some((wire.consumed() - before, &file_sum)));
                 report(s, tx, landing.add(pending));
             }
@@ -1388,8 +1398,9 @@ fn read_attrs(s: &Shared<'_>, wire: &mut Wire, ndx_in: &mut crate::sender::NdxCo
 }
 
 enum Received {
-    /// In a temporary file, to be renamed into place; with the sender's checksum of it.
-    Ready(Pending, Vec<u8>),
+    /// In a temporary file, to be renamed into place: the attributes that could not be
+    /// set (a line each for the client), then the sender's checksum of it.
+    Ready(Vec<String>, Pending, Vec<u8>),
     Mismatch,
     Failed(String),
 }
@@ -1518,26 +1529,29 @@ fn receive_one(
     // disk works while the next files arrive. Advice only; an error shows at the sync.
     // SAFETY: sync_file_range on an open descriptor, whole file, write-out only.
     unsafe { libc::sync_file_range(fd.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
-    let attributes = (|| -> std::io::Result<()> {
-        fchmod(&fd, default_mode(s, e, existing.as_ref()))?;
-        if s.options.times {
-            set_times(&fd, e)?;
-        }
-        Ok(())
-    })();
-    if let Err(err) = attributes {
-        let _ = unlink_at(&pdir, &tmp, false);
-        return Ok(Received::Failed(format!(
-            "rsync: [receiver] set attributes of \"{}\" failed: {}\n",
-            String::from_utf8_lossy(rel),
+    // An attribute that cannot be set is an error for the client (exit 23), and the
+    // data still lands, as with the reference's set_file_attrs().
+    let mut attr_errors = Vec::new();
+    let tmp_rel = if parent.is_empty() { tmp.clone() } else { [parent, b"/", &tmp].concat() };
+    let mut attr_failed = |what: &str, err: std::io::Error| {
+        attr_errors.push(format!(
+            "rsync: [receiver] failed to set {what} on {}: {}\n",
+            s.full_fname(&tmp_rel),
             crate::sender::os_error(&err)
-        )));
+        ))
+    };
+    if let Err(err) = fchmod(&fd, default_mode(s, e, existing.as_ref())) {
+        attr_failed("permissions", err);
+    }
+    if let Some(err) = s.options.times.then(|| set_times(&fd, e).err()).flatten() {
+        attr_failed("times", err);
     }
     // The landing renames it, once synced; until then it is the landing's to clean up.
     if let Some(g) = guard.as_mut() {
         g.name.clear();
     }
     Ok(Received::Ready(
+        attr_errors,
         Pending {
             ndx,
             dir: pdir,

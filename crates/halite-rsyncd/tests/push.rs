@@ -52,10 +52,11 @@ impl Pair {
             let module = dir.join("module");
             std::fs::create_dir_all(&module).unwrap();
             seed(&module);
-            // The same times on both sides' seeded files, whatever second they were made.
+            // The same times on both sides' seeded files and links, whatever second they
+            // were made.
             for path in snapshot(&module, false).keys() {
                 let p = module.join(path);
-                if std::fs::symlink_metadata(&p).map(|m| m.is_file()).unwrap_or(false) {
+                if std::fs::symlink_metadata(&p).map(|m| !m.is_dir()).unwrap_or(false) {
                     set_mtime(&p, 1_600_000_000);
                 }
             }
