@@ -138,14 +138,8 @@ pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
     let place = place(t, &mut list)?;
     let dest_tree = match (&place.dir[..], place.dry_missing) {
         (b"", _) | (_, true) => None,
-        (dir, false) => Some(t.tree.subtree(dir).map_err(|e| Fatal::Client {
-            text: format!(
-                "rsync: [Receiver] {} {} failed: {}",
-                place.entering,
-                t.module.full_fname(dir),
-                crate::sender::os_error(&e)
-            ),
-            code: crate::session::RERR_FILESELECT,
+        (dir, false) => Some(t.tree.subtree(dir).map_err(|e| {
+            destination_error(t.module, place.entering, dir, " failed", &e, crate::session::RERR_FILESELECT)
         })?),
     };
     t.filters.set_root(&place.dir);
@@ -249,14 +243,7 @@ fn place(t: &Transfer<'_>, list: &mut [FileEntry]) -> Result<Place, Fatal> {
         }
     };
     let cannot_stat = |e: std::io::Error| {
-        fail(
-            format!(
-                "rsync: [Receiver] ERROR: cannot stat destination {}: {}",
-                t.module.full_fname(&named),
-                crate::sender::os_error(&e)
-            ),
-            RERR_FILESELECT,
-        )
+        destination_error(t.module, "ERROR: cannot stat destination", &named, "", &e, RERR_FILESELECT)
     };
     let mut found = look();
     // --mkpath: the directories on the way are made first, the destination's own too
@@ -268,16 +255,8 @@ fn place(t: &Transfer<'_>, list: &mut [FileEntry]) -> Result<Place, Fatal> {
     // (A stat that failed otherwise is tried too: making the path says why.)
     if t.options.mkpath && !matches!(found, Ok(Found::Dir | Found::Other)) && names_a_path {
         let target: &[u8] = if list.len() > 1 || trailing_slash { &rel } else { crate::tree::split_parent(&rel).0 };
-        let made = make_path(&t.tree, target, t.options.dry_run).map_err(|e| {
-            fail(
-                format!(
-                    "rsync: [Receiver] mkdir {} failed: {}",
-                    t.module.full_fname(&named),
-                    crate::sender::os_error(&e)
-                ),
-                RERR_FILEIO,
-            )
-        })?;
+        let made = make_path(&t.tree, target, t.options.dry_run)
+            .map_err(|e| destination_error(t.module, "mkdir", &named, " failed", &e, RERR_FILEIO))?;
         if made > 0 && listing {
             let dirs = if made == 1 { "directory" } else { "directories" };
             announce.push(format!("created {made} {dirs} for {}\n", shown_path(target)));
@@ -301,14 +280,7 @@ fn place(t: &Transfer<'_>, list: &mut [FileEntry]) -> Result<Place, Fatal> {
                 let (parent, base) = crate::tree::split_parent(&dir);
                 let made = t.tree.open_dir(parent).and_then(|pdir| mkdir_at(&pdir, base, 0o777));
                 if let Err(e) = made {
-                    return Err(fail(
-                        format!(
-                            "rsync: [Receiver] mkdir {} failed: {}",
-                            t.module.full_fname(&dir),
-                            crate::sender::os_error(&e)
-                        ),
-                        RERR_FILEIO,
-                    ));
+                    return Err(destination_error(t.module, "mkdir", &dir, " failed", &e, RERR_FILEIO));
                 }
             }
             if listing {
@@ -323,6 +295,20 @@ fn place(t: &Transfer<'_>, list: &mut [FileEntry]) -> Result<Place, Fatal> {
             Ok(Place { dir, created: false, dry_missing: dry_path_made, announce, entering: "change_dir#3" })
         }
     }
+}
+
+/// A destination that cannot be used, in the reference's words: `rsync: [Receiver]
+/// <what> "<path>" (in <module>)<after>: <error>`.
+fn destination_error(
+    module: &crate::module::ModuleView,
+    what: &str,
+    path: &[u8],
+    after: &str,
+    e: &std::io::Error,
+    code: i32,
+) -> Fatal {
+    let text = format!("rsync: [Receiver] {what} {}{after}: {}", module.full_fname(path), crate::sender::os_error(e));
+    Fatal::Client { text, code }
 }
 
 /// Makes each missing directory of `path` (module-relative), outermost first; how many
