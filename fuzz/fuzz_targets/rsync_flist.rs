@@ -1,10 +1,12 @@
 //! Any bytes as a file list a client pushes, read with each combination of the options
 //! that change its encoding: entries or an error, never a panic; no entry with an
 //! absolute name or a `..` component; a cut buffer is `Incomplete`, never a different
-//! entry; the id lists after it likewise.
+//! entry; the id lists after it likewise. Each link's target is judged by
+//! `--safe-links`' rules (never a panic, and an absolute target is always unsafe).
 #![no_main]
 
 use halite_rsync::flist::{read_id_lists, ListItem, ListOptions, ListReader};
+use halite_rsync::links::unsafe_symlink;
 use halite_rsync::wire::{Reader, WireError};
 use libfuzzer_sys::fuzz_target;
 
@@ -33,6 +35,10 @@ fuzz_target!(|data: &[u8]| {
             Ok(ListItem::Entry(e)) => {
                 assert!(!e.name.starts_with(b"/"));
                 assert!(!e.name.split(|&b| b == b'/').any(|c| c == b".."));
+                if let Some(target) = &e.link_target {
+                    let judged = unsafe_symlink(target, &e.name);
+                    assert!(judged || !target.starts_with(b"/"), "an absolute target judged safe");
+                }
                 if let Ok(ListItem::Entry(s)) = short {
                     assert_eq!(s, e, "a cut buffer gave a different entry");
                 }
