@@ -2,10 +2,13 @@
 //! that change its encoding: entries or an error, never a panic; no entry with an
 //! absolute name or a `..` component; a cut buffer is `Incomplete`, never a different
 //! entry; the id lists after it likewise. Each link's target is judged by
-//! `--safe-links`' rules (never a panic, and an absolute target is always unsafe).
+//! `--safe-links`' rules (never a panic, and an absolute target is always unsafe). The
+//! list's hard-linked sets are walked as a push's generator walks them, each candidate
+//! given an outcome from the input: no member is linked twice, nor to itself.
 #![no_main]
 
-use halite_rsync::flist::{read_id_lists, ListItem, ListOptions, ListReader};
+use halite_rsync::flist::{name_cmp, read_id_lists, ListItem, ListOptions, ListReader};
+use halite_rsync::hlink::{HardLinks, Turn};
 use halite_rsync::links::unsafe_symlink;
 use halite_rsync::wire::{Reader, WireError};
 use libfuzzer_sys::fuzz_target;
@@ -49,5 +52,36 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(WireError::Incomplete) | Err(_) => break,
         }
+    }
+    let mut entries = list.into_entries();
+    entries.sort_unstable_by(name_cmp);
+    let mut links = HardLinks::new(&entries);
+    let mut linked = std::collections::HashSet::new();
+    let mut link = |member: u32, leader: u32| {
+        assert_ne!(member, leader, "a member linked to itself");
+        assert!(linked.insert(member), "member {member} linked twice");
+    };
+    let mut outcomes = data.iter().rev().copied().cycle();
+    for i in 0..entries.len() as u32 {
+        let mut next = Some(i);
+        let mut steps = 0;
+        while let Some(ndx) = next.take() {
+            steps += 1;
+            assert!(steps <= entries.len() + 1, "a set handed on without end");
+            match links.turn(ndx) {
+                Turn::LinkTo(leader) => link(ndx, leader),
+                Turn::Candidate { .. } => match outcomes.next().unwrap_or(0) % 4 {
+                    0 => links.defer(ndx),
+                    1 => links.sent(ndx),
+                    2 => links.in_place(ndx).into_iter().for_each(|m| link(m, ndx)),
+                    _ => next = links.skipped(ndx),
+                },
+                Turn::Alone | Turn::Waiting => {}
+            }
+        }
+    }
+    for i in 0..entries.len() as u32 {
+        links.in_place(i).into_iter().for_each(|m| link(m, i));
+        links.failed(i);
     }
 });

@@ -13,6 +13,7 @@ pub mod delta;
 pub mod filter;
 pub mod flist;
 pub mod handshake;
+pub mod hlink;
 pub mod inclists;
 pub mod links;
 pub mod logformat;

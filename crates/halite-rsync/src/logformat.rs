@@ -100,6 +100,8 @@ pub struct LogItem<'a> {
     /// The time of the line (`%t`).
     pub now: i64,
     pub link_target: Option<&'a [u8]>,
+    /// A hard link's (`-H`) other name, which `%L` shows as " => name".
+    pub hlink: Option<&'a [u8]>,
     pub pid: u32,
     /// `%b`: bytes of file data that crossed the wire for this item; `%c`: the checksum
     /// bytes that went the other way.
@@ -219,8 +221,11 @@ fn render_field(line: &mut String, f: &Field, item: &LogItem<'_>, timestring: &d
         }
         'L' => {
             // The arrow and target, or (with a width) blanks the width of the arrow.
-            let (arrow, target) = match item.link_target {
-                Some(t) if item.mode & S_IFMT == S_IFLNK => (" -> ", shown(t)),
+            let (arrow, target) = match (item.hlink, item.link_target) {
+                (Some(h), _) if !h.is_empty() => (" => ", shown(h)),
+                (_, Some(t)) if item.mode & S_IFMT == S_IFLNK && item.iflags & item::XNAME_FOLLOWS == 0 => {
+                    (" -> ", shown(t))
+                }
                 _ if f.width.is_none() => return,
                 _ => ("    ", String::new()),
             };

@@ -246,6 +246,8 @@ pub struct Logged<'a> {
     /// The owner and group, when the transfer carries them.
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// `-H`: the name this one was hard-linked to.
+    pub hlink: Option<&'a [u8]>,
 }
 
 impl TransferLog {
@@ -310,6 +312,7 @@ impl TransferLog {
             mtime: entry.mtime,
             now: now(),
             link_target: entry.link_target.as_deref(),
+            hlink: logged.hlink,
             pid: std::process::id(),
             data_bytes: logged.data_bytes,
             checksum_bytes: logged.checksum_bytes,
@@ -347,6 +350,7 @@ impl TransferLog {
             file_sum: None,
             uid: None,
             gid: None,
+            hlink: None,
         };
         let item = LogItem { op: "del.", ..self.base(&entry, &logged) };
         tracing::info!("{}", self.deletions.render(&item, &timestring));

@@ -21,6 +21,10 @@
 //! extraneous directory is emptied entry by entry under the filters (perishable rules
 //! ignored there), so a protected file keeps its directories ("cannot delete non-empty
 //! directory").
+//!
+//! Hard links (`-H`): [`HardLinks`] decides which member of each set is its copy; the
+//! receiver records which requested files landed (or never will), and the generator
+//! links the set's other members to the copy once it is on disk.
 
 use crate::io::{ConnError, Wire};
 use crate::session::{Fatal, SumChoice, Transfer};
@@ -28,6 +32,7 @@ use crate::tree::{split_parent, stat_at, Stat, Tree};
 use halite_rsync::checksum::{BlockChecksum, FileSum};
 use halite_rsync::delta::{BlockSummer, SumHead};
 use halite_rsync::flist::{self, FileEntry, ListItem, ListReader, S_IFDIR, S_IFLNK, S_IFMT};
+use halite_rsync::hlink::{HardLinks, Turn};
 use halite_rsync::mux::Msg;
 use halite_rsync::options::ServerOptions;
 use halite_rsync::token::{Decode, Decoded};
@@ -47,6 +52,9 @@ const ITEM_REPORT_PERMS: u16 = 1 << 4;
 const ITEM_IS_NEW: u16 = 1 << 13;
 const ITEM_LOCAL_CHANGE: u16 = 1 << 14;
 const ITEM_TRANSFER: u16 = 1 << 15;
+const ITEM_XNAME_FOLLOWS: u16 = 1 << 12;
+/// What the client shows without -ii (the reference's SIGNIFICANT_ITEM_FLAGS).
+const SIGNIFICANT_ITEM_FLAGS: u16 = !(ITEM_XNAME_FOLLOWS | ITEM_LOCAL_CHANGE | (1 << 11));
 const NDX_DONE: i32 = -1;
 const NDX_DEL_STATS: i32 = -3;
 
@@ -85,6 +93,11 @@ struct Shared<'a> {
     /// Files the generator asked for and the receiver has not taken yet: the client may
     /// send only these (anything else is a protocol error).
     requested: std::sync::Mutex<HashSet<i32>>,
+    /// `-H`: requested files that landed (true) or never will (false), for the
+    /// generator to link their sets. Not events on the channel: a landing of hundreds
+    /// of files must not block the receiver behind a generator that is writing. Each
+    /// requested file is here at most once, so the list's length bounds it.
+    landed: std::sync::Mutex<Vec<(i32, bool)>>,
     /// The client's sender reported I/O errors: `--delete` deletes nothing.
     sender_io_error: i32,
     log: Option<&'a crate::log::TransferLog>,
@@ -92,7 +105,7 @@ struct Shared<'a> {
 
 impl Shared<'_> {
     /// Logs an entry the generator itemized or the receiver finished (`transfer logging`).
-    fn log_item(&self, e: &FileEntry, iflags: u16, received: Option<(u64, &[u8])>) {
+    fn log_item(&self, e: &FileEntry, iflags: u16, received: Option<(u64, &[u8])>, hlink: Option<&[u8]>) {
         let Some(log) = self.log else { return };
         let path = self.in_module(&e.name);
         let logged = crate::log::Logged {
@@ -103,6 +116,7 @@ impl Shared<'_> {
             file_sum: received.map(|(_, sum)| sum),
             uid: self.options.owner.then_some(e.uid),
             gid: self.options.group.then_some(e.gid),
+            hlink,
         };
         match received {
             Some(_) => log.transferred(e, &logged),
@@ -127,12 +141,6 @@ impl Shared<'_> {
 }
 
 pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
-    if t.options.hard_links {
-        return Err(Fatal::Client {
-            text: "ERROR: halite-rsyncd does not receive hard links (-H) yet".into(),
-            code: crate::session::RERR_UNSUPPORTED,
-        });
-    }
     tracing::info!("receiving file list");
     let (mut list, sender_io_error) = receive_list(t)?;
     let place = place(t, &mut list)?;
@@ -160,6 +168,7 @@ pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
         protocol: t.protocol,
         module: t.module,
         requested: std::sync::Mutex::new(HashSet::new()),
+        landed: std::sync::Mutex::new(Vec::new()),
         sender_io_error,
         // A dry run changes nothing, and the reference's log says nothing of it.
         log: t.log.as_ref().filter(|_| !t.options.dry_run),
@@ -376,9 +385,6 @@ fn generate(
     rx: &Receiver<Event>,
     dest_missing: bool,
 ) -> Result<(), Fatal> {
-    let mut ndx_out = crate::sender::NdxCodec::default();
-    let mut deleted = DelStats { max: s.options.max_delete, ..DelStats::default() };
-    let dry_run = s.options.dry_run;
     let mut delete = s.options.delete.is_some();
     if delete && s.sender_io_error != 0 && !s.options.ignore_errors {
         // The client could not read part of its tree: deleting what it did not list
@@ -386,152 +392,410 @@ fn generate(
         w.message(Msg::Info, b"IO error encountered -- skipping file deletion\n")?;
         delete = false;
     }
-    // Directories that could not be made: nothing below them is attempted.
-    let mut failed_dirs: HashSet<Vec<u8>> = HashSet::new();
-    // In a dry run, the directories that would have been made: everything below them
-    // is new, as the reference's dry_missing_dir has it.
-    let mut dry_missing: HashSet<Vec<u8>> = HashSet::new();
-    // Each directory's listed names, for --delete: built once, so a list of many
-    // directories costs one pass, not one pass per directory.
-    let children = if delete { children_by_dir(s.list) } else { HashMap::new() };
-    for (i, e) in s.list.iter().enumerate() {
-        drain_events(w, rx, &mut ndx_out, s, false)?;
-        let rel = e.name.clone();
-        let rel = if rel == b"." { Vec::new() } else { rel };
-        if under_any(&failed_dirs, &rel) {
-            continue;
+    let mut g = Generator {
+        s,
+        filters,
+        w,
+        rx,
+        ndx_out: crate::sender::NdxCodec::default(),
+        deleted: DelStats { max: s.options.max_delete, ..DelStats::default() },
+        delete,
+        failed_dirs: HashSet::new(),
+        dry_missing: HashSet::new(),
+        dest_missing,
+        children: if delete { children_by_dir(s.list) } else { HashMap::new() },
+        links: if s.options.hard_links { HardLinks::new(s.list) } else { HardLinks::default() },
+        unsynced_links: Vec::new(),
+    };
+    for i in 0..s.list.len() {
+        g.drain_events(false)?;
+        g.entry(i)?;
+    }
+    g.finish()
+}
+
+/// The generator's state through its pass over the list.
+struct Generator<'g, 's> {
+    s: &'g Shared<'s>,
+    filters: &'g mut crate::filters::Filters,
+    w: &'g mut Wire,
+    rx: &'g Receiver<Event>,
+    ndx_out: crate::sender::NdxCodec,
+    deleted: DelStats,
+    /// `--delete`, unless the client's list is incomplete.
+    delete: bool,
+    /// Directories that could not be made: nothing below them is attempted.
+    failed_dirs: HashSet<Vec<u8>>,
+    /// In a dry run, the directories that would have been made: everything below them
+    /// is new, as the reference's dry_missing_dir has it.
+    dry_missing: HashSet<Vec<u8>>,
+    /// A dry run's destination that does not exist: everything is new.
+    dest_missing: bool,
+    /// Each directory's listed names, for --delete: built once, so a list of many
+    /// directories costs one pass, not one pass per directory.
+    children: HashMap<&'s [u8], HashSet<&'s [u8]>>,
+    /// `-H`: the list's hard-linked sets.
+    links: HardLinks,
+    /// `-H` with `--remove-source-files`: names linked since the last sync, which the
+    /// client may remove once the links are on disk.
+    unsynced_links: Vec<i32>,
+}
+
+/// What [`request_file`] did with a file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    /// Asked the client for it (in a dry run: itemized as if).
+    Sent,
+    /// The copy here is up to date.
+    InPlace,
+    /// Left alone (`--max-size`, `--update`, `--existing`...).
+    Left,
+}
+
+impl Generator<'_, '_> {
+    /// Generates list entry `i`: makes a directory or symlink, or asks for a file.
+    /// A hard-linked file left alone may hand its set on to another member, processed
+    /// next (in a loop: a set of a million members cannot deepen the stack).
+    fn entry(&mut self, i: usize) -> Result<(), Fatal> {
+        let mut next = Some(i);
+        while let Some(i) = next {
+            next = self.generate_one(i)?;
+        }
+        Ok(())
+    }
+
+    /// Generates entry `i`; the entry to generate next when `i` handed its set on.
+    fn generate_one(&mut self, i: usize) -> Result<Option<usize>, Fatal> {
+        let s = self.s;
+        let e = &s.list[i];
+        let rel: &[u8] = if e.name == b"." { b"" } else { &e.name };
+        if under_any(&self.failed_dirs, rel) {
+            return Ok(self.skipped(i));
         }
         // The module's rules judge module-relative paths, wherever the push goes.
-        if !rel.is_empty() && filters.daemon_excluded(&s.in_module(&rel), e.is_dir()) {
+        if !rel.is_empty() && self.filters.daemon_excluded(&s.in_module(rel), e.is_dir()) {
             // The reference's generator: a per-file error (exit 23), and nothing below
             // a refused directory is attempted.
             let text = format!(
                 "ERROR: daemon refused to receive {} \"{}\"\n",
                 if e.is_dir() { "directory" } else { "file" },
-                String::from_utf8_lossy(&rel)
+                String::from_utf8_lossy(rel)
             );
-            w.message(Msg::ErrorXfer, text.as_bytes())?;
+            self.w.message(Msg::ErrorXfer, text.as_bytes())?;
             if e.is_dir() {
-                w.message(Msg::ErrorXfer, SKIPPING_CONTENTS)?;
-                failed_dirs.insert(rel);
+                self.w.message(Msg::ErrorXfer, SKIPPING_CONTENTS)?;
+                self.failed_dirs.insert(rel.to_vec());
             }
-            continue;
+            return Ok(self.skipped(i));
         }
-        let assume_missing = dest_missing || under_any(&dry_missing, &rel);
+        let assume_missing = self.assume_missing(rel);
         if e.is_dir() {
-            let before = if assume_missing { None } else { lstat(s.tree, &rel) };
-            let made = match make_dir(s, &rel, e, before.as_ref()) {
-                Ok(made) => made,
-                Err(err) => {
-                    let text = format!(
-                        "rsync: [generator] recv_generator: mkdir {} failed: {}\n",
-                        s.full_fname(&rel),
-                        crate::sender::os_error(&err)
-                    );
-                    w.message(Msg::ErrorXfer, text.as_bytes())?;
-                    w.message(Msg::ErrorXfer, SKIPPING_CONTENTS)?;
-                    failed_dirs.insert(rel);
-                    continue;
-                }
-            };
-            if made && dry_run {
-                dry_missing.insert(rel.clone());
-            }
-            if made && !rel.is_empty() || rel.is_empty() && s.dest_created {
-                itemize(s, w, &mut ndx_out, i, ITEM_LOCAL_CHANGE | ITEM_IS_NEW)?;
-            } else if let Some(st) = before.filter(|st| st.is_dir()) {
-                // An existing directory whose time or permissions change is reported
-                // (the client's -v shows it).
-                let iflags = changes(s, &st, e, 0);
-                if iflags != 0 || s.options.itemize_unchanged {
-                    itemize(s, w, &mut ndx_out, i, iflags)?;
-                }
-            }
-            // (A directory a dry run would make has nothing in it to delete.)
-            if delete && s.options.recursive && !assume_missing && !(made && dry_run) {
-                delete_extraneous(s, filters, w, &rel, children.get(rel.as_slice()), &mut deleted)?;
-            }
+            self.directory(i, rel, e, assume_missing).map(|()| None)
         } else if e.is_link() {
-            if !s.options.links {
-                continue;
-            }
-            let target = e.link_target.as_deref().unwrap_or_default();
-            if s.options.safe_links && halite_rsync::links::unsafe_symlink(target, &rel) {
-                if s.options.verbose > 0 {
-                    let text = format!(
-                        "ignoring unsafe symlink \"{}\" -> \"{}\"\n",
-                        String::from_utf8_lossy(&rel),
-                        String::from_utf8_lossy(target)
-                    );
-                    w.message(Msg::Info, text.as_bytes())?;
-                }
-                continue;
-            }
-            let made = if assume_missing { Ok(Link::Created) } else { make_link(s, &rel, e) };
-            // As the reference's itemize(): a replaced link is compared with the one
-            // it replaced ("cLc........"), a new one is new.
-            let iflags = match made {
-                Ok(Link::Created) => Ok(ITEM_LOCAL_CHANGE | ITEM_REPORT_CHANGE | ITEM_IS_NEW),
-                Ok(Link::Replaced(st)) => Ok(changes(s, &st, e, ITEM_LOCAL_CHANGE | ITEM_REPORT_CHANGE)),
-                Ok(Link::Same(st)) => Ok(changes(s, &st, e, 0)),
-                Err(err) => Err(err),
-            };
-            if iflags.is_ok() && !dry_run {
-                source_done(s, w, i as i32)?;
-            }
-            match iflags {
-                Ok(iflags) if iflags != 0 || s.options.itemize_unchanged => itemize(s, w, &mut ndx_out, i, iflags)?,
-                Ok(_) => {}
-                Err(err) => {
-                    let text = format!(
-                        "rsync: [generator] symlink {} failed: {}\n",
-                        s.full_fname(&rel),
-                        crate::sender::os_error(&err)
-                    );
-                    w.message(Msg::ErrorXfer, text.as_bytes())?;
-                }
-            }
+            self.symlink(i, rel, e, assume_missing).map(|()| None)
         } else if e.is_reg() {
-            request_file(s, w, &mut ndx_out, i as i32, &rel, Basis::Look { assume_missing })?;
+            self.regular(i, rel, assume_missing)
+        } else {
+            // Devices and specials are never created in a module.
+            Ok(None)
         }
-        // Devices and specials are never created in a module.
     }
-    let mut done = Vec::new();
-    ndx_out.write(&mut done, NDX_DONE);
-    send(w, &done)?;
-    if deleted.skipped > 0 {
-        let text = format!("Deletions stopped due to --max-delete limit ({} skipped)\n", deleted.skipped);
-        w.message(Msg::Warning, text.as_bytes())?;
+
+    /// Whether nothing can be here for `rel`: below a directory a dry run would make.
+    fn assume_missing(&self, rel: &[u8]) -> bool {
+        self.dest_missing || under_any(&self.dry_missing, rel)
     }
-    // Wait for the receiver's phase 0, redoing files it asks for.
-    wait_done(w, rx, &mut ndx_out, s)?;
-    let mut out = Vec::new();
-    ndx_out.write(&mut out, NDX_DONE);
-    ndx_out.write(&mut out, NDX_DONE);
-    if s.protocol >= 31 {
-        if delete {
-            ndx_out.write(&mut out, NDX_DEL_STATS);
-            for c in [deleted.files, deleted.dirs, deleted.links, 0, 0] {
-                put_varint(&mut out, c);
+
+    /// Entry `i` is left alone: the member of its hard-linked set that takes its place.
+    fn skipped(&mut self, i: usize) -> Option<usize> {
+        self.links.skipped(i as u32).map(|next| next as usize)
+    }
+
+    fn directory(&mut self, i: usize, rel: &[u8], e: &FileEntry, assume_missing: bool) -> Result<(), Fatal> {
+        let s = self.s;
+        let before = if assume_missing { None } else { lstat(s.tree, rel) };
+        let made = match make_dir(s, rel, e, before.as_ref()) {
+            Ok(made) => made,
+            Err(err) => {
+                let text = format!(
+                    "rsync: [generator] recv_generator: mkdir {} failed: {}\n",
+                    s.full_fname(rel),
+                    crate::sender::os_error(&err)
+                );
+                self.w.message(Msg::ErrorXfer, text.as_bytes())?;
+                self.w.message(Msg::ErrorXfer, SKIPPING_CONTENTS)?;
+                self.failed_dirs.insert(rel.to_vec());
+                return Ok(());
+            }
+        };
+        let dry_run = s.options.dry_run;
+        if made && dry_run {
+            self.dry_missing.insert(rel.to_vec());
+        }
+        if made && !rel.is_empty() || rel.is_empty() && s.dest_created {
+            self.itemize(i, ITEM_LOCAL_CHANGE | ITEM_IS_NEW, None)?;
+        } else if let Some(st) = before.filter(|st| st.is_dir()) {
+            // An existing directory whose time or permissions change is reported (the
+            // client's -v shows it).
+            let iflags = changes(s, &st, e, 0);
+            if iflags != 0 || s.options.itemize_unchanged {
+                self.itemize(i, iflags, None)?;
             }
         }
-        ndx_out.write(&mut out, NDX_DONE);
+        // (A directory a dry run would make has nothing in it to delete.)
+        if self.delete && s.options.recursive && !assume_missing && !(made && dry_run) {
+            let listed = self.children.get(rel);
+            delete_extraneous(s, self.filters, self.w, rel, listed, &mut self.deleted)?;
+        }
+        Ok(())
     }
-    send(w, &out)?;
-    // Phase 1 done, then the end of the file loop, then (protocol ≥ 31) the goodbye.
-    wait_done(w, rx, &mut ndx_out, s)?;
-    wait_done(w, rx, &mut ndx_out, s)?;
-    if s.protocol >= 31 {
-        wait_done(w, rx, &mut ndx_out, s)?;
+
+    fn symlink(&mut self, i: usize, rel: &[u8], e: &FileEntry, assume_missing: bool) -> Result<(), Fatal> {
+        let s = self.s;
+        if !s.options.links {
+            return Ok(());
+        }
+        let target = e.link_target.as_deref().unwrap_or_default();
+        if s.options.safe_links && halite_rsync::links::unsafe_symlink(target, rel) {
+            if s.options.verbose > 0 {
+                let text = format!(
+                    "ignoring unsafe symlink \"{}\" -> \"{}\"\n",
+                    String::from_utf8_lossy(rel),
+                    String::from_utf8_lossy(target)
+                );
+                self.w.message(Msg::Info, text.as_bytes())?;
+            }
+            return Ok(());
+        }
+        let made = if assume_missing { Ok(Link::Created) } else { make_link(s, rel, e) };
+        // As the reference's itemize(): a replaced link is compared with the one it
+        // replaced ("cLc........"), a new one is new.
+        let iflags = match made {
+            Ok(Link::Created) => ITEM_LOCAL_CHANGE | ITEM_REPORT_CHANGE | ITEM_IS_NEW,
+            Ok(Link::Replaced(st)) => changes(s, &st, e, ITEM_LOCAL_CHANGE | ITEM_REPORT_CHANGE),
+            Ok(Link::Same(st)) => changes(s, &st, e, 0),
+            Err(err) => {
+                let text = format!(
+                    "rsync: [generator] symlink {} failed: {}\n",
+                    s.full_fname(rel),
+                    crate::sender::os_error(&err)
+                );
+                return self.w.message(Msg::ErrorXfer, text.as_bytes()).map_err(Fatal::from);
+            }
+        };
+        if !s.options.dry_run {
+            source_done(s, self.w, i as i32)?;
+        }
+        if iflags != 0 || s.options.itemize_unchanged {
+            self.itemize(i, iflags, None)?;
+        }
+        Ok(())
     }
-    if !dry_run {
-        finish_links_and_dirs(s);
+
+    /// A regular file: asked for, left alone, or (`-H`) linked to its set's copy; the
+    /// member to generate next when it handed its set on.
+    fn regular(&mut self, i: usize, rel: &[u8], assume_missing: bool) -> Result<Option<usize>, Fatal> {
+        let ndx = i as u32;
+        let look = Basis::Look { assume_missing };
+        let last = match self.links.turn(ndx) {
+            Turn::Alone => return request_file(self.s, self.w, &mut self.ndx_out, i as i32, rel, look).map(|_| None),
+            Turn::Waiting => return Ok(None),
+            Turn::LinkTo(leader) => return self.link_member(ndx, leader).map(|()| None),
+            Turn::Candidate { last } => last,
+        };
+        let here = !assume_missing && lstat(self.s.tree, rel).is_some_and(|st| st.is_reg());
+        if !here && !last {
+            self.links.defer(ndx);
+            return Ok(None);
+        }
+        match request_file(self.s, self.w, &mut self.ndx_out, i as i32, rel, look)? {
+            // A dry run receives nothing: the set is linked as if it had landed.
+            Asked::Sent if self.s.options.dry_run => self.in_place(ndx).map(|()| None),
+            Asked::Sent => {
+                self.links.sent(ndx);
+                Ok(None)
+            }
+            Asked::InPlace => self.in_place(ndx).map(|()| None),
+            Asked::Left => Ok(self.skipped(i)),
+        }
     }
-    let mut out = Vec::new();
-    ndx_out.write(&mut out, NDX_DONE);
-    send(w, &out)?;
-    w.flush()?;
-    Ok(())
+
+    /// Member `ndx` of a hard-linked set is in place: the members waiting for it are
+    /// linked to it.
+    fn in_place(&mut self, ndx: u32) -> Result<(), Fatal> {
+        for member in self.links.in_place(ndx) {
+            self.link_member(member, ndx)?;
+        }
+        Ok(())
+    }
+
+    /// Makes `member` a hard link to `leader` (in place), as the reference's
+    /// maybe_hard_link(): nothing when it already is one, and the client hears "hf"
+    /// with the leader's name.
+    fn link_member(&mut self, member: u32, leader: u32) -> Result<(), Fatal> {
+        let s = self.s;
+        let e = &s.list[member as usize];
+        let leader_rel = &s.list[leader as usize].name;
+        let before = if self.assume_missing(&e.name) { None } else { lstat(s.tree, &e.name) };
+        let dry_run = s.options.dry_run;
+        let leader_st = if dry_run { None } else { lstat(s.tree, leader_rel) };
+        let linked = |st: &Stat| leader_st.as_ref().is_some_and(|l| l.dev == st.dev && l.ino == st.ino);
+        let (iflags, xname): (u16, &[u8]) = match &before {
+            Some(st) if linked(st) => (changes(s, st, e, ITEM_LOCAL_CHANGE | ITEM_XNAME_FOLLOWS), b""),
+            _ => {
+                if !dry_run {
+                    if let Err(err) = link_to(s, leader_rel, &e.name) {
+                        let text = format!(
+                            "rsync: [generator] link {} => {} failed: {}\n",
+                            s.full_fname(&e.name),
+                            String::from_utf8_lossy(leader_rel),
+                            crate::sender::os_error(&err)
+                        );
+                        return self.w.message(Msg::ErrorXfer, text.as_bytes()).map_err(Fatal::from);
+                    }
+                }
+                let iflags = match &before {
+                    Some(st) if st.is_reg() => changes(s, st, e, ITEM_LOCAL_CHANGE | ITEM_XNAME_FOLLOWS),
+                    _ => ITEM_LOCAL_CHANGE | ITEM_XNAME_FOLLOWS | ITEM_IS_NEW,
+                };
+                (iflags, leader_rel)
+            }
+        };
+        if iflags & SIGNIFICANT_ITEM_FLAGS != 0 || !xname.is_empty() || s.options.itemize_unchanged {
+            self.itemize(member as usize, iflags, Some(xname))?;
+        }
+        if !dry_run && s.options.remove_source_files {
+            self.unsynced_links.push(member as i32);
+        }
+        Ok(())
+    }
+
+    /// `--remove-source-files`: once the links made lately are on disk (one sync for
+    /// them all), the client may remove its copies, as for a received file.
+    fn confirm_links(&mut self) -> Result<(), Fatal> {
+        if self.unsynced_links.is_empty() {
+            return Ok(());
+        }
+        let synced = self.s.tree.open_dir(b"").and_then(|top| syncfs(&top));
+        for ndx in std::mem::take(&mut self.unsynced_links) {
+            match &synced {
+                Ok(()) => source_done(self.s, self.w, ndx)?,
+                Err(err) => {
+                    let name = &self.s.list[ndx as usize].name;
+                    let text = format!(
+                        "rsync: [generator] sync of \"{}\" failed: {}\n",
+                        String::from_utf8_lossy(name),
+                        crate::sender::os_error(err)
+                    );
+                    self.w.message(Msg::ErrorXfer, text.as_bytes())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Links the sets whose copy landed since last time (`-H`).
+    fn settle_links(&mut self) -> Result<(), Fatal> {
+        if self.links.is_empty() {
+            return Ok(());
+        }
+        let outcomes = self.s.landed.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+        for (ndx, landed) in outcomes {
+            match landed {
+                true => self.in_place(ndx as u32)?,
+                false => self.links.failed(ndx as u32),
+            }
+        }
+        self.confirm_links()
+    }
+
+    /// Forwards what the receiver asked for; with `block`, waits for the next `Done`.
+    fn drain_events(&mut self, block: bool) -> Result<bool, Fatal> {
+        self.settle_links()?;
+        loop {
+            let ev = if block {
+                match self.rx.recv() {
+                    Ok(ev) => ev,
+                    Err(_) => return Err(ConnError::Closed.into()),
+                }
+            } else {
+                match self.rx.try_recv() {
+                    Ok(ev) => ev,
+                    Err(_) => return Ok(false),
+                }
+            };
+            match ev {
+                // What landed before the phase ended is linked within it.
+                Event::Done => return self.settle_links().map(|()| true),
+                Event::Redo(ndx) => {
+                    let e = &self.s.list[ndx as usize];
+                    request_file(self.s, self.w, &mut self.ndx_out, ndx, &e.name, Basis::Redo)?;
+                }
+                Event::Message(msg, text) => self.w.message(msg, &text)?,
+                Event::Failed(e) => return Err(e),
+            }
+        }
+    }
+
+    fn wait_done(&mut self) -> Result<(), Fatal> {
+        self.w.flush()?;
+        self.drain_events(true).map(|_| ())
+    }
+
+    /// Tells the client what changed for entry `ndx` (and logs it); `xname`: the name a
+    /// hard link was made to ("" when it already was one).
+    fn itemize(&mut self, ndx: usize, iflags: u16, xname: Option<&[u8]>) -> Result<(), Fatal> {
+        self.s.log_item(&self.s.list[ndx], iflags, None, xname);
+        let mut out = Vec::new();
+        self.ndx_out.write(&mut out, ndx as i32);
+        out.extend_from_slice(&iflags.to_le_bytes());
+        if let Some(name) = xname {
+            halite_rsync::negotiate::put_vstring(&mut out, name);
+        }
+        send(self.w, &out)
+    }
+
+    /// The phase ends, the deletion statistics and the goodbye.
+    fn finish(mut self) -> Result<(), Fatal> {
+        let s = self.s;
+        let mut done = Vec::new();
+        self.ndx_out.write(&mut done, NDX_DONE);
+        send(self.w, &done)?;
+        if self.deleted.skipped > 0 {
+            let text = format!("Deletions stopped due to --max-delete limit ({} skipped)\n", self.deleted.skipped);
+            self.w.message(Msg::Warning, text.as_bytes())?;
+        }
+        // Wait for the receiver's phase 0, redoing files it asks for.
+        self.wait_done()?;
+        let mut out = Vec::new();
+        self.ndx_out.write(&mut out, NDX_DONE);
+        self.ndx_out.write(&mut out, NDX_DONE);
+        if s.protocol >= 31 {
+            if self.delete {
+                self.ndx_out.write(&mut out, NDX_DEL_STATS);
+                let d = &self.deleted;
+                for c in [d.files, d.dirs, d.links, 0, 0] {
+                    put_varint(&mut out, c);
+                }
+            }
+            self.ndx_out.write(&mut out, NDX_DONE);
+        }
+        send(self.w, &out)?;
+        // Phase 1 done, then the end of the file loop, then (protocol ≥ 31) the goodbye.
+        self.wait_done()?;
+        self.wait_done()?;
+        if s.protocol >= 31 {
+            self.wait_done()?;
+        }
+        if !s.options.dry_run {
+            finish_dirs(s);
+        }
+        let mut out = Vec::new();
+        self.ndx_out.write(&mut out, NDX_DONE);
+        send(self.w, &out)?;
+        self.w.flush()?;
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -549,62 +813,6 @@ impl DelStats {
     fn at_limit(&self) -> bool {
         self.max.is_some_and(|max| i64::from(self.files) + i64::from(self.dirs) + i64::from(self.links) >= max)
     }
-}
-
-/// Forwards what the receiver asked for; with `block`, waits for the next `Done`.
-fn drain_events(
-    w: &mut Wire,
-    rx: &Receiver<Event>,
-    ndx_out: &mut crate::sender::NdxCodec,
-    s: &Shared<'_>,
-    block: bool,
-) -> Result<bool, Fatal> {
-    loop {
-        let ev = if block {
-            match rx.recv() {
-                Ok(ev) => ev,
-                Err(_) => return Err(ConnError::Closed.into()),
-            }
-        } else {
-            match rx.try_recv() {
-                Ok(ev) => ev,
-                Err(_) => return Ok(false),
-            }
-        };
-        match ev {
-            Event::Done => return Ok(true),
-            Event::Redo(ndx) => {
-                let e = &s.list[ndx as usize];
-                request_file(s, w, ndx_out, ndx, &e.name, Basis::Redo)?;
-            }
-            Event::Message(msg, text) => w.message(msg, &text)?,
-            Event::Failed(e) => return Err(e),
-        }
-    }
-}
-
-fn wait_done(
-    w: &mut Wire,
-    rx: &Receiver<Event>,
-    ndx_out: &mut crate::sender::NdxCodec,
-    s: &Shared<'_>,
-) -> Result<(), Fatal> {
-    w.flush()?;
-    drain_events(w, rx, ndx_out, s, true).map(|_| ())
-}
-
-fn itemize(
-    s: &Shared<'_>,
-    w: &mut Wire,
-    ndx_out: &mut crate::sender::NdxCodec,
-    ndx: usize,
-    iflags: u16,
-) -> Result<(), Fatal> {
-    s.log_item(&s.list[ndx], iflags, None);
-    let mut out = Vec::new();
-    ndx_out.write(&mut out, ndx as i32);
-    out.extend_from_slice(&iflags.to_le_bytes());
-    send(w, &out)
 }
 
 /// The reference's itemize(): `iflags` with what differs between the copy here (`st`)
@@ -716,7 +924,7 @@ fn request_file(
     ndx: i32,
     rel: &[u8],
     basis: Basis,
-) -> Result<(), Fatal> {
+) -> Result<Asked, Fatal> {
     let e = &s.list[ndx as usize];
     let existing = match basis {
         Basis::Look { assume_missing: true } => None,
@@ -734,7 +942,7 @@ fn request_file(
             if s.options.verbose >= 2 {
                 w.message(Msg::Info, format!("{} is {why}\n", String::from_utf8_lossy(rel)).as_bytes())?;
             }
-            return Ok(());
+            return Ok(Asked::Left);
         }
         if let Some(st) = existing.as_ref().filter(|st| s.options.update && st.is_reg()) {
             // --update: a newer copy here is kept (the reference's test, window included).
@@ -743,7 +951,7 @@ fn request_file(
                     let text = format!("{} is newer\n", String::from_utf8_lossy(rel));
                     w.message(Msg::Info, text.as_bytes())?;
                 }
-                return Ok(());
+                return Ok(Asked::Left);
             }
         }
         if let Some(st) = &existing {
@@ -752,18 +960,22 @@ fn request_file(
                 // which (`.f...p.....`), as from the reference.
                 let iflags = changes(s, st, e, 0);
                 if iflags != 0 || s.options.itemize_unchanged {
-                    itemize(s, w, ndx_out, ndx as usize, iflags)?;
+                    s.log_item(e, iflags, None, None);
+                    let mut out = Vec::new();
+                    ndx_out.write(&mut out, ndx);
+                    out.extend_from_slice(&iflags.to_le_bytes());
+                    send(w, &out)?;
                 }
                 if !s.options.dry_run {
                     let _ = set_attrs_path(s, rel, e);
                     // Already here: the client may remove its copy.
                     source_done(s, w, ndx)?;
                 }
-                return Ok(());
+                return Ok(Asked::InPlace);
             }
         }
         if s.options.existing && existing.is_none() || s.options.ignore_existing && existing.is_some() {
-            return Ok(());
+            return Ok(Asked::Left);
         }
     }
     let mut out = Vec::new();
@@ -782,12 +994,12 @@ fn request_file(
     if s.options.dry_run {
         // The index and what would change, without sums: the client's sender answers
         // with the same, and no data moves.
-        return send(w, &out);
+        return send(w, &out).map(|()| Asked::Sent);
     }
     let basis = existing.filter(|st| st.is_reg() && !s.options.whole_file).and_then(|_| s.tree.open_file(rel).ok());
     let Some(mut basis) = basis else {
         SumHead::NONE.write(&mut out);
-        return send(w, &out);
+        return send(w, &out).map(|()| Asked::Sent);
     };
     let len = basis.metadata().map(|m| m.len()).unwrap_or(0);
     let head = SumHead::for_file(len, s.protocol, s.sums.strong.digest_len(), s.options.block_size, redo)
@@ -811,7 +1023,7 @@ fn request_file(
     // A basis that changed length meanwhile still gets complete sums; the transfer
     // then fails its checksum and is redone.
     let _ = summer.finish(&mut out);
-    send(w, &out)
+    send(w, &out).map(|()| Asked::Sent)
 }
 
 fn default_mode(s: &Shared<'_>, e: &FileEntry, existing: Option<&Stat>) -> u32 {
@@ -937,22 +1149,8 @@ fn set_link_time(s: &Shared<'_>, dir: &OwnedFd, name: &[u8], e: &FileEntry) -> s
 }
 
 /// Directory times are set after the files inside them are written (writing a file
-/// changes its directory's time), and hard links are made once their first file exists.
-fn finish_links_and_dirs(s: &Shared<'_>) {
-    if s.options.hard_links {
-        let mut first: HashMap<u64, &FileEntry> = HashMap::new();
-        for e in s.list.iter().filter(|e| e.is_reg()) {
-            let Some((_, group)) = e.hardlink_key else { continue };
-            match first.get(&group) {
-                None => {
-                    first.insert(group, e);
-                }
-                Some(f) => {
-                    let _ = link_to(s, &f.name, &e.name);
-                }
-            }
-        }
-    }
+/// changes its directory's time).
+fn finish_dirs(s: &Shared<'_>) {
     if s.options.times && !s.options.omit_dir_times {
         for e in s.list.iter().rev().filter(|e| e.is_dir()) {
             let rel: &[u8] = if e.name == b"." { b"" } else { &e.name };
@@ -963,23 +1161,27 @@ fn finish_links_and_dirs(s: &Shared<'_>) {
     }
 }
 
+/// Makes `new` a hard link to `existing` (both beneath the destination), replacing
+/// whatever `new` was in one rename: a reader sees the old file or the link. An empty
+/// directory in the way is removed first, as the reference's atomic_create() does.
 fn link_to(s: &Shared<'_>, existing: &[u8], new: &[u8]) -> std::io::Result<()> {
     let (ep, eb) = split_parent(existing);
     let (np, nb) = split_parent(new);
     let edir = s.tree.open_dir(ep)?;
     let ndir = s.tree.open_dir(np)?;
-    if let (Ok(a), Ok(b)) = (stat_at(&edir, eb), stat_at(&ndir, nb)) {
-        if a.ino == b.ino && a.dev == b.dev {
-            return Ok(());
-        }
-    }
     let tmp = temp_name(nb);
     let (eb_c, tmp_c) = (cstr(eb)?, cstr(&tmp)?);
     // SAFETY: valid dirfds and C strings; no symlink is followed (flags 0).
     if unsafe { libc::linkat(edir.as_raw_fd(), eb_c.as_ptr(), ndir.as_raw_fd(), tmp_c.as_ptr(), 0) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    rename_at(&ndir, &tmp, nb)
+    let in_the_way = stat_at(&ndir, nb).is_ok_and(|st| st.is_dir());
+    let placed = if in_the_way { unlink_at(&ndir, nb, true) } else { Ok(()) };
+    let placed = placed.and_then(|()| rename_at(&ndir, &tmp, nb));
+    if placed.is_err() {
+        let _ = unlink_at(&ndir, &tmp, false);
+    }
+    placed
 }
 
 /// The names the list holds in each directory ("" is the top).
@@ -1318,7 +1520,7 @@ fn receive_files(
                 for text in attr_errors {
                     let _ = tx.send(Event::Message(Msg::ErrorXfer, text.into_bytes()));
                 }
-                s.log_item(e, iflags, Some((wire.consumed() - before, &file_sum)));
+                s.log_item(e, iflags, Some((wire.consumed() - before, &file_sum)), None);
                 report(s, tx, landing.add(pending));
             }
             Received::Mismatch if phase == 0 && redone.insert(ndx) => {
@@ -1333,9 +1535,11 @@ fn receive_files(
                 let text =
                     format!("ERROR: {} failed verification -- update discarded.\n", String::from_utf8_lossy(&e.name));
                 let _ = tx.send(Event::Message(Msg::ErrorXfer, text.into_bytes()));
+                hard_link_outcome(s, ndx, false);
             }
             Received::Failed(text) => {
                 let _ = tx.send(Event::Message(Msg::ErrorXfer, text.into_bytes()));
+                hard_link_outcome(s, ndx, false);
             }
         }
     }
@@ -1397,12 +1601,23 @@ enum Received {
 /// with `--remove-source-files`, the index of each file now in place (durably: the
 /// client deletes its copy on hearing it).
 fn report(s: &Shared<'_>, tx: &SyncSender<Event>, landed: Landed) {
-    for text in landed.failures {
+    for (ndx, text) in landed.failures {
         let _ = tx.send(Event::Message(Msg::ErrorXfer, text.into_bytes()));
+        hard_link_outcome(s, ndx, false);
     }
-    if s.options.remove_source_files {
-        for ndx in landed.placed {
+    for ndx in landed.placed {
+        if s.options.remove_source_files {
             let _ = tx.send(Event::Message(Msg::Success, ndx.to_le_bytes().to_vec()));
+        }
+        hard_link_outcome(s, ndx, true);
+    }
+}
+
+/// `-H`: tells the generator whether a requested file landed, for its set's links.
+fn hard_link_outcome(s: &Shared<'_>, ndx: i32, landed: bool) {
+    if s.options.hard_links {
+        if let Ok(mut outcomes) = s.landed.lock() {
+            outcomes.push((ndx, landed));
         }
     }
 }
@@ -1637,7 +1852,7 @@ impl<'t> Landing<'t> {
             match failure {
                 Some(text) => {
                     let _ = unlink_at(&p.dir, &p.tmp, false);
-                    landed.failures.push(text);
+                    landed.failures.push((p.ndx, text));
                 }
                 None => landed.placed.push(p.ndx),
             }
@@ -1649,15 +1864,15 @@ impl<'t> Landing<'t> {
 /// What a landing did.
 #[derive(Default)]
 struct Landed {
-    /// A line for the client per file not put in place.
-    failures: Vec<String>,
+    /// Each file not put in place, with a line for the client.
+    failures: Vec<(i32, String)>,
     /// The indexes of the files put in place.
     placed: Vec<i32>,
 }
 
 impl Drop for Landing<'_> {
     fn drop(&mut self) {
-        for text in self.land().failures {
+        for (_, text) in self.land().failures {
             tracing::warn!("{}", text.trim_end());
         }
     }

@@ -629,6 +629,7 @@ fn send_files(t: &mut Transfer<'_>, lists: &mut Lists, stats: &mut SendStats) ->
                     file_sum: None,
                     uid,
                     gid,
+                    hlink: req.xname.as_deref(),
                 };
                 log.changed(file, &logged);
             }
@@ -683,7 +684,16 @@ fn send_files(t: &mut Transfer<'_>, lists: &mut Lists, stats: &mut SendStats) ->
             let file_sum = Some(sent.file_sum.as_bytes());
             log.transferred(
                 file,
-                &Logged { path, iflags: req.iflags.into(), data_bytes, checksum_bytes, file_sum, uid, gid },
+                &Logged {
+                    path,
+                    iflags: req.iflags.into(),
+                    data_bytes,
+                    checksum_bytes,
+                    file_sum,
+                    uid,
+                    gid,
+                    hlink: None,
+                },
             );
         }
     }

@@ -20,7 +20,7 @@ fn config(code: &Path, backups: &Path) -> String {
         "lock file = @DIR@/rsyncd.lock\nlog file = @DIR@/rsyncd.log\n\n\
          [code]\n    path = {}\n    read only = yes\n    transfer logging = yes\n    {privileges}\n\
          [backups]\n    path = {}\n    read only = no\n    transfer logging = yes\n    \
-         log format = %i %o %n %f %l %b %B %u %m %C\n    auth users = backup, ghost\n    \
+         log format = %i %o %n%L %f %l %b %B %u %m %C\n    auth users = backup, ghost\n    \
          secrets file = @DIR@/secrets\n    strict modes = no\n    {privileges}\n\
          [closed]\n    path = {}\n    hosts allow = 192.0.2.1\n    {privileges}\n\
          [sums]\n    path = {}\n    transfer logging = yes\n    log format = %o %f %l [%C]\n    {privileges}",
@@ -96,6 +96,12 @@ fn the_log_file_says_what_the_references_says() {
     make_tree(&push_src, 5, &[]);
     // The pushed top directory's time differs from the module's, so both itemize it.
     set_mtime(&push_src, 1_600_000_000);
+    // Hard links (-H): the linked names' lines end " => the name they were linked to".
+    let linked_src = tmp.path().join("linked");
+    std::fs::create_dir_all(linked_src.join("d")).unwrap();
+    std::fs::write(linked_src.join("a"), b"linked\n").unwrap();
+    std::fs::hard_link(linked_src.join("a"), linked_src.join("b")).unwrap();
+    std::fs::hard_link(linked_src.join("a"), linked_src.join("d/c")).unwrap();
     let mut logs = Vec::new();
     for (side, server) in [("hal", Server::Halite), ("ref", Server::Reference)] {
         let dir = tmp.path().join(side);
@@ -107,7 +113,8 @@ fn the_log_file_says_what_the_references_says() {
         let dst = dir.join("dst");
         let dst = dst.to_str().unwrap();
         let src = format!("{}/", push_src.display());
-        let runs: [(Vec<String>, Option<&str>); 15] = [
+        let linked = format!("{}/", linked_src.display());
+        let runs: [(Vec<String>, Option<&str>); 16] = [
             (vec!["-a".into(), d.url("code/"), dst.into()], None),
             (vec!["-a".into(), d.url("code/d1"), format!("{dst}/one")], None),
             // Dry runs: a session each, and no line of a file.
@@ -125,6 +132,7 @@ fn the_log_file_says_what_the_references_says() {
                 vec!["-a".into(), "--delete".into(), src.clone(), d.url("backups/sub/").replace("//", "//backup@")],
                 Some("s3cret"),
             ),
+            (vec!["-aH".into(), linked.clone(), d.url("backups/linked/").replace("//", "//backup@")], Some("s3cret")),
             (vec!["-a".into(), src.clone(), d.url("backups/").replace("//", "//backup@")], Some("wrong")),
             // A user the rules allow but the secrets file does not know; one no rule allows.
             (vec!["-a".into(), src.clone(), d.url("backups/").replace("//", "//ghost@")], Some("x")),
@@ -146,7 +154,8 @@ fn the_log_file_says_what_the_references_says() {
         logs.push(settled_log(&dir.join("rsyncd.log")));
     }
     let (hal, reference) = (sessions(&logs[0]), sessions(&logs[1]));
-    assert_eq!(hal.len(), 15, "one session per run:\n{}", logs[0]);
+    assert_eq!(hal.len(), 16, "one session per run:\n{}", logs[0]);
+    assert!(hal[6].iter().any(|l| l.starts_with("hf+++++++++ recv b => d/c ")), "{:#?}", hal[6]);
     assert_eq!(hal.len(), reference.len(), "sessions:\n{}\n{}", logs[0], logs[1]);
     for (i, (h, r)) in hal.iter().zip(&reference).enumerate() {
         let only_hal: Vec<_> = h.iter().filter(|l| !r.contains(l)).collect();

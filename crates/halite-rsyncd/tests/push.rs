@@ -575,6 +575,102 @@ fn safe_links_leaves_out_the_links_the_reference_leaves_out() {
     }
 }
 
+/// A source with two hard-linked sets across directories (a, b, d/c; y, z) and a file
+/// alone.
+fn linked_source(src: &Path) {
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("a"), b"hello\n").unwrap();
+    std::fs::hard_link(src.join("a"), src.join("b")).unwrap();
+    std::fs::hard_link(src.join("a"), src.join("d/c")).unwrap();
+    std::fs::write(src.join("y"), b"x\n").unwrap();
+    std::fs::hard_link(src.join("y"), src.join("z")).unwrap();
+    std::fs::write(src.join("alone"), b"alone\n").unwrap();
+    for f in ["a", "y", "alone"] {
+        set_mtime(&src.join(f), 1_600_000_000);
+    }
+}
+
+#[test]
+fn hard_links_are_pushed_as_the_reference_links_them() {
+    if skip() {
+        return;
+    }
+    let pair = Pair::new("", |_| {});
+    let src = pair.root.join("src");
+    linked_source(&src);
+    let s = format!("{}/", src.display());
+    let sorted = |o: &std::process::Output| {
+        let mut v = names(o);
+        v.sort();
+        v
+    };
+    let same_links = |what: &str| {
+        let (h, r) = (link_sets(&pair.module("hal")), link_sets(&pair.module("ref")));
+        assert_eq!(h, r, "{what}: hard-linked sets, halite vs reference");
+        h
+    };
+    // A dry run first: the same "hf ... => ..." lines, nothing made.
+    let (h, r) = pair.both(&["-aHin", &s, "URL"], None);
+    assert_eq!(sorted(&h), sorted(&r), "dry run");
+    assert!(sorted(&h).iter().any(|l| l.starts_with("hf+++++++++ a => d/c")), "{:?}", sorted(&h));
+    assert!(snapshot(&pair.module("hal"), false).is_empty());
+    // Nothing here: the last of each set is sent, the others linked to it.
+    let (h, r) = pair.both(&["-aHi", &s, "URL"], None);
+    assert_eq!(sorted(&h), sorted(&r), "first push");
+    let sets = same_links("first push");
+    assert!(sets.contains(&vec!["a".to_string(), "b".into(), "d/c".into()]), "{sets:?}");
+    // Nothing changed: nothing said at -i, the links shown at -ii.
+    let (h, r) = pair.both(&["-aHi", &s, "URL"], None);
+    assert!(sorted(&h).is_empty(), "{:?}", sorted(&h));
+    assert_eq!(sorted(&h), sorted(&r));
+    let (h, r) = pair.both(&["-aHii", &s, "URL"], None);
+    assert_eq!(sorted(&h), sorted(&r), "-ii");
+    // A member gone and the set's data changed here: the first member is sent again,
+    // the others linked to it ("hf.st...... d/c => a").
+    for side in ["hal", "ref"] {
+        let m = pair.module(side);
+        std::fs::remove_file(m.join("b")).unwrap();
+        std::fs::write(m.join("d/c"), b"new\n").unwrap();
+        set_mtime(&m.join("d/c"), 1_000_000_000);
+    }
+    let (h, r) = pair.both(&["-aHi", &s, "URL"], None);
+    assert_eq!(sorted(&h), sorted(&r), "repair");
+    same_links("repair");
+    // --ignore-existing leaves the last member here alone: the one before it is sent
+    // instead, and the first linked to that (the reference's handle_skipped_hlink).
+    for side in ["hal", "ref"] {
+        let m = pair.module(side);
+        for f in ["a", "b"] {
+            std::fs::remove_file(m.join(f)).unwrap();
+        }
+        std::fs::write(m.join("d/c"), b"kept\n").unwrap();
+    }
+    let (h, r) = pair.both(&["-aHi", "--ignore-existing", &s, "URL"], None);
+    assert_eq!(sorted(&h), sorted(&r), "--ignore-existing");
+    let sets = same_links("--ignore-existing");
+    assert!(sets.contains(&vec!["a".to_string(), "b".into()]), "{sets:?}");
+}
+
+#[test]
+fn hard_links_with_remove_source_files_remove_every_linked_name() {
+    if skip() {
+        return;
+    }
+    let pair = Pair::new("", |_| {});
+    let srcs: Vec<std::path::PathBuf> = ["src-hal", "src-ref"].iter().map(|d| pair.root.join(d)).collect();
+    for src in &srcs {
+        linked_source(src);
+    }
+    let run = |d: &Daemon, src: &Path| {
+        rsync(&["-aH", "--remove-source-files", &format!("{}/", src.display()), &d.url("backups/")], None)
+    };
+    let (h, r) = (run(&pair.hal, &srcs[0]), run(&pair.reference, &srcs[1]));
+    assert_eq!(h.status.code(), r.status.code(), "\nhalite: {}\nreference: {}", text(&h), text(&r));
+    assert_same(&snapshot(&pair.module("ref"), true), &snapshot(&pair.module("hal"), true), "the modules");
+    assert_eq!(link_sets(&pair.module("hal")), link_sets(&pair.module("ref")));
+    assert_same(&snapshot(&srcs[1], false), &snapshot(&srcs[0], false), "the sources after the push");
+}
+
 #[test]
 fn remove_source_files_removes_what_landed_as_with_the_reference() {
     if skip() {
@@ -645,9 +741,11 @@ fn protocol_30_and_checksum_pushes_match_the_reference() {
     std::fs::write(src.join("with space.txt"), b"changed, same size?").unwrap();
     pair.both(&["-ac", "--protocol=31", &s, "URL"], None);
     pair.both(&["-a", "--checksum-choice=md5", &s, "URL"], None);
-    // Hard links are not received yet: refused, nothing half done.
-    let h = rsync(&["-aH", &s, &pair.hal.url("backups/")], None);
-    assert_eq!(h.status.code(), Some(4), "{}", text(&h));
+    // Hard links at the oldest protocol halite-rsyncd speaks.
+    std::fs::hard_link(src.join("exec.sh"), src.join("linked.sh")).unwrap();
+    pair.both(&["-aH", "--protocol=30", &s, "URL"], None);
+    assert_eq!(link_sets(&pair.module("hal")), link_sets(&pair.module("ref")));
+    assert_eq!(link_sets(&pair.module("hal")).len(), 1);
     // Every compression the client offers, on a push with deltas.
     for (i, z) in ["--zc=zstd", "--zc=lz4", "--zc=zlibx", "--zc=zlib"].iter().enumerate() {
         let big = src.join("large0.bin");

@@ -201,3 +201,28 @@ pub fn assert_same(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>, w
         assert!(a.contains_key(k), "{what}: {k} ({v}) only on the second side");
     }
 }
+
+/// The sets of names under `root` that are one file (hard links), each sorted.
+pub fn link_sets(root: &Path) -> std::collections::BTreeSet<Vec<String>> {
+    let mut by_inode: BTreeMap<(u64, u64), Vec<String>> = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(root.join(&rel)) else { continue };
+        for e in entries {
+            let path = rel.join(e.unwrap().file_name());
+            let meta = std::fs::symlink_metadata(root.join(&path)).unwrap();
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.nlink() > 1 {
+                by_inode.entry((meta.dev(), meta.ino())).or_default().push(path.to_string_lossy().into_owned());
+            }
+        }
+    }
+    by_inode
+        .into_values()
+        .map(|mut names| {
+            names.sort();
+            names
+        })
+        .collect()
+}
