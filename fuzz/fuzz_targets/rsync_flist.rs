@@ -4,11 +4,14 @@
 //! entry; the id lists after it likewise. Each link's target is judged by
 //! `--safe-links`' rules (never a panic, and an absolute target is always unsafe). The
 //! list's hard-linked sets are walked as a push's generator walks them, each candidate
-//! given an outcome from the input: no member is linked twice, nor to itself.
+//! given an outcome from the input: no member is linked twice, nor to itself. The same
+//! entries as incremental recursion's lists (the first, then one announced for a
+//! directory): refused or held, never a name outside its directory.
 #![no_main]
 
 use halite_rsync::flist::{name_cmp, read_id_lists, ListItem, ListOptions, ListReader};
 use halite_rsync::hlink::{HardLinks, Turn};
+use halite_rsync::inclists::RecvLists;
 use halite_rsync::links::unsafe_symlink;
 use halite_rsync::wire::{Reader, WireError};
 use libfuzzer_sys::fuzz_target;
@@ -54,6 +57,21 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let mut entries = list.into_entries();
+    let mut recv = RecvLists::new(true, 1000, 20_000);
+    if let Ok(first) = recv.first(entries.clone()) {
+        for (i, e) in first.entries.iter().enumerate() {
+            assert!(!e.name.contains(&b'/'), "a first list's name below the top");
+            assert_eq!(recv.get(first.start + i as i32), Some(e));
+        }
+        if let Ok(d) = recv.announce(i64::from(sel % 8)) {
+            if let Ok(sub) = recv.add(Some(d), entries.clone()) {
+                let dir = sub.dir.as_ref().expect("an announced list has its directory");
+                for e in &sub.entries {
+                    assert!(e.name.starts_with(&dir.name) && e.name.get(dir.name.len()) == Some(&b'/'));
+                }
+            }
+        }
+    }
     entries.sort_unstable_by(name_cmp);
     let mut links = HardLinks::new(&entries);
     let mut linked = std::collections::HashSet::new();

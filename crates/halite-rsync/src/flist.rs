@@ -417,6 +417,13 @@ impl ListReader {
         self.entries
     }
 
+    /// The entries of the list just read, leaving the state that runs on into the next
+    /// list (incremental recursion sends each entry against the one before, across
+    /// lists).
+    pub fn take_entries(&mut self) -> Vec<FileEntry> {
+        std::mem::take(&mut self.entries)
+    }
+
     /// Reads the next entry (or the end mark).
     pub fn read(&mut self, r: &mut Reader<'_>) -> Result<ListItem, WireError> {
         let mut next = self.clone_state();

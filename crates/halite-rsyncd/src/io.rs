@@ -106,6 +106,10 @@ pub struct Wire {
     pub peer_io_error: i32,
     /// Messages (MSG_ERROR/INFO text) the client sent, for the log.
     pub peer_messages: Vec<String>,
+    /// Told of each MSG_NO_SEND (a file the client's sender could not open) as it is
+    /// read, even while a read waits for data: a push's generator counts the files it
+    /// asked for, and would otherwise wait for one that never comes.
+    pub no_send: Option<Box<dyn FnMut(i32) + Send>>,
 }
 
 impl Wire {
@@ -127,6 +131,7 @@ impl Wire {
             bytes_written: 0,
             peer_io_error: 0,
             peer_messages: Vec::new(),
+            no_send: None,
         }
     }
 
@@ -317,10 +322,12 @@ impl Wire {
                     self.peer_io_error |= int_payload(payload)?;
                 }
                 // The client's sender could not open a file it listed: that file's
-                // transfer simply never comes (the reference's generator uses this for
-                // hard-link bookkeeping only). Nothing is kept, so a flood costs nothing.
+                // transfer never comes. Nothing is kept here, so a flood costs nothing.
                 Msg::NoSend => {
-                    int_payload(payload)?;
+                    let ndx = int_payload(payload)?;
+                    if let Some(tell) = self.no_send.as_mut() {
+                        tell(ndx);
+                    }
                 }
                 Msg::ErrorExit => {
                     let code = if payload.is_empty() { 0 } else { int_payload(payload)? };

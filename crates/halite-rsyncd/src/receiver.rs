@@ -9,7 +9,13 @@
 //! checks the whole-file checksum, syncs it and renames it over the old one. A file is
 //! therefore always the old one or the new one, never torn. The generator owns the
 //! socket's writing half; the receiver tells it what it needs sent (phase ends, files to
-//! redo, messages for the client) over a channel.
+//! redo, messages for the client) over a channel, and leaves what must never wait on
+//! the generator (lists, files taken or landed) in [`Reports`].
+//!
+//! With incremental recursion the client sends a list per directory while files already
+//! move: the receiver reads each one (checked by [`RecvLists`]) and hands it to the
+//! generator, which generates the list's directory and then its entries, and tells the
+//! client a list is done once the receiver has taken every file asked from it.
 //!
 //! A dry run (`-n`) walks the same path with every change left out: the generator
 //! itemizes what it would do and asks for files without sums, the receiver takes no
@@ -33,17 +39,19 @@ use halite_rsync::checksum::{BlockChecksum, FileSum};
 use halite_rsync::delta::{BlockSummer, SumHead};
 use halite_rsync::flist::{self, FileEntry, ListItem, ListReader, S_IFDIR, S_IFLNK, S_IFMT};
 use halite_rsync::hlink::{HardLinks, Turn};
+use halite_rsync::inclists::{RecvListError, RecvLists, Sublist, NDX_FLIST_EOF, NDX_FLIST_OFFSET};
 use halite_rsync::mux::Msg;
 use halite_rsync::options::ServerOptions;
 use halite_rsync::token::{Decode, Decoded};
 use halite_rsync::wire::put_varint;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 
 const ITEM_REPORT_CHANGE: u16 = 1 << 1;
 const ITEM_REPORT_SIZE: u16 = 1 << 2;
@@ -58,7 +66,8 @@ const SIGNIFICANT_ITEM_FLAGS: u16 = !(ITEM_XNAME_FOLLOWS | ITEM_LOCAL_CHANGE | (
 const NDX_DONE: i32 = -1;
 const NDX_DEL_STATS: i32 = -3;
 
-/// The most entries a pushed list may have.
+/// The most entries a pushed list may have (and, with incremental recursion, the most
+/// entries held at once over all lists).
 const MAX_ENTRIES: usize = 4_000_000;
 
 /// What the receiver tells the generator.
@@ -71,6 +80,55 @@ enum Event {
     Message(Msg, Vec<u8>),
     /// The receiver stopped.
     Failed(Fatal),
+    /// [`Reports`] has news. Sent without waiting: when the channel is full the
+    /// generator has events to take, and looks at the reports after each.
+    Wake,
+}
+
+/// What the receiver thread leaves for the generator without ever waiting on it (a
+/// landing of hundreds of files, or a stream of lists, must not block the receiver
+/// behind a generator that is writing). Each part is bounded: the lists by
+/// [`RecvLists`]' bound on entries held, the outcomes by the files asked for (one
+/// each).
+#[derive(Default)]
+struct Reports {
+    /// The generator is waiting for news here (and gets an [`Event::Wake`]); otherwise
+    /// it looks by itself, between entries. Waking it for every file cost a thread
+    /// switch per file.
+    generator_waiting: bool,
+    /// Incremental recursion: the lists received since, in order.
+    lists: VecDeque<Arc<Sublist>>,
+    /// No more lists will come.
+    lists_done: bool,
+    /// Error bits the client reported with later lists: `--delete` stops.
+    io_error: i32,
+    /// Requested files the receiver is done with (verified, or failed for good).
+    taken: Vec<i32>,
+    /// `--remove-source-files`: files in place (durably), for MSG_SUCCESS — written
+    /// before the generator looks at `taken`, so the client hears of a file before it
+    /// may drop the file's list.
+    successes: Vec<i32>,
+    /// Files the client's sender could not open (MSG_NO_SEND), as it named them.
+    not_sent: Vec<i32>,
+    /// `-H`: requested files that landed (true) or never will (false).
+    landed: Vec<(i32, bool)>,
+}
+
+impl Reports {
+    fn lock(reports: &Mutex<Reports>) -> std::sync::MutexGuard<'_, Reports> {
+        // A thread that panicked holding it left plain data behind: still usable.
+        reports.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// After a report: wakes the generator if it waits (called with the lock held, so
+    /// the generator cannot start waiting in between and miss it).
+    fn wake(&mut self, tx: &SyncSender<Event>) {
+        if std::mem::take(&mut self.generator_waiting) {
+            // When the channel is full the generator has events to take, and looks
+            // here again after each.
+            let _ = tx.try_send(Event::Wake);
+        }
+    }
 }
 
 /// What both roles share, read-only.
@@ -85,19 +143,16 @@ struct Shared<'a> {
     /// The destination directory was made for this push (or a dry run would make it):
     /// the list's "." is new.
     dest_created: bool,
-    list: &'a [FileEntry],
+    /// Incremental recursion: the client sends a list per directory.
+    incremental: bool,
     options: &'a ServerOptions,
     sums: SumChoice,
     protocol: i32,
     module: &'a crate::module::ModuleView,
     /// Files the generator asked for and the receiver has not taken yet: the client may
     /// send only these (anything else is a protocol error).
-    requested: std::sync::Mutex<HashSet<i32>>,
-    /// `-H`: requested files that landed (true) or never will (false), for the
-    /// generator to link their sets. Not events on the channel: a landing of hundreds
-    /// of files must not block the receiver behind a generator that is writing. Each
-    /// requested file is here at most once, so the list's length bounds it.
-    landed: std::sync::Mutex<Vec<(i32, bool)>>,
+    requested: Mutex<HashSet<i32>>,
+    reports: Arc<Mutex<Reports>>,
     /// The client's sender reported I/O errors: `--delete` deletes nothing.
     sender_io_error: i32,
     log: Option<&'a crate::log::TransferLog>,
@@ -142,8 +197,25 @@ impl Shared<'_> {
 
 pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
     tracing::info!("receiving file list");
-    let (mut list, sender_io_error) = receive_list(t)?;
-    let place = place(t, &mut list)?;
+    let incremental = t.compat.inc_recurse;
+    let mut reader = ListReader::new(t.list_options(), MAX_ENTRIES);
+    let (entries, sender_io_error) = receive_list(t, &mut reader)?;
+    let mut lists = RecvLists::new(incremental, crate::sender::MAX_DIRS, MAX_ENTRIES);
+    lists.first(entries).map_err(list_error)?;
+    let entries_held = |lists: &RecvLists| lists.held().map(|l| l.entries.len()).sum::<usize>();
+    let mut lists_done = !incremental;
+    if incremental && entries_held(&lists) == 1 {
+        // One entry: where it goes depends on whether it is a directory with contents,
+        // so its list (or the end of lists) is read first, as the reference's
+        // recv_additional_file_list() does.
+        lists_done = receive_next_list(t, &mut reader, &mut lists)?.is_none();
+    }
+    let total = entries_held(&lists);
+    let single_is_dir = total == 1 && lists.held().find_map(|l| l.entries.first()).is_some_and(|e| e.is_dir());
+    let place = place(t, total, single_is_dir)?;
+    if let Some(name) = &place.rename {
+        lists.rename_single(name);
+    }
     let dest_tree = match (&place.dir[..], place.dry_missing) {
         (b"", _) | (_, true) => None,
         (dir, false) => Some(t.tree.subtree(dir).map_err(|e| {
@@ -151,8 +223,15 @@ pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
         })?),
     };
     t.filters.set_root(&place.dir);
-    // Sizes are the client's word: summed without overflow.
-    let total_size = list.iter().filter(|e| e.is_reg() || e.is_link()).fold(0u64, |sum, e| sum.saturating_add(e.size));
+    let first_size: u64 = lists.held().map(|l| listed_size(&l.entries)).fold(0, u64::saturating_add);
+    let mut held = lists.held().cloned();
+    let Some(first) = held.next() else { return Err(Fatal::protocol("no file list".into())) };
+    let reports = Arc::new(Mutex::new(Reports {
+        lists: held.collect(),
+        lists_done,
+        io_error: sender_io_error,
+        ..Reports::default()
+    }));
     let mut writer = t.wire.writer()?;
     for text in &place.announce {
         writer.message(Msg::Info, text.as_bytes())?;
@@ -162,13 +241,13 @@ pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
         module_tree: &t.tree,
         dest: &place.dir,
         dest_created: place.created,
-        list: &list,
+        incremental,
         options: &t.options,
         sums: t.sums,
         protocol: t.protocol,
         module: t.module,
-        requested: std::sync::Mutex::new(HashSet::new()),
-        landed: std::sync::Mutex::new(Vec::new()),
+        requested: Mutex::new(HashSet::new()),
+        reports: reports.clone(),
         sender_io_error,
         // A dry run changes nothing, and the reference's log says nothing of it.
         log: t.log.as_ref().filter(|_| !t.options.dry_run),
@@ -176,30 +255,71 @@ pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
     // Bounded: a client that stops reading cannot make the receiver queue without end.
     let (tx, rx) = mpsc::sync_channel::<Event>(256);
     let mut decoder = crate::delta_io::decoder(t.compression.as_deref(), t.options.compress_level, t.protocol);
-    let reader_wire: &mut Wire = t.wire;
-    let ndx_in = &mut t.ndx_in;
-    let gen_result = std::thread::scope(|scope| {
+    let wake = tx.clone();
+    let not_sent = reports.clone();
+    t.wire.no_send = Some(Box::new(move |ndx| {
+        let mut r = Reports::lock(&not_sent);
+        // At most one per file asked for; beyond that the client is flooding.
+        if r.not_sent.len() < MAX_ENTRIES {
+            r.not_sent.push(ndx);
+        }
+        r.wake(&wake);
+    }));
+    let incoming = Incoming { wire: t.wire, ndx_in: &mut t.ndx_in, lists, reader };
+    let (gen_result, later_size) = std::thread::scope(|scope| {
         let shared = &shared;
         let receiver = scope.spawn(move || {
             let tx2 = tx.clone();
-            if let Err(e) = receive_files(shared, reader_wire, ndx_in, decoder.as_mut(), &tx) {
-                let _ = tx2.send(Event::Failed(e));
+            let mut incoming = incoming;
+            match receive_files(shared, &mut incoming, decoder.as_mut(), &tx) {
+                Ok(size) => size,
+                Err(e) => {
+                    let _ = tx2.send(Event::Failed(e));
+                    0
+                }
             }
         });
-        let result = generate(shared, &mut t.filters, &mut writer, &rx, place.dry_missing);
+        let result = generate(shared, &mut t.filters, &mut writer, &rx, place.dry_missing, first);
         if result.is_err() {
             // The receiver may be blocked reading: closing our half ends its read.
             writer.abort();
         }
-        let _ = receiver.join();
-        result
+        let later_size = receiver.join().unwrap_or(0);
+        (result, later_size)
     });
     gen_result?;
     Ok(crate::session::Totals {
         written: t.wire.bytes_written + writer.bytes_written,
         read: t.wire.bytes_read,
-        total_size,
+        total_size: first_size.saturating_add(later_size),
     })
+}
+
+/// What the receiver thread reads with: the socket's reading side and the list state
+/// that runs through the transfer.
+struct Incoming<'t> {
+    wire: &'t mut Wire,
+    ndx_in: &'t mut crate::sender::NdxCodec,
+    lists: RecvLists,
+    reader: ListReader,
+}
+
+impl Drop for Incoming<'_> {
+    fn drop(&mut self) {
+        // The channel must close when the receiver thread ends, however it ends: the
+        // MSG_NO_SEND hook holds a sender too.
+        self.wire.no_send = None;
+    }
+}
+
+/// The total size of a list's files and links (the client's word: summed without
+/// overflow), for the log's "total size".
+fn listed_size(entries: &[FileEntry]) -> u64 {
+    entries.iter().filter(|e| e.is_reg() || e.is_link()).fold(0u64, |sum, e| sum.saturating_add(e.size))
+}
+
+fn list_error(e: RecvListError) -> Fatal {
+    Fatal::protocol(e.to_string())
 }
 
 /// Where this push goes ([`crate::destination`]), once made ready.
@@ -215,12 +335,14 @@ struct Place {
     announce: Vec<String>,
     /// How the reference words a failure to enter it ("change_dir#2").
     entering: &'static str,
+    /// A single entry's new name (the name the client gave the destination).
+    rename: Option<Vec<u8>>,
 }
 
 /// The reference's get_local_name(): checks the destination the client named against
-/// the module's rules, makes its directory when the list needs one, and gives a single
-/// entry the name the client asked for (renaming it in `list`).
-fn place(t: &Transfer<'_>, list: &mut [FileEntry]) -> Result<Place, Fatal> {
+/// the module's rules, makes its directory when the list needs one, and says what name
+/// a single entry takes. `total`: the entries received so far.
+fn place(t: &Transfer<'_>, total: usize, single_is_dir: bool) -> Result<Place, Fatal> {
     use crate::destination::{plan, Found, Placement};
     use crate::session::{RERR_FILEIO, RERR_FILESELECT};
     let arg = t.options.paths.first().map(Vec::as_slice).unwrap_or_default();
@@ -260,10 +382,10 @@ fn place(t: &Transfer<'_>, list: &mut [FileEntry]) -> Result<Place, Fatal> {
     let mut announce = Vec::new();
     let listing = t.options.verbose > 0 || t.options.itemize;
     let mut dry_path_made = false;
-    let names_a_path = trailing_slash || rel.contains(&b'/') || list.len() > 1;
+    let names_a_path = trailing_slash || rel.contains(&b'/') || total > 1;
     // (A stat that failed otherwise is tried too: making the path says why.)
     if t.options.mkpath && !matches!(found, Ok(Found::Dir | Found::Other)) && names_a_path {
-        let target: &[u8] = if list.len() > 1 || trailing_slash { &rel } else { crate::tree::split_parent(&rel).0 };
+        let target: &[u8] = if total > 1 || trailing_slash { &rel } else { crate::tree::split_parent(&rel).0 };
         let made = make_path(&t.tree, target, t.options.dry_run)
             .map_err(|e| destination_error(t.module, "mkdir", &named, " failed", &e, RERR_FILEIO))?;
         if made > 0 && listing {
@@ -277,12 +399,11 @@ fn place(t: &Transfer<'_>, list: &mut [FileEntry]) -> Result<Place, Fatal> {
         }
     }
     let found = found.map_err(cannot_stat)?;
-    let single_is_dir = list.len() == 1 && list[0].is_dir();
     let placement =
-        plan(&rel, trailing_slash, found, list.len(), single_is_dir).map_err(|e| fail(e.to_string(), e.exit_code()))?;
+        plan(&rel, trailing_slash, found, total, single_is_dir).map_err(|e| fail(e.to_string(), e.exit_code()))?;
     match placement {
         Placement::Dir { dir, create: false } => {
-            Ok(Place { dir, created: false, dry_missing: false, announce, entering: "change_dir#1" })
+            Ok(Place { dir, created: false, dry_missing: false, announce, entering: "change_dir#1", rename: None })
         }
         Placement::Dir { dir, create: true } => {
             if !t.options.dry_run {
@@ -295,14 +416,23 @@ fn place(t: &Transfer<'_>, list: &mut [FileEntry]) -> Result<Place, Fatal> {
             if listing {
                 announce.push(format!("created directory {}\n", shown(false)));
             }
-            Ok(Place { dir, created: true, dry_missing: t.options.dry_run, announce, entering: "change_dir#2" })
+            Ok(Place {
+                dir,
+                created: true,
+                dry_missing: t.options.dry_run,
+                announce,
+                entering: "change_dir#2",
+                rename: None,
+            })
         }
-        Placement::Renamed { dir, name } => {
-            if let Some(only) = list.first_mut() {
-                only.name = name;
-            }
-            Ok(Place { dir, created: false, dry_missing: dry_path_made, announce, entering: "change_dir#3" })
-        }
+        Placement::Renamed { dir, name } => Ok(Place {
+            dir,
+            created: false,
+            dry_missing: dry_path_made,
+            announce,
+            entering: "change_dir#3",
+            rename: Some(name),
+        }),
     }
 }
 
@@ -347,36 +477,121 @@ fn make_path(tree: &Tree, path: &[u8], dry_run: bool) -> std::io::Result<usize> 
     Ok(made)
 }
 
-/// Reads the client's file list, sorted as both sides index it.
-fn receive_list(t: &mut Transfer<'_>) -> Result<(Vec<FileEntry>, i32), Fatal> {
-    let opts = t.list_options();
-    let mut reader = ListReader::new(opts, MAX_ENTRIES);
-    let io_error = loop {
-        if let ListItem::End(end) = t.wire.parse(|r| reader.read(r))? {
-            break end.io_error;
-        }
-    };
-    if !t.options.numeric_ids {
+/// Reads the client's first file list (unsorted: [`RecvLists`] sorts each list as
+/// both sides index it) and the error bits its sender reported.
+fn receive_list(t: &mut Transfer<'_>, reader: &mut ListReader) -> Result<(Vec<FileEntry>, i32), Fatal> {
+    let io_error = read_entries(t.wire, reader)?;
+    // With incremental recursion the names of ids come with the entries.
+    if !t.options.numeric_ids && !t.compat.inc_recurse {
+        let opts = t.list_options();
         let id0 = t.compat.id0_names;
         t.wire.parse(|r| flist::read_id_lists(r, &opts, id0))?;
     }
-    let mut list = reader.into_entries();
-    // Not the stable sort: its buffer of half the list was a fifth of a push's peak
-    // memory. Equal names end up adjacent either way, and are refused below.
-    list.sort_unstable_by(flist::name_cmp);
-    let before = list.len();
-    list.dedup_by(|a, b| a.name == b.name);
-    if list.len() != before {
-        return Err(Fatal::protocol("duplicate names in the file list".into()));
+    Ok((reader.take_entries(), io_error | t.wire.peer_io_error))
+}
+
+/// Reads one list's entries up to its end mark; the error bits the end carried.
+fn read_entries(wire: &mut Wire, reader: &mut ListReader) -> Result<i32, Fatal> {
+    loop {
+        if let ListItem::End(end) = wire.parse(|r| reader.read(r))? {
+            return Ok(end.io_error);
+        }
     }
-    Ok((list, io_error | t.wire.peer_io_error))
+}
+
+/// Incremental recursion, before the transfer starts: reads what follows the first
+/// list — a directory's list (returned) or the end of lists (None).
+fn receive_next_list(
+    t: &mut Transfer<'_>,
+    reader: &mut ListReader,
+    lists: &mut RecvLists,
+) -> Result<Option<Arc<Sublist>>, Fatal> {
+    match read_next(t.wire, &mut t.ndx_in, t.protocol, true)? {
+        Next::List(dir) => receive_sublist(t.wire, reader, lists, dir).map(|(list, _)| Some(list)),
+        Next::ListsEnd => Ok(None),
+        Next::File(ndx, _) => Err(Fatal::protocol(format!("Invalid file index: {ndx} [receiver]"))),
+        Next::Done => Err(Fatal::protocol("Invalid file index: -1 [receiver]".into())),
+    }
+}
+
+/// Reads directory `dir`'s list (incremental recursion): checked, sorted and held;
+/// with the error bits its end carried.
+fn receive_sublist(
+    wire: &mut Wire,
+    reader: &mut ListReader,
+    lists: &mut RecvLists,
+    dir: i64,
+) -> Result<(Arc<Sublist>, i32), Fatal> {
+    let d = lists.announce(dir).map_err(list_error)?;
+    let io_error = read_entries(wire, reader)?;
+    let list = lists.add(Some(d), reader.take_entries()).map_err(list_error)?;
+    Ok((list, io_error))
+}
+
+/// What the client's sender sends the receiver next.
+enum Next {
+    /// A file's index and item flags.
+    File(i32, u16),
+    /// NDX_DONE: a list finished (incremental recursion) or a phase.
+    Done,
+    /// Incremental recursion: directory number `dir`'s list follows.
+    List(i64),
+    /// Incremental recursion: no more lists.
+    ListsEnd,
+}
+
+/// Reads the next index (and a file's item flags), skipping deletion statistics.
+fn read_next(
+    wire: &mut Wire,
+    ndx_in: &mut crate::sender::NdxCodec,
+    proto: i32,
+    incremental: bool,
+) -> Result<Next, Fatal> {
+    loop {
+        let next = wire.parse(|r| {
+            let mut codec = ndx_in.clone();
+            let ndx = codec.read(r)?;
+            let next = match ndx {
+                NDX_DONE => Some(Next::Done),
+                NDX_DEL_STATS => {
+                    for _ in 0..5 {
+                        r.varint()?;
+                    }
+                    None
+                }
+                NDX_FLIST_EOF if incremental => Some(Next::ListsEnd),
+                n if incremental && n <= NDX_FLIST_OFFSET => {
+                    Some(Next::List(i64::from(NDX_FLIST_OFFSET) - i64::from(n)))
+                }
+                n if n < 0 => {
+                    return Err(halite_rsync::wire::WireError::Invalid(format!("Invalid file index: {n} [receiver]")))
+                }
+                n => {
+                    let iflags = if proto >= 29 { r.u16()? } else { ITEM_TRANSFER };
+                    if iflags & crate::sender::ITEM_BASIS_TYPE_FOLLOWS != 0 {
+                        r.u8()?;
+                    }
+                    if iflags & crate::sender::ITEM_XNAME_FOLLOWS != 0 {
+                        halite_rsync::negotiate::read_vstring(r, flist::MAXPATHLEN)?;
+                    }
+                    Some(Next::File(n, iflags))
+                }
+            };
+            *ndx_in = codec;
+            Ok(next)
+        })?;
+        if let Some(next) = next {
+            return Ok(next);
+        }
+    }
 }
 
 fn send(w: &mut Wire, bytes: &[u8]) -> Result<(), Fatal> {
     w.send(bytes).map_err(Fatal::from)
 }
 
-/// The generator's side: one pass over the list, then the phase ends the client waits
+/// The generator's side: a pass over each list as it comes (the first one, then with
+/// incremental recursion a list per directory), then the phase ends the client waits
 /// for, forwarding the receiver's requests on the way.
 fn generate(
     s: &Shared<'_>,
@@ -384,14 +599,8 @@ fn generate(
     w: &mut Wire,
     rx: &Receiver<Event>,
     dest_missing: bool,
+    first: Arc<Sublist>,
 ) -> Result<(), Fatal> {
-    let mut delete = s.options.delete.is_some();
-    if delete && s.sender_io_error != 0 && !s.options.ignore_errors {
-        // The client could not read part of its tree: deleting what it did not list
-        // could delete what it only failed to read (the reference does the same).
-        w.message(Msg::Info, b"IO error encountered -- skipping file deletion\n")?;
-        delete = false;
-    }
     let mut g = Generator {
         s,
         filters,
@@ -399,22 +608,27 @@ fn generate(
         rx,
         ndx_out: crate::sender::NdxCodec::default(),
         deleted: DelStats { max: s.options.max_delete, ..DelStats::default() },
-        delete,
+        delete: s.options.delete.is_some(),
         failed_dirs: HashSet::new(),
         dry_missing: HashSet::new(),
         dest_missing,
-        children: if delete { children_by_dir(s.list) } else { HashMap::new() },
-        links: if s.options.hard_links { HardLinks::new(s.list) } else { HardLinks::default() },
+        lists: VecDeque::new(),
+        children: HashMap::new(),
+        dir_times: Vec::new(),
+        dones: 0,
+        links: if s.options.hard_links { HardLinks::new(&first.entries) } else { HardLinks::default() },
         unsynced_links: Vec::new(),
     };
-    for i in 0..s.list.len() {
-        g.drain_events(false)?;
-        g.entry(i)?;
+    g.check_io_error(s.sender_io_error)?;
+    let mut next = Some(first);
+    while let Some(list) = next {
+        g.generate_list(list)?;
+        next = g.next_list()?;
     }
     g.finish()
 }
 
-/// The generator's state through its pass over the list.
+/// The generator's state through its pass over the lists.
 struct Generator<'g, 's> {
     s: &'g Shared<'s>,
     filters: &'g mut crate::filters::Filters,
@@ -431,14 +645,30 @@ struct Generator<'g, 's> {
     dry_missing: HashSet<Vec<u8>>,
     /// A dry run's destination that does not exist: everything is new.
     dest_missing: bool,
-    /// Each directory's listed names, for --delete: built once, so a list of many
-    /// directories costs one pass, not one pass per directory.
-    children: HashMap<&'s [u8], HashSet<&'s [u8]>>,
+    /// The lists not finished yet, oldest first; the last is the one being generated.
+    lists: VecDeque<GenList>,
+    /// For --delete: each directory of the list being generated, with the indexes of
+    /// its entries there (built once per list, so a list of many directories costs one
+    /// pass, not one per directory).
+    children: HashMap<Vec<u8>, Vec<u32>>,
+    /// The directories whose times are set once the last file has landed (writing a
+    /// file changes its directory's time).
+    dir_times: Vec<FileEntry>,
+    /// Phase ends the receiver reported and the generator has not waited for yet.
+    dones: usize,
     /// `-H`: the list's hard-linked sets.
     links: HardLinks,
     /// `-H` with `--remove-source-files`: names linked since the last sync, which the
     /// client may remove once the links are on disk.
     unsynced_links: Vec<i32>,
+}
+
+/// A list the generator holds: until the receiver has taken every file asked from it,
+/// the client must keep it (it may be asked for one again).
+struct GenList {
+    list: Arc<Sublist>,
+    /// Files asked for and not taken yet.
+    in_progress: usize,
 }
 
 /// What [`request_file`] did with a file.
@@ -453,24 +683,114 @@ enum Asked {
 }
 
 impl Generator<'_, '_> {
-    /// Generates list entry `i`: makes a directory or symlink, or asks for a file.
-    /// A hard-linked file left alone may hand its set on to another member, processed
-    /// next (in a loop: a set of a million members cannot deepen the stack).
-    fn entry(&mut self, i: usize) -> Result<(), Fatal> {
-        let mut next = Some(i);
-        while let Some(i) = next {
-            next = self.generate_one(i)?;
+    /// The client could not read part of its tree: deleting what it did not list could
+    /// delete what it only failed to read (the reference does the same).
+    fn check_io_error(&mut self, io_error: i32) -> Result<(), Fatal> {
+        if self.delete && io_error != 0 && !self.s.options.ignore_errors {
+            self.w.message(Msg::Info, b"IO error encountered -- skipping file deletion\n")?;
+            self.delete = false;
         }
         Ok(())
     }
 
-    /// Generates entry `i`; the entry to generate next when `i` handed its set on.
-    fn generate_one(&mut self, i: usize) -> Result<Option<usize>, Fatal> {
+    /// One list: with incremental recursion its directory first (made, itemized, its
+    /// extraneous entries deleted), then its entries; the directories among them come
+    /// with their own lists.
+    fn generate_list(&mut self, list: Arc<Sublist>) -> Result<(), Fatal> {
+        self.lists.push_back(GenList { list: list.clone(), in_progress: 0 });
+        if self.delete {
+            self.children = children_index(&list.entries);
+        }
+        if let Some(dir) = &list.dir {
+            self.entry(list.start - 1, dir)?;
+        }
+        for (i, e) in list.entries.iter().enumerate() {
+            self.drain_events()?;
+            if self.s.incremental && e.is_dir() {
+                continue;
+            }
+            self.entry(list.start + i as i32, e)?;
+        }
+        self.release_lists(false)
+    }
+
+    /// Incremental recursion: the next list the client sends, waiting for it; None
+    /// once the client said no more come.
+    fn next_list(&mut self) -> Result<Option<Arc<Sublist>>, Fatal> {
+        if !self.s.incremental {
+            return Ok(None);
+        }
+        loop {
+            let mut r = Reports::lock(&self.s.reports);
+            if let Some(list) = r.lists.pop_front() {
+                return Ok(Some(list));
+            }
+            if r.lists_done {
+                return Ok(None);
+            }
+            r.generator_waiting = true;
+            drop(r);
+            // The client may be waiting for what is buffered before it sends more.
+            self.w.flush()?;
+            self.wait_event()?;
+            self.release_lists(false)?;
+        }
+    }
+
+    /// Incremental recursion: tells the client each list it may drop (NDX_DONE, oldest
+    /// first): one the generator is past and whose files the receiver has all taken;
+    /// with `all`, the last one too.
+    fn release_lists(&mut self, all: bool) -> Result<(), Fatal> {
+        if !self.s.incremental {
+            return Ok(());
+        }
+        self.settle()?;
+        while let Some(front) = self.lists.front() {
+            let current = self.lists.len() == 1 && !all;
+            if current || front.in_progress > 0 {
+                break;
+            }
+            self.lists.pop_front();
+            let mut done = Vec::new();
+            self.ndx_out.write(&mut done, NDX_DONE);
+            send(self.w, &done)?;
+        }
+        Ok(())
+    }
+
+    /// The list holding entry `ndx` (or, the index before its first entry, its
+    /// directory).
+    fn list_holding(&mut self, ndx: i32) -> Option<&mut GenList> {
+        let after = self.lists.partition_point(|l| l.list.start - 1 <= ndx);
+        let l = self.lists.get_mut(after.checked_sub(1)?)?;
+        (ndx < l.list.start + l.list.entries.len() as i32).then_some(l)
+    }
+
+    /// The entry index `ndx` names in a list held, with the list.
+    fn lookup(&mut self, ndx: i32) -> Option<(Arc<Sublist>, usize)> {
+        let l = self.list_holding(ndx)?;
+        let i = usize::try_from(ndx - l.list.start).ok()?;
+        Some((l.list.clone(), i))
+    }
+
+    /// Generates entry `ndx`: makes a directory or symlink, or asks for a file. A
+    /// hard-linked file left alone may hand its set on to another member, processed
+    /// next (in a loop: a set of a million members cannot deepen the stack).
+    fn entry(&mut self, ndx: i32, e: &FileEntry) -> Result<(), Fatal> {
+        let mut next = self.generate_one(ndx, e)?;
+        while let Some(ndx) = next {
+            let Some((list, i)) = self.lookup(ndx) else { break };
+            next = self.generate_one(ndx, &list.entries[i])?;
+        }
+        Ok(())
+    }
+
+    /// Generates entry `ndx`; the entry to generate next when it handed its set on.
+    fn generate_one(&mut self, ndx: i32, e: &FileEntry) -> Result<Option<i32>, Fatal> {
         let s = self.s;
-        let e = &s.list[i];
         let rel: &[u8] = if e.name == b"." { b"" } else { &e.name };
         if under_any(&self.failed_dirs, rel) {
-            return Ok(self.skipped(i));
+            return Ok(self.skipped(ndx));
         }
         // The module's rules judge module-relative paths, wherever the push goes.
         if !rel.is_empty() && self.filters.daemon_excluded(&s.in_module(rel), e.is_dir()) {
@@ -486,15 +806,15 @@ impl Generator<'_, '_> {
                 self.w.message(Msg::ErrorXfer, SKIPPING_CONTENTS)?;
                 self.failed_dirs.insert(rel.to_vec());
             }
-            return Ok(self.skipped(i));
+            return Ok(self.skipped(ndx));
         }
         let assume_missing = self.assume_missing(rel);
         if e.is_dir() {
-            self.directory(i, rel, e, assume_missing).map(|()| None)
+            self.directory(ndx, rel, e, assume_missing).map(|()| None)
         } else if e.is_link() {
-            self.symlink(i, rel, e, assume_missing).map(|()| None)
+            self.symlink(ndx, rel, e, assume_missing).map(|()| None)
         } else if e.is_reg() {
-            self.regular(i, rel, assume_missing)
+            self.regular(ndx, rel, e, assume_missing)
         } else {
             // Devices and specials are never created in a module.
             Ok(None)
@@ -506,12 +826,13 @@ impl Generator<'_, '_> {
         self.dest_missing || under_any(&self.dry_missing, rel)
     }
 
-    /// Entry `i` is left alone: the member of its hard-linked set that takes its place.
-    fn skipped(&mut self, i: usize) -> Option<usize> {
-        self.links.skipped(i as u32).map(|next| next as usize)
+    /// Entry `ndx` is left alone: the member of its hard-linked set that takes its place.
+    fn skipped(&mut self, ndx: i32) -> Option<i32> {
+        let ndx = u32::try_from(ndx).ok()?;
+        self.links.skipped(ndx).map(|next| next as i32)
     }
 
-    fn directory(&mut self, i: usize, rel: &[u8], e: &FileEntry, assume_missing: bool) -> Result<(), Fatal> {
+    fn directory(&mut self, ndx: i32, rel: &[u8], e: &FileEntry, assume_missing: bool) -> Result<(), Fatal> {
         let s = self.s;
         let before = if assume_missing { None } else { lstat(s.tree, rel) };
         let made = match make_dir(s, rel, e, before.as_ref()) {
@@ -533,24 +854,33 @@ impl Generator<'_, '_> {
             self.dry_missing.insert(rel.to_vec());
         }
         if made && !rel.is_empty() || rel.is_empty() && s.dest_created {
-            self.itemize(i, ITEM_LOCAL_CHANGE | ITEM_IS_NEW, None)?;
+            self.itemize(ndx, e, ITEM_LOCAL_CHANGE | ITEM_IS_NEW, None)?;
         } else if let Some(st) = before.filter(|st| st.is_dir()) {
             // An existing directory whose time or permissions change is reported (the
             // client's -v shows it).
             let iflags = changes(s, &st, e, 0);
             if iflags != 0 || s.options.itemize_unchanged {
-                self.itemize(i, iflags, None)?;
+                self.itemize(ndx, e, iflags, None)?;
             }
+        }
+        if !dry_run && s.options.times && !s.options.omit_dir_times {
+            self.dir_times.push(FileEntry { name: rel.to_vec(), ..e.clone() });
         }
         // (A directory a dry run would make has nothing in it to delete.)
         if self.delete && s.options.recursive && !assume_missing && !(made && dry_run) {
-            let listed = self.children.get(rel);
-            delete_extraneous(s, self.filters, self.w, rel, listed, &mut self.deleted)?;
+            let list = self.lists.back().map(|l| l.list.clone());
+            let listed: Option<HashSet<&[u8]>> = match (&list, self.children.get(rel)) {
+                (Some(list), Some(ix)) => {
+                    Some(ix.iter().map(|&i| split_parent(&list.entries[i as usize].name).1).collect())
+                }
+                _ => None,
+            };
+            delete_extraneous(s, self.filters, self.w, rel, listed.as_ref(), &mut self.deleted)?;
         }
         Ok(())
     }
 
-    fn symlink(&mut self, i: usize, rel: &[u8], e: &FileEntry, assume_missing: bool) -> Result<(), Fatal> {
+    fn symlink(&mut self, ndx: i32, rel: &[u8], e: &FileEntry, assume_missing: bool) -> Result<(), Fatal> {
         let s = self.s;
         if !s.options.links {
             return Ok(());
@@ -584,39 +914,54 @@ impl Generator<'_, '_> {
             }
         };
         if !s.options.dry_run {
-            source_done(s, self.w, i as i32)?;
+            source_done(s, self.w, ndx)?;
         }
         if iflags != 0 || s.options.itemize_unchanged {
-            self.itemize(i, iflags, None)?;
+            self.itemize(ndx, e, iflags, None)?;
         }
         Ok(())
     }
 
     /// A regular file: asked for, left alone, or (`-H`) linked to its set's copy; the
     /// member to generate next when it handed its set on.
-    fn regular(&mut self, i: usize, rel: &[u8], assume_missing: bool) -> Result<Option<usize>, Fatal> {
-        let ndx = i as u32;
+    fn regular(&mut self, ndx: i32, rel: &[u8], e: &FileEntry, assume_missing: bool) -> Result<Option<i32>, Fatal> {
         let look = Basis::Look { assume_missing };
-        let last = match self.links.turn(ndx) {
-            Turn::Alone => return request_file(self.s, self.w, &mut self.ndx_out, i as i32, rel, look).map(|_| None),
+        let member = u32::try_from(ndx).unwrap_or(u32::MAX);
+        let last = match self.links.turn(member) {
+            Turn::Alone => {
+                let asked = request_file(self.s, self.w, &mut self.ndx_out, ndx, e, rel, look)?;
+                self.asked(ndx, asked);
+                return Ok(None);
+            }
             Turn::Waiting => return Ok(None),
-            Turn::LinkTo(leader) => return self.link_member(ndx, leader).map(|()| None),
+            Turn::LinkTo(leader) => return self.link_member(member, leader).map(|()| None),
             Turn::Candidate { last } => last,
         };
         let here = !assume_missing && lstat(self.s.tree, rel).is_some_and(|st| st.is_reg());
         if !here && !last {
-            self.links.defer(ndx);
+            self.links.defer(member);
             return Ok(None);
         }
-        match request_file(self.s, self.w, &mut self.ndx_out, i as i32, rel, look)? {
+        let asked = request_file(self.s, self.w, &mut self.ndx_out, ndx, e, rel, look)?;
+        self.asked(ndx, asked);
+        match asked {
             // A dry run receives nothing: the set is linked as if it had landed.
-            Asked::Sent if self.s.options.dry_run => self.in_place(ndx).map(|()| None),
+            Asked::Sent if self.s.options.dry_run => self.in_place(member).map(|()| None),
             Asked::Sent => {
-                self.links.sent(ndx);
+                self.links.sent(member);
                 Ok(None)
             }
-            Asked::InPlace => self.in_place(ndx).map(|()| None),
-            Asked::Left => Ok(self.skipped(i)),
+            Asked::InPlace => self.in_place(member).map(|()| None),
+            Asked::Left => Ok(self.skipped(ndx)),
+        }
+    }
+
+    /// Counts a file asked for against its list, which lives until the file is taken.
+    fn asked(&mut self, ndx: i32, asked: Asked) {
+        if asked == Asked::Sent {
+            if let Some(l) = self.list_holding(ndx) {
+                l.in_progress += 1;
+            }
         }
     }
 
@@ -634,8 +979,11 @@ impl Generator<'_, '_> {
     /// with the leader's name.
     fn link_member(&mut self, member: u32, leader: u32) -> Result<(), Fatal> {
         let s = self.s;
-        let e = &s.list[member as usize];
-        let leader_rel = &s.list[leader as usize].name;
+        let (Some((list, m)), Some((leaders, l))) = (self.lookup(member as i32), self.lookup(leader as i32)) else {
+            return Ok(());
+        };
+        let e = &list.entries[m];
+        let leader_rel = &leaders.entries[l].name;
         let before = if self.assume_missing(&e.name) { None } else { lstat(s.tree, &e.name) };
         let dry_run = s.options.dry_run;
         let leader_st = if dry_run { None } else { lstat(s.tree, leader_rel) };
@@ -662,7 +1010,7 @@ impl Generator<'_, '_> {
             }
         };
         if iflags & SIGNIFICANT_ITEM_FLAGS != 0 || !xname.is_empty() || s.options.itemize_unchanged {
-            self.itemize(member as usize, iflags, Some(xname))?;
+            self.itemize(member as i32, e, iflags, Some(xname))?;
         }
         if !dry_run && s.options.remove_source_files {
             self.unsynced_links.push(member as i32);
@@ -681,10 +1029,10 @@ impl Generator<'_, '_> {
             match &synced {
                 Ok(()) => source_done(self.s, self.w, ndx)?,
                 Err(err) => {
-                    let name = &self.s.list[ndx as usize].name;
+                    let name = self.lookup(ndx).map(|(l, i)| l.entries[i].name.clone()).unwrap_or_default();
                     let text = format!(
                         "rsync: [generator] sync of \"{}\" failed: {}\n",
-                        String::from_utf8_lossy(name),
+                        String::from_utf8_lossy(&name),
                         crate::sender::os_error(err)
                     );
                     self.w.message(Msg::ErrorXfer, text.as_bytes())?;
@@ -694,60 +1042,88 @@ impl Generator<'_, '_> {
         Ok(())
     }
 
-    /// Links the sets whose copy landed since last time (`-H`).
-    fn settle_links(&mut self) -> Result<(), Fatal> {
-        if self.links.is_empty() {
-            return Ok(());
+    /// Takes in what the receiver reported: files taken (their lists may end), files
+    /// the client could not send, copies of hard-linked sets landed, error bits.
+    fn settle(&mut self) -> Result<(), Fatal> {
+        let (successes, taken, not_sent, landed, io_error) = {
+            let mut r = Reports::lock(&self.s.reports);
+            let successes = std::mem::take(&mut r.successes);
+            let taken = std::mem::take(&mut r.taken);
+            let not_sent = std::mem::take(&mut r.not_sent);
+            (successes, taken, not_sent, std::mem::take(&mut r.landed), r.io_error)
+        };
+        for ndx in successes {
+            source_done(self.s, self.w, ndx)?;
         }
-        let outcomes = self.s.landed.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
-        for (ndx, landed) in outcomes {
+        self.check_io_error(io_error)?;
+        // A file the client could not open counts as taken, if it was asked for and
+        // the receiver has not taken it already.
+        let requested = &self.s.requested;
+        let not_sent = not_sent.into_iter().filter(|ndx| requested.lock().map(|mut r| r.remove(ndx)).unwrap_or(false));
+        for ndx in taken.into_iter().chain(not_sent.collect::<Vec<_>>()) {
+            if let Some(l) = self.list_holding(ndx) {
+                l.in_progress = l.in_progress.saturating_sub(1);
+            }
+        }
+        for (ndx, landed) in landed {
+            let Ok(ndx) = u32::try_from(ndx) else { continue };
             match landed {
-                true => self.in_place(ndx as u32)?,
-                false => self.links.failed(ndx as u32),
+                true => self.in_place(ndx)?,
+                false => self.links.failed(ndx),
             }
         }
         self.confirm_links()
     }
 
-    /// Forwards what the receiver asked for; with `block`, waits for the next `Done`.
-    fn drain_events(&mut self, block: bool) -> Result<bool, Fatal> {
-        self.settle_links()?;
-        loop {
-            let ev = if block {
-                match self.rx.recv() {
-                    Ok(ev) => ev,
-                    Err(_) => return Err(ConnError::Closed.into()),
-                }
-            } else {
-                match self.rx.try_recv() {
-                    Ok(ev) => ev,
-                    Err(_) => return Ok(false),
-                }
-            };
-            match ev {
-                // What landed before the phase ended is linked within it.
-                Event::Done => return self.settle_links().map(|()| true),
-                Event::Redo(ndx) => {
-                    let e = &self.s.list[ndx as usize];
-                    request_file(self.s, self.w, &mut self.ndx_out, ndx, &e.name, Basis::Redo)?;
-                }
-                Event::Message(msg, text) => self.w.message(msg, &text)?,
-                Event::Failed(e) => return Err(e),
-            }
+    /// Takes one event, waiting for it.
+    fn wait_event(&mut self) -> Result<(), Fatal> {
+        match self.rx.recv() {
+            Ok(ev) => self.handle(ev),
+            Err(_) => Err(ConnError::Closed.into()),
         }
     }
 
+    /// Takes the events waiting, without waiting for more.
+    fn drain_events(&mut self) -> Result<(), Fatal> {
+        self.settle()?;
+        while let Ok(ev) = self.rx.try_recv() {
+            self.handle(ev)?;
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, ev: Event) -> Result<(), Fatal> {
+        match ev {
+            Event::Done => self.dones += 1,
+            Event::Redo(ndx) => {
+                if let Some((list, i)) = self.lookup(ndx) {
+                    let e = &list.entries[i];
+                    request_file(self.s, self.w, &mut self.ndx_out, ndx, e, &e.name, Basis::Redo)?;
+                }
+            }
+            Event::Message(msg, text) => self.w.message(msg, &text)?,
+            Event::Failed(e) => return Err(e),
+            Event::Wake => {}
+        }
+        self.settle()
+    }
+
+    /// Waits for the receiver's next phase end, forwarding its requests meanwhile.
     fn wait_done(&mut self) -> Result<(), Fatal> {
         self.w.flush()?;
-        self.drain_events(true).map(|_| ())
+        while self.dones == 0 {
+            self.wait_event()?;
+        }
+        self.dones -= 1;
+        Ok(())
     }
 
     /// Tells the client what changed for entry `ndx` (and logs it); `xname`: the name a
     /// hard link was made to ("" when it already was one).
-    fn itemize(&mut self, ndx: usize, iflags: u16, xname: Option<&[u8]>) -> Result<(), Fatal> {
-        self.s.log_item(&self.s.list[ndx], iflags, None, xname);
+    fn itemize(&mut self, ndx: i32, e: &FileEntry, iflags: u16, xname: Option<&[u8]>) -> Result<(), Fatal> {
+        self.s.log_item(e, iflags, None, xname);
         let mut out = Vec::new();
-        self.ndx_out.write(&mut out, ndx as i32);
+        self.ndx_out.write(&mut out, ndx);
         out.extend_from_slice(&iflags.to_le_bytes());
         if let Some(name) = xname {
             halite_rsync::negotiate::put_vstring(&mut out, name);
@@ -755,12 +1131,31 @@ impl Generator<'_, '_> {
         send(self.w, &out)
     }
 
-    /// The phase ends, the deletion statistics and the goodbye.
+    /// The end of the lists (with incremental recursion each list's NDX_DONE as its
+    /// last file is taken, the last one ending phase 0), the later phase ends, the
+    /// deletion statistics and the goodbye.
     fn finish(mut self) -> Result<(), Fatal> {
         let s = self.s;
-        let mut done = Vec::new();
-        self.ndx_out.write(&mut done, NDX_DONE);
-        send(self.w, &done)?;
+        if s.incremental {
+            loop {
+                self.release_lists(true)?;
+                if self.lists.is_empty() {
+                    break;
+                }
+                let mut r = Reports::lock(&s.reports);
+                let news = !(r.taken.is_empty() && r.not_sent.is_empty() && r.successes.is_empty());
+                r.generator_waiting = !news;
+                drop(r);
+                if !news {
+                    self.w.flush()?;
+                    self.wait_event()?;
+                }
+            }
+        } else {
+            let mut done = Vec::new();
+            self.ndx_out.write(&mut done, NDX_DONE);
+            send(self.w, &done)?;
+        }
         if self.deleted.skipped > 0 {
             let text = format!("Deletions stopped due to --max-delete limit ({} skipped)\n", self.deleted.skipped);
             self.w.message(Msg::Warning, text.as_bytes())?;
@@ -787,8 +1182,12 @@ impl Generator<'_, '_> {
         if s.protocol >= 31 {
             self.wait_done()?;
         }
-        if !s.options.dry_run {
-            finish_dirs(s);
+        self.settle()?;
+        // Every file has landed: directory times set now stay.
+        for e in &self.dir_times {
+            if let Ok(dir) = s.tree.open_dir(&e.name) {
+                let _ = set_times(&dir, e);
+            }
         }
         let mut out = Vec::new();
         self.ndx_out.write(&mut out, NDX_DONE);
@@ -922,10 +1321,10 @@ fn request_file(
     w: &mut Wire,
     ndx_out: &mut crate::sender::NdxCodec,
     ndx: i32,
+    e: &FileEntry,
     rel: &[u8],
     basis: Basis,
 ) -> Result<Asked, Fatal> {
-    let e = &s.list[ndx as usize];
     let existing = match basis {
         Basis::Look { assume_missing: true } => None,
         _ => lstat(s.tree, rel),
@@ -1148,19 +1547,6 @@ fn set_link_time(s: &Shared<'_>, dir: &OwnedFd, name: &[u8], e: &FileEntry) -> s
     Ok(())
 }
 
-/// Directory times are set after the files inside them are written (writing a file
-/// changes its directory's time).
-fn finish_dirs(s: &Shared<'_>) {
-    if s.options.times && !s.options.omit_dir_times {
-        for e in s.list.iter().rev().filter(|e| e.is_dir()) {
-            let rel: &[u8] = if e.name == b"." { b"" } else { &e.name };
-            if let Ok(dir) = s.tree.open_dir(rel) {
-                let _ = set_times(&dir, e);
-            }
-        }
-    }
-}
-
 /// Makes `new` a hard link to `existing` (both beneath the destination), replacing
 /// whatever `new` was in one rename: a reader sees the old file or the link. An empty
 /// directory in the way is removed first, as the reference's atomic_create() does.
@@ -1184,13 +1570,18 @@ fn link_to(s: &Shared<'_>, existing: &[u8], new: &[u8]) -> std::io::Result<()> {
     placed
 }
 
-/// The names the list holds in each directory ("" is the top).
-fn children_by_dir(list: &[FileEntry]) -> HashMap<&[u8], HashSet<&[u8]>> {
-    let mut children: HashMap<&[u8], HashSet<&[u8]>> = HashMap::new();
-    for e in list.iter().filter(|e| e.name != b".") {
-        let (parent, base) = split_parent(&e.name);
+/// Each directory of a list ("" is the top) with the indexes of its entries there.
+fn children_index(list: &[FileEntry]) -> HashMap<Vec<u8>, Vec<u32>> {
+    let mut children: HashMap<Vec<u8>, Vec<u32>> = HashMap::new();
+    for (i, e) in list.iter().enumerate().filter(|(_, e)| e.name != b".") {
+        let (parent, _) = split_parent(&e.name);
         let parent: &[u8] = if parent == b"." { b"" } else { parent };
-        children.entry(parent).or_default().insert(base);
+        match children.get_mut(parent) {
+            Some(ix) => ix.push(i as u32),
+            None => {
+                children.insert(parent.to_vec(), vec![i as u32]);
+            }
+        }
     }
     children
 }
@@ -1473,45 +1864,77 @@ fn set_attrs_path(s: &Shared<'_>, rel: &[u8], e: &FileEntry) -> std::io::Result<
 const SKIPPING_CONTENTS: &[u8] = b"*** Skipping any contents from this failed directory ***\n";
 
 /// The receiver's side: reads each file's delta and rebuilds the file.
+/// The receiver's side: reads each file the generator asked for (and, with
+/// incremental recursion, the lists the client sends along the way) until the last
+/// phase ends; returns the total size of the lists read here (after the first ones).
 fn receive_files(
     s: &Shared<'_>,
-    wire: &mut Wire,
-    ndx_in: &mut crate::sender::NdxCodec,
+    incoming: &mut Incoming<'_>,
     decoder: &mut dyn Decode,
     tx: &SyncSender<Event>,
-) -> Result<(), Fatal> {
+) -> Result<u64, Fatal> {
     let mut phase = 0;
     let mut redone: HashSet<i32> = HashSet::new();
     let mut landing = Landing::new(s.tree);
+    let mut lists_size = 0u64;
+    let mut lists_done = !s.incremental;
     loop {
-        let (ndx, iflags) = read_attrs(s, wire, ndx_in)?;
-        if ndx == NDX_DONE {
-            // Every phase ends with its files in place: the generator sets directory
-            // times once the last phase is done, and a later rename would change them.
+        let wire = &mut *incoming.wire;
+        if s.incremental && s.options.remove_source_files && !landing.is_empty() && !wire.input_waiting()? {
+            // The client waits: the files pending land now, so their lists can end.
             report(s, tx, landing.land());
-            phase += 1;
-            if phase > 2 {
-                break;
+        }
+        let (ndx, iflags) = match read_next(wire, incoming.ndx_in, s.protocol, s.incremental)? {
+            Next::File(ndx, iflags) => (ndx, iflags),
+            Next::List(dir) if !lists_done => {
+                let (list, io_error) = receive_sublist(wire, &mut incoming.reader, &mut incoming.lists, dir)?;
+                lists_size = lists_size.saturating_add(listed_size(&list.entries));
+                let mut r = Reports::lock(&s.reports);
+                r.io_error |= io_error | wire.peer_io_error;
+                r.lists.push_back(list);
+                r.wake(tx);
+                continue;
             }
-            let _ = tx.send(Event::Done);
+            Next::ListsEnd if !lists_done => {
+                lists_done = true;
+                let mut r = Reports::lock(&s.reports);
+                r.lists_done = true;
+                r.wake(tx);
+                continue;
+            }
+            Next::List(_) | Next::ListsEnd => {
+                return Err(Fatal::protocol("a file list after the end of the lists [receiver]".into()));
+            }
+            Next::Done if s.incremental && !incoming.lists.is_empty() && incoming.lists.finish_first() => continue,
+            Next::Done => {
+                // Every phase ends with its files in place: the generator sets directory
+                // times once the last phase is done, and a later rename would change them.
+                report(s, tx, landing.land());
+                phase += 1;
+                if phase > 2 {
+                    break;
+                }
+                let _ = tx.send(Event::Done);
+                continue;
+            }
+        };
+        if iflags & ITEM_TRANSFER == 0 && incoming.lists.names(ndx) {
+            // An item the client's sender only reported.
             continue;
         }
-        if ndx < 0 || ndx as usize >= s.list.len() {
+        let Some(e) = incoming.lists.get(ndx) else {
             return Err(Fatal::protocol(format!("Invalid file index: {ndx} [receiver]")));
-        }
-        if iflags & ITEM_TRANSFER == 0 {
-            continue;
-        }
+        };
         let asked = s.requested.lock().map(|mut r| r.remove(&ndx)).unwrap_or(false);
         if !asked {
             return Err(Fatal::protocol(format!("received a file that was not requested: {ndx} [receiver]")));
         }
-        let e = &s.list[ndx as usize];
         if !e.is_reg() {
             return Err(Fatal::protocol(format!("received request to transfer non-regular file: {ndx} [receiver]")));
         }
         if s.options.dry_run {
             // No data follows in a dry run.
+            taken(s, tx, ndx);
             continue;
         }
         let before = wire.consumed();
@@ -1522,6 +1945,9 @@ fn receive_files(
                 }
                 s.log_item(e, iflags, Some((wire.consumed() - before, &file_sum)), None);
                 report(s, tx, landing.add(pending));
+                if !s.options.remove_source_files {
+                    taken(s, tx, ndx);
+                }
             }
             Received::Mismatch if phase == 0 && redone.insert(ndx) => {
                 let text = format!(
@@ -1535,56 +1961,35 @@ fn receive_files(
                 let text =
                     format!("ERROR: {} failed verification -- update discarded.\n", String::from_utf8_lossy(&e.name));
                 let _ = tx.send(Event::Message(Msg::ErrorXfer, text.into_bytes()));
-                hard_link_outcome(s, ndx, false);
+                not_landed(s, ndx);
+                taken(s, tx, ndx);
             }
             Received::Failed(text) => {
                 let _ = tx.send(Event::Message(Msg::ErrorXfer, text.into_bytes()));
-                hard_link_outcome(s, ndx, false);
+                not_landed(s, ndx);
+                taken(s, tx, ndx);
             }
         }
     }
     // The end of the file loop, then the final goodbye.
     let _ = tx.send(Event::Done);
-    let (ndx, _) = read_attrs(s, wire, ndx_in)?;
-    if ndx != NDX_DONE {
-        return Err(Fatal::protocol(format!("Invalid packet at end of run ({ndx})")));
+    if !matches!(read_next(incoming.wire, incoming.ndx_in, s.protocol, false)?, Next::Done) {
+        return Err(Fatal::protocol("Invalid packet at end of run".into()));
     }
     if s.protocol >= 31 {
         let _ = tx.send(Event::Done);
     }
-    Ok(())
+    Ok(lists_size)
 }
 
-fn read_attrs(s: &Shared<'_>, wire: &mut Wire, ndx_in: &mut crate::sender::NdxCodec) -> Result<(i32, u16), Fatal> {
-    let proto = s.protocol;
-    let got = wire.parse(|r| {
-        let mut codec = ndx_in.clone();
-        let ndx = codec.read(r)?;
-        if ndx == NDX_DEL_STATS {
-            for _ in 0..5 {
-                r.varint()?;
-            }
-            *ndx_in = codec;
-            return Ok((NDX_DEL_STATS, 0));
-        }
-        if ndx < 0 {
-            *ndx_in = codec;
-            return Ok((ndx, 0));
-        }
-        let iflags = if proto >= 29 { r.u16()? } else { ITEM_TRANSFER };
-        if iflags & crate::sender::ITEM_BASIS_TYPE_FOLLOWS != 0 {
-            r.u8()?;
-        }
-        if iflags & crate::sender::ITEM_XNAME_FOLLOWS != 0 {
-            halite_rsync::negotiate::read_vstring(r, flist::MAXPATHLEN)?;
-        }
-        *ndx_in = codec;
-        Ok((ndx, iflags))
-    })?;
-    if got.0 == NDX_DEL_STATS {
-        return read_attrs(s, wire, ndx_in);
+/// Incremental recursion: the receiver is done with requested file `ndx` (its list may
+/// end once all its files are).
+fn taken(s: &Shared<'_>, tx: &SyncSender<Event>, ndx: i32) {
+    if s.incremental {
+        let mut r = Reports::lock(&s.reports);
+        r.taken.push(ndx);
+        r.wake(tx);
     }
-    Ok(got)
 }
 
 enum Received {
@@ -1595,33 +2000,50 @@ enum Received {
     Failed(String),
 }
 
-/// Rebuilds one file from its tokens into a temporary file beside it, then renames it
-/// into place once its checksum verifies.
 /// Tells the client what a landing did: a line per file it could not put in place and,
 /// with `--remove-source-files`, the index of each file now in place (durably: the
-/// client deletes its copy on hearing it).
+/// client deletes its copy on hearing it). With `--remove-source-files` and incremental
+/// recursion a file is taken only once landed: its list must outlive its MSG_SUCCESS.
 fn report(s: &Shared<'_>, tx: &SyncSender<Event>, landed: Landed) {
-    for (ndx, text) in landed.failures {
-        let _ = tx.send(Event::Message(Msg::ErrorXfer, text.into_bytes()));
-        hard_link_outcome(s, ndx, false);
+    if landed.failures.is_empty() && landed.placed.is_empty() {
+        return;
     }
-    for ndx in landed.placed {
+    for (_, text) in &landed.failures {
+        let _ = tx.send(Event::Message(Msg::ErrorXfer, text.clone().into_bytes()));
+    }
+    let taken_on_landing = s.incremental && s.options.remove_source_files;
+    let mut r = Reports::lock(&s.reports);
+    for (ndx, _) in &landed.failures {
+        if s.options.hard_links {
+            r.landed.push((*ndx, false));
+        }
+        if taken_on_landing {
+            r.taken.push(*ndx);
+        }
+    }
+    for &ndx in &landed.placed {
         if s.options.remove_source_files {
-            let _ = tx.send(Event::Message(Msg::Success, ndx.to_le_bytes().to_vec()));
+            r.successes.push(ndx);
         }
-        hard_link_outcome(s, ndx, true);
+        if s.options.hard_links {
+            r.landed.push((ndx, true));
+        }
+        if taken_on_landing {
+            r.taken.push(ndx);
+        }
     }
+    r.wake(tx);
 }
 
-/// `-H`: tells the generator whether a requested file landed, for its set's links.
-fn hard_link_outcome(s: &Shared<'_>, ndx: i32, landed: bool) {
+/// `-H`: tells the generator a requested file will not land, for its set's links.
+fn not_landed(s: &Shared<'_>, ndx: i32) {
     if s.options.hard_links {
-        if let Ok(mut outcomes) = s.landed.lock() {
-            outcomes.push((ndx, landed));
-        }
+        Reports::lock(&s.reports).landed.push((ndx, false));
     }
 }
 
+/// Rebuilds one file from its tokens into a temporary file beside it, then renames it
+/// into place once its checksum verifies.
 fn receive_one(
     s: &Shared<'_>,
     wire: &mut Wire,
@@ -1801,6 +2223,10 @@ impl<'t> Landing<'t> {
         Landing { tree, pending: Vec::new(), bytes: 0 }
     }
 
+    fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     /// Adds a file; what a batch that had to land now did.
     fn add(&mut self, p: Pending) -> Landed {
         self.bytes += p.bytes;
@@ -1955,9 +2381,10 @@ mod tests {
     #[test]
     fn each_directory_knows_its_listed_names() {
         let list = [entry("."), entry("a"), entry("d"), entry("d/b"), entry("d/e/f")];
-        let children = children_by_dir(&list);
+        let children = children_index(&list);
         let names = |dir: &str| -> Vec<&[u8]> {
-            let mut v: Vec<&[u8]> = children.get(dir.as_bytes()).into_iter().flatten().copied().collect();
+            let ix = children.get(dir.as_bytes()).cloned().unwrap_or_default();
+            let mut v: Vec<&[u8]> = ix.iter().map(|&i| split_parent(&list[i as usize].name).1).collect();
             v.sort();
             v
         };

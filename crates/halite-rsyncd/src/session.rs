@@ -626,12 +626,21 @@ fn setup(
 }
 
 fn setup_protocol(wire: &mut Wire, protocol: i32, options: &ServerOptions) -> Result<Compat, ConnError> {
-    // Incremental recursion for recursive pulls, as the reference offers it; not for
-    // pushes (the receiver takes the whole list first) nor with -H (hard links are then
-    // matched across lists by global index, which halite-rsyncd does not do).
-    // Nor with several source arguments: two of them may hold a directory of the same
-    // name, which the reference expands as one list; halite-rsyncd sends the whole list.
-    let incremental = options.sender && options.recursive && !options.hard_links && options.paths.len() <= 1;
+    // Incremental recursion for recursive transfers, as the reference offers it (a push
+    // not with --delete-before/--delete-after nor --prune-empty-dirs, which need the
+    // whole list first); not with -H (hard links are then matched across lists by
+    // global index, which halite-rsyncd does not do). Nor for a pull of several source
+    // arguments: two of them may hold a directory of the same name, which the reference
+    // expands as one list; halite-rsyncd sends the whole list.
+    use halite_rsync::options::DeleteMode;
+    let incremental = options.recursive
+        && !options.hard_links
+        && match options.sender {
+            true => options.paths.len() <= 1,
+            false => {
+                !matches!(options.delete, Some(DeleteMode::Before | DeleteMode::After)) && !options.prune_empty_dirs
+            }
+        };
     let compat = negotiate::server_compat(protocol, &options.client_info, incremental);
     if protocol >= 30 {
         let mut out = Vec::new();

@@ -109,14 +109,22 @@ impl Pair {
     }
 }
 
-/// What -v printed, without the timing lines; halite-rsyncd takes the whole list first
-/// (no incremental recursion), which the client announces differently.
+/// What -v printed, without the timing lines ("sending incremental file list"
+/// included: halite-rsyncd takes a push's lists as the reference does).
 fn names(o: &std::process::Output) -> Vec<String> {
     String::from_utf8_lossy(&o.stdout)
         .lines()
         .filter(|l| !l.starts_with("sent ") && !l.starts_with("total size"))
-        .map(|l| l.replace("sending incremental file list", "building file list ... done"))
+        .map(str::to_string)
         .collect()
+}
+
+/// [`names`] in order: the directories the daemon's generator reports and the files
+/// the client sends interleave as the two sides' timing has it.
+fn sorted_names(o: &std::process::Output) -> Vec<String> {
+    let mut v = names(o);
+    v.sort();
+    v
 }
 
 #[test]
@@ -164,6 +172,18 @@ fn pushes_with_deltas_and_delete_leave_the_same_module_as_the_reference() {
     // Nothing to do: nothing moves.
     let (h, _) = pair.both(&["-a", "--delete", "--stats", &s, "URL"], None);
     assert!(String::from_utf8_lossy(&h.stdout).contains("Number of regular files transferred: 0"));
+    // The client sends one list per directory (incremental recursion) unless told not
+    // to, or unless --delete-after needs the whole list first: both ways land the same.
+    for (i, how) in ["--no-inc-recursive", "--delete-after"].into_iter().enumerate() {
+        std::fs::write(src.join("d1").join(format!("new{i}.txt")), b"new\n").unwrap();
+        std::fs::remove_file(src.join("private.txt")).ok();
+        let (h, r) = pair.both(&["-av", "--delete", how, &s, "URL"], None);
+        assert_eq!(sorted_names(&h), sorted_names(&r), "{how}");
+        assert!(names(&h).contains(&"building file list ... done".to_string()), "{how}: {:?}", names(&h));
+    }
+    let (h, r) = pair.both(&["-av", &s, "URL"], None);
+    assert_eq!(sorted_names(&h), sorted_names(&r));
+    assert_eq!(names(&h).first().map(String::as_str), Some("sending incremental file list"));
     // And the push comes back whole in a pull.
     let back = pair.root.join("back");
     let out = rsync(&["-a", &pair.hal.url("backups/"), back.to_str().unwrap()], None);
@@ -415,7 +435,7 @@ fn update_and_max_delete_act_as_with_the_reference() {
     }
     let s = format!("{}/", src.display());
     let (h, r) = pair.both(&["-avu", &s, "URL"], None);
-    assert_eq!(names(&h), names(&r));
+    assert_eq!(sorted_names(&h), sorted_names(&r));
     assert_eq!(std::fs::read(pair.module("hal").join("newer-here.txt")).unwrap(), b"module's copy\n");
     assert_eq!(std::fs::read(pair.module("hal").join("older-here.txt")).unwrap(), b"the client's copy\n");
     // -vv: nothing more, the module's `max verbosity` being 1 (the default).
@@ -431,7 +451,7 @@ fn update_and_max_delete_act_as_with_the_reference() {
     };
     assert!(warning(&h).is_some(), "{}", text(&h));
     assert_eq!(warning(&h), warning(&r));
-    assert_eq!(names(&h), names(&r));
+    assert_eq!(sorted_names(&h), sorted_names(&r));
     // --max-size and --min-size leave out what the client's sizes say (the sizes come
     // as plain numbers from the client, which reads "1k" itself).
     std::fs::write(src.join("big.bin"), vec![7u8; 5000]).unwrap();
