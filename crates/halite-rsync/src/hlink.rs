@@ -169,6 +169,27 @@ impl HardLinks {
         Some(next)
     }
 
+    /// The client could not send candidate `ndx` (MSG_NO_SEND). As the reference's
+    /// handle_skipped_hlink(): when it was its set's last and members were only
+    /// deferred (none waits on it), the last of those takes its place and is processed
+    /// now (returned); otherwise the set is left as it is.
+    pub fn not_sent(&mut self, ndx: u32) -> Option<u32> {
+        let set = self.set(ndx)?;
+        let State::Sent { leader, waiting, deferred } = &mut set.state else { return None };
+        if *leader != ndx {
+            return None;
+        }
+        if set.last == ndx && waiting.is_empty() {
+            if let Some(next) = deferred.pop() {
+                set.last = next;
+                set.state = State::Open { deferred: std::mem::take(deferred) };
+                return Some(next);
+            }
+        }
+        set.state = State::Failed;
+        None
+    }
+
     /// The transfer of candidate `ndx` failed for good.
     pub fn failed(&mut self, ndx: u32) {
         if let Some(set) = self.set(ndx) {
@@ -265,6 +286,28 @@ mod tests {
         h.turn(0);
         assert_eq!(h.skipped(0), None);
         assert_eq!(h.turn(1), Turn::Candidate { last: true });
+    }
+
+    #[test]
+    fn a_copy_the_client_could_not_send_hands_its_set_to_a_deferred_member() {
+        let mut h = HardLinks::new(&list(&[Some(1), Some(1), Some(1)]));
+        for deferred in [0, 1] {
+            h.turn(deferred);
+            h.defer(deferred);
+        }
+        assert_eq!(h.turn(2), Turn::Candidate { last: true });
+        h.sent(2);
+        assert_eq!(h.not_sent(2), Some(1));
+        assert_eq!(h.turn(1), Turn::Candidate { last: true });
+        h.sent(1);
+        assert_eq!(h.in_place(1), vec![0]);
+        // With a member waiting on it, the set is left alone.
+        let mut h = HardLinks::new(&list(&[Some(1), Some(1)]));
+        h.turn(0);
+        h.sent(0);
+        assert_eq!(h.turn(1), Turn::Waiting);
+        assert_eq!(h.not_sent(0), None);
+        assert!(h.in_place(0).is_empty());
     }
 
     #[test]

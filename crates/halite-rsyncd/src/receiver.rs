@@ -927,6 +927,16 @@ impl Generator<'_, '_> {
     fn regular(&mut self, ndx: i32, rel: &[u8], e: &FileEntry, assume_missing: bool) -> Result<Option<i32>, Fatal> {
         let look = Basis::Look { assume_missing };
         let member = u32::try_from(ndx).unwrap_or(u32::MAX);
+        let s = self.s;
+        if s.options.existing || s.options.ignore_existing {
+            // Before anything else, a hard link included (the reference's order): what
+            // is here, up to date or not, is left alone with --ignore-existing, and
+            // nothing new is made with --existing.
+            let here = !assume_missing && lstat(s.tree, rel).is_some();
+            if s.options.existing && !here || s.options.ignore_existing && here {
+                return Ok(self.skipped(ndx));
+            }
+        }
         let last = match self.links.turn(member) {
             Turn::Alone => {
                 let asked = request_file(self.s, self.w, &mut self.ndx_out, ndx, e, rel, look)?;
@@ -986,7 +996,8 @@ impl Generator<'_, '_> {
         let leader_rel = &leaders.entries[l].name;
         let before = if self.assume_missing(&e.name) { None } else { lstat(s.tree, &e.name) };
         let dry_run = s.options.dry_run;
-        let leader_st = if dry_run { None } else { lstat(s.tree, leader_rel) };
+        // (In a dry run a leader not made yet is not there: nothing is linked to it.)
+        let leader_st = if self.assume_missing(leader_rel) { None } else { lstat(s.tree, leader_rel) };
         let linked = |st: &Stat| leader_st.as_ref().is_some_and(|l| l.dev == st.dev && l.ino == st.ino);
         let (iflags, xname): (u16, &[u8]) = match &before {
             Some(st) if linked(st) => (changes(s, st, e, ITEM_LOCAL_CHANGE | ITEM_XNAME_FOLLOWS), b""),
@@ -1002,9 +1013,10 @@ impl Generator<'_, '_> {
                         return self.w.message(Msg::ErrorXfer, text.as_bytes()).map_err(Fatal::from);
                     }
                 }
+                // Compared with whatever was there, as the reference's itemize() does.
                 let iflags = match &before {
-                    Some(st) if st.is_reg() => changes(s, st, e, ITEM_LOCAL_CHANGE | ITEM_XNAME_FOLLOWS),
-                    _ => ITEM_LOCAL_CHANGE | ITEM_XNAME_FOLLOWS | ITEM_IS_NEW,
+                    Some(st) => changes(s, st, e, ITEM_LOCAL_CHANGE | ITEM_XNAME_FOLLOWS),
+                    None => ITEM_LOCAL_CHANGE | ITEM_XNAME_FOLLOWS | ITEM_IS_NEW,
                 };
                 (iflags, leader_rel)
             }
@@ -1019,9 +1031,10 @@ impl Generator<'_, '_> {
     }
 
     /// `--remove-source-files`: once the links made lately are on disk (one sync for
-    /// them all), the client may remove its copies, as for a received file.
-    fn confirm_links(&mut self) -> Result<(), Fatal> {
-        if self.unsynced_links.is_empty() {
+    /// a batch of them, as for received files; with `all`, whatever is pending, before
+    /// the generator waits), the client may remove its copies.
+    fn confirm_links(&mut self, all: bool) -> Result<(), Fatal> {
+        if self.unsynced_links.is_empty() || !all && self.unsynced_links.len() < LANDING_FILES {
             return Ok(());
         }
         let synced = self.s.tree.open_dir(b"").and_then(|top| syncfs(&top));
@@ -1059,10 +1072,18 @@ impl Generator<'_, '_> {
         // A file the client could not open counts as taken, if it was asked for and
         // the receiver has not taken it already.
         let requested = &self.s.requested;
-        let not_sent = not_sent.into_iter().filter(|ndx| requested.lock().map(|mut r| r.remove(ndx)).unwrap_or(false));
-        for ndx in taken.into_iter().chain(not_sent.collect::<Vec<_>>()) {
+        let not_sent: Vec<i32> =
+            not_sent.into_iter().filter(|ndx| requested.lock().map(|mut r| r.remove(ndx)).unwrap_or(false)).collect();
+        for &ndx in taken.iter().chain(&not_sent) {
             if let Some(l) = self.list_holding(ndx) {
                 l.in_progress = l.in_progress.saturating_sub(1);
+            }
+        }
+        // A hard-linked set's copy the client could not send may hand the set on.
+        for ndx in not_sent {
+            let next = u32::try_from(ndx).ok().and_then(|n| self.links.not_sent(n));
+            if let Some((list, i)) = next.and_then(|n| self.lookup(n as i32)) {
+                self.entry(list.start + i as i32, &list.entries[i])?;
             }
         }
         for (ndx, landed) in landed {
@@ -1072,11 +1093,13 @@ impl Generator<'_, '_> {
                 false => self.links.failed(ndx),
             }
         }
-        self.confirm_links()
+        self.confirm_links(false)
     }
 
     /// Takes one event, waiting for it.
     fn wait_event(&mut self) -> Result<(), Fatal> {
+        self.confirm_links(true)?;
+        self.w.flush()?;
         match self.rx.recv() {
             Ok(ev) => self.handle(ev),
             Err(_) => Err(ConnError::Closed.into()),
@@ -1183,6 +1206,7 @@ impl Generator<'_, '_> {
             self.wait_done()?;
         }
         self.settle()?;
+        self.confirm_links(true)?;
         // Every file has landed: directory times set now stay.
         for e in &self.dir_times {
             if let Ok(dir) = s.tree.open_dir(&e.name) {
@@ -1373,9 +1397,6 @@ fn request_file(
                 return Ok(Asked::InPlace);
             }
         }
-        if s.options.existing && existing.is_none() || s.options.ignore_existing && existing.is_some() {
-            return Ok(Asked::Left);
-        }
     }
     let mut out = Vec::new();
     ndx_out.write(&mut out, ndx);
@@ -1548,8 +1569,8 @@ fn set_link_time(s: &Shared<'_>, dir: &OwnedFd, name: &[u8], e: &FileEntry) -> s
 }
 
 /// Makes `new` a hard link to `existing` (both beneath the destination), replacing
-/// whatever `new` was in one rename: a reader sees the old file or the link. An empty
-/// directory in the way is removed first, as the reference's atomic_create() does.
+/// whatever `new` was in one rename: a reader sees the old file or the link. A
+/// directory in the way is removed first, with its contents, as for a received file.
 fn link_to(s: &Shared<'_>, existing: &[u8], new: &[u8]) -> std::io::Result<()> {
     let (ep, eb) = split_parent(existing);
     let (np, nb) = split_parent(new);
@@ -1562,7 +1583,7 @@ fn link_to(s: &Shared<'_>, existing: &[u8], new: &[u8]) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     let in_the_way = stat_at(&ndir, nb).is_ok_and(|st| st.is_dir());
-    let placed = if in_the_way { unlink_at(&ndir, nb, true) } else { Ok(()) };
+    let placed = if in_the_way { remove_at(s.tree, new, true) } else { Ok(()) };
     let placed = placed.and_then(|()| rename_at(&ndir, &tmp, nb));
     if placed.is_err() {
         let _ = unlink_at(&ndir, &tmp, false);

@@ -669,6 +669,45 @@ fn hard_links_are_pushed_as_the_reference_links_them() {
     assert_eq!(sorted(&h), sorted(&r), "--ignore-existing");
     let sets = same_links("--ignore-existing");
     assert!(sets.contains(&vec!["a".to_string(), "b".into()]), "{sets:?}");
+    // --ignore-existing leaves a member with other data alone even when its set's copy
+    // is here, and --existing makes no new name (the reference checks both first).
+    for side in ["hal", "ref"] {
+        let m = pair.module(side);
+        std::fs::remove_file(m.join("b")).unwrap();
+        std::fs::write(m.join("b"), b"other data\n").unwrap();
+        std::fs::remove_file(m.join("z")).unwrap();
+    }
+    let (h, r) = pair.both(&["-aHi", "--ignore-existing", &s, "URL"], None);
+    assert_eq!(sorted(&h), sorted(&r), "--ignore-existing, copy here");
+    assert_eq!(std::fs::read(pair.module("hal").join("b")).unwrap(), b"other data\n");
+    same_links("--ignore-existing, copy here");
+    for side in ["hal", "ref"] {
+        std::fs::remove_file(pair.module(side).join("a")).unwrap();
+    }
+    let (h, r) = pair.both(&["-aHi", "--existing", &s, "URL"], None);
+    assert_eq!(sorted(&h), sorted(&r), "--existing");
+    assert!(!pair.module("hal").join("a").exists());
+    same_links("--existing");
+    // Put right again; then a dry run of the unchanged tree says nothing.
+    pair.both(&["-aH", &s, "URL"], None);
+    let (h, r) = pair.both(&["-aHin", &s, "URL"], None);
+    assert!(sorted(&h).is_empty(), "{:?}", sorted(&h));
+    assert_eq!(sorted(&h), sorted(&r));
+    // A symlink, and a directory with contents, where members go: replaced by links.
+    for side in ["hal", "ref"] {
+        let m = pair.module(side);
+        std::fs::remove_file(m.join("b")).unwrap();
+        std::os::unix::fs::symlink("a", m.join("b")).unwrap();
+        std::fs::remove_file(m.join("z")).unwrap();
+        std::fs::create_dir_all(m.join("z/sub")).unwrap();
+        std::fs::write(m.join("z/sub/x"), b"x").unwrap();
+    }
+    let (h, r) = pair.both(&["-aHi", "--force", &s, "URL"], None);
+    let without_deletions = |o: &std::process::Output| -> Vec<String> {
+        sorted(o).into_iter().filter(|l| !l.starts_with("*deleting")).collect()
+    };
+    assert_eq!(without_deletions(&h), without_deletions(&r), "things in the way");
+    same_links("things in the way");
 }
 
 #[test]
