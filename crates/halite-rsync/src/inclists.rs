@@ -466,8 +466,12 @@ impl RecvLists {
     /// index just before its first entry), which the client's sender echoes when a
     /// directory is itemized.
     pub fn names(&self, ndx: i32) -> bool {
-        self.get(ndx).is_some()
-            || self.lists.iter().any(|l| l.dir.is_some() && i64::from(l.start) - 1 == i64::from(ndx))
+        if self.get(ndx).is_some() {
+            return true;
+        }
+        // Lists are held in index order: the one whose gap could be `ndx`.
+        let after = self.lists.partition_point(|l| i64::from(l.start) - 1 <= i64::from(ndx));
+        after.checked_sub(1).and_then(|i| self.lists.get(i)).is_some_and(|l| l.dir.is_some() && l.start - 1 == ndx)
     }
 }
 

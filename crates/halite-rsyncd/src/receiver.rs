@@ -98,6 +98,9 @@ struct Reports {
     generator_waiting: bool,
     /// Incremental recursion: the lists received since, in order.
     lists: VecDeque<Arc<Sublist>>,
+    /// Lists the generator told the client are done: the client may echo no more
+    /// NDX_DONEs than this (an early one would let it send lists without bound).
+    released: usize,
     /// No more lists will come.
     lists_done: bool,
     /// Error bits the client reported with later lists: `--delete` stops.
@@ -118,6 +121,11 @@ impl Reports {
     fn lock(reports: &Mutex<Reports>) -> std::sync::MutexGuard<'_, Reports> {
         // A thread that panicked holding it left plain data behind: still usable.
         reports.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Reports that can let a list end (the generator settles before it waits).
+    fn has_news(&self) -> bool {
+        !(self.taken.is_empty() && self.not_sent.is_empty() && self.successes.is_empty() && self.landed.is_empty())
     }
 
     /// After a report: wakes the generator if it waits (called with the lock held, so
@@ -199,7 +207,7 @@ pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
     tracing::info!("receiving file list");
     let incremental = t.compat.inc_recurse;
     let mut reader = ListReader::new(t.list_options(), MAX_ENTRIES);
-    let (entries, sender_io_error) = receive_list(t, &mut reader)?;
+    let (entries, mut sender_io_error) = receive_list(t, &mut reader)?;
     let mut lists = RecvLists::new(incremental, crate::sender::MAX_DIRS, MAX_ENTRIES);
     lists.first(entries).map_err(list_error)?;
     let entries_held = |lists: &RecvLists| lists.held().map(|l| l.entries.len()).sum::<usize>();
@@ -208,7 +216,10 @@ pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
         // One entry: where it goes depends on whether it is a directory with contents,
         // so its list (or the end of lists) is read first, as the reference's
         // recv_additional_file_list() does.
-        lists_done = receive_next_list(t, &mut reader, &mut lists)?.is_none();
+        let next = receive_next_list(t, &mut reader, &mut lists)?;
+        // Its error bits count as the first list's: --delete must hear of them.
+        sender_io_error |= next.as_ref().map_or(0, |(_, io_error)| *io_error) | t.wire.peer_io_error;
+        lists_done = next.is_none();
     }
     let total = entries_held(&lists);
     let single_is_dir = total == 1 && lists.held().find_map(|l| l.entries.first()).is_some_and(|e| e.is_dir());
@@ -505,9 +516,9 @@ fn receive_next_list(
     t: &mut Transfer<'_>,
     reader: &mut ListReader,
     lists: &mut RecvLists,
-) -> Result<Option<Arc<Sublist>>, Fatal> {
+) -> Result<Option<(Arc<Sublist>, i32)>, Fatal> {
     match read_next(t.wire, &mut t.ndx_in, t.protocol, true)? {
-        Next::List(dir) => receive_sublist(t.wire, reader, lists, dir).map(|(list, _)| Some(list)),
+        Next::List(dir) => receive_sublist(t.wire, reader, lists, dir).map(Some),
         Next::ListsEnd => Ok(None),
         Next::File(ndx, _) => Err(Fatal::protocol(format!("Invalid file index: {ndx} [receiver]"))),
         Next::Done => Err(Fatal::protocol("Invalid file index: -1 [receiver]".into())),
@@ -723,10 +734,19 @@ impl Generator<'_, '_> {
         loop {
             let mut r = Reports::lock(&self.s.reports);
             if let Some(list) = r.lists.pop_front() {
+                drop(r);
+                // What came with it (its error bits above all) counts before its
+                // directory's extraneous entries are deleted.
+                self.settle()?;
                 return Ok(Some(list));
             }
             if r.lists_done {
                 return Ok(None);
+            }
+            if r.has_news() {
+                drop(r);
+                self.release_lists(false)?;
+                continue;
             }
             r.generator_waiting = true;
             drop(r);
@@ -751,6 +771,7 @@ impl Generator<'_, '_> {
                 break;
             }
             self.lists.pop_front();
+            Reports::lock(&self.s.reports).released += 1;
             let mut done = Vec::new();
             self.ndx_out.write(&mut done, NDX_DONE);
             send(self.w, &done)?;
@@ -1166,7 +1187,7 @@ impl Generator<'_, '_> {
                     break;
                 }
                 let mut r = Reports::lock(&s.reports);
-                let news = !(r.taken.is_empty() && r.not_sent.is_empty() && r.successes.is_empty());
+                let news = r.has_news();
                 r.generator_waiting = !news;
                 drop(r);
                 if !news {
@@ -1899,12 +1920,10 @@ fn receive_files(
     let mut landing = Landing::new(s.tree);
     let mut lists_size = 0u64;
     let mut lists_done = !s.incremental;
+    // Lists the client said it freed (NDX_DONE), each after the generator's.
+    let mut freed = 0usize;
     loop {
         let wire = &mut *incoming.wire;
-        if s.incremental && s.options.remove_source_files && !landing.is_empty() && !wire.input_waiting()? {
-            // The client waits: the files pending land now, so their lists can end.
-            report(s, tx, landing.land());
-        }
         let (ndx, iflags) = match read_next(wire, incoming.ndx_in, s.protocol, s.incremental)? {
             Next::File(ndx, iflags) => (ndx, iflags),
             Next::List(dir) if !lists_done => {
@@ -1926,8 +1945,17 @@ fn receive_files(
             Next::List(_) | Next::ListsEnd => {
                 return Err(Fatal::protocol("a file list after the end of the lists [receiver]".into()));
             }
-            Next::Done if s.incremental && !incoming.lists.is_empty() && incoming.lists.finish_first() => continue,
             Next::Done => {
+                if s.incremental && !incoming.lists.is_empty() {
+                    if freed >= Reports::lock(&s.reports).released {
+                        return Err(Fatal::protocol("NDX_DONE for a file list not done [receiver]".into()));
+                    }
+                    freed += 1;
+                    // A list freed; the last one ends phase 0.
+                    if incoming.lists.finish_first() {
+                        continue;
+                    }
+                }
                 // Every phase ends with its files in place: the generator sets directory
                 // times once the last phase is done, and a later rename would change them.
                 report(s, tx, landing.land());
@@ -1966,9 +1994,7 @@ fn receive_files(
                 }
                 s.log_item(e, iflags, Some((wire.consumed() - before, &file_sum)), None);
                 report(s, tx, landing.add(pending));
-                if !s.options.remove_source_files {
-                    taken(s, tx, ndx);
-                }
+                taken(s, tx, ndx);
             }
             Received::Mismatch if phase == 0 && redone.insert(ndx) => {
                 let text = format!(
@@ -2023,8 +2049,9 @@ enum Received {
 
 /// Tells the client what a landing did: a line per file it could not put in place and,
 /// with `--remove-source-files`, the index of each file now in place (durably: the
-/// client deletes its copy on hearing it). With `--remove-source-files` and incremental
-/// recursion a file is taken only once landed: its list must outlive its MSG_SUCCESS.
+/// client deletes its copy on hearing it). (Incremental recursion is not offered with
+/// `--remove-source-files`: a list must outlive its files' MSG_SUCCESS, which waits for
+/// their batch to land.)
 fn report(s: &Shared<'_>, tx: &SyncSender<Event>, landed: Landed) {
     if landed.failures.is_empty() && landed.placed.is_empty() {
         return;
@@ -2032,14 +2059,10 @@ fn report(s: &Shared<'_>, tx: &SyncSender<Event>, landed: Landed) {
     for (_, text) in &landed.failures {
         let _ = tx.send(Event::Message(Msg::ErrorXfer, text.clone().into_bytes()));
     }
-    let taken_on_landing = s.incremental && s.options.remove_source_files;
     let mut r = Reports::lock(&s.reports);
     for (ndx, _) in &landed.failures {
         if s.options.hard_links {
             r.landed.push((*ndx, false));
-        }
-        if taken_on_landing {
-            r.taken.push(*ndx);
         }
     }
     for &ndx in &landed.placed {
@@ -2048,9 +2071,6 @@ fn report(s: &Shared<'_>, tx: &SyncSender<Event>, landed: Landed) {
         }
         if s.options.hard_links {
             r.landed.push((ndx, true));
-        }
-        if taken_on_landing {
-            r.taken.push(ndx);
         }
     }
     r.wake(tx);
@@ -2242,10 +2262,6 @@ const LANDING_BYTES: u64 = 64 << 20;
 impl<'t> Landing<'t> {
     fn new(tree: &'t Tree) -> Self {
         Landing { tree, pending: Vec::new(), bytes: 0 }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.pending.is_empty()
     }
 
     /// Adds a file; what a batch that had to land now did.

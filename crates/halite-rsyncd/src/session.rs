@@ -628,7 +628,8 @@ fn setup(
 fn setup_protocol(wire: &mut Wire, protocol: i32, options: &ServerOptions) -> Result<Compat, ConnError> {
     // Incremental recursion for recursive transfers, as the reference offers it (a push
     // not with --delete-before/--delete-after nor --prune-empty-dirs, which need the
-    // whole list first); not with -H (hard links are then matched across lists by
+    // whole list first, nor with --remove-source-files, whose MSG_SUCCESS waits for a
+    // landing batch that a list cannot wait for); not with -H (hard links are then matched across lists by
     // global index, which halite-rsyncd does not do). Nor for a pull of several source
     // arguments: two of them may hold a directory of the same name, which the reference
     // expands as one list; halite-rsyncd sends the whole list.
@@ -638,7 +639,9 @@ fn setup_protocol(wire: &mut Wire, protocol: i32, options: &ServerOptions) -> Re
         && match options.sender {
             true => options.paths.len() <= 1,
             false => {
-                !matches!(options.delete, Some(DeleteMode::Before | DeleteMode::After)) && !options.prune_empty_dirs
+                !matches!(options.delete, Some(DeleteMode::Before | DeleteMode::After))
+                    && !options.prune_empty_dirs
+                    && !options.remove_source_files
             }
         };
     let compat = negotiate::server_compat(protocol, &options.client_info, incremental);
