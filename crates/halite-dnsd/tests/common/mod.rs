@@ -51,12 +51,21 @@ impl Server {
     }
 }
 
-/// A port free on loopback for both UDP and TCP (asked of the kernel, then released).
+/// A port free on loopback for both UDP and TCP. Taken below the kernel's ephemeral
+/// range (32768 and up): a port the kernel picked and this released could be handed to
+/// another test's `bind(0)` (a silent forwarder, a probe) before the server binds it,
+/// which made a server fail with "Address already in use". Each process walks its own
+/// stretch of ports, so parallel tests (and test binaries) do not pick the same one.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(u32::MAX, (std::process::id() * 97) % SPAN, Ordering::SeqCst, Ordering::SeqCst);
     loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        let udp = UdpSocket::bind(("127.0.0.1", port));
+        if udp.is_ok() && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
