@@ -86,7 +86,7 @@ impl HardLinks {
             for &m in &members {
                 links.set_of.insert(m, set);
             }
-            let last = *members.last().expect("a set has members");
+            let Some(&last) = members.last() else { continue };
             links.sets.push(Set { last, state: State::Open { deferred: Vec::new() } });
         }
         links

@@ -161,8 +161,6 @@ struct Shared<'a> {
     /// send only these (anything else is a protocol error).
     requested: Mutex<HashSet<i32>>,
     reports: Arc<Mutex<Reports>>,
-    /// The client's sender reported I/O errors: `--delete` deletes nothing.
-    sender_io_error: i32,
     log: Option<&'a crate::log::TransferLog>,
 }
 
@@ -259,7 +257,6 @@ pub fn run(t: &mut Transfer<'_>) -> Result<crate::session::Totals, Fatal> {
         module: t.module,
         requested: Mutex::new(HashSet::new()),
         reports: reports.clone(),
-        sender_io_error,
         // A dry run changes nothing, and the reference's log says nothing of it.
         log: t.log.as_ref().filter(|_| !t.options.dry_run),
     };
@@ -630,7 +627,8 @@ fn generate(
         links: if s.options.hard_links { HardLinks::new(&first.entries) } else { HardLinks::default() },
         unsynced_links: Vec::new(),
     };
-    g.check_io_error(s.sender_io_error)?;
+    // The first list's error bits (in the reports) count before anything is deleted.
+    g.settle()?;
     let mut next = Some(first);
     while let Some(list) = next {
         g.generate_list(list)?;
