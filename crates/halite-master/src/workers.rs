@@ -123,11 +123,12 @@ fn work(jobs: &Mutex<mpsc::Receiver<Job>>, queued: &AtomicUsize, master: &Arc<Ma
             debug!("sign-in skipped: its connection closed while it waited");
             continue;
         }
+        debug!(bytes = job.body.len(), "request taken");
         let (peer, replier) = (job.peer, replier.clone());
-        let respond = move |body: Vec<u8>| {
-            if let Err(e) = replier.reply(peer, &body) {
-                warn!(%peer, error = %e, "reply not sent");
-            }
+        let respond = move |body: Vec<u8>| match replier.reply(peer, &body) {
+            // Logged with the peer: a return's reply is sent from the thread that committed it.
+            Ok(()) => debug!(%peer, bytes = body.len(), "reply queued"),
+            Err(e) => warn!(%peer, error = %e, "reply not sent"),
         };
         let ip = Some(job.remote.ip());
         let handled =

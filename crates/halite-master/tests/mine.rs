@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{describe, json, json_returns, salt, salt_run, start_minions, text, Master, Setup};
+use common::{describe, json, json_returns, pinged, salt, salt_run, start_minions, text, Master, Setup};
 use halite_testkit::{venv, wait_until, Minion, MinionSpec, PythonMaster, SaltVersion};
 use serde_json::json;
 
@@ -243,14 +243,36 @@ fn outputs(
     runs.chain(minions).collect()
 }
 
-/// The master's log from the publish of every job the CLI printed a `lookup_jid` hint for:
-/// what tells a lost publish, a slow minion and an unanswered request apart.
-fn jid_lines(outputs: &[String], master: &Master) -> String {
-    let log = master.log();
-    let lines: Vec<&str> = log.lines().collect();
-    let jids = outputs.iter().filter_map(|o| o.split("lookup_jid ").nth(1)).filter_map(|r| r.split_whitespace().next());
-    let from = |jid: &str| lines.iter().position(|l| l.contains(jid)).map(|at| lines[at..].iter().take(80));
-    jids.filter_map(from).flatten().copied().collect::<Vec<_>>().join("\n")
+/// The master's and every minion's log from the publish of every job the CLI printed a
+/// `lookup_jid` hint for: what tells a lost publish, a slow minion and an unanswered request
+/// apart.
+fn jid_lines(outputs: &[String], master: &Master, minions: &[Minion]) -> String {
+    let jids: Vec<&str> = outputs
+        .iter()
+        .filter_map(|o| o.split("lookup_jid ").nth(1))
+        .filter_map(|r| r.split_whitespace().next())
+        .collect();
+    let excerpt = |name: &str, log: String| {
+        let lines: Vec<&str> = log.lines().collect();
+        let from = |jid: &&str| lines.iter().position(|l| l.contains(jid)).map(|at| lines[at..].iter().take(80));
+        let shown: Vec<&str> = jids.iter().filter_map(from).flatten().copied().collect();
+        format!("--- {name}\n{}", shown.join("\n"))
+    };
+    let minion_logs = minions.iter().map(|m| excerpt(m.id(), m.log()));
+    std::iter::once(excerpt("master", master.log())).chain(minion_logs).collect::<Vec<_>>().join("\n")
+}
+
+/// Copies the whole logs where they outlive the test's temporary directories; says where.
+fn keep_logs(master: &Master, minions: &[Minion]) -> String {
+    let dir = std::env::temp_dir().join(format!("halite-mine-logs-{}", std::process::id()));
+    let kept = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::write(dir.join("master.log"), master.log())?;
+        minions.iter().try_for_each(|m| std::fs::write(dir.join(format!("{}.log", m.id())), m.log()))
+    });
+    match kept {
+        Ok(()) => format!("whole logs kept in {}\n", dir.display()),
+        Err(e) => format!("whole logs not kept in {}: {e}\n", dir.display()),
+    }
 }
 
 #[test]
@@ -258,7 +280,7 @@ fn mine_get_prints_what_salt_3007_prints() {
     let python = PythonMaster::start(&["auto_accept: True"]);
     let endpoints = python.endpoints();
     let specs =
-        MINIONS.iter().map(|(id, v, roles)| MinionSpec::new(id, *v).with_roles(roles).with_config(MINE_FUNCTIONS));
+        MINIONS.iter().map(|(id, v, roles)| MinionSpec::new(id, *v).with_roles(roles).with_config(MINE_FUNCTIONS).with_log_level("debug"));
     let mut minions: Vec<Minion> = specs.map(|s| Minion::start(s, &endpoints)).collect();
     for m in &minions {
         m.wait_authenticated(WAIT).unwrap_or_else(|e| panic!("{e}"));
@@ -266,7 +288,7 @@ fn mine_get_prints_what_salt_3007_prints() {
     let py_run = |args: &[&str]| python.cli("salt-run", args);
     let py_salt = |args: &[&str]| python.cli("salt", args);
     let ready = wait_until(Duration::from_secs(90), || {
-        if json_returns(&py_salt(&["*", "test.ping", "--out", "json"])).len() < MINIONS.len() {
+        if pinged(&py_salt(&["*", "test.ping", "--out", "json"])) < MINIONS.len() {
             return false;
         }
         py_salt(SECRET);
@@ -279,11 +301,15 @@ fn mine_get_prints_what_salt_3007_prints() {
     python.stop();
 
     // halite takes over the master's keys and ports; the minions send their mine again.
+    // A request a minion had in flight to the stopping master is lost with its connection
+    // (a ZeroMQ REQ socket does not send it again), and the minion's main channel waits
+    // out that request's 60 s timeout, as after any master restart: until every minion
+    // has returned a ping through halite, its returns may still be stuck.
     let master = Master::start_with(setup);
     let run = |args: &[&str]| salt_run(&master, args);
     let halite_salt = |args: &[&str]| salt(&master, args);
     let ready = wait_until(Duration::from_secs(90), || {
-        if json_returns(&halite_salt(&["*", "test.ping", "--out", "json"])).len() < MINIONS.len() {
+        if pinged(&halite_salt(&["*", "test.ping", "--out", "json"])) < MINIONS.len() {
             return false;
         }
         halite_salt(&["*", "mine.update"]);
@@ -292,10 +318,11 @@ fn mine_get_prints_what_salt_3007_prints() {
     });
     assert!(ready, "halite never had every minion's mine\n{}", master.log());
     let got = outputs(run, halite_salt);
-    Minion::stop_all(&mut minions);
     let differ: Vec<String> =
         want.iter().zip(&got).filter(|(w, g)| w != g).map(|(w, g)| format!("Salt:\n{w}\nhalite:\n{g}")).collect();
-    assert!(differ.is_empty(), "{} cases differ:\n{}\n{}", differ.len(), differ.join("\n"), jid_lines(&got, &master));
+    let logs = if differ.is_empty() { String::new() } else { keep_logs(&master, &minions) + &jid_lines(&got, &master, &minions) };
+    Minion::stop_all(&mut minions);
+    assert!(differ.is_empty(), "{} cases differ:\n{}\n{logs}", differ.len(), differ.join("\n"));
     // The comparison means something only if Salt answered with data.
     assert!(want.iter().any(|w| w.contains("s3cr3t")) && want.iter().any(|w| w.contains("- web")), "{want:?}");
     assert!(!want.iter().any(|w| w.contains("did not return") || w.contains("not available")), "{want:?}");

@@ -719,6 +719,7 @@ fn hard_links_with_remove_source_files_remove_every_linked_name() {
     let srcs: Vec<std::path::PathBuf> = ["src-hal", "src-ref"].iter().map(|d| pair.root.join(d)).collect();
     for src in &srcs {
         linked_source(src);
+        pin_times(src, 1_650_000_000);
     }
     let run = |d: &Daemon, src: &Path| {
         rsync(&["-aH", "--remove-source-files", &format!("{}/", src.display()), &d.url("backups/")], None)
@@ -743,6 +744,7 @@ fn remove_source_files_removes_what_landed_as_with_the_reference() {
     for src in &srcs {
         make_tree(src, 6, &[200_000]);
         std::fs::write(src.join("same.txt"), b"same\n").unwrap();
+        pin_times(src, 1_650_000_000);
         set_mtime(&src.join("same.txt"), 1_600_000_000);
     }
     let run = |d: &Daemon, src: &Path| {
