@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let mut enc = SimpleEncoder::new();
     let mut wire = Vec::new();
     let mut blocks: Vec<Vec<u8>> = Vec::new();
-    m.feed(&new_file, |t| match t {
+    let mut on_token = |t: Token<'_>| match t {
         Token::Literal(d) => enc.literal(&mut wire, d),
         Token::Block { index, data } => {
             // Fuzzed sums may be weak (a strong length of 0): two different windows
@@ -34,16 +34,30 @@ fuzz_target!(|data: &[u8]| {
             blocks.push(data.to_vec());
             enc.matched(&mut wire, index, data)
         }
-    });
-    let done = m.finish(|t| match t {
-        Token::Literal(d) => enc.literal(&mut wire, d),
-        Token::Block { index, data } => {
-            // Fuzzed sums may be weak (a strong length of 0): two different windows
-            // can match one index, so each reference keeps the bytes it stood for.
-            blocks.push(data.to_vec());
-            enc.matched(&mut wire, index, data)
+    };
+    // Fed as a reader would feed it, in pieces whose size the selector byte picks (1 to
+    // 32 bytes, or one piece), so windows and literal runs straddle the pieces.
+    let piece = match sel >> 3 {
+        0 => new_file.len().max(1),
+        n => n as usize,
+    };
+    let mut rest = &new_file[..];
+    loop {
+        let fed = m.feed_from(
+            piece,
+            |room| {
+                let n = room.len().min(rest.len());
+                room[..n].copy_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                Ok::<usize, ()>(n)
+            },
+            &mut on_token,
+        );
+        if fed == Ok(0) {
+            break;
         }
-    });
+    }
+    let done = m.finish(&mut on_token);
     enc.end(&mut wire);
     let mut dec = SimpleDecoder::new();
     let mut rd = Reader::new(&wire);

@@ -262,19 +262,6 @@ fn jid_lines(outputs: &[String], master: &Master, minions: &[Minion]) -> String 
     std::iter::once(excerpt("master", master.log())).chain(minion_logs).collect::<Vec<_>>().join("\n")
 }
 
-/// Copies the whole logs where they outlive the test's temporary directories; says where.
-fn keep_logs(master: &Master, minions: &[Minion]) -> String {
-    let dir = std::env::temp_dir().join(format!("halite-mine-logs-{}", std::process::id()));
-    let kept = std::fs::create_dir_all(&dir).and_then(|()| {
-        std::fs::write(dir.join("master.log"), master.log())?;
-        minions.iter().try_for_each(|m| std::fs::write(dir.join(format!("{}.log", m.id())), m.log()))
-    });
-    match kept {
-        Ok(()) => format!("whole logs kept in {}\n", dir.display()),
-        Err(e) => format!("whole logs not kept in {}: {e}\n", dir.display()),
-    }
-}
-
 #[test]
 fn mine_get_prints_what_salt_3007_prints() {
     let python = PythonMaster::start(&["auto_accept: True"]);
@@ -320,7 +307,7 @@ fn mine_get_prints_what_salt_3007_prints() {
     let got = outputs(run, halite_salt);
     let differ: Vec<String> =
         want.iter().zip(&got).filter(|(w, g)| w != g).map(|(w, g)| format!("Salt:\n{w}\nhalite:\n{g}")).collect();
-    let logs = if differ.is_empty() { String::new() } else { keep_logs(&master, &minions) + &jid_lines(&got, &master, &minions) };
+    let logs = if differ.is_empty() { String::new() } else { jid_lines(&got, &master, &minions) };
     Minion::stop_all(&mut minions);
     assert!(differ.is_empty(), "{} cases differ:\n{}\n{logs}", differ.len(), differ.join("\n"));
     // The comparison means something only if Salt answered with data.

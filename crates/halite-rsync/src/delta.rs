@@ -26,8 +26,9 @@ pub const OLD_MAX_BLOCK_SIZE: u32 = 1 << 29;
 
 /// The most blocks halite accepts in one sum header. The reference only guards against
 /// arithmetic overflow; halite also caps the memory a peer can make the sender spend on
-/// one file's sums. With ≤ 16-byte strong sums, an entry costs at most 28 bytes here
-/// (weak sum, strong sum, hash chain, table slot), so the cap is ~235 MiB, and it still
+/// one file's sums. With ≤ 16-byte strong sums, an entry costs at most 24 bytes here
+/// (weak sum, strong sum, hash chain) and the hash table at most 8 more (two slots an
+/// entry at the cap), so the cap is 256 MiB, and it still
 /// admits a basis of 1 TiB at the 128 KiB blocks rsync picks for files that large. A
 /// bigger basis (or a tiny `--block-size` on a huge one) is refused, not mis-transferred.
 pub const MAX_SUM_COUNT: u32 = 1 << 23;
@@ -407,12 +408,20 @@ pub struct Finished {
 
 const NIL: u32 = u32::MAX;
 
+/// The hash table slot of a weak sum, for a table of `2^(32 - shift)` slots.
+#[inline]
+fn slot_of(sum: u32, shift: u32) -> usize {
+    (sum.wrapping_mul(0x9e37_79b1) >> shift) as usize
+}
+
 /// The sender's side: finds the basis blocks in a new file fed in any pieces.
 ///
 /// It keeps the current window (one block), the literal bytes not yet emitted (flushed
 /// every [`CHUNK_SIZE`]) and at most one piece of input: memory is O(block length +
-/// CHUNK_SIZE) plus the sums and their hash table, whatever the file's size. Literal
-/// runs are emitted in pieces of at most CHUNK_SIZE bytes.
+/// CHUNK_SIZE + piece) plus the sums and their hash table, whatever the file's size.
+/// Literal runs are emitted in pieces of at most CHUNK_SIZE bytes. A caller reading a
+/// file hands [`Matcher::feed_from`] its read, which fills the window buffer directly:
+/// no copy of the file's bytes between the read and the sums.
 ///
 /// It also computes the file's transfer checksum ([`FileSum::transfer`]) over every byte
 /// fed, which [`Matcher::finish`] returns for the caller to send after the end token.
@@ -433,9 +442,11 @@ pub struct Matcher {
     /// Blocks matched at their own offset, which an in-place receiver leaves intact.
     same_offset: Vec<bool>,
 
-    /// New-file bytes from `base` on: literal not yet emitted from `lm`, the window at
-    /// `pos`, and input not yet scanned after it.
+    /// New-file bytes from `base` on, in `buf[..end]`: literal not yet emitted from `lm`,
+    /// the window at `pos`, and input not yet scanned after it. Past `end` is storage
+    /// kept for the next read (initialised, so a read may be given it as a slice).
     buf: Vec<u8>,
+    end: usize,
     base: u64,
     lm: usize,
     pos: usize,
@@ -473,6 +484,7 @@ impl Matcher {
             updating_basis: false,
             same_offset: Vec::new(),
             buf: Vec::new(),
+            end: 0,
             base: 0,
             lm: 0,
             pos: 0,
@@ -509,9 +521,11 @@ impl Matcher {
 
     fn build_table(&mut self) {
         let count = self.head.count as usize;
-        // About one bucket per block: chains stay short without the table outgrowing
-        // the sums.
-        let bits = count.next_power_of_two().trailing_zeros().clamp(10, 30);
+        // Two to four buckets per block, and at least 2^16 as the reference has: in a
+        // changed region every byte offset is looked up, and most lookups must end at an
+        // empty bucket without walking a chain. The table stays below the sums' own size
+        // (4 bytes a bucket against 4 + a strong sum a block).
+        let bits = (count.next_power_of_two().trailing_zeros() + 1).clamp(16, 24);
         self.shift = 32 - bits;
         self.table = vec![NIL; 1 << bits];
         self.chain = vec![NIL; count];
@@ -525,7 +539,7 @@ impl Matcher {
 
     #[inline]
     fn slot(&self, sum: u32) -> usize {
-        (sum.wrapping_mul(0x9e37_79b1) >> self.shift) as usize
+        slot_of(sum, self.shift)
     }
 
     fn strong_of(&self, i: u32) -> &[u8] {
@@ -554,41 +568,40 @@ impl Matcher {
     /// Feeds the next bytes of the new file; tokens for what can already be decided go
     /// to `emit`.
     pub fn feed(&mut self, data: &[u8], mut emit: impl FnMut(Token<'_>)) {
-        self.file_sum.update(data);
-        if !self.active {
-            self.feed_literal(data, &mut emit);
-            return;
-        }
         // A piece at a time, so a caller's huge slice does not become a huge buffer.
         for piece in data.chunks(CHUNK_SIZE) {
-            self.buf.extend_from_slice(piece);
-            self.scan(&mut emit);
-            self.compact();
+            let copied = self.feed_from(
+                piece.len(),
+                |room| {
+                    room.copy_from_slice(piece);
+                    Ok::<usize, std::convert::Infallible>(piece.len())
+                },
+                &mut emit,
+            );
+            let Ok(_) = copied;
         }
     }
 
-    /// With nothing to match, the input goes out as it comes, in runs of CHUNK_SIZE as
-    /// the reference cuts them; only a run's unfinished end is copied, to be completed
-    /// by the next piece. (Copying everything through the window buffer cost as much as
-    /// reading the file.)
-    fn feed_literal<F: FnMut(Token<'_>)>(&mut self, mut data: &[u8], emit: &mut F) {
-        if !self.buf.is_empty() {
-            let take = (CHUNK_SIZE - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.buf.len() < CHUNK_SIZE {
-                return;
-            }
-            emit(Token::Literal(&self.buf));
-            self.literal_bytes += CHUNK_SIZE as u64;
-            self.buf.clear();
+    /// Feeds the next bytes of the new file by letting `read` write up to `most` of them
+    /// straight into the window buffer; `read` returns how many it wrote (0 at the end
+    /// of the file), or its error, which is passed on with nothing fed. Tokens for what
+    /// can already be decided go to `emit`. Returns the count fed.
+    pub fn feed_from<E>(
+        &mut self,
+        most: usize,
+        read: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+        mut emit: impl FnMut(Token<'_>),
+    ) -> Result<usize, E> {
+        let start = self.end;
+        if self.buf.len() < start + most {
+            self.buf.resize(start + most, 0);
         }
-        let mut runs = data.chunks_exact(CHUNK_SIZE);
-        for run in &mut runs {
-            emit(Token::Literal(run));
-            self.literal_bytes += CHUNK_SIZE as u64;
-        }
-        self.buf.extend_from_slice(runs.remainder());
+        let n = read(&mut self.buf[start..start + most])?.min(most);
+        self.file_sum.update(&self.buf[start..start + n]);
+        self.end += n;
+        self.scan(&mut emit);
+        self.compact();
+        Ok(n)
     }
 
     /// Ends the file: emits what is left and returns the file's transfer checksum, which
@@ -598,8 +611,7 @@ impl Matcher {
         if self.active {
             self.match_tail(&mut emit);
         }
-        let end = self.buf.len();
-        self.flush_literal(end, &mut emit);
+        self.flush_literal(self.end, &mut emit);
         Finished {
             file_sum: self.file_sum.finish(),
             literal_bytes: self.literal_bytes,
@@ -619,7 +631,9 @@ impl Matcher {
 
     fn scan<F: FnMut(Token<'_>)>(&mut self, emit: &mut F) {
         if !self.active {
-            self.pos = self.buf.len();
+            // Nothing to match: the input goes out as it comes, in runs of CHUNK_SIZE as
+            // the reference cuts them.
+            self.pos = self.end;
             while self.pos - self.lm >= CHUNK_SIZE {
                 self.flush_literal(self.lm + CHUNK_SIZE, emit);
             }
@@ -630,7 +644,7 @@ impl Matcher {
             let mut window = match self.window {
                 Some(w) => w,
                 None => {
-                    if self.buf.len() - self.pos < blen {
+                    if self.end - self.pos < blen {
                         return;
                     }
                     self.tested = false;
@@ -638,23 +652,43 @@ impl Matcher {
                 }
             };
             if !self.tested {
-                if let Some(i) = self.find(window.value(), self.pos, blen as u32) {
-                    self.emit_match(i, blen, emit);
-                    continue;
+                let sum = window.value();
+                if self.table[self.slot(sum)] != NIL {
+                    if let Some(i) = self.find(sum, self.pos, blen as u32) {
+                        self.emit_match(i, blen, emit);
+                        continue;
+                    }
                 }
                 self.tested = true;
             }
-            if self.pos + blen >= self.buf.len() {
-                // The next byte has not arrived: keep the window for the next feed.
-                self.window = Some(window);
-                return;
+            // Slide over the offsets whose buckets are empty, up to the next literal run's
+            // end or the input's: in a changed region that is every offset but a few, so
+            // this loop keeps its state in registers and leaves the chain walk to `find`.
+            let last = self.end - blen;
+            let limit = last.min(self.lm + CHUNK_SIZE);
+            let (buf, table, shift) = (&self.buf, &self.table, self.shift);
+            let mut pos = self.pos;
+            let mut candidate = false;
+            while pos < limit {
+                window.roll(buf[pos], buf[pos + blen]);
+                pos += 1;
+                if table[slot_of(window.value(), shift)] != NIL {
+                    candidate = true;
+                    break;
+                }
             }
-            window.roll(self.buf[self.pos], self.buf[self.pos + blen]);
+            self.pos = pos;
             self.window = Some(window);
-            self.pos += 1;
-            self.tested = false;
+            self.tested = !candidate;
+            if candidate {
+                continue;
+            }
             if self.pos - self.lm >= CHUNK_SIZE {
                 self.flush_literal(self.lm + CHUNK_SIZE, emit);
+            }
+            if self.pos >= last {
+                // The next byte has not arrived: keep the window for the next feed.
+                return;
             }
         }
     }
@@ -738,14 +772,14 @@ impl Matcher {
             return;
         };
         let len = len as usize;
-        if len >= self.head.block_len as usize || self.buf.len() < len {
+        if len >= self.head.block_len as usize || self.end < len {
             return;
         }
-        let p = self.buf.len() - len;
+        let p = self.end - len;
         if p < self.pos || !self.usable(last, self.base + p as u64) {
             return;
         }
-        let tail = &self.buf[p..];
+        let tail = &self.buf[p..self.end];
         let sum = checksum1(tail);
         if self.sum1[last as usize] != sum {
             return;
@@ -768,8 +802,9 @@ impl Matcher {
 
     /// Drops emitted bytes from the front of the buffer once they are worth the move.
     fn compact(&mut self) {
-        if self.lm >= CHUNK_SIZE || (self.lm > 0 && self.lm * 2 >= self.buf.len()) {
-            self.buf.drain(..self.lm);
+        if self.lm >= CHUNK_SIZE || (self.lm > 0 && self.lm * 2 >= self.end) {
+            self.buf.copy_within(self.lm..self.end, 0);
+            self.end -= self.lm;
             self.base += self.lm as u64;
             self.pos -= self.lm;
             self.lm = 0;

@@ -16,25 +16,34 @@ pub fn send_delta(t: &mut Transfer<'_>, sums: BlockSums, file: &mut dyn Read) ->
     sums.head().write(t.wire.out_buffer());
     let hasher = BlockChecksum::new(t.sums.strong, t.sums.seed, t.sums.proper_seed_order);
     let mut matcher = Matcher::new(sums, hasher);
-    t.read_buffer();
-    let buf = &mut t.read_buf;
+    // The file is read straight into the matcher's window: a first read of one token
+    // run, then larger ones, so the many small files of a tree cost small buffers.
+    let mut most = halite_rsync::token::CHUNK_SIZE;
     loop {
-        let n = match file.read(buf) {
+        let encoder = &mut t.encoder;
+        let out = t.wire.out_buffer();
+        let fed = matcher.feed_from(
+            most,
+            |room| loop {
+                match file.read(room) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => return other,
+                }
+            },
+            |tok| emit(encoder.as_mut(), out, tok),
+        );
+        match fed {
             Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Ok(_) => {}
             // The file changed under us: what was sent stands, the checksum will not
             // match and the client's receiver redoes the file.
             Err(e) => {
                 tracing::warn!("read error mid-file: {e}");
                 break;
             }
-        };
-        // Tokens are encoded straight into the connection's output buffer.
-        let encoder = &mut t.encoder;
-        let out = t.wire.out_buffer();
-        matcher.feed(&buf[..n], |tok| emit(encoder.as_mut(), out, tok));
+        }
         t.wire.flush_if_full()?;
+        most = (most * 2).min(crate::session::READ_PIECE);
     }
     let encoder = &mut t.encoder;
     let out = t.wire.out_buffer();
