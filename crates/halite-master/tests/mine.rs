@@ -266,8 +266,9 @@ fn jid_lines(outputs: &[String], master: &Master, minions: &[Minion]) -> String 
 fn mine_get_prints_what_salt_3007_prints() {
     let python = PythonMaster::start(&["auto_accept: True"]);
     let endpoints = python.endpoints();
-    let specs =
-        MINIONS.iter().map(|(id, v, roles)| MinionSpec::new(id, *v).with_roles(roles).with_config(MINE_FUNCTIONS).with_log_level("debug"));
+    let specs = MINIONS.iter().map(|(id, v, roles)| {
+        MinionSpec::new(id, *v).with_roles(roles).with_config(MINE_FUNCTIONS).with_log_level("debug")
+    });
     let mut minions: Vec<Minion> = specs.map(|s| Minion::start(s, &endpoints)).collect();
     for m in &minions {
         m.wait_authenticated(WAIT).unwrap_or_else(|e| panic!("{e}"));

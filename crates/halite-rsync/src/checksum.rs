@@ -83,11 +83,12 @@ impl Rolling {
         // The signed-byte reading below is `signed` with an offset of 0.
         const _: () = assert!(CHAR_OFFSET == 0);
         let weights = _mm256_setr_epi8(
-            32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6,
-            5, 4, 3, 2, 1,
+            32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
+            4, 3, 2, 1,
         );
         let (ones8, ones16) = (_mm256_set1_epi8(1), _mm256_set1_epi16(1));
-        let (mut sums, mut before, mut weighted) = (_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256());
+        let (mut sums, mut before, mut weighted) =
+            (_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256());
         let mut chunks = window.chunks_exact(32);
         for chunk in &mut chunks {
             // SAFETY: `chunk` is 32 readable bytes; the load has no alignment requirement.

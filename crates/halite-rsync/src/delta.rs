@@ -606,17 +606,32 @@ impl Matcher {
 
     /// Ends the file: emits what is left and returns the file's transfer checksum, which
     /// the caller sends after the token stream's end mark, with the totals.
-    pub fn finish(mut self, mut emit: impl FnMut(Token<'_>)) -> Finished {
+    pub fn finish(self, emit: impl FnMut(Token<'_>)) -> Finished {
+        self.finish_keeping_window(emit).0
+    }
+
+    /// [`Matcher::finish`], also handing back the window buffer for the next file's
+    /// matcher ([`Matcher::with_window`]).
+    pub fn finish_keeping_window(mut self, mut emit: impl FnMut(Token<'_>)) -> (Finished, Vec<u8>) {
         self.scan(&mut emit);
         if self.active {
             self.match_tail(&mut emit);
         }
         self.flush_literal(self.end, &mut emit);
-        Finished {
+        let finished = Finished {
             file_sum: self.file_sum.finish(),
             literal_bytes: self.literal_bytes,
             matched_bytes: self.matched_bytes,
-        }
+        };
+        (finished, self.buf)
+    }
+
+    /// Uses `window` (a previous matcher's, whatever it holds) as the window buffer: a
+    /// sender going through many files then allocates and clears its buffer once.
+    pub fn with_window(mut self, window: Vec<u8>) -> Self {
+        self.buf = window;
+        self.end = 0;
+        self
     }
 
     /// Bytes emitted as literal data so far.

@@ -15,7 +15,8 @@ pub const COMPRESSIONS: &[&str] = &["zstd", "lz4", "zlibx", "zlib", "none"];
 pub fn send_delta(t: &mut Transfer<'_>, sums: BlockSums, file: &mut dyn Read) -> Result<Finished, Fatal> {
     sums.head().write(t.wire.out_buffer());
     let hasher = BlockChecksum::new(t.sums.strong, t.sums.seed, t.sums.proper_seed_order);
-    let mut matcher = Matcher::new(sums, hasher);
+    // The connection's read buffer is the window: one allocation for all the files.
+    let mut matcher = Matcher::new(sums, hasher).with_window(std::mem::take(&mut t.read_buf));
     // The file is read straight into the matcher's window: a first read of one token
     // run, then larger ones, so the many small files of a tree cost small buffers.
     let mut most = halite_rsync::token::CHUNK_SIZE;
@@ -47,7 +48,8 @@ pub fn send_delta(t: &mut Transfer<'_>, sums: BlockSums, file: &mut dyn Read) ->
     }
     let encoder = &mut t.encoder;
     let out = t.wire.out_buffer();
-    let done = matcher.finish(|tok| emit(encoder.as_mut(), out, tok));
+    let (done, window) = matcher.finish_keeping_window(|tok| emit(encoder.as_mut(), out, tok));
+    t.read_buf = window;
     t.encoder.end(out);
     out.extend_from_slice(done.file_sum.as_bytes());
     t.wire.flush_if_full()?;

@@ -373,7 +373,10 @@ fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
     if a.is_empty() {
         return b.to_vec();
     }
-    let mut v = a.to_vec();
+    // Exactly sized: the names of the lists ahead of the client are held, ten thousand
+    // of them.
+    let mut v = Vec::with_capacity(a.len() + 1 + b.len());
+    v.extend_from_slice(a);
     v.push(b'/');
     v.extend_from_slice(b);
     v
@@ -507,6 +510,9 @@ fn send_extra(t: &mut Transfer<'_>, lists: &mut Lists, at_least: usize, stats: &
         if new_error && !t.compat.safe_flist && t.protocol == 30 {
             t.wire.message(Msg::IoError, &stats.io_error.to_le_bytes())?;
         }
+        // Held until the client is done with the list, up to ten thousand entries ahead:
+        // without the growth's spare room.
+        entries.shrink_to_fit();
         lists.lists.push(Some(d), entries, kind).map_err(|e| Fatal::protocol(e.to_string()))?;
         if lists.lists.next_dir().is_none() {
             end_of_lists(t, lists)?;

@@ -104,8 +104,9 @@ pub struct Transfer<'a> {
     /// `transfer logging`: one line per file, in the module's `log format`.
     pub log: Option<crate::log::TransferLog>,
     pub id_names: crate::ids::NameCache,
-    /// The sender's read buffer, one per connection: allocated (and zeroed) per file it
-    /// cost more CPU than reading the file on a tree of small files.
+    /// The sender's read buffer, one per connection, lent to each file's delta matcher as
+    /// its window: allocated (and zeroed) per file it cost more CPU than reading the file
+    /// on a tree of small files.
     pub read_buf: Vec<u8>,
 }
 
