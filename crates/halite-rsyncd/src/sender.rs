@@ -351,8 +351,7 @@ fn walk(
         };
         let names = read_dir_fd(&dir).map_err(Fatal::io("readdir", &dir_rel))?;
         for name in names {
-            let listed = join(&prefix, &name);
-            let Some(e) = entry_for(t, &dir, &name, listed.clone(), stats)? else {
+            let Some(e) = entry_for(t, &dir, &name, join(&prefix, &name), stats)? else {
                 continue;
             };
             if list.len() >= MAX_ENTRIES {
@@ -361,7 +360,7 @@ fn walk(
                 )));
             }
             if e.is_dir() && recursive {
-                stack.push((join(&dir_rel, &name), listed));
+                stack.push((join(&dir_rel, &name), e.name.clone()));
             }
             list.push(Listed { entry: e, root: root.clone() });
         }

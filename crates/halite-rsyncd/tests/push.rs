@@ -52,14 +52,10 @@ impl Pair {
             let module = dir.join("module");
             std::fs::create_dir_all(&module).unwrap();
             seed(&module);
-            // The same times on both sides' seeded files and links, whatever second they
-            // were made.
-            for path in snapshot(&module, false).keys() {
-                let p = module.join(path);
-                if std::fs::symlink_metadata(&p).map(|m| !m.is_dir()).unwrap_or(false) {
-                    set_mtime(&p, 1_600_000_000);
-                }
-            }
+            // The same times on both sides' seeded entries, whatever second they were
+            // made: directories' too, the module's own included, or "./" is listed by
+            // the side whose module shares the source's second and not by the other.
+            pin_times(&module, 1_600_000_000);
             daemons.push(Daemon::start(server, &config(&module, extra), &dir));
         }
         let reference = daemons.pop().unwrap();
