@@ -115,9 +115,13 @@ pub struct ListWriter {
     gid: u32,
     mtime: i64,
     rdev_major: u32,
-    /// (dev, ino) → index of the first entry sent with it.
+    /// (dev, ino) → index of the first entry sent with it, over every list of the
+    /// transfer (with incremental recursion a later list's link names an earlier list's
+    /// entry by its index).
     hardlinks: HashMap<(u64, u64), i32>,
-    sent: i32,
+    /// The index of the list being written's first entry, and of the next entry.
+    list_start: i32,
+    next_ndx: i32,
     /// ids seen with names, for the lists after the file list.
     uids: Vec<(u32, Vec<u8>)>,
     gids: Vec<(u32, Vec<u8>)>,
@@ -126,6 +130,14 @@ pub struct ListWriter {
 impl ListWriter {
     pub fn new(opts: ListOptions) -> Self {
         ListWriter { opts, ..Default::default() }
+    }
+
+    /// Starts a list whose first entry has index `start` (0 without incremental
+    /// recursion, where there is one list; with it, the start the lists' numbering
+    /// gives, a list's directory taking the index before it).
+    pub fn begin_list(&mut self, start: i32) {
+        self.list_start = start;
+        self.next_ndx = start;
     }
 
     /// Appends one entry. `user`/`group` are the names of its uid/gid when the daemon
@@ -197,7 +209,7 @@ impl ListWriter {
                 match self.hardlinks.get(&key) {
                     Some(&first_ndx) => first_hlink = Some(first_ndx),
                     None => {
-                        self.hardlinks.insert(key, self.sent);
+                        self.hardlinks.insert(key, self.next_ndx);
                         x |= XMIT_HLINK_FIRST;
                     }
                 }
@@ -235,12 +247,15 @@ impl ListWriter {
         out.extend_from_slice(rest);
         self.last_name.clear();
         self.last_name.extend_from_slice(&e.name);
-        self.sent += 1;
+        self.next_ndx += 1;
         if let Some(first_ndx) = first_hlink {
-            // A later link to a file already in this list: the receiver copies the
-            // attributes from the first one.
             put_varint(out, first_ndx);
-            return;
+            // A later link to a file already in this list: the receiver copies the
+            // attributes from the first one. A link to an earlier list's file carries
+            // its attributes too (the receiver may have freed that list).
+            if first_ndx >= self.list_start {
+                return;
+            }
         }
         put_varlong30(out, proto, e.size as i64, 3);
         if x & XMIT_SAME_TIME == 0 {

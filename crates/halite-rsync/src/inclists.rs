@@ -98,6 +98,11 @@ impl<T: Clone> SendLists<T> {
         }
     }
 
+    /// The index the next list pushed will start at.
+    pub fn next_start(&self) -> i64 {
+        self.next_start
+    }
+
     pub fn incremental(&self) -> bool {
         self.incremental
     }

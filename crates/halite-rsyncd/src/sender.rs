@@ -426,6 +426,10 @@ fn entry_for(
 
 /// Writes a list's entries (and counts them for the statistics).
 fn write_entries(t: &mut Transfer<'_>, lists: &mut Lists, list: &[Listed], stats: &mut SendStats) -> Result<(), Fatal> {
+    // Hard links name their set's first member by its index over all the lists.
+    let start = lists.lists.next_start();
+    let start = i32::try_from(start).map_err(|_| Fatal::protocol(format!("list index {start} out of range")))?;
+    lists.writer.begin_list(start);
     let mut out = Vec::with_capacity(64 * 1024);
     for Listed { entry: e, .. } in list {
         let (user, group) = t.names(e.uid, e.gid);

@@ -630,17 +630,19 @@ fn setup_protocol(wire: &mut Wire, protocol: i32, options: &ServerOptions) -> Re
     // Incremental recursion for recursive transfers, as the reference offers it (a push
     // not with --delete-before/--delete-after nor --prune-empty-dirs, which need the
     // whole list first, nor with --remove-source-files, whose MSG_SUCCESS waits for a
-    // landing batch that a list cannot wait for); not with -H (hard links are then matched across lists by
-    // global index, which halite-rsyncd does not do). Nor for a pull of several source
-    // arguments: two of them may hold a directory of the same name, which the reference
-    // expands as one list; halite-rsyncd sends the whole list.
+    // landing batch that a list cannot wait for). A pull with -H too: its hard links name
+    // their set's first member by its index over all the lists (`ListWriter`); a push
+    // with -H takes the whole list, as matching a later list's link to an earlier list's
+    // file on this side (the reference's prior_hlinks) is not done. Nor for a pull of
+    // several source arguments: two of them may hold a directory of the same name, which
+    // the reference expands as one list; halite-rsyncd sends the whole list.
     use halite_rsync::options::DeleteMode;
     let incremental = options.recursive
-        && !options.hard_links
         && match options.sender {
             true => options.paths.len() <= 1,
             false => {
-                !matches!(options.delete, Some(DeleteMode::Before | DeleteMode::After))
+                !options.hard_links
+                    && !matches!(options.delete, Some(DeleteMode::Before | DeleteMode::After))
                     && !options.prune_empty_dirs
                     && !options.remove_source_files
             }
