@@ -27,10 +27,10 @@ pub const OLD_MAX_BLOCK_SIZE: u32 = 1 << 29;
 /// The most blocks halite accepts in one sum header. The reference only guards against
 /// arithmetic overflow; halite also caps the memory a peer can make the sender spend on
 /// one file's sums. With ≤ 16-byte strong sums, an entry costs at most 24 bytes here
-/// (weak sum, strong sum, hash chain) and the hash table at most 8 more (two slots an
-/// entry at the cap), so the cap is 256 MiB, and it still
-/// admits a basis of 1 TiB at the 128 KiB blocks rsync picks for files that large. A
-/// bigger basis (or a tiny `--block-size` on a huge one) is refused, not mis-transferred.
+/// (weak sum, strong sum, hash chain) and the hash table at most 64 MiB (2^24 slots),
+/// so the cap is 256 MiB, and it still admits a basis of 1 TiB at the 128 KiB blocks
+/// rsync picks for files that large. A bigger basis (or a tiny `--block-size` on a huge
+/// one) is refused, not mis-transferred.
 pub const MAX_SUM_COUNT: u32 = 1 << 23;
 
 /// The strong-sum length a first pass starts from (rsync.h SHORT_SUM_LENGTH).
@@ -521,11 +521,11 @@ impl Matcher {
 
     fn build_table(&mut self) {
         let count = self.head.count as usize;
-        // Two to four buckets per block, and at least 2^16 as the reference has: in a
-        // changed region every byte offset is looked up, and most lookups must end at an
-        // empty bucket without walking a chain. The table stays below the sums' own size
-        // (4 bytes a bucket against 4 + a strong sum a block).
-        let bits = (count.next_power_of_two().trailing_zeros() + 1).clamp(16, 24);
+        // Four to eight slots per block (two to four at the cap on blocks): in a changed
+        // region every byte offset is looked up, and most lookups must end at an empty
+        // slot without walking a chain. Sized by the block count, so a small file's table
+        // is small (the table is built for every file that has sums).
+        let bits = (count.next_power_of_two().trailing_zeros() + 2).clamp(10, 24);
         self.shift = 32 - bits;
         self.table = vec![NIL; 1 << bits];
         self.chain = vec![NIL; count];
@@ -627,8 +627,10 @@ impl Matcher {
     }
 
     /// Uses `window` (a previous matcher's, whatever it holds) as the window buffer: a
-    /// sender going through many files then allocates and clears its buffer once.
+    /// sender going through many files then allocates and clears its buffer once. For a
+    /// matcher not fed yet.
     pub fn with_window(mut self, window: Vec<u8>) -> Self {
+        debug_assert!(self.base == 0 && self.end == 0 && self.window.is_none(), "with_window on a fed matcher");
         self.buf = window;
         self.end = 0;
         self

@@ -262,8 +262,6 @@ impl ServerOptions {
                 self.compress = true;
                 self.compress_choice = Some("zlib".into());
             }
-            // Accepted by the reference; halite-rsyncd does not act on them yet, so they
-            // are refused by name rather than ignored (docs/decisions.md).
             "dry-run" => self.dry_run = true,
             "update" => self.update = true,
             // The client sends -1 for --max-delete=0: both mean "delete nothing".

@@ -450,9 +450,12 @@ fn write_entries(t: &mut Transfer<'_>, lists: &mut Lists, list: &[Listed], stats
 fn send_first_list(
     t: &mut Transfer<'_>,
     lists: &mut Lists,
-    first: Vec<Listed>,
+    mut first: Vec<Listed>,
     stats: &mut SendStats,
 ) -> Result<(), Fatal> {
+    // Held until the client is done with it; without incremental recursion it is the
+    // whole tree's list.
+    first.shrink_to_fit();
     write_entries(t, lists, &first, stats)?;
     let mut out = Vec::new();
     let report_in_list = t.compat.safe_flist;
