@@ -485,3 +485,55 @@ fn hard_links_are_pulled_as_from_the_reference() {
         assert_eq!(h.len(), 3, "case {i}: {h:?}");
     }
 }
+
+/// One byte changed in the middle of a 64 MiB file: the second pull sends a delta of a
+/// few KiB, the same literal and matched bytes as the reference's for the same change
+/// (the client's generator picks the blocks, so the two senders must find the same).
+#[test]
+fn one_byte_changed_in_a_large_file_pulls_as_the_references_delta() {
+    if skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut data: Vec<u8> = (0..64 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    std::fs::write(tree.join("big.bin"), &data).unwrap();
+    let conf = config(&tree, "");
+    let (hal_dir, ref_dir) = (tmp.path().join("hal"), tmp.path().join("ref"));
+    std::fs::create_dir_all(&hal_dir).unwrap();
+    std::fs::create_dir_all(&ref_dir).unwrap();
+    let daemons = [Daemon::start(Server::Halite, &conf, &hal_dir), Daemon::start(Server::Reference, &conf, &ref_dir)];
+    let pull = |d: &Daemon, dst: &Path| {
+        let out = rsync(&["-a", "--stats", &d.url("code/"), dst.to_str().unwrap()], None);
+        assert!(out.status.success(), "{}\n{}", text(&out), d.log());
+        let stats = String::from_utf8_lossy(&out.stdout).into_owned();
+        let field = |name: &str| -> u64 {
+            let line = stats.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_else(|| panic!("{name}: {stats}"));
+            line.split_whitespace().next().unwrap().replace(',', "").parse().unwrap()
+        };
+        (field("Literal data: "), field("Matched data: "))
+    };
+    let dsts = [tmp.path().join("dst-hal"), tmp.path().join("dst-ref")];
+    for (d, dst) in daemons.iter().zip(&dsts) {
+        assert_eq!(pull(d, dst), (64 << 20, 0), "the first pull sends the file whole");
+    }
+    data[(32 << 20) + 12_345] ^= 0x5a;
+    std::fs::write(tree.join("big.bin"), &data).unwrap();
+    let deltas: Vec<(u64, u64)> = daemons.iter().zip(&dsts).map(|(d, dst)| pull(d, dst)).collect();
+    let (literal, matched) = deltas[0];
+    assert!(literal > 0 && literal < 64 * 1024, "a one-byte change sent {literal} literal bytes");
+    assert_eq!(literal + matched, 64 << 20);
+    assert_eq!(deltas[0], deltas[1], "literal and matched bytes, halite vs reference");
+    for dst in &dsts {
+        assert_same(&snapshot(&tree, true), &snapshot(dst, true), "source vs pulled");
+    }
+}
