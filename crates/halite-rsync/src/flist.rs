@@ -32,6 +32,11 @@ pub const XMIT_MOD_NSEC: u32 = 1 << 13;
 /// is longer.
 pub const MAXPATHLEN: usize = 4096;
 
+/// The io_error bits a list ends with (rsync.h): a file or directory that could not be
+/// read, and one that vanished between the directory's read and its stat.
+pub const IOERR_GENERAL: i32 = 1 << 0;
+pub const IOERR_VANISHED: i32 = 1 << 1;
+
 pub const S_IFMT: u32 = 0o170000;
 pub const S_IFDIR: u32 = 0o040000;
 pub const S_IFREG: u32 = 0o100000;

@@ -662,7 +662,7 @@ struct Generator<'g, 's> {
     children: HashMap<Vec<u8>, Vec<u32>>,
     /// The directories whose times are set once the last file has landed (writing a
     /// file changes its directory's time).
-    dir_times: Vec<FileEntry>,
+    dir_times: Vec<DirTime>,
     /// Phase ends the receiver reported and the generator has not waited for yet.
     dones: usize,
     /// `-H`: the list's hard-linked sets.
@@ -693,9 +693,11 @@ enum Asked {
 
 impl Generator<'_, '_> {
     /// The client could not read part of its tree: deleting what it did not list could
-    /// delete what it only failed to read (the reference does the same).
+    /// delete what it only failed to read. So deletions stop for the rest of the transfer
+    /// once it reports a file it could not read — not one that vanished, which is gone
+    /// from the source as it would be from here — as the reference's delete_in_dir.
     fn check_io_error(&mut self, io_error: i32) -> Result<(), Fatal> {
-        if self.delete && io_error != 0 && !self.s.options.ignore_errors {
+        if self.delete && io_error & flist::IOERR_GENERAL != 0 && !self.s.options.ignore_errors {
             self.w.message(Msg::Info, b"IO error encountered -- skipping file deletion\n")?;
             self.delete = false;
         }
@@ -883,7 +885,7 @@ impl Generator<'_, '_> {
             }
         }
         if !dry_run && s.options.times && !s.options.omit_dir_times {
-            self.dir_times.push(FileEntry { name: rel.to_vec(), ..e.clone() });
+            self.dir_times.push(DirTime { name: rel.into(), mtime: e.mtime, mtime_nsec: e.mtime_nsec });
         }
         // (A directory a dry run would make has nothing in it to delete.)
         if self.delete && s.options.recursive && !assume_missing && !(made && dry_run) {
@@ -1227,9 +1229,9 @@ impl Generator<'_, '_> {
         self.settle()?;
         self.confirm_links(true)?;
         // Every file has landed: directory times set now stay.
-        for e in &self.dir_times {
-            if let Ok(dir) = s.tree.open_dir(&e.name) {
-                let _ = set_times(&dir, e);
+        for d in &self.dir_times {
+            if let Ok(dir) = s.tree.open_dir(&d.name) {
+                let _ = set_mtime(&dir, d.mtime, d.mtime_nsec);
             }
         }
         let mut out = Vec::new();
@@ -1878,8 +1880,20 @@ fn fchmod(fd: &OwnedFd, mode: u32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A directory's time, set once every file has landed: one for each directory of the
+/// push, so only what that needs.
+struct DirTime {
+    name: Box<[u8]>,
+    mtime: i64,
+    mtime_nsec: u32,
+}
+
 fn set_times(fd: &OwnedFd, e: &FileEntry) -> std::io::Result<()> {
-    let t = libc::timespec { tv_sec: e.mtime, tv_nsec: e.mtime_nsec as i64 };
+    set_mtime(fd, e.mtime, e.mtime_nsec)
+}
+
+fn set_mtime(fd: &OwnedFd, mtime: i64, mtime_nsec: u32) -> std::io::Result<()> {
+    let t = libc::timespec { tv_sec: mtime, tv_nsec: mtime_nsec as i64 };
     let times = [libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT }, t];
     // SAFETY: futimens on an open descriptor with two timespecs.
     if unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) } != 0 {

@@ -254,7 +254,7 @@ fn build_list(t: &mut Transfer<'_>, stats: &mut SendStats, incremental: bool) ->
         let st = match looked_up {
             Ok(st) => st,
             Err(e) => {
-                stats.io_error |= 1;
+                stats.io_error |= flist::IOERR_GENERAL;
                 // Without -R the reference enters the named path's directory first, so
                 // a missing directory is what it reports (one the module's rules hide
                 // looks missing too).
@@ -335,12 +335,12 @@ fn walk(
             // when its list comes due): vanished, a warning, as the reference says it,
             // so the client's --delete goes on.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                stats.io_error |= 2;
+                stats.io_error |= flist::IOERR_VANISHED;
                 t.warning(&format!("directory has vanished: {}", t.module.full_fname(&dir_rel)))?;
                 continue;
             }
             Err(e) => {
-                stats.io_error |= 1;
+                stats.io_error |= flist::IOERR_GENERAL;
                 t.error(&format!(
                     "rsync: [sender] opendir {} failed: {}",
                     t.module.full_fname(&dir_rel),
@@ -392,7 +392,7 @@ fn entry_for(
     let st = match stat_at(dir, name) {
         Ok(st) => st,
         Err(e) => {
-            stats.io_error |= 2;
+            stats.io_error |= flist::IOERR_VANISHED;
             t.error(&format!("file has vanished: {}: {}", t.module.full_fname(&listed), os_error(&e)))?;
             return Ok(None);
         }
@@ -670,10 +670,10 @@ fn send_files(t: &mut Transfer<'_>, lists: &mut Lists, stats: &mut SendStats) ->
                 // Deleted since it was listed: a warning and exit code 24, as the
                 // reference has it, so a pull of a live tree is not called failed.
                 if e.kind() == std::io::ErrorKind::NotFound {
-                    stats.io_error |= 2;
+                    stats.io_error |= flist::IOERR_VANISHED;
                     t.warning(&format!("file has vanished: {}", t.module.full_fname(path)))?;
                 } else {
-                    stats.io_error |= 1;
+                    stats.io_error |= flist::IOERR_GENERAL;
                     t.error(&format!(
                         "rsync: [sender] send_files failed to open {}: {}",
                         t.module.full_fname(path),

@@ -507,6 +507,9 @@ fn one_byte_changed_in_a_large_file_pulls_as_the_references_delta() {
         })
         .collect();
     std::fs::write(tree.join("big.bin"), &data).unwrap();
+    // Explicit times: the change keeps the size, so only the time tells the client's
+    // quick check that the file changed, and both writes may fall in one second.
+    set_mtime(&tree.join("big.bin"), 1_600_000_000);
     let conf = config(&tree, "");
     let (hal_dir, ref_dir) = (tmp.path().join("hal"), tmp.path().join("ref"));
     std::fs::create_dir_all(&hal_dir).unwrap();
@@ -528,6 +531,7 @@ fn one_byte_changed_in_a_large_file_pulls_as_the_references_delta() {
     }
     data[(32 << 20) + 12_345] ^= 0x5a;
     std::fs::write(tree.join("big.bin"), &data).unwrap();
+    set_mtime(&tree.join("big.bin"), 1_600_000_100);
     let deltas: Vec<(u64, u64)> = daemons.iter().zip(&dsts).map(|(d, dst)| pull(d, dst)).collect();
     let (literal, matched) = deltas[0];
     assert!(literal > 0 && literal < 64 * 1024, "a one-byte change sent {literal} literal bytes");
