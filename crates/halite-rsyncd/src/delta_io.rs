@@ -18,7 +18,8 @@ pub fn send_delta(t: &mut Transfer<'_>, sums: BlockSums, file: &mut dyn Read) ->
     // The connection's read buffer is the window: one allocation for all the files.
     let mut matcher = Matcher::new(sums, hasher).with_window(std::mem::take(&mut t.read_buf));
     // The file is read straight into the matcher's window: a first read of one token
-    // run, then larger ones, so the many small files of a tree cost small buffers.
+    // run, then larger ones, so a tree of small files never grows the window past one
+    // run (the buffer is kept for the whole connection).
     let mut most = halite_rsync::token::CHUNK_SIZE;
     loop {
         let encoder = &mut t.encoder;
