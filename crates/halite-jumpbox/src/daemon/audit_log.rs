@@ -1,0 +1,49 @@
+//! Where audit lines go: the configured file (opened for appending, each line one write so
+//! lines of concurrent connections never interleave) and the journal, through tracing.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Mutex;
+
+use halite_jumpbox::audit::Record;
+use tracing::{error, info};
+
+pub struct AuditLog {
+    file: Option<Mutex<File>>,
+}
+
+impl AuditLog {
+    pub fn open(path: Option<&Path>) -> anyhow::Result<AuditLog> {
+        let file = match path {
+            None => None,
+            Some(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                Some(Mutex::new(
+                    OpenOptions::new()
+                        .append(true)
+                        .create(true)
+                        .mode(0o640)
+                        .open(path)
+                        .map_err(|e| anyhow::anyhow!("audit_log {}: {e}", path.display()))?,
+                ))
+            }
+        };
+        Ok(AuditLog { file })
+    }
+
+    pub fn write(&self, record: &Record) {
+        let line = record.line();
+        info!(target: "audit", "{}", line.trim_end());
+        if let Some(file) = &self.file {
+            let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = file.write_all(line.as_bytes()) {
+                // A full disk: the journal still has the line; say so once per failure.
+                error!("audit log write failed ({e}); the record is in the journal only");
+            }
+        }
+    }
+}

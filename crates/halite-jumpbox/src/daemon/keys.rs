@@ -1,0 +1,141 @@
+//! Host keys and users' `authorized_keys` files: the daemon's only reads of key material.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use halite_authkeys::AuthorizedKeys;
+use rand::RngCore;
+use russh::keys::ssh_key::private::Ed25519Keypair;
+use russh::keys::ssh_key::LineEnding;
+use russh::keys::PrivateKey;
+use tracing::{info, warn};
+
+/// Largest `authorized_keys` file read: hundreds of keys fit in a few hundred KiB.
+pub const MAX_AUTHORIZED_KEYS_BYTES: u64 = 1 << 20;
+
+/// The configured host keys, generating an ed25519 key at a missing path whose name does
+/// not say another type (sshd's `ssh-keygen -A` makes the others on the VM), so the key
+/// clients pinned in `known_hosts` stays the same across restarts.
+pub fn host_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<PrivateKey>> {
+    let mut keys = Vec::new();
+    for path in paths {
+        if !path.exists() {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if ["rsa", "ecdsa", "dsa"]
+                .iter()
+                .any(|t| name.contains(&format!("_{t}_")) || name.contains(&format!("{t}_key")))
+            {
+                warn!(path = %path.display(), "host key file missing, and only ed25519 keys are generated: skipped");
+                continue;
+            }
+            generate(path).with_context(|| format!("generating host key {}", path.display()))?;
+        }
+        let key =
+            russh::keys::load_secret_key(path, None).with_context(|| format!("reading host key {}", path.display()))?;
+        info!(path = %path.display(), algorithm = %key.algorithm(), fingerprint = %key.public_key().fingerprint(Default::default()), "host key");
+        keys.push(key);
+    }
+    if keys.is_empty() {
+        bail!("host_keys: none of {} could be read or made", paths.len());
+    }
+    Ok(keys)
+}
+
+fn generate(path: &Path) -> anyhow::Result<()> {
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+    let private = key.to_openssh(LineEnding::LF)?;
+    let public = key.public_key().to_openssh()?;
+    write_new(path, private.as_bytes(), 0o600)?;
+    let mut pub_path = path.as_os_str().to_owned();
+    pub_path.push(".pub");
+    write_new(Path::new(&pub_path), format!("{public}\n").as_bytes(), 0o644)?;
+    info!(path = %path.display(), "generated a new ed25519 host key");
+    Ok(())
+}
+
+/// Writes a file whole or not at all: a temporary file beside it, synced, then renamed.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("key")));
+    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)?;
+    fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// A local account, as `%u` and `%h` need it.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub uid: u32,
+    pub home: PathBuf,
+}
+
+pub fn account(user: &str) -> Option<Account> {
+    let name = std::ffi::CString::new(user).ok()?;
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is to a live local of the size given; getpwnam_r fills `pwd`
+    // with pointers into `buf`, read below while `buf` lives.
+    let rc = unsafe { libc::getpwnam_r(name.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
+        return None;
+    }
+    // SAFETY: pw_dir points to a NUL-terminated string inside `buf`.
+    let home = unsafe { std::ffi::CStr::from_ptr(pwd.pw_dir) }.to_str().ok()?.to_owned();
+    Some(Account { uid: pwd.pw_uid, home: PathBuf::from(home) })
+}
+
+/// Reads a user's `authorized_keys` as sshd's `StrictModes yes` would: the file and every
+/// directory above it must belong to the user or root and be writable by nobody else, so
+/// another local user cannot slip a key in.
+pub fn authorized_keys(path: &Path, account: &Account) -> Result<AuthorizedKeys, String> {
+    let mut file = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    strict_modes(path, &meta, account)?;
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        if d.as_os_str().is_empty() {
+            break;
+        }
+        let dmeta = fs::metadata(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        strict_modes(d, &dmeta, account)?;
+        if d == account.home {
+            break;
+        }
+        dir = d.parent();
+    }
+    let mut text = String::new();
+    (&mut file)
+        .take(MAX_AUTHORIZED_KEYS_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_AUTHORIZED_KEYS_BYTES {
+        return Err(format!("{} is larger than {MAX_AUTHORIZED_KEYS_BYTES} bytes", path.display()));
+    }
+    Ok(halite_authkeys::parse(&text))
+}
+
+fn strict_modes(path: &Path, meta: &fs::Metadata, account: &Account) -> Result<(), String> {
+    if meta.uid() != account.uid && meta.uid() != 0 {
+        return Err(format!("bad ownership of {}: uid {}", path.display(), meta.uid()));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(format!(
+            "bad modes for {}: {:o} (writable by group or others)",
+            path.display(),
+            meta.permissions().mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
