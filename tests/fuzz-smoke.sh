@@ -3,7 +3,8 @@
 # decoder against its nesting and size budgets, ZMTP, both YAML loaders, a pillar sls through
 # jinja|yaml, a reaction file, a compound target against its depth and word limits, a DNS
 # query to halite-dns and a zone file, and halite-rsyncd's decoders: greeting and arguments,
-# file list, block sums, filter rules, token streams), seeded
+# file list, block sums, filter rules, token streams; halite-jumpbox's authorized_keys,
+# jumpbox.yaml, forward host and roster decoders), seeded
 # from fuzz/seeds (Salt's own messages, site sls files, targets). Long campaigns: `cargo fuzz run <target>` without a limit.
 #
 # Usage: tests/fuzz-smoke.sh [SECONDS_PER_TARGET]
@@ -17,7 +18,7 @@ export RUSTC_BOOTSTRAP=1
 cd fuzz
 targets=0
 for target in envelope crypticle auth request yaml sls zmtp reaction compound dns_query zonefile \
-    rsync_handshake rsync_flist rsync_sums rsync_filter rsync_tokens; do
+    rsync_handshake rsync_flist rsync_sums rsync_filter rsync_tokens authorized_keys jumpbox_config; do
   mkdir -p "corpus/$target"
   log=$(mktemp)
   if ! cargo fuzz run -O "$target" "corpus/$target" seeds -- -max_total_time="$secs" -rss_limit_mb=2048 >"$log" 2>&1; then

@@ -138,6 +138,7 @@ halite-dns:
         public_name: {{ public_name }}
         internal_tld: {{ site.internal_tld }}
         socks_port: {{ jumpbox.get('socks_port', 1080) }}
+        jumpbox_port: {{ jumpbox.get('port', 2222) }}
 
 /etc/ssh/sshd_config.d/banner.conf:
   file.managed:

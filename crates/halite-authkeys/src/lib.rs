@@ -90,21 +90,16 @@ pub struct CivilTime {
     pub hour: u32,
     pub minute: u32,
     pub second: u32,
-    /// Written with a trailing `Z`; without it sshd reads the time in the system's zone.
+    /// Written with a trailing `Z` or `UTC`; without it sshd reads the time in the system's
+    /// zone.
     pub utc: bool,
 }
 
 impl CivilTime {
-    /// Seconds since the epoch, the time being UTC shifted by `offset_seconds` (the zone's
-    /// offset east of UTC, ignored for a `Z` time).
-    pub fn to_unix(&self, offset_seconds: i64) -> i64 {
+    /// Seconds since the epoch of this date and time read as UTC.
+    pub fn as_utc(&self) -> i64 {
         let days = days_from_civil(self.year, self.month, self.day);
-        let secs = days * 86_400 + i64::from(self.hour * 3600 + self.minute * 60 + self.second);
-        if self.utc {
-            secs
-        } else {
-            secs - offset_seconds
-        }
+        days * 86_400 + i64::from(self.hour * 3600 + self.minute * 60 + self.second)
     }
 }
 
@@ -149,7 +144,8 @@ pub struct Options {
     pub permitopen: Vec<PermitOpen>,
     pub permitlisten: Vec<String>,
     pub tunnel: Option<String>,
-    pub expiry: Option<CivilTime>,
+    /// Every `expiry-time` of the line: the key expires at the earliest, as sshd keeps it.
+    pub expiry: Vec<CivilTime>,
     pub no_touch_required: bool,
     pub verify_required: bool,
     from: Option<Vec<FromPattern>>,
@@ -200,12 +196,15 @@ pub enum Refusal {
     NotFrom { line: usize, address: IpAddr },
     #[error("line {line}: the key expired")]
     Expired { line: usize },
+    #[error("line {line}: a security key's touch or PIN cannot be verified (the line needs no-touch-required, without verify-required)")]
+    Unverifiable { line: usize },
 }
 
 impl Entry {
     /// Whether this line lets its key sign in from `address` at `now` (seconds since the
-    /// epoch), with `utc_offset` the local zone's offset for an `expiry-time` without `Z`.
-    pub fn admits(&self, address: IpAddr, now: i64, utc_offset: i64) -> Result<(), Refusal> {
+    /// epoch); `local` gives the epoch seconds of an `expiry-time` written without a zone, in
+    /// the system's zone (as mktime(3) does, daylight saving included).
+    pub fn admits(&self, address: IpAddr, now: i64, local: &dyn Fn(&CivilTime) -> i64) -> Result<(), Refusal> {
         if self.options.cert_authority {
             return Err(Refusal::CertAuthority { line: self.line });
         }
@@ -214,8 +213,10 @@ impl Entry {
                 return Err(Refusal::NotFrom { line: self.line, address });
             }
         }
-        if let Some(expiry) = self.options.expiry {
-            if now >= expiry.to_unix(utc_offset) {
+        for expiry in &self.options.expiry {
+            let at = if expiry.utc { expiry.as_utc() } else { local(expiry) };
+            // sshd refuses once the time is past, not at it.
+            if now > at {
                 return Err(Refusal::Expired { line: self.line });
             }
         }
@@ -391,15 +392,21 @@ fn apply(options: &mut Options, name: &str, value: Option<String>) -> Result<(),
         _ => {
             let value = value.ok_or_else(|| format!("unknown option {name:?}"))?;
             match lower.as_str() {
-                "command" => options.command = Some(value),
+                // sshd refuses a line that gives these twice, rather than pick one.
+                "command" => once(&mut options.command, "command", value)?,
                 "environment" => {
-                    if !value.contains('=') {
+                    let name_ok = value.split_once('=').is_some_and(|(name, _)| {
+                        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    });
+                    if !name_ok {
                         return Err(format!("environment {value:?} is not NAME=value"));
                     }
                     options.environment.push(value)
                 }
-                "principals" => options.principals = Some(value.split(',').map(str::to_owned).collect()),
-                "from" => options.from = Some(from_patterns(&value)?),
+                "principals" => {
+                    once(&mut options.principals, "principals", value.split(',').map(str::to_owned).collect())?
+                }
+                "from" => once(&mut options.from, "from", from_patterns(&value)?)?,
                 "permitopen" => options.permitopen.push(permit_open(&value)?),
                 "permitlisten" => options.permitlisten.push(value),
                 "tunnel" => {
@@ -408,12 +415,20 @@ fn apply(options: &mut Options, name: &str, value: Option<String>) -> Result<(),
                     }
                     options.tunnel = Some(value)
                 }
-                "expiry-time" => options.expiry = Some(expiry_time(&value)?),
+                "expiry-time" => options.expiry.push(expiry_time(&value)?),
                 _ => return Err(format!("unknown option {name:?}")),
             }
             Ok(())
         }
     }
+}
+
+fn once<T>(slot: &mut Option<T>, name: &str, value: T) -> Result<(), String> {
+    if slot.is_some() {
+        return Err(format!("multiple {name:?} clauses"));
+    }
+    *slot = Some(value);
+    Ok(())
 }
 
 /// `host:port`, `[v6]:port` or `*:*`, as sshd accepts a `permitopen` value.
@@ -520,11 +535,12 @@ fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
     pattern[p..].iter().all(|&c| c == b'*')
 }
 
-/// `YYYYMMDD[HHMM[SS]][Z]`, sshd's `expiry-time` forms.
+/// `YYYYMMDD[HHMM[SS]][Z|UTC]`, sshd's `expiry-time` forms.
 fn expiry_time(value: &str) -> Result<CivilTime, String> {
     let bad = || format!("expiry-time {value:?}: not YYYYMMDD[HHMM[SS]][Z]");
-    let (digits, utc) = match value.strip_suffix(['Z', 'z']) {
-        Some(d) => (d, true),
+    let upper = value.to_ascii_uppercase();
+    let (digits, utc) = match upper.strip_suffix('Z').or_else(|| upper.strip_suffix("UTC")) {
+        Some(d) => (&value[..d.len()], true),
         None => (value, false),
     };
     if !digits.bytes().all(|b| b.is_ascii_digit()) || ![8, 12, 14].contains(&digits.len()) {

@@ -15,6 +15,16 @@ fn one(options: &str) -> Entry {
     entry(options).unwrap().unwrap()
 }
 
+/// The system's zone for these vectors: UTC.
+fn utc(t: &CivilTime) -> i64 {
+    t.as_utc()
+}
+
+/// A zone one hour east of UTC.
+fn utc_plus_1(t: &CivilTime) -> i64 {
+    t.as_utc() - 3600
+}
+
 fn addr(text: &str) -> IpAddr {
     text.parse().unwrap()
 }
@@ -26,7 +36,7 @@ fn a_plain_line_is_a_key_with_every_permission() {
     assert_eq!(e.comment, "alice@site");
     assert_eq!(fingerprint(&e.blob), "SHA256:7SgnTC2SW0EQXwANe/7Imkb8KBWkoEnyKZ6hPeQZ2UU");
     assert!(e.may_open("db1", 22));
-    assert_eq!(e.admits(addr("192.0.2.1"), NOW, 0), Ok(()));
+    assert_eq!(e.admits(addr("192.0.2.1"), NOW, &utc), Ok(()));
 }
 
 #[test]
@@ -85,40 +95,58 @@ fn bad_permitopen_values_void_the_line() {
 #[test]
 fn from_matches_addresses_blocks_and_wildcards() {
     let e = one(r#"from="10.0.0.0/8,!10.9.0.0/16,192.0.2.*,2001:db8::/32""#);
-    assert_eq!(e.admits(addr("10.1.2.3"), NOW, 0), Ok(()));
-    assert!(matches!(e.admits(addr("10.9.1.1"), NOW, 0), Err(Refusal::NotFrom { .. })));
-    assert_eq!(e.admits(addr("192.0.2.77"), NOW, 0), Ok(()));
-    assert_eq!(e.admits(addr("::ffff:192.0.2.77"), NOW, 0), Ok(()), "a mapped IPv4 client is IPv4");
-    assert_eq!(e.admits(addr("2001:db8::1"), NOW, 0), Ok(()));
-    assert!(e.admits(addr("198.51.100.1"), NOW, 0).is_err());
+    assert_eq!(e.admits(addr("10.1.2.3"), NOW, &utc), Ok(()));
+    assert!(matches!(e.admits(addr("10.9.1.1"), NOW, &utc), Err(Refusal::NotFrom { .. })));
+    assert_eq!(e.admits(addr("192.0.2.77"), NOW, &utc), Ok(()));
+    assert_eq!(e.admits(addr("::ffff:192.0.2.77"), NOW, &utc), Ok(()), "a mapped IPv4 client is IPv4");
+    assert_eq!(e.admits(addr("2001:db8::1"), NOW, &utc), Ok(()));
+    assert!(e.admits(addr("198.51.100.1"), NOW, &utc).is_err());
 }
 
 #[test]
 fn from_names_never_match_an_address() {
     let e = one(r#"from="admin.example.org""#);
-    assert!(e.admits(addr("192.0.2.1"), NOW, 0).is_err());
+    assert!(e.admits(addr("192.0.2.1"), NOW, &utc).is_err());
 }
 
 #[test]
 fn a_block_with_host_bits_refuses_the_key() {
     let e = one(r#"from="10.0.0.1/8,192.0.2.1""#);
-    assert!(e.admits(addr("192.0.2.1"), NOW, 0).is_err());
+    assert!(e.admits(addr("192.0.2.1"), NOW, &utc).is_err());
 }
 
 #[test]
 fn expiry_time_forms() {
     let e = one(r#"expiry-time="20261201Z""#);
     let at = 1_796_083_200; // 2026-12-01T00:00:00Z
-    assert_eq!(e.admits(addr("192.0.2.1"), at - 1, 0), Ok(()));
-    assert!(matches!(e.admits(addr("192.0.2.1"), at, 0), Err(Refusal::Expired { .. })));
+    assert_eq!(e.admits(addr("192.0.2.1"), at, &utc), Ok(()), "refused once past, not at the time");
+    assert!(matches!(e.admits(addr("192.0.2.1"), at + 1, &utc), Err(Refusal::Expired { .. })));
     let local = one(r#"expiry-time="202612010100""#);
-    assert_eq!(local.admits(addr("192.0.2.1"), at - 1, 3600), Ok(()), "01:00 at UTC+1 is midnight UTC");
-    assert!(local.admits(addr("192.0.2.1"), at, 3600).is_err());
-    let seconds = one(r#"expiry-time="20261201000001Z""#);
-    assert_eq!(seconds.admits(addr("192.0.2.1"), at, 0), Ok(()));
+    assert_eq!(local.admits(addr("192.0.2.1"), at, &utc_plus_1), Ok(()), "01:00 at UTC+1 is midnight UTC");
+    assert!(local.admits(addr("192.0.2.1"), at + 1, &utc_plus_1).is_err());
+    let seconds = one(r#"expiry-time="20261201000001UTC""#);
+    assert_eq!(seconds.admits(addr("192.0.2.1"), at + 1, &utc_plus_1), Ok(()), "UTC is a zone too");
     for bad in ["2026120", "20261301", "20260230", "202612012400", "x0261201", "19691231"] {
         assert!(entry(&format!(r#"expiry-time="{bad}""#)).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn the_earliest_of_two_expiry_times_counts() {
+    let e = one(r#"expiry-time="20200101Z",expiry-time="20991231Z""#);
+    assert!(matches!(e.admits(addr("192.0.2.1"), NOW, &utc), Err(Refusal::Expired { .. })));
+}
+
+#[test]
+fn clauses_sshd_takes_once_void_a_line_given_twice() {
+    for twice in
+        [r#"from="10.0.0.1",from="10.0.0.2""#, r#"command="a",command="b""#, r#"principals="a",principals="b""#]
+    {
+        assert!(entry(twice).is_err(), "{twice}");
+    }
+    assert!(entry(r#"environment="A-B=1""#).is_err(), "environment names are letters, digits and _");
+    assert!(entry(r#"environment="=1""#).is_err());
+    assert_eq!(one(r#"environment="A_1=x y""#).options.environment, ["A_1=x y"]);
 }
 
 #[test]
@@ -135,7 +163,7 @@ fn quoted_values_take_spaces_and_escaped_quotes() {
 #[test]
 fn cert_authority_lines_do_not_sign_in_as_keys() {
     let e = one(r#"cert-authority,principals="alice""#);
-    assert!(matches!(e.admits(addr("192.0.2.1"), NOW, 0), Err(Refusal::CertAuthority { .. })));
+    assert!(matches!(e.admits(addr("192.0.2.1"), NOW, &utc), Err(Refusal::CertAuthority { .. })));
     assert_eq!(e.options.principals, Some(vec!["alice".to_owned()]));
 }
 

@@ -39,7 +39,7 @@
 //! it, in [`MasterConfig::extra`]. A top-level key Salt does not know draws one
 //! [`Warning::UnknownKey`]; keys containing a `.` (`mysql.host`) are module settings, which
 //! Salt reads from the master config freely, and are kept without a warning. halite's own
-//! options ([`HALITE_KEYS`]: `dns_address_book`) are known too; Salt, reading the same file,
+//! options ([`HALITE_KEYS`]: `dns_address_book`, `jumpbox_roster`) are known too; Salt, reading the same file,
 //! keeps them as unknown keys and ignores them.
 //!
 //! Salt's defaults come from `salt/master_defaults.yaml`, and the known keys from
@@ -198,6 +198,10 @@ pub struct MasterConfig {
     /// halite-dns (see `halite-master`'s `address_book`); `None` (unset) writes nothing.
     /// Taken as written: Salt does not know the key, so root_dir does not re-root it.
     pub dns_address_book: Option<PathBuf>,
+    /// `jumpbox_roster`: where the master writes the accepted minions with their roles and
+    /// whether they are connected, for halite-jumpbox's VM list (`halite-master`'s
+    /// `roster`); `None` (unset) writes nothing. Taken as written, like `dns_address_book`.
+    pub jumpbox_roster: Option<PathBuf>,
 
     /// Every other option, sorted by name: Salt's default unless a file sets it, re-rooted
     /// where Salt re-roots it (`pidfile`, `extension_modules`, ...), plus the options Salt
@@ -301,7 +305,7 @@ pub fn glob(pattern: &str) -> Vec<String> {
 
 /// Options halite reads that Salt does not have. They are kept out of `salt/master_keys.txt`,
 /// which `salt/generate.py` rewrites from Salt itself.
-pub const HALITE_KEYS: &[&str] = &["dns_address_book"];
+pub const HALITE_KEYS: &[&str] = &["dns_address_book", "jumpbox_roster"];
 
 fn warn_unknown_keys(overrides: &Layer, warnings: &mut Vec<Warning>) {
     for entry in overrides.entries() {

@@ -102,6 +102,7 @@ pub(crate) fn master_config(
         reactor_worker_threads: o.int_in("reactor_worker_threads", 1, 1024)?,
         reactor_worker_hwm: reactor_worker_hwm(&o, warnings)?,
         dns_address_book: o.opt_nonempty_path("dns_address_book")?,
+        jumpbox_roster: o.opt_nonempty_path("jumpbox_roster")?,
         extra: Vec::new(),
     };
     // Every option read into a field above leaves `extra`.

@@ -158,6 +158,24 @@ fn dns_address_book_is_halites_own_path_option() {
 }
 
 #[test]
+fn jumpbox_roster_is_halites_own_path_option() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (c, warnings) = load(d).expect("load");
+    assert_eq!(c.jumpbox_roster, None, "off unless set");
+    write(d, "master", "root_dir: /srv/r\njumpbox_roster: /var/lib/halite/roster.json\n");
+    let (c, warnings_set) = load(d).expect("load");
+    assert_eq!(c.jumpbox_roster, Some(PathBuf::from("/var/lib/halite/roster.json")), "not re-rooted");
+    assert_eq!((warnings, warnings_set), (vec![], vec![]), "a known key");
+    assert_eq!(c.extra("jumpbox_roster"), None, "a typed field, not an extra");
+    write(d, "master", "jumpbox_roster:\n");
+    assert_eq!(load(d).expect("load").0.jumpbox_roster, None, "null is unset");
+    assert_invalid("jumpbox_roster: ''\n", "jumpbox_roster");
+    assert_invalid("jumpbox_roster: [a]\n", "jumpbox_roster");
+    assert_invalid("jumpbox_roster: true\n", "jumpbox_roster");
+}
+
+#[test]
 fn include_follows_patterns_and_nested_includes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();

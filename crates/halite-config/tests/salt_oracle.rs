@@ -187,9 +187,12 @@ fn halite_opts(c: &MasterConfig) -> Map<String, Json> {
     put("reactor", Json::Array(c.reactor.iter().map(|(tag, files)| json!({ tag: files })).collect()));
     put("reactor_worker_threads", json!(c.reactor_worker_threads));
     put("reactor_worker_hwm", json!(c.reactor_worker_hwm));
-    // halite's own option: Salt keeps it, as written, among its unknown keys.
+    // halite's own options: Salt keeps them, as written, among its unknown keys.
     if let Some(p) = &c.dns_address_book {
         put("dns_address_book", path(p));
+    }
+    if let Some(p) = &c.jumpbox_roster {
+        put("jumpbox_roster", path(p));
     }
     for (k, v) in &c.extra {
         put(k, to_json(v));

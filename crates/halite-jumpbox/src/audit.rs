@@ -40,6 +40,14 @@ pub struct Record {
     pub bytes_out: u64,
     pub duration_ms: u64,
     pub refused: Option<String>,
+    /// Records like this one (same kind, same source) left out before it: refusals a peer
+    /// can cause at will are rate-limited.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub suppressed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Record {
@@ -56,6 +64,7 @@ impl Record {
             bytes_out: 0,
             duration_ms: 0,
             refused: None,
+            suppressed: 0,
         }
     }
 

@@ -18,8 +18,11 @@
 //! max_channels_per_user: 100             # open forwards per user, all connections
 //! keepalive_interval: 15                 # seconds of silence before a keepalive; 0: none
 //! keepalive_max: 3                       # unanswered keepalives before the connection drops
-//! idle_timeout: 3600                     # seconds without traffic before the connection drops
-//! connect_timeout: 10                    # seconds to connect a forward
+//! idle_timeout: 3600                     # seconds with no channel open before the connection
+//!                                        # drops (OpenSSH's UnusedConnectionTimeout)
+//! connect_timeout: 10                    # seconds to resolve and connect a forward
+//! stall_timeout: 30                      # seconds a destination may read nothing while the
+//!                                        # client sends, before its forward is closed
 //! throttle: {failures: 5, window: 600, ban: 600}   # per source address; failures: 0 is off
 //! ```
 //!
@@ -61,6 +64,7 @@ pub struct Config {
     pub keepalive_max: usize,
     pub idle_timeout: Duration,
     pub connect_timeout: Duration,
+    pub stall_timeout: Duration,
     pub throttle: ThrottleConfig,
 }
 
@@ -96,6 +100,7 @@ impl Default for Config {
             keepalive_max: 3,
             idle_timeout: Duration::from_secs(3600),
             connect_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(30),
             throttle: ThrottleConfig { failures: 5, window: Duration::from_secs(600), ban: Duration::from_secs(600) },
         }
     }
@@ -134,6 +139,7 @@ const KNOWN: &[&str] = &[
     "keepalive_max",
     "idle_timeout",
     "connect_timeout",
+    "stall_timeout",
     "throttle",
 ];
 
@@ -257,6 +263,7 @@ impl Config {
                 "keepalive_max" => config.keepalive_max = count(key, value, 1, 100)? as usize,
                 "idle_timeout" => config.idle_timeout = seconds(key, value, 1, 7 * 86_400)?,
                 "connect_timeout" => config.connect_timeout = seconds(key, value, 1, 600)?,
+                "stall_timeout" => config.stall_timeout = seconds(key, value, 1, 3600)?,
                 "throttle" => {
                     let Value::Map(items) = value else {
                         return Err(invalid(key, "not a mapping (failures, window, ban)"));

@@ -118,3 +118,50 @@ fn the_banner_and_the_vm_list() {
     assert_ok(&out, "ssh jumpbox vms without a roster");
     assert!(text(&out.stdout).starts_with("The VM list is not available: "), "{}", text(&out.stdout));
 }
+
+#[test]
+fn strict_key_exchange_and_sha2_signatures_only() {
+    let site = Site::new();
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+        .arg(site.path("rsa"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    site.write("root_keys", &format!("{}{}", site.public("client"), site.public("rsa")));
+    let jumpbox = JumpBox::start(&site, "");
+    let port = jumpbox.port.to_string();
+
+    // Terrapin (CVE-2023-48795): both sides offer strict key exchange, and use it.
+    let out = site.run(&["-vvv", "-p", &port, "127.0.0.1", "vms"]);
+    assert_ok(&out, "ssh -vvv");
+    assert!(text(&out.stderr).contains("will use strict KEX ordering"), "{}", text(&out.stderr));
+
+    let rsa = site.path("rsa").display().to_string();
+    let out = site.run(&[
+        "-i",
+        &rsa,
+        "-o",
+        "IdentityFile=none",
+        "-o",
+        "PubkeyAcceptedAlgorithms=rsa-sha2-512",
+        "-p",
+        &port,
+        "127.0.0.1",
+        "vms",
+    ]);
+    assert_ok(&out, "an RSA key signing with SHA-512");
+    // The same key signing with SHA-1 (`ssh-rsa`), which OpenSSH 8.8 stopped accepting: the
+    // server's `server-sig-algs` does not list it, so the stock client does not even try
+    // (a client that did would be refused by the handler too).
+    site.write("rsa_config", &site.read("ssh_config").replace(&site.path("client").display().to_string(), &rsa));
+    let out = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(site.path("rsa_config"))
+        .args(["-o", "PubkeyAcceptedAlgorithms=ssh-rsa", "-p", &port, "127.0.0.1", "vms"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("Permission denied (publickey)"), "{}", text(&out.stderr));
+}

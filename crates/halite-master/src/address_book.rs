@@ -1,5 +1,7 @@
 //! The address book: a small read-only file naming the addresses of the accepted minions,
 //! which the master rewrites as minions come, go and change addresses (`dns_address_book`).
+//! The task that keeps it up to date ([`run`]) also keeps the roster (`roster.rs`,
+//! `jumpbox_roster`), halite-jumpbox's VM list, on the same events.
 //!
 //! It exists for halite-dns, which serves one A/AAAA record per minion. The DNS daemon could
 //! ask the master over its local channel instead, but a credential for that channel can
@@ -203,12 +205,34 @@ pub fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
     written
 }
 
-/// The book on disk and what the task remembers of it.
-struct Book {
+/// A file the master keeps from its own state, and the text it last wrote there.
+struct Kept {
     path: PathBuf,
     /// The text last written successfully; `None` until the first write, so that a stale
-    /// book of an older run is always replaced at start.
+    /// file of an older run is always replaced at start.
     written: Option<String>,
+}
+
+impl Kept {
+    fn new(path: PathBuf) -> Kept {
+        Kept { path, written: None }
+    }
+
+    /// Writes `text` when it differs from what was last written, or the file has gone;
+    /// returns whether it wrote.
+    fn put(&mut self, text: String) -> io::Result<bool> {
+        if self.written.as_deref() == Some(text.as_str()) && self.path.exists() {
+            return Ok(false);
+        }
+        write_atomically(&self.path, &text)?;
+        self.written = Some(text);
+        Ok(true)
+    }
+}
+
+/// The book on disk and what the task remembers of it.
+struct Book {
+    file: Kept,
     /// Ids already warned about as unusable, so a warning is logged once per such minion, not
     /// at every recomputation.
     warned: HashSet<String>,
@@ -216,20 +240,14 @@ struct Book {
 
 impl Book {
     fn new(path: PathBuf) -> Book {
-        Book { path, written: None, warned: HashSet::new() }
+        Book { file: Kept::new(path), warned: HashSet::new() }
     }
 
     /// Writes `entries` when their text differs from what was last written, or the file has
     /// gone; returns whether it wrote.
     fn update(&mut self, entries: &Entries) -> io::Result<bool> {
         self.warn_unusable(entries);
-        let text = render(entries);
-        if self.written.as_deref() == Some(text.as_str()) && self.path.exists() {
-            return Ok(false);
-        }
-        write_atomically(&self.path, &text)?;
-        self.written = Some(text);
-        Ok(true)
+        self.file.put(render(entries))
     }
 
     fn warn_unusable(&mut self, entries: &Entries) {
@@ -239,7 +257,7 @@ impl Book {
             if self.warned.insert(id.clone()) {
                 warn!(
                     minion = %shown(id),
-                    path = %self.path.display(),
+                    path = %self.file.path.display(),
                     "minion left out of the address book: its id holds whitespace, a control character or '#'"
                 );
             }
@@ -262,41 +280,48 @@ pub fn relevant(tag: &str) -> bool {
         || per_minion("salt/minion/", "/start")
 }
 
-/// Recomputes the book and writes it if it changed, on the blocking pool (it reads the pki
-/// dir and the store).
-async fn refresh(master: &Arc<Master>, book: Book) -> Book {
+/// What the task keeps: the address book, the roster, or both.
+pub struct Files {
+    pub address_book: Option<PathBuf>,
+    pub roster: Option<PathBuf>,
+}
+
+struct KeptFiles {
+    book: Option<Book>,
+    roster: Option<Kept>,
+}
+
+/// Recomputes the files and writes those that changed, on the blocking pool (they read the
+/// pki dir and the store).
+async fn refresh(master: &Arc<Master>, kept: KeptFiles) -> KeptFiles {
     let master = Arc::clone(master);
-    let path = book.path.clone();
+    let paths = (kept.book.as_ref().map(|b| b.file.path.clone()), kept.roster.as_ref().map(|r| r.path.clone()));
     let done = tokio::task::spawn_blocking(move || {
-        let mut book = book;
-        let started = std::time::Instant::now();
-        match collect(&master) {
-            Ok(entries) => match book.update(&entries) {
-                Ok(true) => info!(
-                    path = %book.path.display(),
-                    minions = lines(&entries).count(),
-                    "address book written"
-                ),
-                Ok(false) => debug!(
-                    path = %book.path.display(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "address book unchanged"
-                ),
-                Err(e) => warn!(path = %book.path.display(), error = %e, "cannot write the address book"),
-            },
-            Err(e) => warn!(
-                path = %book.path.display(),
-                error = %e,
-                "cannot collect the minions' addresses; the address book is left as it is"
-            ),
+        let mut kept = kept;
+        if let Some(book) = &mut kept.book {
+            let written = collect(&master).map(|entries| (lines(&entries).count(), book.update(&entries)));
+            report(&book.file.path, "address book", written);
         }
-        book
+        if let Some(roster) = &mut kept.roster {
+            let written = crate::roster::text(&master).map(|(count, text)| (count, roster.put(text)));
+            report(&roster.path, "roster", written);
+        }
+        kept
     })
     .await;
     done.unwrap_or_else(|e| {
-        error!(path = %path.display(), error = %e, "address book task failed; it will be rewritten");
-        Book::new(path)
+        error!(error = %e, "the task keeping the address book and roster failed; they will be rewritten");
+        KeptFiles { book: paths.0.map(Book::new), roster: paths.1.map(Kept::new) }
     })
+}
+
+fn report(path: &Path, what: &str, outcome: anyhow::Result<(usize, io::Result<bool>)>) {
+    match outcome {
+        Ok((minions, Ok(true))) => info!(path = %path.display(), minions, "{what} written"),
+        Ok((_, Ok(false))) => debug!(path = %path.display(), "{what} unchanged"),
+        Ok((_, Err(e))) => warn!(path = %path.display(), error = %e, "cannot write the {what}"),
+        Err(e) => warn!(path = %path.display(), error = %e, "cannot collect the {what}; the file is left as it is"),
+    }
 }
 
 /// Waits out a burst: whatever else arrives within [`SETTLE`] (and until [`MIN_INTERVAL`]
@@ -313,14 +338,20 @@ async fn settle(events: &mut broadcast::Receiver<crate::events::Event>, last: In
     }
 }
 
-/// Keeps the address book at `path` up to date until the master's event bus closes: written
-/// once at start, then after every relevant event (bursts coalesced) and every
-/// [`SAFETY_NET`].
-pub async fn run(master: Arc<Master>, path: PathBuf) {
+/// Keeps the files up to date until the master's event bus closes: written once at start,
+/// then after every relevant event (bursts coalesced) and every [`SAFETY_NET`], which is
+/// also how soon the roster follows a minion connecting or going away (no event says so).
+pub async fn run(master: Arc<Master>, files: Files) {
     // Subscribed before the first computation, so that nothing it misses goes unseen.
     let mut events = master.events().subscribe();
-    info!(path = %path.display(), "keeping the address book for halite-dns");
-    let mut book = Book::new(path);
+    for (path, what) in
+        [(&files.address_book, "the address book for halite-dns"), (&files.roster, "the roster for halite-jumpbox")]
+    {
+        if let Some(path) = path {
+            info!(path = %path.display(), "keeping {what}");
+        }
+    }
+    let mut kept = KeptFiles { book: files.address_book.map(Book::new), roster: files.roster.map(Kept::new) };
     let mut safety_net = tokio::time::interval(SAFETY_NET);
     safety_net.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // The interval's first tick is immediate: that is the write at start.
@@ -345,7 +376,7 @@ pub async fn run(master: Arc<Master>, path: PathBuf) {
                 Err(RecvError::Closed) => return,
             },
         }
-        book = refresh(&master, book).await;
+        kept = refresh(&master, kept).await;
         last = Instant::now();
         safety_net.reset();
     }
@@ -494,7 +525,7 @@ mod tests {
         let mut blocked = Book::new(dir.path().join("addresses-file").join("book"));
         std::fs::write(dir.path().join("addresses-file"), "").unwrap();
         assert!(blocked.update(&both).is_err(), "an error is returned, not a panic");
-        assert_eq!(blocked.written, None, "and retried next time");
+        assert_eq!(blocked.file.written, None, "and retried next time");
     }
 
     struct Fixture {
@@ -561,7 +592,8 @@ mod tests {
         accept(&f, "web1");
         put_mine(&f, "web1", &["10.0.0.3"]);
         let path = f.dir.path().join("book/addresses");
-        let task = tokio::spawn(run(f.master.clone(), path.clone()));
+        let files = Files { address_book: Some(path.clone()), roster: None };
+        let task = tokio::spawn(run(f.master.clone(), files));
         let wait_for = |want: String| {
             let path = path.clone();
             async move {

@@ -6,8 +6,9 @@
 //! `_pillar`, `_minion_event`, `_return`, the file server commands of `files.rs`, the peer
 //! commands of `peer.rs`, the mine commands of `mine.rs`; clear `_auth` and `publish`), runners in the master (`runner.rs`), the reactor's runtime
 //! (`reactor.rs`), the shared AES key and its rotation (`rotation.rs`), publish serials, the
-//! in-process event bus, the local-client user keys, jids, and the address book of the
-//! accepted minions that halite-dns reads (`address_book.rs`).
+//! in-process event bus, the local-client user keys, jids, and the files sibling daemons
+//! read: the address book of the accepted minions for halite-dns (`address_book.rs`, which
+//! keeps both files) and the roster for halite-jumpbox's VM list (`roster.rs`).
 //!
 //! Must not: parse or seal wire formats itself (halite-proto does), read or write key files
 //! directly (halite-pki does), own sockets (halite-zmq does) or block a request worker on
@@ -34,6 +35,7 @@ pub mod mine;
 pub mod peer;
 pub mod presence;
 pub mod reactor;
+pub mod roster;
 pub mod rotation;
 pub mod runner;
 pub mod workers;

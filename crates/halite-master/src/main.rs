@@ -140,9 +140,12 @@ async fn serve(config: halite_config::MasterConfig, publisher: publish_process::
     let local_server = tokio::spawn(local::serve(local_listener, master.clone()));
     let (event_listener, event_path) = event_pub::bind(&config.sock_dir)?;
     let event_server = tokio::spawn(event_pub::serve(event_listener, master.events().clone()));
-    // halite-dns reads this file instead of holding a credential to the local channel.
-    let address_book =
-        config.dns_address_book.clone().map(|path| tokio::spawn(address_book::run(master.clone(), path)));
+    // halite-dns and halite-jumpbox read these files instead of holding a credential to the
+    // local channel.
+    let files =
+        address_book::Files { address_book: config.dns_address_book.clone(), roster: config.jumpbox_roster.clone() };
+    let address_book = (files.address_book.is_some() || files.roster.is_some())
+        .then(|| tokio::spawn(address_book::run(master.clone(), files)));
     let mut router = bind_router(listen_addr(&config.interface, config.ret_port)?, &socket_options(&config))?;
     info!(pki_dir = %config.pki_dir.display(), "halite master ready");
 

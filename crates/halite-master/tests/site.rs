@@ -148,6 +148,7 @@ fn every_role_renders_and_dry_runs_at_both_levels() {
         the_dns_the_states_write_serves_the_vms(id, &highstates[id]);
     }
     the_rsync_daemon_the_states_write_serves_the_shares(&highstates["salt"]);
+    the_jumpbox_config_the_states_write_loads(&highstates["salt"]);
 
     // The dry run: every state checks out (changes pending are fine: nothing is installed).
     let dry = salt(&master, &["*", "state.apply", "test=True", "--out", "json", "-t", "600"]);
@@ -353,4 +354,35 @@ fn the_rsync_daemon_the_states_write_serves_the_shares(highstate: &Value) {
     assert_eq!(out.status.code(), Some(5), "a wrong password: {}", text(&out));
     let _ = daemon.kill();
     let _ = daemon.wait();
+}
+
+/// The salt VM's jump box, from what its states install: `/etc/halite/jumpbox.yaml`
+/// rendered through Salt loads in halite-jumpbox (`-t`) without a warning once its host key
+/// is a file of the test's, and the banner tells the jump box's port.
+fn the_jumpbox_config_the_states_write_loads(highstate: &Value) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let states = highstate.as_object().expect("a highstate");
+    let (source, context) = managed(&states["/etc/halite/jumpbox.yaml"]);
+    let config = render_with_salt(source, context, dir.path());
+    let key = dir.path().join("host_key");
+    let config = config
+        .replace("/etc/ssh/ssh_host_ed25519_key", &key.display().to_string())
+        .replace("  - /etc/ssh/ssh_host_rsa_key\n", "");
+    let config_path = dir.path().join("jumpbox.yaml");
+    std::fs::write(&config_path, &config).expect("write jumpbox.yaml");
+    let out = std::process::Command::new(common::workspace_bin("halite-jumpbox"))
+        .arg("-t")
+        .arg("-c")
+        .arg(&config_path)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run halite-jumpbox -t");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "halite-jumpbox -t: {stderr}\n{config}");
+    assert!(!stderr.contains("WARN"), "warnings for the site's jumpbox.yaml: {stderr}\n{config}");
+    assert!(config.contains("vms: /var/lib/halite/roster.json"), "{config}");
+
+    let (source, context) = managed(&states["/etc/ssh/banner"]);
+    let banner = render_with_salt(source, context, dir.path());
+    assert!(banner.contains("ProxyJump salt.webplatform.org:2222"), "{banner}");
 }

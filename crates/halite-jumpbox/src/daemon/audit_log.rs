@@ -7,11 +7,17 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 
+use std::net::IpAddr;
+use std::time::Duration;
+
 use halite_jumpbox::audit::Record;
+use halite_ratelog::Limiter;
 use tracing::{error, info};
 
 pub struct AuditLog {
     file: Option<Mutex<File>>,
+    /// Budgets for the refusals a peer can cause as fast as it can connect.
+    limiter: Limiter,
 }
 
 impl AuditLog {
@@ -32,7 +38,15 @@ impl AuditLog {
                 ))
             }
         };
-        Ok(AuditLog { file })
+        Ok(AuditLog { file, limiter: Limiter::new(20, Duration::from_secs(60), 4096) })
+    }
+
+    /// Writes a refusal a peer can repeat at will, at most 20 a minute per kind and source;
+    /// the next one admitted says how many were left out.
+    pub fn refusal(&self, kind: &'static str, source: IpAddr, record: Record) {
+        if let Some(suppressed) = self.limiter.admit(kind, Some(source)) {
+            self.write(&Record { suppressed, ..record });
+        }
     }
 
     pub fn write(&self, record: &Record) {

@@ -1,39 +1,42 @@
 //! One connection's SSH handler: public-key sign-in from `authorized_keys`, forwards, the
 //! session channel's listing, and a refusal for everything else.
 //!
-//! russh calls these methods one at a time per connection; nothing here waits on the
-//! network. A forward's lookup and connect run in their own task, which answers the
-//! channel-open when it knows, so one slow destination never stalls the connection's
-//! other channels.
+//! russh calls these methods one at a time per connection, so none of them waits on the
+//! network: the `authorized_keys` read runs on the blocking pool, and a forward's lookup,
+//! connect and copy run in their own task, which answers the channel-open once it knows.
+//! A forward whose destination stops reading is closed after `stall_timeout`
+//! (`io::forward`), since russh stops reading the whole connection while one channel's
+//! queue is full.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use halite_authkeys::{fingerprint, Entry};
+use halite_authkeys::{fingerprint, CivilTime, Entry};
 use halite_jumpbox::audit::{Event, Record};
 use halite_jumpbox::config::{expand, valid_user};
 use halite_jumpbox::forward::{self, allowed_addresses, Refused, Request};
 use halite_jumpbox::vms;
 use halite_ratelog::{peer_warn, shown};
-use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, Session, VerifiedPublicKey};
+use russh::keys::{Algorithm, PublicKey};
+use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
-use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, Instrument};
 
-use crate::daemon::keys::{account, authorized_keys};
+use crate::daemon::io::{self, Carried};
+use crate::daemon::keys::{self, AuthorizedFile};
 use crate::daemon::Shared;
 
+/// Addresses of one name tried in turn: a name with more is a misconfiguration or an
+/// attempt to hold a forward slot for many connect timeouts.
+const MAX_ADDRESSES_TRIED: usize = 4;
+
 /// What the connection's end needs to know, shared with the task that serves it.
-#[derive(Default)]
 pub struct State {
     pub user: Option<String>,
     pub key: Option<String>,
@@ -45,6 +48,61 @@ pub struct State {
     /// The connection's forward tasks: told to stop through [`Connection::new`]'s `stop`
     /// when the connection ends, then awaited so each writes its audit line.
     pub forwards: Vec<JoinHandle<()>>,
+    /// Open channels (sessions and forwards), and since when none has been.
+    channels: usize,
+    idle_since: Instant,
+}
+
+impl State {
+    pub fn new() -> State {
+        State {
+            user: None,
+            key: None,
+            signed_in: false,
+            tried: false,
+            refusal: None,
+            forwards: Vec::new(),
+            channels: 0,
+            idle_since: Instant::now(),
+        }
+    }
+
+    /// How long the connection has had no channel open; `None` while one is.
+    pub fn idle_for(&self) -> Option<Duration> {
+        (self.channels == 0).then(|| self.idle_since.elapsed())
+    }
+
+    fn remember_user(&mut self, user: &str) {
+        self.user.get_or_insert_with(|| user.chars().take(64).collect());
+    }
+}
+
+impl Default for State {
+    fn default() -> State {
+        State::new()
+    }
+}
+
+/// One open channel of the connection, counted while it lives (`idle_timeout`).
+struct OpenChannel {
+    state: Arc<Mutex<State>>,
+}
+
+impl OpenChannel {
+    fn new(state: &Arc<Mutex<State>>) -> OpenChannel {
+        state.lock().unwrap_or_else(|e| e.into_inner()).channels += 1;
+        OpenChannel { state: state.clone() }
+    }
+}
+
+impl Drop for OpenChannel {
+    fn drop(&mut self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.channels -= 1;
+        if state.channels == 0 {
+            state.idle_since = Instant::now();
+        }
+    }
 }
 
 pub struct Connection {
@@ -52,12 +110,14 @@ pub struct Connection {
     peer: SocketAddr,
     state: Arc<Mutex<State>>,
     signed_in: Option<oneshot::Sender<()>>,
-    /// Held until sign-in: the connection counts against `max_startups` until then.
-    startup: Option<OwnedSemaphorePermit>,
     /// The `authorized_keys` line the key signed in with.
     grant: Option<Entry>,
-    sessions: HashMap<ChannelId, ()>,
+    sessions: HashMap<ChannelId, OpenChannel>,
     stop: watch::Receiver<bool>,
+    /// The last user's file, read once per connection however many keys the client offers.
+    file: Option<(String, Result<Arc<AuthorizedFile>, String>)>,
+    /// Key offers so far: russh counts refused ones only, and each offer is a lookup.
+    offers: usize,
 }
 
 impl Connection {
@@ -66,7 +126,6 @@ impl Connection {
         peer: SocketAddr,
         state: Arc<Mutex<State>>,
         signed_in: oneshot::Sender<()>,
-        startup: OwnedSemaphorePermit,
         stop: watch::Receiver<bool>,
     ) -> Connection {
         Connection {
@@ -74,10 +133,11 @@ impl Connection {
             peer,
             state,
             signed_in: Some(signed_in),
-            startup: Some(startup),
             grant: None,
             sessions: HashMap::new(),
             stop,
+            file: None,
+            offers: 0,
         }
     }
 
@@ -85,55 +145,106 @@ impl Connection {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The line of the user's `authorized_keys` that lets `blob` sign in from this peer, or
-    /// why none does.
-    fn find_grant(&self, user: &str, blob: &[u8]) -> Result<Entry, String> {
-        if !valid_user(user) {
-            return Err(format!("invalid user {}", shown(user)));
-        }
-        let account = account(user).ok_or_else(|| format!("invalid user {user}"))?;
-        let live = self.shared.live();
-        let home = account.home.to_string_lossy();
-        let path = expand(&live.config.authorized_keys, user, &home)?;
-        let keys = authorized_keys(&path, &account)?;
-        for e in &keys.errors {
-            debug!(path = %path.display(), "{e}");
-        }
-        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        let mut last_refusal = None;
-        for entry in keys.lines_for(blob) {
-            match entry.admits(self.peer.ip(), now, local_utc_offset(now)) {
-                Ok(()) => return Ok(entry.clone()),
-                Err(refusal) => last_refusal = Some(format!("{}: {refusal}", path.display())),
+    /// The user's `authorized_keys`, read on the blocking pool the first time a connection
+    /// asks for that user.
+    async fn authorized(&mut self, user: &str) -> Result<Arc<AuthorizedFile>, String> {
+        if let Some((cached, file)) = &self.file {
+            if cached == user {
+                return file.clone();
             }
         }
-        Err(last_refusal.unwrap_or_else(|| format!("key {} not in {}", fingerprint(blob), path.display())))
+        let file = if !valid_user(user) {
+            Err(format!("invalid user {}", shown(user)))
+        } else {
+            let pattern = self.shared.live().config.authorized_keys.clone();
+            let owned = user.to_owned();
+            tokio::task::spawn_blocking(move || {
+                let account = keys::account(&owned).ok_or_else(|| format!("invalid user {owned}"))?;
+                if account.expired {
+                    return Err(format!("account {owned} has expired"));
+                }
+                let path = expand(&pattern, &owned, &account.home.to_string_lossy())?;
+                keys::authorized_keys(&path, &account).map(Arc::new)
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("reading authorized_keys failed: {e}")))
+        };
+        if let Ok(file) = &file {
+            for e in &file.keys.errors {
+                debug!(path = %file.path.display(), "{e}");
+            }
+        }
+        self.file = Some((user.to_owned(), file.clone()));
+        file
     }
 
-    fn check(&self, user: &str, key: &russh::keys::PublicKey) -> Result<(Entry, String), String> {
+    /// The line of the user's `authorized_keys` that lets `key`, signing with `algorithm`,
+    /// sign in from this peer, with the key's fingerprint; or why none does.
+    async fn check(&mut self, user: &str, key: &PublicKey, algorithm: &Algorithm) -> Result<(Entry, String), String> {
+        if matches!(algorithm, Algorithm::Rsa { hash: None }) {
+            // SHA-1 signatures: OpenSSH 8.8 stopped accepting them.
+            return Err("ssh-rsa (SHA-1) signatures are not accepted; use rsa-sha2-256 or -512".to_owned());
+        }
         let blob = key.to_bytes().map_err(|e| format!("key not encodable: {e}"))?;
         let print = fingerprint(&blob);
-        self.find_grant(user, &blob).map(|entry| (entry, print))
+        let file = self.authorized(user).await?;
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let mut last_refusal = None;
+        for entry in file.keys.lines_for(&blob) {
+            let admitted = entry.admits(self.peer.ip(), now, &local_time).and_then(|()| touch_policy(entry));
+            match admitted {
+                Ok(()) => return Ok((entry.clone(), print)),
+                Err(refusal) => last_refusal = Some(format!("{}: {refusal}", file.path.display())),
+            }
+        }
+        Err(last_refusal.unwrap_or_else(|| format!("key {print} not in {}", file.path.display())))
     }
 
     fn refuse_sign_in(&self, user: &str, why: String) -> Auth {
         peer_warn!("ssh auth", Some(self.peer.ip()), "sign-in as {} from {} refused: {why}", shown(user), self.peer);
         let mut state = self.state();
-        state.user.get_or_insert_with(|| user.chars().take(64).collect());
+        state.remember_user(user);
         state.refusal = Some(why);
         Auth::reject()
     }
+
+    fn record(&self, event: Event) -> Record {
+        let state = self.state();
+        let mut record = Record::new(event, self.peer, SystemTime::now()).user(state.user.as_deref());
+        record.key = state.key.clone();
+        record
+    }
 }
 
-/// The local zone's offset east of UTC at `now`, for an `expiry-time` written without `Z`.
-fn local_utc_offset(now: i64) -> i64 {
-    let t = now as libc::time_t;
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are to live locals; localtime_r is the thread-safe variant.
-    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
-        return 0;
+/// Security keys (`sk-*`) prove a touch, or a PIN, in flags russh does not check: such a
+/// key signs in only where its line waives the touch, as `no-touch-required` does in sshd,
+/// and never where it asks for a PIN.
+fn touch_policy(entry: &Entry) -> Result<(), halite_authkeys::Refusal> {
+    let sk = entry.key_type.starts_with("sk-");
+    if sk && (!entry.options.no_touch_required || entry.options.verify_required) {
+        return Err(halite_authkeys::Refusal::Unverifiable { line: entry.line });
     }
-    tm.tm_gmtoff
+    Ok(())
+}
+
+/// An `expiry-time` without a zone, read in the system's zone as sshd reads it (mktime(3),
+/// daylight saving as of that date).
+fn local_time(t: &CivilTime) -> i64 {
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    tm.tm_year = t.year - 1900;
+    tm.tm_mon = t.month as i32 - 1;
+    tm.tm_mday = t.day as i32;
+    tm.tm_hour = t.hour as i32;
+    tm.tm_min = t.minute as i32;
+    tm.tm_sec = t.second as i32;
+    tm.tm_isdst = -1;
+    // SAFETY: `tm` is a live local; mktime only reads and normalises it.
+    let at = unsafe { libc::mktime(&mut tm) };
+    if at == -1 {
+        t.as_utc()
+    } else {
+        at
+    }
 }
 
 impl Handler for Connection {
@@ -146,32 +257,34 @@ impl Handler for Connection {
     async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
         let mut state = self.state();
         state.tried = true;
-        state.user.get_or_insert_with(|| user.chars().take(64).collect());
+        state.remember_user(user);
         Ok(Auth::reject())
     }
 
-    async fn auth_publickey_offered(
-        &mut self,
-        user: &str,
-        offer: russh::server::PublicKeyOffer<'_>,
-    ) -> Result<Auth, Self::Error> {
-        self.state().tried = true;
-        Ok(match self.check(user, offer.public_key) {
+    async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
+        {
+            let mut state = self.state();
+            state.tried = true;
+            state.remember_user(user);
+        }
+        self.offers += 1;
+        if self.offers > self.shared.live().config.max_auth_tries {
+            return Ok(self.refuse_sign_in(user, "too many keys offered".to_owned()));
+        }
+        Ok(match self.check(user, offer.public_key, offer.algorithm).await {
             Ok(_) => Auth::Accept,
             Err(why) => {
                 debug!("key offered for {} not accepted: {why}", shown(user));
-                let mut state = self.state();
-                state.refusal = Some(why);
-                state.user.get_or_insert_with(|| user.chars().take(64).collect());
+                self.state().refusal = Some(why);
                 Auth::reject()
             }
         })
     }
 
     async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
-        // Checked again: the file may have changed since the offer, and a client may sign
-        // without offering first.
-        match self.check(user, key.public_key) {
+        // Checked again: a client may sign without offering first, and with another
+        // algorithm than it offered.
+        match self.check(user, key.public_key, key.algorithm).await {
             Ok((entry, print)) => {
                 self.grant = Some(entry);
                 let mut state = self.state();
@@ -185,12 +298,13 @@ impl Handler for Connection {
     }
 
     async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
-        self.startup.take();
+        self.file = None;
         if let Some(tx) = self.signed_in.take() {
             let _ = tx.send(());
         }
         let mut state = self.state();
         state.signed_in = true;
+        state.idle_since = Instant::now();
         info!(user = state.user.as_deref().unwrap_or(""), key = state.key.as_deref().unwrap_or(""), "signed in");
         Ok(())
     }
@@ -205,7 +319,7 @@ impl Handler for Connection {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         }
-        self.sessions.insert(channel.id(), ());
+        self.sessions.insert(channel.id(), OpenChannel::new(&self.state));
         reply.accept().await;
         Ok(())
     }
@@ -262,8 +376,8 @@ impl Handler for Connection {
     }
 
     async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
-        let live = self.shared.live();
-        let text = vms::welcome(live.banner.as_deref(), &self.listing());
+        let banner = self.shared.live().banner.clone();
+        let text = vms::welcome(banner.as_deref(), &self.listing().await);
         self.answer(channel, session, text, String::new(), 0)
     }
 
@@ -277,11 +391,11 @@ impl Handler for Connection {
         let words: Vec<&str> = command.split_whitespace().collect();
         match words.as_slice() {
             ["vms"] => {
-                let text = vms::table(&self.listing());
+                let text = vms::table(&self.listing().await);
                 self.answer(channel, session, text, String::new(), 0)
             }
             ["vms", "--json"] => {
-                let text = vms::json(&self.listing());
+                let text = vms::json(&self.listing().await);
                 self.answer(channel, session, text, String::new(), 0)
             }
             _ => {
@@ -306,8 +420,7 @@ impl Handler for Connection {
     ) -> Result<(), Self::Error> {
         let started = Instant::now();
         let user = self.state().user.clone().unwrap_or_default();
-        let mut record = Record::new(Event::Forward, self.peer, SystemTime::now()).user(Some(&user));
-        record.key = self.state().key.clone();
+        let mut record = self.record(Event::Forward);
         // JSON-escaped in the line; cut so a hostile name cannot make the line long.
         let host: String = host_to_connect.chars().take(forward::MAX_HOST + 2).collect();
         record.destination = Some(format!("{host}:{port_to_connect}"));
@@ -328,45 +441,52 @@ impl Handler for Connection {
         };
         let live = self.shared.live();
         let networks = live.config.networks_for(&user);
-        let connect_timeout = live.config.connect_timeout;
+        let (connect_timeout, stall) = (live.config.connect_timeout, live.config.stall_timeout);
         let shared = self.shared.clone();
         let peer = self.peer;
         let mut stop = self.stop.clone();
+        let open = OpenChannel::new(&self.state);
         let span = tracing::info_span!("forward", destination = %record.destination.as_deref().unwrap_or(""));
         let task = tokio::spawn(
             async move {
-                let _slot = slot;
-                let stream = match connect(&request, &networks, connect_timeout).await {
+                // Given back before the audit line is written: a reader of the log may
+                // open the next forward at once.
+                let held = (slot, open);
+                let connected = tokio::select! {
+                    connected = tokio::time::timeout(connect_timeout, connect(&request, &networks)) => connected
+                        .unwrap_or_else(|_| Err(Refused::Unreachable(format!("{}: no connection within {}s", request.host, connect_timeout.as_secs())))),
+                    _ = stop.changed() => Err(Refused::Unreachable("the client's connection closed".to_owned())),
+                };
+                let stream = match connected {
                     Ok(stream) => stream,
                     Err(refused) => {
-                        peer_warn!("ssh forward", Some(peer.ip()), "forward for {user} refused: {refused}");
+                        debug!("forward for {user} refused: {refused}");
                         let failure = if refused.is_policy() {
                             ChannelOpenFailure::AdministrativelyProhibited
                         } else {
                             ChannelOpenFailure::ConnectFailed
                         };
                         reply.reject(failure).await;
+                        drop(held);
                         record.refused = Some(refused.to_string());
-                        shared.audit.write(&record.lasted(started.elapsed()));
+                        shared.audit.refusal("forward refused", peer.ip(), record.lasted(started.elapsed()));
                         return;
                     }
                 };
                 record.address = stream.peer_addr().ok();
                 reply.accept().await;
-                let to_destination = Arc::new(AtomicU64::new(0));
-                let to_client = Arc::new(AtomicU64::new(0));
-                let mut tcp = Counted { inner: stream, read: to_client.clone() };
-                let mut ssh = Counted { inner: channel.into_stream(), read: to_destination.clone() };
+                let carried = Carried::default();
                 tokio::select! {
-                    copied = tokio::io::copy_bidirectional(&mut ssh, &mut tcp) => {
+                    copied = io::forward(channel.into_stream(), stream, &carried, stall) => {
                         if let Err(e) = copied {
-                            debug!("forward ended: {e}");
+                            info!("forward ended: {e}");
                         }
                     }
                     _ = stop.changed() => debug!("forward stopped: its connection closed"),
                 }
-                record.bytes_in = to_destination.load(Ordering::Relaxed);
-                record.bytes_out = to_client.load(Ordering::Relaxed);
+                drop(held);
+                record.bytes_in = carried.to_destination.load(Ordering::Relaxed);
+                record.bytes_out = carried.to_client.load(Ordering::Relaxed);
                 shared.audit.write(&record.lasted(started.elapsed()));
             }
             .instrument(span),
@@ -419,11 +539,10 @@ impl Handler for Connection {
             shown(address)
         );
         let host: String = address.chars().take(forward::MAX_HOST + 2).collect();
-        let mut record = Record::new(Event::Forward, self.peer, SystemTime::now()).user(self.state().user.as_deref());
-        record.key = self.state().key.clone();
+        let mut record = self.record(Event::Forward);
         record.destination = Some(format!("{host}:{port}"));
         record.refused = Some("remote forwarding (-R) is not offered".to_owned());
-        self.shared.audit.write(&record);
+        self.shared.audit.refusal("remote forward", self.peer.ip(), record);
         Ok(false)
     }
 
@@ -438,22 +557,26 @@ impl Handler for Connection {
 }
 
 impl Connection {
-    fn listing(&self) -> vms::Listing {
-        let live = self.shared.live();
-        let Some(path) = &live.config.vms else {
+    /// The roster, read on the blocking pool.
+    async fn listing(&self) -> vms::Listing {
+        let Some(path) = self.shared.live().config.vms.clone() else {
             return Err("no roster is configured (vms: in jumpbox.yaml)".to_owned());
         };
-        use std::io::Read;
-        let mut text = String::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(vms::MAX_ROSTER_BYTES).read_to_string(&mut text))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        vms::parse_roster(&text)
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut text = String::new();
+            keys::open_regular(&path)
+                .and_then(|f| f.take(vms::MAX_ROSTER_BYTES).read_to_string(&mut text))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            vms::parse_roster(&text)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("reading the roster failed: {e}")))
     }
 
     /// Sends a session channel's whole answer and closes it: no shell ever runs.
     fn answer(
-        &self,
+        &mut self,
         channel: ChannelId,
         session: &mut Session,
         out: String,
@@ -470,86 +593,43 @@ impl Connection {
         session.exit_status_request(channel, status)?;
         session.eof(channel)?;
         session.close(channel)?;
-        let mut record = Record::new(Event::Session, self.peer, SystemTime::now()).user(self.state().user.as_deref());
-        record.key = self.state().key.clone();
-        self.shared.audit.write(&record);
+        // russh forgets a channel this side closes, and calls no channel_close for it.
+        self.sessions.remove(&channel);
+        self.shared.audit.write(&self.record(Event::Session));
         Ok(())
     }
 
     async fn refuse_forward(&self, reply: ChannelOpenHandle, mut record: Record, refused: Refused) {
-        peer_warn!(
-            "ssh forward",
-            Some(self.peer.ip()),
-            "forward to {} refused: {refused}",
-            record.destination.as_deref().unwrap_or("")
-        );
+        debug!("forward to {} refused: {refused}", record.destination.as_deref().unwrap_or(""));
         reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
         record.refused = Some(refused.to_string());
-        self.shared.audit.write(&record);
+        self.shared.audit.refusal("forward refused", self.peer.ip(), record);
     }
 }
 
-/// Resolves once, keeps the addresses inside the networks, and connects to the first that
-/// answers. The connection is made to those checked addresses only.
-async fn connect(
-    request: &Request,
-    networks: &[ipnet::IpNet],
-    timeout: std::time::Duration,
-) -> Result<TcpStream, Refused> {
+/// Resolves once, keeps the addresses inside the networks, and connects to the first of
+/// them that answers. The connection is made to those checked addresses only.
+async fn connect(request: &Request, networks: &[ipnet::IpNet]) -> Result<TcpStream, Refused> {
     let resolved: Vec<IpAddr> = match request.literal {
         Some(addr) => vec![addr],
-        None => {
-            match tokio::time::timeout(timeout, tokio::net::lookup_host((request.host.as_str(), request.port))).await {
-                Ok(Ok(addrs)) => addrs.map(|a| a.ip()).take(64).collect(),
-                Ok(Err(e)) => return Err(Refused::Unreachable(format!("{}: {e}", request.host))),
-                Err(_) => return Err(Refused::Unreachable(format!("{}: lookup timed out", request.host))),
-            }
-        }
+        None => match tokio::net::lookup_host((request.host.as_str(), request.port)).await {
+            Ok(addrs) => addrs.map(|a| a.ip()).take(64).collect(),
+            Err(e) => return Err(Refused::Unreachable(format!("{}: {e}", request.host))),
+        },
     };
     let allowed = allowed_addresses(&request.host, &resolved, networks)?;
     let mut last = String::new();
-    for addr in allowed {
+    for addr in allowed.into_iter().take(MAX_ADDRESSES_TRIED) {
         let target = SocketAddr::new(addr, request.port);
-        match tokio::time::timeout(timeout, TcpStream::connect(target)).await {
-            Ok(Ok(stream)) => {
+        match TcpStream::connect(target).await {
+            Ok(stream) => {
                 let _ = stream.set_nodelay(true);
                 return Ok(stream);
             }
-            Ok(Err(e)) => last = format!("{target}: {e}"),
-            Err(_) => last = format!("{target}: connect timed out"),
+            Err(e) => last = format!("{target}: {e}"),
         }
     }
     Err(Refused::Unreachable(last))
-}
-
-/// A stream that counts the bytes read from it, for the audit line of a forward however it
-/// ends.
-struct Counted<S> {
-    inner: S,
-    read: Arc<AtomicU64>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        self.read.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 /// One of a user's `max_channels_per_user` forwards, given back when dropped.

@@ -75,6 +75,8 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
 pub struct Account {
     pub uid: u32,
     pub home: PathBuf,
+    /// Past the expiry date of its shadow entry (`chage -E`), as pam_unix refuses it.
+    pub expired: bool,
 }
 
 pub fn account(user: &str) -> Option<Account> {
@@ -90,40 +92,68 @@ pub fn account(user: &str) -> Option<Account> {
     }
     // SAFETY: pw_dir points to a NUL-terminated string inside `buf`.
     let home = unsafe { std::ffi::CStr::from_ptr(pwd.pw_dir) }.to_str().ok()?.to_owned();
-    Some(Account { uid: pwd.pw_uid, home: PathBuf::from(home) })
+    Some(Account { uid: pwd.pw_uid, home: PathBuf::from(home), expired: expired(&name) })
+}
+
+/// Whether the shadow entry's account expiry (days since the epoch) has come.
+fn expired(name: &std::ffi::CStr) -> bool {
+    let mut spwd: libc::spwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut result: *mut libc::spwd = std::ptr::null_mut();
+    // SAFETY: as for getpwnam_r above.
+    let rc = unsafe { libc::getspnam_r(name.as_ptr(), &mut spwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() || spwd.sp_expire < 0 {
+        return false;
+    }
+    let today = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400);
+    today as i64 >= spwd.sp_expire as i64
+}
+
+/// A user's parsed `authorized_keys`, and where it was read.
+#[derive(Debug)]
+pub struct AuthorizedFile {
+    pub path: PathBuf,
+    pub keys: AuthorizedKeys,
+}
+
+/// Opens a file for reading without following a final symlink and without waiting on a
+/// FIFO a user may have put in its place; only a regular file is returned.
+pub fn open_regular(path: &Path) -> std::io::Result<fs::File> {
+    let file = fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!("{} is not a regular file", path.display())));
+    }
+    Ok(file)
 }
 
 /// Reads a user's `authorized_keys` as sshd's `StrictModes yes` would: the file and every
-/// directory above it must belong to the user or root and be writable by nobody else, so
-/// another local user cannot slip a key in.
-pub fn authorized_keys(path: &Path, account: &Account) -> Result<AuthorizedKeys, String> {
-    let mut file = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let meta = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
-    }
-    strict_modes(path, &meta, account)?;
-    let mut dir = path.parent();
-    while let Some(d) = dir {
-        if d.as_os_str().is_empty() {
+/// directory above it, up to the home directory (or the root), must belong to the user or
+/// root and be writable by nobody else, so another local user cannot slip a key in. The
+/// path is resolved first, so a symlink cannot hide the directories the file is really in.
+pub fn authorized_keys(path: &Path, account: &Account) -> Result<AuthorizedFile, String> {
+    let real = fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let home = fs::canonicalize(&account.home).unwrap_or_else(|_| account.home.clone());
+    let mut file = open_regular(&real).map_err(|e| format!("{}: {e}", real.display()))?;
+    let meta = file.metadata().map_err(|e| format!("{}: {e}", real.display()))?;
+    strict_modes(&real, &meta, account)?;
+    for dir in real.ancestors().skip(1) {
+        let dmeta = fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        strict_modes(dir, &dmeta, account)?;
+        if dir == home {
             break;
         }
-        let dmeta = fs::metadata(d).map_err(|e| format!("{}: {e}", d.display()))?;
-        strict_modes(d, &dmeta, account)?;
-        if d == account.home {
-            break;
-        }
-        dir = d.parent();
     }
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     (&mut file)
         .take(MAX_AUTHORIZED_KEYS_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if text.len() as u64 > MAX_AUTHORIZED_KEYS_BYTES {
-        return Err(format!("{} is larger than {MAX_AUTHORIZED_KEYS_BYTES} bytes", path.display()));
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", real.display()))?;
+    if bytes.len() as u64 > MAX_AUTHORIZED_KEYS_BYTES {
+        return Err(format!("{} is larger than {MAX_AUTHORIZED_KEYS_BYTES} bytes", real.display()));
     }
-    Ok(halite_authkeys::parse(&text))
+    // Keys are ASCII; a stray byte elsewhere must not void every line.
+    let keys = halite_authkeys::parse(&String::from_utf8_lossy(&bytes));
+    Ok(AuthorizedFile { path: path.to_owned(), keys })
 }
 
 fn strict_modes(path: &Path, meta: &fs::Metadata, account: &Account) -> Result<(), String> {

@@ -14,6 +14,7 @@
 
 pub mod audit_log;
 pub mod handler;
+pub mod io;
 pub mod keys;
 
 use std::collections::HashMap;
@@ -25,6 +26,8 @@ use halite_ratelog::peer_warn;
 use russh::server::Config as SshConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::daemon::io::Cancellable;
 use tracing::{info, warn, Instrument};
 
 use crate::daemon::audit_log::AuditLog;
@@ -104,8 +107,11 @@ pub fn ssh_config(config: &Config, keys: Vec<russh::keys::PrivateKey>) -> SshCon
         auth_rejection_time: Duration::ZERO,
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys,
-        max_auth_attempts: config.max_auth_tries,
-        inactivity_timeout: Some(config.idle_timeout),
+        // russh counts the client's opening `none` request as an attempt; sshd does not.
+        max_auth_attempts: config.max_auth_tries + 1,
+        // Keepalive replies would reset russh's own timer: the daemon times unused
+        // connections itself (`idle_timeout`), and keepalives find dead peers.
+        inactivity_timeout: None,
         keepalive_interval: config.keepalive_interval,
         keepalive_max: config.keepalive_max,
         nodelay: true,
@@ -134,10 +140,14 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                 "connection from {peer} dropped: banned for {}s more after failed sign-ins",
                 left.as_secs()
             );
-            shared.audit.write(&Record {
-                refused: Some("banned after failed sign-ins".into()),
-                ..Record::new(Event::Connection, peer, SystemTime::now())
-            });
+            shared.audit.refusal(
+                "banned",
+                peer.ip(),
+                Record {
+                    refused: Some("banned after failed sign-ins".into()),
+                    ..Record::new(Event::Connection, peer, SystemTime::now())
+                },
+            );
             continue;
         }
         let Ok(permit) = shared.startups.clone().try_acquire_owned() else {
@@ -146,10 +156,14 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                 Some(peer.ip()),
                 "connection from {peer} dropped: max_startups connections are still signing in"
             );
-            shared.audit.write(&Record {
-                refused: Some("max_startups reached".into()),
-                ..Record::new(Event::Connection, peer, SystemTime::now())
-            });
+            shared.audit.refusal(
+                "max_startups",
+                peer.ip(),
+                Record {
+                    refused: Some("max_startups reached".into()),
+                    ..Record::new(Event::Connection, peer, SystemTime::now())
+                },
+            );
             continue;
         };
         let span = tracing::info_span!("conn", %peer);
@@ -159,40 +173,67 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 
 async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit) {
     let started = Instant::now();
-    let grace = shared.live().config.login_grace_time;
-    let (signed_in_tx, signed_in_rx) = oneshot::channel();
-    let state = Arc::new(Mutex::new(handler::State::default()));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let handler = Connection::new(shared.clone(), peer, state.clone(), signed_in_tx, permit, stop_rx);
+    let (grace, idle_timeout) = {
+        let live = shared.live();
+        (live.config.login_grace_time, live.config.idle_timeout)
+    };
     let _ = stream.set_nodelay(true);
-    let outcome = match tokio::time::timeout(grace, russh::server::run_stream(shared.ssh.clone(), stream, handler))
-        .await
-    {
-        Err(_) => Err("login grace time over before the version exchange".to_owned()),
-        Ok(Err(e)) => Err(format!("{e}")),
-        Ok(Ok(session)) => {
-            let handle = session.handle();
-            let deadline = async {
-                // Signed in, or the handler is gone because the session ended (which the
-                // other branch reports): either way no deadline.
-                if tokio::time::timeout(grace.saturating_sub(started.elapsed()), signed_in_rx).await.is_ok() {
-                    std::future::pending::<()>().await
-                }
-            };
-            tokio::select! {
-                ended = session => ended.map_err(|e| format!("{e}")),
-                () = deadline => {
-                    let _ = handle.disconnect(russh::Disconnect::ByApplication, "login grace time over".into(), String::new()).await;
-                    Err("login grace time over".to_owned())
+    let (cancel, cancelled) = watch::channel(false);
+    let stream = Cancellable::new(stream, cancelled);
+    let (signed_in_tx, mut signed_in_rx) = oneshot::channel();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = Arc::new(Mutex::new(handler::State::new()));
+    let handler = Connection::new(shared.clone(), peer, state.clone(), signed_in_tx, stop_rx);
+    // Held here, not by the handler: russh's session task may outlive a connection the
+    // daemon has given up on, and the permit must go back at the deadline.
+    let mut permit = Some(permit);
+    let mut closed_by_us: Option<String> = None;
+    let outcome =
+        match tokio::time::timeout(grace, russh::server::run_stream(shared.ssh.clone(), stream, handler)).await {
+            Err(_) => Err("login grace time over before the version exchange".to_owned()),
+            Ok(Err(e)) => Err(format!("{e}")),
+            Ok(Ok(session)) => {
+                let deadline = tokio::time::sleep(grace.saturating_sub(started.elapsed()));
+                tokio::pin!(session, deadline);
+                let tick = idle_timeout.min(Duration::from_secs(10)).max(Duration::from_millis(100));
+                let mut idle_check = tokio::time::interval(tick);
+                let mut waiting_sign_in = true;
+                loop {
+                    tokio::select! {
+                        ended = &mut session => break ended.map_err(|e| format!("{e}")),
+                        signed = &mut signed_in_rx, if waiting_sign_in => {
+                            waiting_sign_in = false;
+                            if signed.is_ok() {
+                                permit = None;
+                            }
+                        }
+                        () = &mut deadline, if permit.is_some() && closed_by_us.is_none() => {
+                            closed_by_us = Some("login grace time over".to_owned());
+                            permit = None;
+                            let _ = cancel.send(true);
+                        }
+                        _ = idle_check.tick(), if permit.is_none() && closed_by_us.is_none() => {
+                            let idle = state.lock().unwrap_or_else(|e| e.into_inner()).idle_for();
+                            if idle.is_some_and(|d| d >= idle_timeout) {
+                                info!("closing: no channel open for {}s (idle_timeout)", idle_timeout.as_secs());
+                                closed_by_us = Some("idle_timeout".to_owned());
+                                let _ = cancel.send(true);
+                            }
+                        }
+                    }
                 }
             }
-        }
-    };
+        };
+    drop(permit);
     let state = std::mem::take(&mut *state.lock().unwrap_or_else(|e| e.into_inner()));
     let _ = stop_tx.send(true);
     for forward in state.forwards {
         let _ = forward.await;
     }
+    let outcome = match closed_by_us {
+        Some(why) => Err(why),
+        None => outcome,
+    };
     let mut record =
         Record::new(Event::Connection, peer, SystemTime::now()).user(state.user.as_deref()).lasted(started.elapsed());
     record.key = state.key.clone();

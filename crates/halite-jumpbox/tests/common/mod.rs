@@ -318,3 +318,25 @@ pub fn assert_ok(output: &Output, what: &str) {
         text(&output.stderr)
     );
 }
+
+/// A TCP server that accepts and never reads: a destination that stalls its forwards.
+pub fn sink() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+/// Waits for `done` for up to `secs` seconds.
+pub fn eventually(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} did not happen within {secs}s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

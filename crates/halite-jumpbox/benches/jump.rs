@@ -1,0 +1,284 @@
+//! halite-jumpbox against OpenSSH's sshd as the jump host, in one run: the stock `ssh`
+//! client reaches a real sshd target through each, same keys, same cipher on both hops.
+//!
+//! Workloads, each on both jump hosts, alternating which goes first:
+//! - **throughput**: `head -c SIZE /dev/zero | ssh -J jump target 'cat > /dev/null'`
+//!   (SIZE 1 GiB by default), aes128-gcm@openssh.com on both hops; wall time of the client
+//!   and the jump host's CPU time (halite-jumpbox: its process's user + system; sshd: its
+//!   listener's own plus its reaped children's, read from `/proc/PID/stat`);
+//! - **setup**: `ssh -J jump target true`, RUNS times; the median wall time;
+//! - **idle connections**: CONNS `ssh -N` connections held open to the jump host; the
+//!   memory they add (halite-jumpbox: the growth of its PSS; sshd: the PSS of the
+//!   processes each connection forks), per connection.
+//!
+//! Prints a Markdown table with the ratios; the only checks are that every client run
+//! succeeds (a failed transfer is not a measurement).
+//!
+//! Run: `cargo bench -p halite-jumpbox --bench jump [-- SIZE_MIB RUNS CONNS]`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CIPHER: &str = "aes128-gcm@openssh.com";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn keygen(path: &Path) {
+    let ok = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(path).status().unwrap();
+    assert!(ok.success());
+}
+
+/// An sshd on a free port: the target, or the reference jump host.
+fn sshd(dir: &Path, name: &str, authorized: &Path) -> (Child, u16) {
+    let port = free_port();
+    let key = dir.join(format!("{name}_host"));
+    keygen(&key);
+    let config = dir.join(format!("{name}_config"));
+    std::fs::write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile none\nUsePAM no\n\
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             AllowTcpForwarding yes\nCiphers {CIPHER},chacha20-poly1305@openssh.com\nMaxStartups 200\nMaxSessions 200\n\
+             LogLevel ERROR\n",
+            key.display(),
+            authorized.display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let child = Command::new("/usr/sbin/sshd").args(["-D", "-f"]).arg(&config).spawn().expect("/usr/sbin/sshd");
+    wait_for(port);
+    (child, port)
+}
+
+/// CPU seconds of `pid` and of its reaped children.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    // After the command: state is field 3, utime 14, stime 15, cutime 16, cstime 17.
+    let ticks: u64 = fields[11..15].iter().map(|f| f.parse::<u64>().unwrap()).sum();
+    // SAFETY: sysconf has no preconditions.
+    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// Proportional set size of `pid`, in KiB.
+fn pss_kib(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with("Pss:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let ppid =
+            stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|s| s.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(p);
+            out.extend(children_of(p));
+        }
+    }
+    out
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Jump {
+    Sshd,
+    Halite,
+}
+
+struct Site {
+    dir: PathBuf,
+    target: u16,
+    jumps: Vec<(Jump, u16, u32)>,
+}
+
+impl Site {
+    fn ssh(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ssh");
+        c.arg("-F").arg(self.dir.join("ssh_config")).args(args);
+        c
+    }
+
+    fn jump(&self, which: Jump) -> (u16, u32) {
+        self.jumps.iter().find(|j| j.0 == which).map(|j| (j.1, j.2)).unwrap()
+    }
+
+    fn throughput(&self, which: Jump, size_mib: u64) -> (f64, f64) {
+        let (port, pid) = self.jump(which);
+        let cpu = cpu_seconds(pid);
+        let started = Instant::now();
+        let command = format!(
+            "head -c {}M /dev/zero | ssh -F {} -J root@127.0.0.1:{port} -p {} 127.0.0.1 'cat > /dev/null'",
+            size_mib,
+            self.dir.join("ssh_config").display(),
+            self.target
+        );
+        let out = Command::new("sh").args(["-c", &command]).output().unwrap();
+        assert!(out.status.success(), "{which:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let wall = started.elapsed().as_secs_f64();
+        // sshd's children are reaped a moment after the client ends.
+        std::thread::sleep(Duration::from_millis(300));
+        (wall, cpu_seconds(pid) - cpu)
+    }
+
+    fn setup(&self, which: Jump, runs: usize) -> f64 {
+        let (port, _) = self.jump(which);
+        let jump = format!("root@127.0.0.1:{port}");
+        let mut times: Vec<f64> = (0..runs)
+            .map(|_| {
+                let started = Instant::now();
+                let out =
+                    self.ssh(&["-J", &jump, "-p", &self.target.to_string(), "127.0.0.1", "true"]).output().unwrap();
+                assert!(out.status.success(), "{which:?}: {}", String::from_utf8_lossy(&out.stderr));
+                started.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    }
+
+    /// KiB per idle connection.
+    fn idle(&self, which: Jump, conns: usize) -> f64 {
+        let (port, pid) = self.jump(which);
+        let before_children = children_of(pid);
+        let before = pss_kib(pid);
+        let mut clients: Vec<Child> = (0..conns)
+            .map(|_| self.ssh(&["-N", "-p", &port.to_string(), "127.0.0.1"]).stdin(Stdio::null()).spawn().unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_secs(3));
+        let grown = match which {
+            Jump::Halite => pss_kib(pid).saturating_sub(before),
+            Jump::Sshd => {
+                let new: Vec<u32> = children_of(pid).into_iter().filter(|c| !before_children.contains(c)).collect();
+                assert!(new.len() >= conns, "sshd forked {} processes for {conns} connections", new.len());
+                new.iter().map(|p| pss_kib(*p)).sum()
+            }
+        };
+        for c in &mut clients {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        grown as f64 / conns as f64
+    }
+}
+
+fn main() {
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .map(|a| a.parse().expect("usage: jump [SIZE_MIB RUNS CONNS]"))
+        .collect();
+    let size_mib = args.first().copied().unwrap_or(1024);
+    let runs = args.get(1).copied().unwrap_or(20) as usize;
+    let conns = args.get(2).copied().unwrap_or(20) as usize;
+
+    let tmp = tempfile::Builder::new().prefix("jump-bench-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = tmp.path().to_path_buf();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    keygen(&dir.join("client"));
+    let authorized = dir.join("authorized_keys");
+    std::fs::copy(dir.join("client.pub"), &authorized).unwrap();
+    std::fs::write(
+        dir.join("ssh_config"),
+        format!(
+            "Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  BatchMode yes\n  LogLevel ERROR\n  \
+             IdentityFile {}\n  IdentitiesOnly yes\n  User root\n  Ciphers {CIPHER}\n  ControlMaster no\n",
+            dir.join("client").display()
+        ),
+    )
+    .unwrap();
+    let (target_child, target) = sshd(&dir, "target", &authorized);
+    let (reference, reference_port) = sshd(&dir, "reference", &authorized);
+    let halite_port = free_port();
+    keygen(&dir.join("halite_host"));
+    std::fs::write(
+        dir.join("jumpbox.yaml"),
+        format!(
+            "listen: [127.0.0.1:{halite_port}]\nhost_keys: [{d}/halite_host]\nauthorized_keys: {d}/authorized_keys\n\
+             forward_to: [127.0.0.0/8]\nmax_startups: 200\nthrottle: {{failures: 0}}\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let halite = Command::new(env!("CARGO_BIN_EXE_halite-jumpbox"))
+        .arg("-c")
+        .arg(dir.join("jumpbox.yaml"))
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    wait_for(halite_port);
+    let site = Site {
+        dir,
+        target,
+        jumps: vec![(Jump::Sshd, reference_port, reference.id()), (Jump::Halite, halite_port, halite.id())],
+    };
+
+    let orders = [[Jump::Sshd, Jump::Halite], [Jump::Halite, Jump::Sshd]];
+    let mut throughput = std::collections::HashMap::new();
+    for (round, order) in orders.iter().cycle().take(4).enumerate() {
+        for which in order {
+            let (wall, cpu) = site.throughput(*which, size_mib);
+            eprintln!("round {round} throughput {which:?}: {wall:.2} s, jump CPU {cpu:.2} s");
+            throughput.entry(*which).or_insert_with(Vec::new).push((wall, cpu));
+        }
+    }
+    let best = |which: Jump| {
+        let runs = &throughput[&which];
+        let wall = runs.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
+        let cpu = runs.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
+        (wall, cpu)
+    };
+    let setup: Vec<(Jump, f64)> = orders[0].iter().map(|w| (*w, site.setup(*w, runs))).collect();
+    let idle: Vec<(Jump, f64)> = orders[1].iter().map(|w| (*w, site.idle(*w, conns))).collect();
+    let find = |v: &[(Jump, f64)], w: Jump| v.iter().find(|x| x.0 == w).unwrap().1;
+
+    let (s_wall, s_cpu) = best(Jump::Sshd);
+    let (h_wall, h_cpu) = best(Jump::Halite);
+    let mib = size_mib as f64;
+    println!("| workload | sshd (OpenSSH) | halite-jumpbox | ratio (halite/sshd) |");
+    println!("|---|---|---|---|");
+    println!(
+        "| {size_mib} MiB through `ssh -J`, {CIPHER}: throughput (best of 4) | {:.0} MiB/s | {:.0} MiB/s | {:.2}× |",
+        mib / s_wall,
+        mib / h_wall,
+        s_wall / h_wall
+    );
+    println!("| same: jump host CPU (best of 4) | {s_cpu:.2} s | {h_cpu:.2} s | {:.2}× |", h_cpu / s_cpu);
+    let (s_setup, h_setup) = (find(&setup, Jump::Sshd), find(&setup, Jump::Halite));
+    println!(
+        "| `ssh -J jump target true`, median of {runs} | {:.0} ms | {:.0} ms | {:.2}× |",
+        s_setup * 1000.0,
+        h_setup * 1000.0,
+        h_setup / s_setup
+    );
+    let (s_idle, h_idle) = (find(&idle, Jump::Sshd), find(&idle, Jump::Halite));
+    println!(
+        "| memory per idle connection ({conns} held, PSS) | {s_idle:.0} KiB | {h_idle:.0} KiB | {:.2}× |",
+        h_idle / s_idle
+    );
+
+    for mut child in [halite, reference, target_child] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
