@@ -7,9 +7,9 @@
 //!   and the jump host's CPU time (halite-jumpbox: its process's user + system; sshd: its
 //!   listener's own plus its reaped children's, read from `/proc/PID/stat`);
 //! - **setup**: `ssh -J jump target true`, RUNS times; the median wall time;
-//! - **idle connections**: CONNS `ssh -N` connections held open to the jump host; the
-//!   memory they add (halite-jumpbox: the growth of its PSS; sshd: the PSS of the
-//!   processes each connection forks), per connection.
+//! - **idle connections**: CONNS (50) `ssh -N` connections held open to the jump host,
+//!   measured first, on fresh processes; the memory they add (halite-jumpbox: the growth
+//!   of its PSS; sshd: the PSS of the processes each connection forks), per connection.
 //!
 //! Prints a Markdown table with the ratios; the only checks are that every client run
 //! succeeds (a failed transfer is not a measurement).
@@ -190,7 +190,7 @@ fn main() {
         .collect();
     let size_mib = args.first().copied().unwrap_or(1024);
     let runs = args.get(1).copied().unwrap_or(20) as usize;
-    let conns = args.get(2).copied().unwrap_or(20) as usize;
+    let conns = args.get(2).copied().unwrap_or(50) as usize;
 
     let tmp = tempfile::Builder::new().prefix("jump-bench-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let dir = tmp.path().to_path_buf();
@@ -234,6 +234,10 @@ fn main() {
     };
 
     let orders = [[Jump::Sshd, Jump::Halite], [Jump::Halite, Jump::Sshd]];
+    // Idle connections first, on fresh processes: after a transfer, freed heap would hold
+    // the new connections and hide what they cost.
+    let idle: Vec<(Jump, f64)> = orders[1].iter().map(|w| (*w, site.idle(*w, conns))).collect();
+    let setup: Vec<(Jump, f64)> = orders[0].iter().map(|w| (*w, site.setup(*w, runs))).collect();
     let mut throughput = std::collections::HashMap::new();
     for (round, order) in orders.iter().cycle().take(4).enumerate() {
         for which in order {
@@ -248,8 +252,6 @@ fn main() {
         let cpu = runs.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
         (wall, cpu)
     };
-    let setup: Vec<(Jump, f64)> = orders[0].iter().map(|w| (*w, site.setup(*w, runs))).collect();
-    let idle: Vec<(Jump, f64)> = orders[1].iter().map(|w| (*w, site.idle(*w, conns))).collect();
     let find = |v: &[(Jump, f64)], w: Jump| v.iter().find(|x| x.0 == w).unwrap().1;
 
     let (s_wall, s_cpu) = best(Jump::Sshd);

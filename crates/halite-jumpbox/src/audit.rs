@@ -25,6 +25,9 @@ pub enum Event {
     Connection,
     Forward,
     Session,
+    /// How many records of a kind (in `refused`) from a source were left out by the rate
+    /// limit, once its window has ended (`suppressed`).
+    Suppressed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -14,14 +14,14 @@
 //! max_startups: 32                       # unauthenticated connections at once
 //! login_grace_time: 120                  # seconds to authenticate
 //! max_auth_tries: 6                      # key offers per connection
-//! max_sessions: 10                       # open channels per connection
+//! max_sessions: 10                       # session channels open per connection
 //! max_channels_per_user: 100             # open forwards per user, all connections
 //! keepalive_interval: 15                 # seconds of silence before a keepalive; 0: none
 //! keepalive_max: 3                       # unanswered keepalives before the connection drops
 //! idle_timeout: 3600                     # seconds with no channel open before the connection
 //!                                        # drops (OpenSSH's UnusedConnectionTimeout)
 //! connect_timeout: 10                    # seconds to resolve and connect a forward
-//! stall_timeout: 30                      # seconds a destination may read nothing while the
+//! stall_timeout: 15                      # seconds a destination may read nothing while the
 //!                                        # client sends, before its forward is closed
 //! throttle: {failures: 5, window: 600, ban: 600}   # per source address; failures: 0 is off
 //! ```
@@ -100,7 +100,7 @@ impl Default for Config {
             keepalive_max: 3,
             idle_timeout: Duration::from_secs(3600),
             connect_timeout: Duration::from_secs(10),
-            stall_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(15),
             throttle: ThrottleConfig { failures: 5, window: Duration::from_secs(600), ban: Duration::from_secs(600) },
         }
     }

@@ -88,6 +88,17 @@ async fn serve(path: PathBuf, config: Config, keys: Vec<russh::keys::PrivateKey>
     for listener in listeners {
         tokio::spawn(daemon::accept_loop(shared.clone(), listener));
     }
+    let flusher = shared.clone();
+    tokio::spawn(async move {
+        // The counts of log lines and audit records rate limits left out, once their
+        // window ends.
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            halite_ratelog::PEERS.flush();
+            flusher.audit.flush();
+        }
+    });
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -116,11 +127,10 @@ fn reload(shared: &Shared, path: &std::path::Path) {
         ("max_startups", old.config.max_startups != config.max_startups),
         ("audit_log", old.config.audit_log != config.audit_log),
         (
-            "max_auth_tries, keepalive_*, idle_timeout",
+            "max_auth_tries, keepalive_interval, keepalive_max",
             old.config.max_auth_tries != config.max_auth_tries
                 || old.config.keepalive_interval != config.keepalive_interval
-                || old.config.keepalive_max != config.keepalive_max
-                || old.config.idle_timeout != config.idle_timeout,
+                || old.config.keepalive_max != config.keepalive_max,
         ),
     ] {
         if changed {

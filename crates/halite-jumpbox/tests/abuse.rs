@@ -16,6 +16,8 @@ fn connections_that_never_sign_in_are_closed_at_the_grace_time_and_free_their_st
     let site = Site::new();
     let jumpbox = JumpBox::start(&site, "login_grace_time: 2\nmax_startups: 2\nthrottle: {failures: 0}\n");
     let port = jumpbox.port.to_string();
+    // The start-up probe's connection must have given its slot back first.
+    site.await_audit("for the start-up probe", |r| r["event"] == "connection");
     // Two clients that send their version and never sign in, holding both startup slots;
     // whatever the server sends, they answer with a byte that never completes a packet.
     let mut stalled: Vec<TcpStream> = (0..2)

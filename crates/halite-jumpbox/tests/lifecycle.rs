@@ -138,3 +138,31 @@ fn a_reload_keeps_open_forwards_and_applies_to_new_ones() {
     let _ = forward.kill();
     let _ = forward.wait();
 }
+
+#[test]
+fn a_forward_the_client_closes_gives_its_slot_back_while_the_destination_still_sends() {
+    let site = Site::new();
+    let jumpbox = JumpBox::start(&site, "max_channels_per_user: 2\n");
+    let endless = Server::start("", None);
+    let local = free_port();
+    let mut forward = local_forward(&site, &jumpbox, &format!("127.0.0.1:{local}:127.0.0.1:{}", endless.port), local);
+    // Three downloads in turn, each abandoned after a little: a browser closing tabs.
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(("127.0.0.1", local)).unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        stream.read_exact(&mut buf).unwrap();
+        drop(stream);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ended = site.audit().iter().filter(|r| r["event"] == "forward" && r["refused"].is_null()).count();
+        if ended == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ended} of 3 abandoned forwards ended:\n{}", site.read("audit.log"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!site.read("audit.log").contains("too many open channels"), "{}", site.read("audit.log"));
+    let _ = forward.kill();
+    let _ = forward.wait();
+}

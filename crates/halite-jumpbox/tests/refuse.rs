@@ -206,3 +206,25 @@ fn a_failing_source_is_throttled_while_another_signs_in() {
     let out = attempt("127.0.0.1", "ssh_config");
     assert_ok(&out, "another source");
 }
+
+#[test]
+fn authorized_keys_are_opened_as_the_user() {
+    let site = Site::new();
+    // `nobody` may read a root-owned 0644 file (StrictModes allows root's ownership) ...
+    site.write("nobody_keys", &site.public("client"));
+    let jumpbox = JumpBox::start(&site, "");
+    let port = jumpbox.port.to_string();
+    let out = site.run(&["-l", "nobody", "-p", &port, "127.0.0.1", "vms"]);
+    assert_ok(&out, "nobody with a readable file");
+    // ... but not a link to a file only root may read: it is opened with nobody's ids.
+    let secret = site.path("root-only");
+    std::fs::write(&secret, site.public("client")).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::remove_file(site.path("nobody_keys")).unwrap();
+    std::os::unix::fs::symlink(&secret, site.path("nobody_keys")).unwrap();
+    let out = site.run(&["-l", "nobody", "-p", &port, "127.0.0.1", "vms"]);
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out.stdout));
+    site.await_audit("for the unreadable link", |r| {
+        r["user"] == "nobody" && r["refused"].as_str().is_some_and(|s| s.contains("Permission denied"))
+    });
+}

@@ -7,10 +7,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 
-use std::net::IpAddr;
-use std::time::Duration;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime};
 
-use halite_jumpbox::audit::Record;
+use halite_jumpbox::audit::{Event, Record};
 use halite_ratelog::Limiter;
 use tracing::{error, info};
 
@@ -41,11 +41,24 @@ impl AuditLog {
         Ok(AuditLog { file, limiter: Limiter::new(20, Duration::from_secs(60), 4096) })
     }
 
-    /// Writes a refusal a peer can repeat at will, at most 20 a minute per kind and source;
-    /// the next one admitted says how many were left out.
-    pub fn refusal(&self, kind: &'static str, source: IpAddr, record: Record) {
+    /// Writes a record a peer can cause again at will (a refusal, a session's listing), at
+    /// most 20 a minute per kind and source; the next one admitted says how many were left
+    /// out, and [`AuditLog::flush`] writes the count of a budget that ended with some.
+    pub fn limited(&self, kind: &'static str, source: IpAddr, record: Record) {
         if let Some(suppressed) = self.limiter.admit(kind, Some(source)) {
             self.write(&Record { suppressed, ..record });
+        }
+    }
+
+    /// Writes a line for each rate-limit budget that ended with records left out, so a
+    /// source that stopped still has its count written. Called every second.
+    pub fn flush(&self) {
+        for gone in self.limiter.expired(Instant::now()) {
+            let source = SocketAddr::new(gone.peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), 0);
+            let mut record = Record::new(Event::Suppressed, source, SystemTime::now());
+            record.refused = Some(gone.kind.to_owned());
+            record.suppressed = gone.count;
+            self.write(&record);
         }
     }
 

@@ -113,6 +113,9 @@ pub struct Connection {
     /// The `authorized_keys` line the key signed in with.
     grant: Option<Entry>,
     sessions: HashMap<ChannelId, OpenChannel>,
+    /// Each open forward's own stop, fired when the client closes its channel: russh's
+    /// stream then never grows the window again, and the copy back would wait forever.
+    forward_stops: HashMap<ChannelId, oneshot::Sender<()>>,
     stop: watch::Receiver<bool>,
     /// The last user's file, read once per connection however many keys the client offers.
     file: Option<(String, Result<Arc<AuthorizedFile>, String>)>,
@@ -135,6 +138,7 @@ impl Connection {
             signed_in: Some(signed_in),
             grant: None,
             sessions: HashMap::new(),
+            forward_stops: HashMap::new(),
             stop,
             file: None,
             offers: 0,
@@ -326,6 +330,9 @@ impl Handler for Connection {
 
     async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
         self.sessions.remove(&channel);
+        if let Some(stop) = self.forward_stops.remove(&channel) {
+            let _ = stop.send(());
+        }
         Ok(())
     }
 
@@ -439,6 +446,11 @@ impl Handler for Connection {
             self.refuse_forward(reply, record, Refused::TooManyChannels).await;
             return Ok(());
         };
+        // Forwards that ended by themselves were closed by this side, and russh calls no
+        // channel_close for those: their stops are dropped here.
+        self.forward_stops.retain(|_, stop| !stop.is_closed());
+        let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
+        self.forward_stops.insert(channel.id(), closed_tx);
         let live = self.shared.live();
         let networks = live.config.networks_for(&user);
         let (connect_timeout, stall) = (live.config.connect_timeout, live.config.stall_timeout);
@@ -469,7 +481,7 @@ impl Handler for Connection {
                         reply.reject(failure).await;
                         drop(held);
                         record.refused = Some(refused.to_string());
-                        shared.audit.refusal("forward refused", peer.ip(), record.lasted(started.elapsed()));
+                        shared.audit.limited("forward refused", peer.ip(), record.lasted(started.elapsed()));
                         return;
                     }
                 };
@@ -483,6 +495,7 @@ impl Handler for Connection {
                         }
                     }
                     _ = stop.changed() => debug!("forward stopped: its connection closed"),
+                    _ = &mut closed_rx => debug!("forward stopped: the client closed its channel"),
                 }
                 drop(held);
                 record.bytes_in = carried.to_destination.load(Ordering::Relaxed);
@@ -542,7 +555,7 @@ impl Handler for Connection {
         let mut record = self.record(Event::Forward);
         record.destination = Some(format!("{host}:{port}"));
         record.refused = Some("remote forwarding (-R) is not offered".to_owned());
-        self.shared.audit.refusal("remote forward", self.peer.ip(), record);
+        self.shared.audit.limited("remote forward", self.peer.ip(), record);
         Ok(false)
     }
 
@@ -566,15 +579,20 @@ impl Connection {
             use std::io::Read;
             let mut text = String::new();
             keys::open_regular(&path)
-                .and_then(|f| f.take(vms::MAX_ROSTER_BYTES).read_to_string(&mut text))
+                .and_then(|f| f.take(vms::MAX_ROSTER_BYTES + 1).read_to_string(&mut text))
                 .map_err(|e| format!("{}: {e}", path.display()))?;
+            if text.len() as u64 > vms::MAX_ROSTER_BYTES {
+                return Err(format!("{} is larger than {} bytes", path.display(), vms::MAX_ROSTER_BYTES));
+            }
             vms::parse_roster(&text)
         })
         .await
         .unwrap_or_else(|e| Err(format!("reading the roster failed: {e}")))
     }
 
-    /// Sends a session channel's whole answer and closes it: no shell ever runs.
+    /// Sends a session channel's whole answer and closes it: no shell ever runs. A channel
+    /// is answered once; an answer larger than the window the client opened is replaced by
+    /// a short error, so nothing waits in russh's queue for a window that may never come.
     fn answer(
         &mut self,
         channel: ChannelId,
@@ -583,6 +601,17 @@ impl Connection {
         err: String,
         status: u32,
     ) -> Result<(), russh::Error> {
+        // Answered channels leave the map: a second shell or exec on one gets a failure.
+        let Some(open) = self.sessions.remove(&channel) else {
+            return session.channel_failure(channel);
+        };
+        let window = session.window_size(&channel) as usize;
+        let (out, err, status) = if out.len() + err.len() <= window {
+            (out, err, status)
+        } else {
+            let short = "halite-jumpbox: the channel's window is too small for the answer\n".to_owned();
+            (String::new(), if short.len() <= window { short } else { String::new() }, 1)
+        };
         session.channel_success(channel)?;
         if !out.is_empty() {
             session.data(channel, out.into_bytes())?;
@@ -594,16 +623,20 @@ impl Connection {
         session.eof(channel)?;
         session.close(channel)?;
         // russh forgets a channel this side closes, and calls no channel_close for it.
-        self.sessions.remove(&channel);
-        self.shared.audit.write(&self.record(Event::Session));
+        drop(open);
+        self.shared.audit.limited("session", self.peer.ip(), self.record(Event::Session));
         Ok(())
     }
 
     async fn refuse_forward(&self, reply: ChannelOpenHandle, mut record: Record, refused: Refused) {
         debug!("forward to {} refused: {refused}", record.destination.as_deref().unwrap_or(""));
-        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        let failure = match refused {
+            Refused::TooManyChannels => ChannelOpenFailure::ResourceShortage,
+            _ => ChannelOpenFailure::AdministrativelyProhibited,
+        };
+        reply.reject(failure).await;
         record.refused = Some(refused.to_string());
-        self.shared.audit.refusal("forward refused", self.peer.ip(), record);
+        self.shared.audit.limited("forward refused", self.peer.ip(), record);
     }
 }
 

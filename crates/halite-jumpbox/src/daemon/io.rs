@@ -104,16 +104,16 @@ pub struct Carried {
 ///
 /// russh hands a channel's data to it through a bounded queue, and when that queue is full
 /// it stops reading the whole connection: a destination that stops reading would freeze
-/// every other forward of the connection. The client-to-destination half therefore gives a
-/// write at most `stall` to make progress, and ends the forward when it does not.
+/// every other forward of the connection. The client-to-destination half therefore gives
+/// the destination `stall` to take any of what is waiting, and ends the forward when it
+/// takes nothing. `bytes_in` counts what the destination took.
 pub async fn forward<C, D>(client: C, destination: D, carried: &Carried, stall: Duration) -> io::Result<()>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     D: AsyncRead + AsyncWrite + Unpin,
 {
-    let (client_read, mut client_write) = tokio::io::split(client);
+    let (mut client_read, mut client_write) = tokio::io::split(client);
     let (destination_read, mut destination_write) = tokio::io::split(destination);
-    let mut client_read = Counted::new(client_read, carried.to_destination.clone());
     let mut destination_read = Counted::new(destination_read, carried.to_client.clone());
     let up = async {
         let mut buf = vec![0u8; 32 * 1024];
@@ -122,14 +122,22 @@ where
             if n == 0 {
                 return destination_write.shutdown().await;
             }
-            match tokio::time::timeout(stall, destination_write.write_all(&buf[..n])).await {
-                Ok(written) => written?,
-                Err(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("the destination read nothing for {}s", stall.as_secs()),
-                    ))
+            let mut pending = &buf[..n];
+            while !pending.is_empty() {
+                let written = match tokio::time::timeout(stall, destination_write.write(pending)).await {
+                    Ok(written) => written?,
+                    Err(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("the destination read nothing for {}s", stall.as_secs()),
+                        ))
+                    }
+                };
+                if written == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
                 }
+                carried.to_destination.fetch_add(written as u64, Ordering::Relaxed);
+                pending = &pending[written..];
             }
         }
     };

@@ -74,6 +74,7 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
 #[derive(Debug, Clone)]
 pub struct Account {
     pub uid: u32,
+    pub gid: u32,
     pub home: PathBuf,
     /// Past the expiry date of its shadow entry (`chage -E`), as pam_unix refuses it.
     pub expired: bool,
@@ -92,7 +93,7 @@ pub fn account(user: &str) -> Option<Account> {
     }
     // SAFETY: pw_dir points to a NUL-terminated string inside `buf`.
     let home = unsafe { std::ffi::CStr::from_ptr(pwd.pw_dir) }.to_str().ok()?.to_owned();
-    Some(Account { uid: pwd.pw_uid, home: PathBuf::from(home), expired: expired(&name) })
+    Some(Account { uid: pwd.pw_uid, gid: pwd.pw_gid, home: PathBuf::from(home), expired: expired(&name) })
 }
 
 /// Whether the shadow entry's account expiry (days since the epoch) has come.
@@ -126,6 +127,26 @@ pub fn open_regular(path: &Path) -> std::io::Result<fs::File> {
     Ok(file)
 }
 
+/// Opens `path` with the user's file-system identity, as sshd opens the file with the
+/// user's uid: a link to a file only root may read (root's own `authorized_keys`,
+/// /etc/shadow) is refused, not read for the user. setfsuid(2) applies to the calling
+/// thread only, a thread of the blocking pool, and is restored before it returns.
+fn open_as(account: &Account, path: &Path) -> std::io::Result<fs::File> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || account.uid == 0 {
+        return open_regular(path);
+    }
+    // SAFETY: setfsgid/setfsuid change only this thread's file-system ids, and the
+    // previous ids they return are put back below whatever the open did.
+    let (old_gid, old_uid) = unsafe { (libc::setfsgid(account.gid), libc::setfsuid(account.uid)) };
+    let opened = open_regular(path);
+    unsafe {
+        libc::setfsuid(old_uid as libc::uid_t);
+        libc::setfsgid(old_gid as libc::gid_t);
+    }
+    opened
+}
+
 /// Reads a user's `authorized_keys` as sshd's `StrictModes yes` would: the file and every
 /// directory above it, up to the home directory (or the root), must belong to the user or
 /// root and be writable by nobody else, so another local user cannot slip a key in. The
@@ -133,7 +154,7 @@ pub fn open_regular(path: &Path) -> std::io::Result<fs::File> {
 pub fn authorized_keys(path: &Path, account: &Account) -> Result<AuthorizedFile, String> {
     let real = fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let home = fs::canonicalize(&account.home).unwrap_or_else(|_| account.home.clone());
-    let mut file = open_regular(&real).map_err(|e| format!("{}: {e}", real.display()))?;
+    let mut file = open_as(account, &real).map_err(|e| format!("{}: {e}", real.display()))?;
     let meta = file.metadata().map_err(|e| format!("{}: {e}", real.display()))?;
     strict_modes(&real, &meta, account)?;
     for dir in real.ancestors().skip(1) {

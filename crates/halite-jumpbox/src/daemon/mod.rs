@@ -109,15 +109,23 @@ pub fn ssh_config(config: &Config, keys: Vec<russh::keys::PrivateKey>) -> SshCon
         keys,
         // russh counts the client's opening `none` request as an attempt; sshd does not.
         max_auth_attempts: config.max_auth_tries + 1,
-        // Keepalive replies would reset russh's own timer: the daemon times unused
-        // connections itself (`idle_timeout`), and keepalives find dead peers.
-        inactivity_timeout: None,
+        // Keepalive replies reset russh's own timer, so it cannot time unused connections:
+        // the daemon does (`idle_timeout`). It stays as a backstop for what keepalives do
+        // not catch (no keepalives configured; russh busy writing to a dead peer).
+        inactivity_timeout: Some(backstop(config)),
         keepalive_interval: config.keepalive_interval,
         keepalive_max: config.keepalive_max,
         nodelay: true,
         preferred,
         ..SshConfig::default()
     }
+}
+
+/// Silence after which russh drops a connection: longer than the keepalives take to find
+/// a dead peer, and than `idle_timeout`.
+fn backstop(config: &Config) -> Duration {
+    let keepalives = config.keepalive_interval.map_or(Duration::ZERO, |i| i * (config.keepalive_max as u32 + 2));
+    keepalives.max(config.idle_timeout)
 }
 
 /// Accepts on one listening socket until the process ends.
@@ -140,7 +148,7 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                 "connection from {peer} dropped: banned for {}s more after failed sign-ins",
                 left.as_secs()
             );
-            shared.audit.refusal(
+            shared.audit.limited(
                 "banned",
                 peer.ip(),
                 Record {
@@ -156,7 +164,7 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                 Some(peer.ip()),
                 "connection from {peer} dropped: max_startups connections are still signing in"
             );
-            shared.audit.refusal(
+            shared.audit.limited(
                 "max_startups",
                 peer.ip(),
                 Record {
@@ -225,11 +233,14 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, permit:
             }
         };
     drop(permit);
-    let state = std::mem::take(&mut *state.lock().unwrap_or_else(|e| e.into_inner()));
+    // Only the task handles are taken: the forwards still hold guards on the state's
+    // channel count until they end.
+    let forwards = std::mem::take(&mut state.lock().unwrap_or_else(|e| e.into_inner()).forwards);
     let _ = stop_tx.send(true);
-    for forward in state.forwards {
+    for forward in forwards {
         let _ = forward.await;
     }
+    let state = state.lock().unwrap_or_else(|e| e.into_inner());
     let outcome = match closed_by_us {
         Some(why) => Err(why),
         None => outcome,

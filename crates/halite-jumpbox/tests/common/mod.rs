@@ -110,6 +110,12 @@ impl Drop for JumpBox {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A panic in a connection's or a forward's task does not stop the daemon, only
+        // what that task was doing: every test fails on one.
+        let log = self.log();
+        if !std::thread::panicking() && log.contains("panicked") {
+            panic!("halite-jumpbox panicked:\n{log}");
+        }
     }
 }
 
@@ -151,11 +157,9 @@ impl JumpBox {
         jumpbox
     }
 
-    pub fn restart(mut self, site: &Site) -> JumpBox {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn restart(self, site: &Site) -> JumpBox {
         let (port, config) = (self.port, self.config.clone());
-        std::mem::forget(self);
+        drop(self);
         JumpBox::launch(site, port, config)
     }
 
