@@ -139,40 +139,33 @@ fn each_unknown_key_is_reported_once() {
     assert!(warnings[0].to_string().contains("publsh_port"));
 }
 
-#[test]
-fn dns_address_book_is_halites_own_path_option() {
+/// A halite-only path option (`key`): off unless set, taken as written (not re-rooted), a
+/// typed field rather than an extra, null for unset, and invalid as anything but a path.
+fn assert_halites_own_path_option(key: &str, field: fn(&MasterConfig) -> &Option<PathBuf>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let (c, warnings) = load(d).expect("load");
-    assert_eq!(c.dns_address_book, None, "off unless set");
-    write(d, "master", "root_dir: /srv/r\ndns_address_book: /run/halite/addresses\n");
+    assert_eq!(field(&c), &None, "off unless set");
+    write(d, "master", &format!("root_dir: /srv/r\n{key}: /var/lib/halite/file\n"));
     let (c, warnings_set) = load(d).expect("load");
-    assert_eq!(c.dns_address_book, Some(PathBuf::from("/run/halite/addresses")), "not re-rooted");
+    assert_eq!(field(&c), &Some(PathBuf::from("/var/lib/halite/file")), "not re-rooted");
     assert_eq!((warnings, warnings_set), (vec![], vec![]), "a known key");
-    assert_eq!(c.extra("dns_address_book"), None, "a typed field, not an extra");
-    write(d, "master", "dns_address_book:\n");
-    assert_eq!(load(d).expect("load").0.dns_address_book, None, "null is unset");
-    assert_invalid("dns_address_book: ''\n", "dns_address_book");
-    assert_invalid("dns_address_book: [a]\n", "dns_address_book");
-    assert_invalid("dns_address_book: true\n", "dns_address_book");
+    assert_eq!(c.extra(key), None, "a typed field, not an extra");
+    write(d, "master", &format!("{key}:\n"));
+    assert_eq!(field(&load(d).expect("load").0), &None, "null is unset");
+    for bad in ["''", "[a]", "true"] {
+        assert_invalid(&format!("{key}: {bad}\n"), key);
+    }
+}
+
+#[test]
+fn dns_address_book_is_halites_own_path_option() {
+    assert_halites_own_path_option("dns_address_book", |c| &c.dns_address_book);
 }
 
 #[test]
 fn jumpbox_roster_is_halites_own_path_option() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
-    let (c, warnings) = load(d).expect("load");
-    assert_eq!(c.jumpbox_roster, None, "off unless set");
-    write(d, "master", "root_dir: /srv/r\njumpbox_roster: /var/lib/halite/roster.json\n");
-    let (c, warnings_set) = load(d).expect("load");
-    assert_eq!(c.jumpbox_roster, Some(PathBuf::from("/var/lib/halite/roster.json")), "not re-rooted");
-    assert_eq!((warnings, warnings_set), (vec![], vec![]), "a known key");
-    assert_eq!(c.extra("jumpbox_roster"), None, "a typed field, not an extra");
-    write(d, "master", "jumpbox_roster:\n");
-    assert_eq!(load(d).expect("load").0.jumpbox_roster, None, "null is unset");
-    assert_invalid("jumpbox_roster: ''\n", "jumpbox_roster");
-    assert_invalid("jumpbox_roster: [a]\n", "jumpbox_roster");
-    assert_invalid("jumpbox_roster: true\n", "jumpbox_roster");
+    assert_halites_own_path_option("jumpbox_roster", |c| &c.jumpbox_roster);
 }
 
 #[test]

@@ -128,6 +128,13 @@ fn backstop(config: &Config) -> Duration {
     keepalives.max(config.idle_timeout)
 }
 
+/// A connection closed unread: its audit line, which the journal gets too, rate-limited
+/// per source (a banned source may reconnect as fast as it likes).
+fn dropped(shared: &Shared, peer: SocketAddr, kind: &'static str, reason: String) {
+    let record = Record { refused: Some(reason), ..Record::new(Event::Connection, peer, SystemTime::now()) };
+    shared.audit.limited(kind, peer.ip(), record);
+}
+
 /// Accepts on one listening socket until the process ends.
 pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     loop {
@@ -142,36 +149,12 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         };
         let admission = shared.throttle.lock().unwrap_or_else(|e| e.into_inner()).admit(peer.ip(), Instant::now());
         if let Admission::Banned(left) = admission {
-            peer_warn!(
-                "ssh banned",
-                Some(peer.ip()),
-                "connection from {peer} dropped: banned for {}s more after failed sign-ins",
-                left.as_secs()
-            );
-            shared.audit.limited(
-                "banned",
-                peer.ip(),
-                Record {
-                    refused: Some("banned after failed sign-ins".into()),
-                    ..Record::new(Event::Connection, peer, SystemTime::now())
-                },
-            );
+            let reason = format!("banned after failed sign-ins ({}s more)", left.as_secs());
+            dropped(&shared, peer, "banned", reason);
             continue;
         }
         let Ok(permit) = shared.startups.clone().try_acquire_owned() else {
-            peer_warn!(
-                "ssh startups",
-                Some(peer.ip()),
-                "connection from {peer} dropped: max_startups connections are still signing in"
-            );
-            shared.audit.limited(
-                "max_startups",
-                peer.ip(),
-                Record {
-                    refused: Some("max_startups reached".into()),
-                    ..Record::new(Event::Connection, peer, SystemTime::now())
-                },
-            );
+            dropped(&shared, peer, "max_startups", "max_startups reached".to_owned());
             continue;
         };
         let span = tracing::info_span!("conn", %peer);
