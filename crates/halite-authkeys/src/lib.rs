@@ -201,6 +201,12 @@ pub enum Refusal {
 }
 
 impl Entry {
+    /// A grant made outside the file (an OpenSSH user certificate): no option but whether
+    /// the key may forward, and line 0.
+    pub fn granted(key_type: String, blob: Vec<u8>, comment: String, port_forwarding: bool) -> Entry {
+        Entry { line: 0, options: Options { port_forwarding, ..Options::default() }, key_type, blob, comment }
+    }
+
     /// Whether this line lets its key sign in from `address` at `now` (seconds since the
     /// epoch); `local` gives the epoch seconds of an `expiry-time` written without a zone, in
     /// the system's zone (as mktime(3) does, daylight saving included).

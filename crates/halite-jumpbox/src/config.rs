@@ -10,7 +10,8 @@
 //! users: {alice: [10.0.0.5/32]}          # narrower forward_to for some users
 //! audit_log: /var/log/halite/jumpbox.log # one JSON line per connection and forward
 //! vms: /var/lib/halite/roster.json       # the VM list `ssh jumpbox` prints (the master's roster)
-//! trusted_user_ca_keys: /etc/ssh/user_ca.pub   # OpenSSH CA keys whose user certificates sign in
+//! trusted_user_ca_keys: /etc/ssh/user_ca.pub   # CA keys (OpenSSH public-key lines) whose user
+//!                                        # certificates sign in, as sshd's TrustedUserCAKeys
 //! max_startups: 32                       # unauthenticated connections at once
 //! login_grace_time: 120                  # seconds to authenticate
 //! max_auth_tries: 6                      # key offers per connection

@@ -2,8 +2,8 @@
 //!
 //! Owns the decisions of the daemon, as pure code: its config ([`config`]), which forwards
 //! a signed-in key may open and to which addresses ([`forward`]), the per-source throttle of
-//! failed sign-ins ([`throttle`]), the audit trail's lines ([`audit`]) and what a session
-//! channel prints ([`vms`]). The `authorized_keys` format is halite-authkeys'.
+//! failed sign-ins ([`throttle`]), which user certificates sign in ([`certs`]), the audit
+//! trail's lines ([`audit`]) and what a session channel prints ([`vms`]). The `authorized_keys` format is halite-authkeys'.
 //!
 //! Must not: open sockets or files, look at the clock, or resolve names. The binary
 //! (`src/main.rs` and `src/daemon/`) does that around these modules, on russh.
@@ -13,6 +13,7 @@
 //! closes; everything else (`-R`, agent and X11 forwarding, subsystems, ptys) is refused.
 
 pub mod audit;
+pub mod certs;
 pub mod config;
 pub mod forward;
 pub mod throttle;

@@ -59,18 +59,17 @@ fn main() -> anyhow::Result<()> {
 
     let config = load(&args.config)?;
     let keys = daemon::keys::host_keys(&config.host_keys)?;
-    if let Some(ca) = &config.trusted_user_ca_keys {
-        warn!(path = %ca.display(), "trusted_user_ca_keys is not acted on yet: certificates are refused, plain keys sign in");
-    }
+    let live = Live::load(config)?;
     if args.check {
         println!("{}: configuration and {} host keys read", args.config.display(), keys.len());
         return Ok(());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve(args.config, config, keys))
+    runtime.block_on(serve(args.config, live, keys))
 }
 
-async fn serve(path: PathBuf, config: Config, keys: Vec<russh::keys::PrivateKey>) -> anyhow::Result<()> {
+async fn serve(path: PathBuf, live: Live, keys: Vec<russh::keys::PrivateKey>) -> anyhow::Result<()> {
+    let config = &live.config;
     let mut listeners = Vec::new();
     for addr in &config.listen {
         let listener = TcpListener::bind(addr).await.with_context(|| format!("listen: binding {addr}"))?;
@@ -78,12 +77,12 @@ async fn serve(path: PathBuf, config: Config, keys: Vec<russh::keys::PrivateKey>
         listeners.push(listener);
     }
     let shared = Arc::new(Shared {
-        ssh: Arc::new(daemon::ssh_config(&config, keys)),
+        ssh: Arc::new(daemon::ssh_config(config, keys)),
         throttle: Mutex::new(Throttle::new(config.throttle)),
         startups: Arc::new(Semaphore::new(config.max_startups)),
         forwards: Mutex::new(Default::default()),
         audit: AuditLog::open(config.audit_log.as_deref())?,
-        live: RwLock::new(Arc::new(Live { banner: daemon::read_banner(&config), config })),
+        live: RwLock::new(Arc::new(live)),
     });
     for listener in listeners {
         tokio::spawn(daemon::accept_loop(shared.clone(), listener));
@@ -137,8 +136,14 @@ fn reload(shared: &Shared, path: &std::path::Path) {
             warn!("reload: {key} changed; that takes a restart");
         }
     }
-    shared.throttle.lock().unwrap_or_else(|e| e.into_inner()).reconfigure(config.throttle);
-    let banner = daemon::read_banner(&config);
-    *shared.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live { config, banner });
+    let live = match Live::load(config) {
+        Ok(live) => live,
+        Err(e) => {
+            error!("reload: {e:#}; the running configuration stays");
+            return;
+        }
+    };
+    shared.throttle.lock().unwrap_or_else(|e| e.into_inner()).reconfigure(live.config.throttle);
+    *shared.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(live);
     info!("reloaded {}", path.display());
 }

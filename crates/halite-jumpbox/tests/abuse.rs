@@ -56,7 +56,10 @@ fn sessions_on_one_connection_are_counted_as_they_close() {
     let site = Site::new();
     let jumpbox = JumpBox::start(&site, "max_sessions: 3\n");
     let port = jumpbox.port.to_string();
-    let control_path = format!("ControlPath={}", site.path("control-%C").display());
+    // A unix socket's path is at most 107 bytes: the scratch directory under the target
+    // directory can be too deep for one, so the control socket lives in /tmp.
+    let control_dir = tempfile::Builder::new().prefix("jbc").tempdir_in("/tmp").unwrap();
+    let control_path = format!("ControlPath={}/c", control_dir.path().display());
     let args = |extra: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = vec!["-o".into(), "ControlMaster=auto".into(), "-o".into(), control_path.clone()];
         v.extend(["-o".into(), "ControlPersist=20".into(), "-p".into(), port.clone(), "127.0.0.1".into()]);

@@ -18,9 +18,9 @@ use halite_authkeys::{fingerprint, CivilTime, Entry};
 use halite_jumpbox::audit::{Event, Record};
 use halite_jumpbox::config::{expand, valid_user};
 use halite_jumpbox::forward::{self, allowed_addresses, Refused, Request};
-use halite_jumpbox::vms;
+use halite_jumpbox::{certs, vms};
 use halite_ratelog::{peer_warn, shown};
-use russh::keys::{Algorithm, PublicKey};
+use russh::keys::{Algorithm, Certificate, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure};
 use tokio::net::TcpStream;
@@ -147,6 +147,21 @@ impl Connection {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `user` is a local account that may sign in (not past its expiry), as sshd
+    /// requires of a certificate's user too.
+    async fn account_usable(&self, user: &str) -> Result<(), String> {
+        if !valid_user(user) {
+            return Err(format!("invalid user {}", shown(user)));
+        }
+        let owned = user.to_owned();
+        let account = tokio::task::spawn_blocking(move || keys::account(&owned)).await.ok().flatten();
+        match account {
+            None => Err(format!("invalid user {user}")),
+            Some(a) if a.expired => Err(format!("account {user} has expired")),
+            Some(_) => Ok(()),
+        }
     }
 
     /// The user's `authorized_keys`, read on the blocking pool the first time a connection
@@ -277,6 +292,10 @@ impl Handler for Connection {
         }
         Ok(match self.check(user, offer.public_key, offer.algorithm).await {
             Ok(_) => Auth::Accept,
+            // russh asks about a certificate's offer with the certified key alone, which
+            // looks like any key: with CAs trusted, the signed request decides
+            // (`auth_openssh_certificate` for a certificate, `auth_publickey` for a key).
+            Err(_) if !self.shared.live().user_cas.is_empty() => Auth::Accept,
             Err(why) => {
                 debug!("key offered for {} not accepted: {why}", shown(user));
                 self.state().refusal = Some(why);
@@ -291,6 +310,46 @@ impl Handler for Connection {
         match self.check(user, key.public_key, key.algorithm).await {
             Ok((entry, print)) => {
                 self.grant = Some(entry);
+                let mut state = self.state();
+                state.user = Some(user.to_owned());
+                state.key = Some(print);
+                state.refusal = None;
+                Ok(Auth::Accept)
+            }
+            Err(why) => Ok(self.refuse_sign_in(user, why)),
+        }
+    }
+
+    async fn auth_openssh_certificate(&mut self, user: &str, certificate: &Certificate) -> Result<Auth, Self::Error> {
+        // russh has checked the certificate's own signature and validity window.
+        let live = self.shared.live();
+        let signer = PublicKey::from(certificate.signature_key().clone()).to_bytes();
+        let certified = PublicKey::from(certificate.public_key().clone()).to_bytes();
+        let (Ok(signer), Ok(certified)) = (signer, certified) else {
+            return Ok(self.refuse_sign_in(user, "certificate keys not encodable".to_owned()));
+        };
+        let facts = certs::Certificate {
+            user_certificate: certificate.cert_type().is_user(),
+            principals: certificate.valid_principals(),
+            critical_options: &certificate.critical_options().0,
+            extensions: &certificate.extensions().0,
+            signer: &signer,
+        };
+        let decided = match self.account_usable(user).await {
+            Ok(()) => certs::admit(&facts, user, self.peer.ip(), &live.user_cas),
+            Err(why) => Err(why),
+        };
+        match decided {
+            Ok(grant) => {
+                let key_id: String = certificate.key_id().chars().take(64).collect();
+                let print = format!(
+                    "{} (certificate {key_id:?}, serial {}, CA {})",
+                    fingerprint(&certified),
+                    certificate.serial(),
+                    fingerprint(&signer)
+                );
+                let key_type = certificate.algorithm().to_string();
+                self.grant = Some(Entry::granted(key_type, certified, key_id, grant.port_forwarding));
                 let mut state = self.state();
                 state.user = Some(user.to_owned());
                 state.key = Some(print);

@@ -80,6 +80,15 @@ impl Site {
         self.ssh(args).output().unwrap()
     }
 
+    /// `ssh` with another identity than the site's client key (`name`, and its
+    /// `name-cert.pub` when there is one).
+    pub fn run_as(&self, name: &str, args: &[&str]) -> Output {
+        let config = format!("{name}_config");
+        let client = self.path("client").display().to_string();
+        self.write(&config, &self.read("ssh_config").replace(&client, &self.path(name).display().to_string()));
+        Command::new("ssh").arg("-F").arg(self.path(&config)).args(args).stdin(Stdio::null()).output().unwrap()
+    }
+
     /// The audit log's records.
     pub fn audit(&self) -> Vec<serde_json::Value> {
         self.read("audit.log").lines().map(|l| serde_json::from_str(l).unwrap()).collect()
