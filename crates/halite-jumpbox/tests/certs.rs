@@ -50,6 +50,9 @@ fn certificates_from_a_trusted_ca_sign_in_as_sshd_takes_them() {
     certify(&site, "elsewhere", "root", &["-O", "source-address=10.0.0.0/8"]);
     let out = site.run_as("elsewhere", &["-p", &port, "127.0.0.1", "vms"]);
     assert_eq!(out.status.code(), Some(255), "source-address excludes loopback");
+    site.await_audit("for source-address", |r| {
+        r["refused"].as_str().is_some_and(|s| s.contains("not valid from 127.0.0.1"))
+    });
 
     certify(&site, "expired", "root", &["-V", "20200101:20200102"]);
     let out = site.run_as("expired", &["-p", &port, "127.0.0.1", "vms"]);
@@ -72,4 +75,37 @@ fn a_certificate_from_another_ca_is_refused() {
     let out = site.run_as("good", &["-p", &jumpbox.port.to_string(), "127.0.0.1", "vms"]);
     assert_eq!(out.status.code(), Some(255));
     site.await_audit("for the CA", |r| r["refused"].as_str().is_some_and(|s| s.contains("not a trusted CA")));
+}
+
+#[test]
+fn a_ca_signature_made_with_sha1_is_refused() {
+    let site = Site::new();
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+        .arg(site.path("ca"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let jumpbox = JumpBox::start(&site, &format!("trusted_user_ca_keys: {}\n", site.path("ca.pub").display()));
+    let port = jumpbox.port.to_string();
+    certify(&site, "sha2", "root", &["-t", "rsa-sha2-512"]);
+    assert_ok(&site.run_as("sha2", &["-p", &port, "127.0.0.1", "vms"]), "an RSA CA signing with SHA-512");
+    certify(&site, "sha1", "root", &["-t", "ssh-rsa"]);
+    let out = site.run_as("sha1", &["-p", &port, "127.0.0.1", "vms"]);
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out.stdout));
+    site.await_audit("for the SHA-1 CA signature", |r| r["refused"].as_str().is_some_and(|s| s.contains("SHA-1")));
+}
+
+#[test]
+fn emptying_the_ca_file_revokes_its_certificates_at_once() {
+    let site = Site::new();
+    site.keygen("ca");
+    let jumpbox = JumpBox::start(&site, &format!("trusted_user_ca_keys: {}\n", site.path("ca.pub").display()));
+    let port = jumpbox.port.to_string();
+    certify(&site, "good", "root", &[]);
+    assert_ok(&site.run_as("good", &["-p", &port, "127.0.0.1", "vms"]), "before");
+    // No SIGHUP: the file is read at each certificate's sign-in, as sshd reads it.
+    site.write("ca.pub", "");
+    let out = site.run_as("good", &["-p", &port, "127.0.0.1", "vms"]);
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out.stdout));
 }

@@ -362,12 +362,19 @@ fn the_rsync_daemon_the_states_write_serves_the_shares(highstate: &Value) {
 fn the_jumpbox_config_the_states_write_loads(highstate: &Value) {
     let dir = tempfile::tempdir().expect("temp dir");
     let states = highstate.as_object().expect("a highstate");
+    let (source, context) = managed(&states["/etc/ssh/banner"]);
+    let banner = render_with_salt(source, context, dir.path());
+    assert!(banner.contains("ProxyJump salt.webplatform.org:2222"), "{banner}");
+    let banner_path = dir.path().join("banner");
+    std::fs::write(&banner_path, &banner).expect("write the banner");
+
     let (source, context) = managed(&states["/etc/halite/jumpbox.yaml"]);
     let config = render_with_salt(source, context, dir.path());
     let key = dir.path().join("host_key");
     let config = config
         .replace("/etc/ssh/ssh_host_ed25519_key", &key.display().to_string())
-        .replace("  - /etc/ssh/ssh_host_rsa_key\n", "");
+        .replace("  - /etc/ssh/ssh_host_rsa_key\n", "")
+        .replace("banner: /etc/ssh/banner", &format!("banner: {}", banner_path.display()));
     let config_path = dir.path().join("jumpbox.yaml");
     std::fs::write(&config_path, &config).expect("write jumpbox.yaml");
     let out = std::process::Command::new(common::workspace_bin("halite-jumpbox"))
@@ -381,8 +388,4 @@ fn the_jumpbox_config_the_states_write_loads(highstate: &Value) {
     assert!(out.status.success(), "halite-jumpbox -t: {stderr}\n{config}");
     assert!(!stderr.contains("WARN"), "warnings for the site's jumpbox.yaml: {stderr}\n{config}");
     assert!(config.contains("vms: /var/lib/halite/roster.json"), "{config}");
-
-    let (source, context) = managed(&states["/etc/ssh/banner"]);
-    let banner = render_with_salt(source, context, dir.path());
-    assert!(banner.contains("ProxyJump salt.webplatform.org:2222"), "{banner}");
 }

@@ -295,7 +295,14 @@ impl Handler for Connection {
             // russh asks about a certificate's offer with the certified key alone, which
             // looks like any key: with CAs trusted, the signed request decides
             // (`auth_openssh_certificate` for a certificate, `auth_publickey` for a key).
-            Err(_) if !self.shared.live().user_cas.is_empty() => Auth::Accept,
+            // SHA-1 stays refused: the certificate path does not see the algorithm.
+            Err(why)
+                if self.shared.live().config.trusted_user_ca_keys.is_some()
+                    && !matches!(offer.algorithm, Algorithm::Rsa { hash: None }) =>
+            {
+                self.state().refusal = Some(why);
+                Auth::Accept
+            }
             Err(why) => {
                 debug!("key offered for {} not accepted: {why}", shown(user));
                 self.state().refusal = Some(why);
@@ -322,7 +329,16 @@ impl Handler for Connection {
 
     async fn auth_openssh_certificate(&mut self, user: &str, certificate: &Certificate) -> Result<Auth, Self::Error> {
         // russh has checked the certificate's own signature and validity window.
-        let live = self.shared.live();
+        let Some(ca_file) = self.shared.live().config.trusted_user_ca_keys.clone() else {
+            return Ok(self.refuse_sign_in(user, "no trusted_user_ca_keys: certificates are not accepted".to_owned()));
+        };
+        let authorities = tokio::task::spawn_blocking(move || keys::authorities(&ca_file))
+            .await
+            .unwrap_or_else(|e| Err(format!("reading the CA keys failed: {e}")));
+        let authorities = match authorities {
+            Ok(authorities) => authorities,
+            Err(why) => return Ok(self.refuse_sign_in(user, format!("trusted_user_ca_keys: {why}"))),
+        };
         let signer = PublicKey::from(certificate.signature_key().clone()).to_bytes();
         let certified = PublicKey::from(certificate.public_key().clone()).to_bytes();
         let (Ok(signer), Ok(certified)) = (signer, certified) else {
@@ -334,9 +350,11 @@ impl Handler for Connection {
             critical_options: &certificate.critical_options().0,
             extensions: &certificate.extensions().0,
             signer: &signer,
+            signed_with_sha1: matches!(certificate.signature().algorithm(), Algorithm::Rsa { hash: None }),
+            security_key: certificate.algorithm().to_string().starts_with("sk-"),
         };
         let decided = match self.account_usable(user).await {
-            Ok(()) => certs::admit(&facts, user, self.peer.ip(), &live.user_cas),
+            Ok(()) => certs::admit(&facts, user, self.peer.ip(), &authorities),
             Err(why) => Err(why),
         };
         match decided {

@@ -70,6 +70,19 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The CA keys of a `trusted_user_ca_keys` file.
+pub fn authorities(path: &Path) -> Result<Vec<Vec<u8>>, String> {
+    let file = open_regular(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_AUTHORIZED_KEYS_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_AUTHORIZED_KEYS_BYTES {
+        return Err(format!("{} is larger than {MAX_AUTHORIZED_KEYS_BYTES} bytes", path.display()));
+    }
+    halite_jumpbox::certs::read_authorities(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// A local account, as `%u` and `%h` need it.
 #[derive(Debug, Clone)]
 pub struct Account {

@@ -40,24 +40,17 @@ use halite_jumpbox::throttle::{Admission, Throttle};
 pub struct Live {
     pub config: Config,
     pub banner: Option<String>,
-    /// The keys of `trusted_user_ca_keys`, in SSH wire encoding.
-    pub user_cas: Vec<Vec<u8>>,
 }
 
 impl Live {
-    /// The config with the files it names read: the banner (a missing one is logged and
-    /// left out) and the CA keys (an unreadable file is an error naming the key).
+    /// The config with its banner read (a missing one is logged and left out), once the
+    /// CA file it names reads: it is read again at each certificate's sign-in, as sshd
+    /// reads `TrustedUserCAKeys`, but a broken one is better found at start or reload.
     pub fn load(config: Config) -> anyhow::Result<Live> {
-        let user_cas = match &config.trusted_user_ca_keys {
-            None => Vec::new(),
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("trusted_user_ca_keys: {}: {e}", path.display()))?;
-                halite_jumpbox::certs::read_authorities(&text)
-                    .map_err(|e| anyhow::anyhow!("trusted_user_ca_keys: {}: {e}", path.display()))?
-            }
-        };
-        Ok(Live { banner: read_banner(&config), config, user_cas })
+        if let Some(path) = &config.trusted_user_ca_keys {
+            keys::authorities(path).map_err(|e| anyhow::anyhow!("trusted_user_ca_keys: {e}"))?;
+        }
+        Ok(Live { banner: read_banner(&config), config })
     }
 }
 
