@@ -43,7 +43,7 @@ fn storm(master: &Arc<Master>, requests: &[Vec<u8>], threads: usize) -> f64 {
             let master = master.clone();
             s.spawn(move || {
                 for body in chunk {
-                    let reply = payload::decode(&master.handle(body)).expect("a reply");
+                    let reply = payload::decode(&master.handle(body).expect("a reply")).expect("a reply");
                     let inner = reply.get("load").and_then(Value::as_bytes_any).map(payload::decode);
                     assert!(matches!(inner, Some(Ok(ref l)) if l.get("aes").is_some()), "accepted: {reply}");
                 }

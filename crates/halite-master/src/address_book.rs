@@ -63,6 +63,11 @@ const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// itself: the book is recomputed this often regardless.
 const SAFETY_NET: Duration = Duration::from_secs(30);
 
+/// How often the roster's task looks at who holds a publish connection: nothing fires an
+/// event when a minion goes away, and reading `/proc/net/tcp` costs far less than
+/// recomputing the roster, which happens only when the set of addresses changed.
+const PRESENCE_POLL: Duration = Duration::from_secs(5);
+
 /// Whether an id can stand on a line of the book: halite-dns splits lines on whitespace and
 /// drops `#` comments, so an id holding either (or a control character, or nothing) would be
 /// read as something else. Such ids are valid Salt ids but no DNS name either.
@@ -339,8 +344,9 @@ async fn settle(events: &mut broadcast::Receiver<crate::events::Event>, last: In
 }
 
 /// Keeps the files up to date until the master's event bus closes: written once at start,
-/// then after every relevant event (bursts coalesced) and every [`SAFETY_NET`], which is
-/// also how soon the roster follows a minion connecting or going away (no event says so).
+/// then after every relevant event (bursts coalesced) and every [`SAFETY_NET`]; the roster
+/// also when the addresses holding a publish connection change ([`PRESENCE_POLL`]), since
+/// no event says a minion went away.
 pub async fn run(master: Arc<Master>, files: Files) {
     // Subscribed before the first computation, so that nothing it misses goes unseen.
     let mut events = master.events().subscribe();
@@ -354,11 +360,20 @@ pub async fn run(master: Arc<Master>, files: Files) {
     let mut kept = KeptFiles { book: files.address_book.map(Book::new), roster: files.roster.map(Kept::new) };
     let mut safety_net = tokio::time::interval(SAFETY_NET);
     safety_net.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut presence_poll = tokio::time::interval(PRESENCE_POLL);
+    presence_poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let publish_port = master.settings.publish_port;
+    let mut present = std::collections::BTreeSet::new();
     // The interval's first tick is immediate: that is the write at start.
     let mut last = Instant::now();
     loop {
         tokio::select! {
             _ = safety_net.tick() => {}
+            _ = presence_poll.tick(), if kept.roster.is_some() => {
+                if crate::presence::remote_addrs_on_port(publish_port) == present {
+                    continue;
+                }
+            }
             received = events.recv() => match received {
                 Ok(event) if relevant(&event.tag) => {
                     if !settle(&mut events, last).await {
@@ -376,6 +391,8 @@ pub async fn run(master: Arc<Master>, files: Files) {
                 Err(RecvError::Closed) => return,
             },
         }
+        // Taken before the roster reads presence, so a change after it is seen by the next poll.
+        present = crate::presence::remote_addrs_on_port(publish_port);
         kept = refresh(&master, kept).await;
         last = Instant::now();
         safety_net.reset();

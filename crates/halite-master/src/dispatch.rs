@@ -43,15 +43,13 @@ pub(crate) struct PrivateAlgos {
 impl Master {
     /// Answers one request body and waits for whatever the reply waits for (a return's
     /// commit, a peer request's returns): for tests and benchmarks driving the master in
-    /// process. The daemon uses [`Master::handle_then`].
-    pub fn handle(&self, body: &[u8]) -> Reply {
+    /// process. The daemon uses [`Master::handle_then`]. `None`: no reply is sent (a return
+    /// that could not be saved), so the peer asks again.
+    pub fn handle(&self, body: &[u8]) -> Option<Reply> {
         match self.answer(None, body) {
-            Answer::Now(reply) => reply,
-            Answer::AfterCommit(ret, reply) => {
-                self.save_return(ret);
-                reply
-            }
-            Answer::Deferred(work) => self.run_deferred(work),
+            Answer::Now(reply) => Some(reply),
+            Answer::AfterCommit(ret, reply) => self.save_return(ret).then_some(reply),
+            Answer::Deferred(work) => Some(self.run_deferred(work)),
         }
     }
 
@@ -330,7 +328,7 @@ mod tests {
         fn call(&self, f: &Fixture, load: Value) -> Result<Value, String> {
             let nonce = halite_proto::minion::nonce().expect("nonce");
             let body = self.channel.seal(load, &nonce, now_secs() as i64).expect("seal");
-            let reply = f.master.handle(&body);
+            let reply = f.master.handle(&body).expect("a reply");
             self.channel.open(&reply, &nonce).map_err(|_| {
                 halite_proto::payload::decode(&reply)
                     .ok()
@@ -482,7 +480,10 @@ mod tests {
         let pem = String::from_utf8(key.public_key().and_then(|k| k.to_spki_pem()).expect("pem")).expect("utf-8");
         let auth = load(&[("cmd", Value::from("_auth")), ("id", Value::from("old")), ("pub", Value::from(pem))]);
         for version in [0, 1, 2] {
-            assert_eq!(clear_text(&f.master.handle(&clear(auth.clone(), version))).as_deref(), Some("bad load"));
+            assert_eq!(
+                clear_text(&f.master.handle(&clear(auth.clone(), version)).expect("a reply")).as_deref(),
+                Some("bad load")
+            );
         }
         assert_eq!(std::fs::read_dir(f.master.pki.state_dir(KeyState::Pending)).expect("minions_pre").count(), 0);
     }
@@ -492,7 +493,7 @@ mod tests {
         // CVE-2020-11651: ClearFuncs reachable without a key.
         let f = fixture(3);
         for cmd in ["_prep_auth_info", "_send_pub", "runner", "wheel", "mk_token", "get_token", "publish_batch"] {
-            let reply = f.master.handle(&clear(load(&[("cmd", Value::from(cmd))]), 3));
+            let reply = f.master.handle(&clear(load(&[("cmd", Value::from(cmd))]), 3)).expect("a reply");
             let reply = halite_proto::payload::decode(&reply).expect("an answer");
             let error = reply.get("error").unwrap_or_else(|| panic!("{cmd}: {reply}"));
             assert_eq!(error.get_text("name"), Some("SaltInvocationError"), "{cmd}");
@@ -511,7 +512,7 @@ mod tests {
         let web1 = minion(&f, "web1", ReqVersion::V3);
         let nonce = halite_proto::minion::nonce().expect("nonce");
         let stale = web1.channel.seal(mine_store("web1", "10.0.0.1"), &nonce, now_secs() as i64 - 60).expect("seal");
-        assert_eq!(clear_text(&f.master.handle(&stale)).as_deref(), Some("bad load"));
+        assert_eq!(clear_text(&f.master.handle(&stale).expect("a reply")).as_deref(), Some("bad load"));
         assert_eq!(web1.call(&f, mine_store("web1", "10.0.0.1")), Ok(Value::Boolean(true)));
     }
 
@@ -564,7 +565,8 @@ mod tests {
         let burst = crate::budget::NEW_KEYS_BURST_PER_ADDRESS as usize;
         for n in 0..burst + 20 {
             let nonce = halite_proto::minion::nonce().expect("nonce");
-            let reply = f.master.handle(&halite_proto::minion::auth_request(&format!("s{n}"), &pem, &nonce));
+            let reply =
+                f.master.handle(&halite_proto::minion::auth_request(&format!("s{n}"), &pem, &nonce)).expect("a reply");
             assert!(matches!(
                 halite_proto::minion::read_auth_reply(&reply, &key),
                 halite_proto::minion::AuthAnswer::Pending

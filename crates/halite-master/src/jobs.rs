@@ -237,7 +237,7 @@ impl Master {
         if let Err(e) = self.store.put_job(&job) {
             // Salt publishes even when its job cache cannot save the load; the returns still
             // reach the CLI over the bus.
-            error!(%jid, error = %e, "cannot save the job in the job cache");
+            halite_ratelog::limited_error!("job not saved", %jid, error = %e, "cannot save the job in the job cache");
         }
         self.write_salt_job_marker(&jid, &load);
         self.events.fire(jid.clone(), map([("minions", id_list(&matched.minions))]));
@@ -414,17 +414,24 @@ impl Master {
         Outcome::AfterCommit { ret: PendingReturn { jid, minion: minion.to_owned(), load }, reply: Value::Nil }
     }
 
-    /// Caches a return, then announces it.
-    pub(crate) fn save_return(&self, ret: PendingReturn) {
+    /// Caches a return, then announces it; whether it was saved (a return that was not is
+    /// neither announced nor acknowledged, see [`Master::save_return_then`]).
+    pub(crate) fn save_return(&self, ret: PendingReturn) -> bool {
         if ret.jid != "nocache" {
             if let Err(e) = self.store.put_return(&ret.jid, &ret.minion, &ret.load, jid::now_micros()) {
-                error!(jid = %ret.jid, minion = %ret.minion, error = %e, "cannot save job return");
+                return_not_saved(&ret.jid, &ret.minion, &e);
+                return false;
             }
         }
         ret.announce(&self.events);
+        true
     }
 
-    /// [`Master::save_return`] without waiting for the write; `then` runs after the event.
+    /// [`Master::save_return`] without waiting for the write: once the return is durable it
+    /// is announced and `then` runs (it sends the minion's acknowledgement). A return that
+    /// cannot be saved (a full disk, a failing store) gets neither: the minion's request
+    /// times out and it sends the return again, so no acknowledged return is ever missing
+    /// from the job cache (Salt answers an error string, and the return is lost).
     pub(crate) fn save_return_then(&self, ret: PendingReturn, then: impl FnOnce() + Send + 'static) {
         if ret.jid == "nocache" {
             ret.announce(&self.events);
@@ -434,13 +441,27 @@ impl Master {
         let PendingReturn { jid, minion, load } = ret;
         let (jid_for_store, minion_for_store) = (jid.clone(), minion.clone());
         self.store.put_return_then(&jid_for_store, &minion_for_store, load, jid::now_micros(), move |saved, load| {
-            if let Err(e) = saved {
-                error!(%jid, %minion, error = %e, "cannot save job return");
+            match saved {
+                Ok(()) => {
+                    PendingReturn { jid, minion, load }.announce(&events);
+                    then();
+                }
+                Err(e) => return_not_saved(&jid, &minion, &e),
             }
-            PendingReturn { jid, minion, load }.announce(&events);
-            then();
         });
     }
+}
+
+/// One budget for the whole store, not one per minion: under a full disk every return fails
+/// alike, and the first lines say why.
+fn return_not_saved(jid: &str, minion: &str, error: &halite_store::StoreError) {
+    halite_ratelog::limited_error!(
+        "job return not saved",
+        %jid,
+        %minion,
+        %error,
+        "job return not saved; not acknowledged, so the minion sends it again"
+    );
 }
 
 /// The longest jid a return may name: 20 digits and a suffix (Salt's `<jid>_<n>` forms).

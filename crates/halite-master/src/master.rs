@@ -409,7 +409,7 @@ impl Master {
                 let session = match self.store.session_key(&req.id, now_secs(), self.settings.publish_session) {
                     Ok(s) => s,
                     Err(e) => {
-                        error!(error = %e, "cannot load session key");
+                        halite_ratelog::limited_error!("session key not saved", error = %e, "cannot load session key");
                         return status(AuthStatus::Refused);
                     }
                 };
@@ -516,7 +516,7 @@ impl Master {
         if let Err(e) =
             self.store.put_minion_data(minion, &MinionData { grains: cached_grains, pillar: pillar_data.clone() })
         {
-            error!(error = %e, "cannot save minion data");
+            halite_ratelog::limited_error!("minion data not saved", error = %e, "cannot save minion data");
         }
         let key = match self.pki.accepted_key(minion) {
             Ok(Some(k)) => k,

@@ -249,7 +249,7 @@ impl MineIndex for Mine {
 
     fn mines(&self, ids: &[String]) -> HashMap<String, Value> {
         self.store.mine_of(ids).unwrap_or_else(|e| {
-            error!(error = %e, "cannot read mine data; answering without it");
+            halite_ratelog::limited_error!("mine not read", error = %e, "cannot read mine data; answering without it");
             HashMap::new()
         })
     }
@@ -317,7 +317,7 @@ impl Mine {
                 Value::Boolean(true)
             }
             Err(e) => {
-                error!(error = %e, "cannot store mine data");
+                halite_ratelog::limited_error!("mine not saved", error = %e, "cannot store mine data");
                 raised()
             }
         }

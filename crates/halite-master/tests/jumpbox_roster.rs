@@ -31,9 +31,9 @@ fn minions_are_listed_with_their_roles_and_presence() {
         vm(&r, "app1").is_some_and(|v| v["connected"] == true && v["roles"] == serde_json::json!(["app", "monit"]))
             && vm(&r, "db1").is_some_and(|v| v["connected"] == true && v["roles"] == serde_json::json!(["db"]))
     };
-    // Presence has no event: the roster follows within the master's 30 s safety net.
+    // Presence has no event: the roster follows within the master's presence poll (5 s).
     assert!(
-        wait_until(Duration::from_secs(45), listed),
+        wait_until(Duration::from_secs(20), listed),
         "roster: {:?}\nmaster:\n{}",
         std::fs::read_to_string(&path),
         master.log()
@@ -45,6 +45,6 @@ fn minions_are_listed_with_their_roles_and_presence() {
         let r = roster(&path);
         ["app1", "db1"].iter().all(|id| vm(&r, id).is_some_and(|v| v["connected"] == false))
     };
-    assert!(wait_until(Duration::from_secs(45), gone), "still connected: {:?}", std::fs::read_to_string(&path));
+    assert!(wait_until(Duration::from_secs(20), gone), "still connected: {:?}", std::fs::read_to_string(&path));
     assert_eq!(vm(&roster(&path), "db1").unwrap()["roles"], serde_json::json!(["db"]), "roles stay from the cache");
 }

@@ -180,6 +180,18 @@ macro_rules! peer_warn {
     }};
 }
 
+/// An error of the process's own (a full disk, a failing store) that every request can meet
+/// at once: at most [`LINES_PER_WINDOW`] lines per kind per [`WINDOW`], the rest counted in
+/// the summary, so one cause cannot fill the log.
+#[macro_export]
+macro_rules! limited_error {
+    ($kind:expr, $($rest:tt)+) => {{
+        if let Some(suppressed) = $crate::PEERS.admit($kind, None) {
+            $crate::tracing::error!(kind = $kind, suppressed, $($rest)+);
+        }
+    }};
+}
+
 #[doc(hidden)]
 pub use tracing;
 

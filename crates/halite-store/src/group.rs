@@ -17,18 +17,29 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use redb::{Database, WriteTransaction};
+use redb::WriteTransaction;
+
+use crate::health::Room;
+use crate::{Store, StoreError};
 
 /// One change to apply: it must be repeatable, since a failed batch is replayed one by one.
 pub(crate) type Change = Arc<dyn Fn(&WriteTransaction) -> Result<(), redb::Error> + Send + Sync>;
 
 /// Runs once its change is durable (or has failed). It must not write to the store: it runs
 /// on the committing thread, which would wait for itself.
-pub(crate) type Then = Box<dyn FnOnce(Result<(), String>) + Send>;
+pub(crate) type Then = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// A change with what the error names if it fails, and the room it needs.
+pub(crate) struct Write {
+    pub(crate) what: &'static str,
+    pub(crate) id: String,
+    pub(crate) room: Room,
+    pub(crate) change: Change,
+}
 
 struct Queued {
     ticket: u64,
-    change: Change,
+    write: Write,
     then: Option<Then>,
 }
 
@@ -36,15 +47,15 @@ struct Queued {
 struct State {
     next_ticket: u64,
     queued: Vec<Queued>,
-    done: HashMap<u64, Result<(), String>>,
+    done: HashMap<u64, Result<(), StoreError>>,
     committing: bool,
 }
 
 impl State {
-    fn enqueue(&mut self, change: Change, then: Option<Then>) -> u64 {
+    fn enqueue(&mut self, write: Write, then: Option<Then>) -> u64 {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        self.queued.push(Queued { ticket, change, then });
+        self.queued.push(Queued { ticket, write, then });
         ticket
     }
 }
@@ -60,11 +71,11 @@ impl GroupCommit {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Applies `change` durably, in a transaction shared with whatever else is queued.
-    /// The error, if any, is redb's text for this change alone.
-    pub(crate) fn apply(&self, db: &Database, change: Change) -> Result<(), String> {
+    /// Applies `write` durably, in a transaction shared with whatever else is queued.
+    /// The error, if any, is this change's alone.
+    pub(crate) fn apply(&self, store: &Store, write: Write) -> Result<(), StoreError> {
         let mut state = self.lock();
-        let ticket = state.enqueue(change, None);
+        let ticket = state.enqueue(write, None);
         loop {
             if let Some(result) = state.done.remove(&ticket) {
                 return result;
@@ -73,28 +84,28 @@ impl GroupCommit {
                 state = self.finished.wait(state).unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
-            state = self.lead(db, state);
+            state = self.lead(store, state);
         }
     }
 
     /// Queues `change` and returns; `then` gets its result once it is durable. If no commit
     /// is running, this thread commits, before returning, what is queued.
-    pub(crate) fn apply_then(&self, db: &Database, change: Change, then: Then) {
+    pub(crate) fn apply_then(&self, store: &Store, write: Write, then: Then) {
         let mut state = self.lock();
-        state.enqueue(change, Some(then));
+        state.enqueue(write, Some(then));
         if !state.committing {
-            drop(self.lead(db, state));
+            drop(self.lead(store, state));
         }
     }
 
     /// Commits batches until nothing is queued: results go to waiting writers, callbacks
     /// run (outside the lock) on this thread.
-    fn lead<'a>(&'a self, db: &Database, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    fn lead<'a>(&'a self, store: &Store, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         state.committing = true;
         while !state.queued.is_empty() {
             let batch = std::mem::take(&mut state.queued);
             drop(state);
-            let results = commit_batch(db, &batch);
+            let results = commit_batch(store, &batch);
             let mut callbacks = Vec::new();
             state = self.lock();
             for (queued, result) in batch.into_iter().zip(results) {
@@ -119,25 +130,31 @@ impl GroupCommit {
 }
 
 /// Each change's result, in the batch's order.
-fn commit_batch(db: &Database, batch: &[Queued]) -> Vec<Result<(), String>> {
-    let together = (|| -> Result<(), String> {
-        let txn = db.begin_write().map_err(|e| e.to_string())?;
+fn commit_batch(store: &Store, batch: &[Queued]) -> Vec<Result<(), StoreError>> {
+    if let [one] = batch {
+        return vec![commit_one(store, &one.write)];
+    }
+    let room = batch.iter().fold(Room::Adds { changes: 0, bytes: 0 }, |room, queued| room.plus(queued.write.room));
+    let together = (|| -> Result<(), StoreError> {
+        let (what, id) = ("saving a batch of changes", "*");
+        let txn = store.begin_write(what, id, room)?;
         for queued in batch {
-            (queued.change)(&txn).map_err(|e| e.to_string())?;
+            (queued.write.change)(&txn).map_err(|e| store.fail(what, id, e))?;
         }
-        txn.commit().map_err(|e| e.to_string())
+        txn.commit().map_err(|e| store.fail(what, id, e))
     })();
     match together {
         Ok(()) => batch.iter().map(|_| Ok(())).collect(),
-        Err(_) if batch.len() > 1 => batch.iter().map(|queued| commit_one(db, &queued.change)).collect(),
-        Err(e) => vec![Err(e)],
+        // Replayed alone, each change meets its own error, or fits where the batch did not.
+        Err(_) => batch.iter().map(|queued| commit_one(store, &queued.write)).collect(),
     }
 }
 
-fn commit_one(db: &Database, change: &Change) -> Result<(), String> {
-    let txn = db.begin_write().map_err(|e| e.to_string())?;
-    change(&txn).map_err(|e| e.to_string())?;
-    txn.commit().map_err(|e| e.to_string())
+fn commit_one(store: &Store, write: &Write) -> Result<(), StoreError> {
+    let Write { what, id, room, change } = write;
+    let txn = store.begin_write(what, id, *room)?;
+    change(&txn).map_err(|e| store.fail(what, id, e))?;
+    txn.commit().map_err(|e| store.fail(what, id, e))
 }
 
 #[cfg(test)]
@@ -147,16 +164,19 @@ mod tests {
 
     const T: TableDefinition<u64, u64> = TableDefinition::new("t");
 
+    fn write(n: u64, change: Change) -> Write {
+        Write { what: "test write", id: n.to_string(), room: Room::adds(8), change }
+    }
+
     // redb's error type is large; the changes in the store return it too (see lib.rs).
     #[allow(clippy::result_large_err)]
     #[test]
     fn concurrent_writers_all_land_and_a_failing_one_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::create(dir.path().join("db")).unwrap();
-        let group = GroupCommit::default();
+        let store = Store::open(&dir.path().join("db")).unwrap();
         std::thread::scope(|s| {
             for n in 0..64u64 {
-                let (db, group) = (&db, &group);
+                let store = &store;
                 s.spawn(move || {
                     let change: Change = if n == 13 {
                         Arc::new(|_txn: &WriteTransaction| Err(redb::Error::Corrupted("refused on purpose".into())))
@@ -166,11 +186,15 @@ mod tests {
                             Ok(())
                         })
                     };
-                    let result = group.apply(db, change);
+                    let result = store.group.apply(store, write(n, change));
                     assert_eq!(result.is_err(), n == 13, "writer {n}: {result:?}");
+                    if let Err(e) = result {
+                        assert!(e.to_string().contains("\"13\""), "the error names its own writer: {e}");
+                    }
                 });
             }
         });
+        let db = store.health.database().ok().unwrap();
         let txn = db.begin_read().unwrap();
         let table = txn.open_table(T).unwrap();
         assert_eq!(table.len().unwrap(), 63);
@@ -180,13 +204,17 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::scope(|s| {
             for n in 100..164u64 {
-                let (db, group, tx) = (&db, &group, tx.clone());
+                let (store, tx) = (&store, tx.clone());
                 s.spawn(move || {
                     let change: Change = Arc::new(move |txn: &WriteTransaction| {
                         txn.open_table(T)?.insert(n, n)?;
                         Ok(())
                     });
-                    group.apply_then(db, change, Box::new(move |result| tx.send((n, result)).unwrap()));
+                    store.group.apply_then(
+                        store,
+                        write(n, change),
+                        Box::new(move |result| tx.send((n, result)).unwrap()),
+                    );
                 });
             }
         });

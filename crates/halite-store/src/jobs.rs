@@ -9,6 +9,7 @@
 use halite_proto::payload::{self, map, Value, ValueExt};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
+use crate::health::Room;
 use crate::{Store, StoreError};
 
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
@@ -80,7 +81,7 @@ impl Store {
     /// Records a job as it is published, before any minion can return.
     pub fn put_job(&self, job: &Job) -> Result<(), StoreError> {
         let bytes = job.encode();
-        self.write("saving job", &job.jid, |txn| {
+        self.write("saving job", &job.jid, Room::adds(bytes.len() + job.jid.len()), |txn| {
             txn.open_table(JOBS)?.insert(job.jid.as_str(), bytes.as_slice())?;
             txn.open_table(JOB_TIMES)?.insert((job.started_micros, job.jid.as_str()), ())?;
             Ok(())
@@ -89,23 +90,23 @@ impl Store {
 
     pub fn job(&self, jid: &str) -> Result<Option<Job>, StoreError> {
         let what = "reading job";
-        let txn = self.db.begin_read().map_err(|e| self.err(what, jid, e))?;
-        let table = txn.open_table(JOBS).map_err(|e| self.err(what, jid, e))?;
-        let Some(raw) = table.get(jid).map_err(|e| self.err(what, jid, e))? else { return Ok(None) };
+        let txn = self.read(what, jid)?;
+        let table = txn.open_table(JOBS).map_err(|e| self.fail(what, jid, e))?;
+        let Some(raw) = table.get(jid).map_err(|e| self.fail(what, jid, e))? else { return Ok(None) };
         Job::decode(jid, raw.value()).map(Some).map_err(|e| self.err(what, jid, e))
     }
 
     /// Every cached job, oldest first.
     pub fn jobs(&self) -> Result<Vec<Job>, StoreError> {
         let what = "listing jobs";
-        let txn = self.db.begin_read().map_err(|e| self.err(what, "*", e))?;
-        let times = txn.open_table(JOB_TIMES).map_err(|e| self.err(what, "*", e))?;
-        let jobs = txn.open_table(JOBS).map_err(|e| self.err(what, "*", e))?;
+        let txn = self.read(what, "*")?;
+        let times = txn.open_table(JOB_TIMES).map_err(|e| self.fail(what, "*", e))?;
+        let jobs = txn.open_table(JOBS).map_err(|e| self.fail(what, "*", e))?;
         let mut out = Vec::new();
-        for row in times.iter().map_err(|e| self.err(what, "*", e))? {
-            let (key, _) = row.map_err(|e| self.err(what, "*", e))?;
+        for row in times.iter().map_err(|e| self.fail(what, "*", e))? {
+            let (key, _) = row.map_err(|e| self.fail(what, "*", e))?;
             let (_, jid) = key.value();
-            if let Some(raw) = jobs.get(jid).map_err(|e| self.err(what, jid, e))? {
+            if let Some(raw) = jobs.get(jid).map_err(|e| self.fail(what, jid, e))? {
                 out.push(Job::decode(jid, raw.value()).map_err(|e| self.err(what, jid, e))?);
             }
         }
@@ -116,8 +117,8 @@ impl Store {
     /// does not know starts a job of its own (stamped `now_micros`), so it is listed and
     /// expires like any other.
     pub fn put_return(&self, jid: &str, minion: &str, ret: &Value, now_micros: u64) -> Result<(), StoreError> {
-        let change = Self::return_change(jid, minion, ret, now_micros);
-        self.write_shared("saving job return", minion, change)
+        let (room, change) = Self::return_change(jid, minion, ret, now_micros);
+        self.write_shared("saving job return", minion, room, change)
     }
 
     /// [`Store::put_return`] without waiting: `then` gets the result once the return is
@@ -131,8 +132,8 @@ impl Store {
         now_micros: u64,
         then: impl FnOnce(Result<(), StoreError>, Value) + Send + 'static,
     ) {
-        let change = Self::return_change(jid, minion, &ret, now_micros);
-        self.write_shared_then("saving job return", minion, change, move |saved| then(saved, ret));
+        let (room, change) = Self::return_change(jid, minion, &ret, now_micros);
+        self.write_shared_then("saving job return", minion, room, change, move |saved| then(saved, ret));
     }
 
     #[allow(clippy::result_large_err)]
@@ -141,10 +142,12 @@ impl Store {
         minion: &str,
         ret: &Value,
         now_micros: u64,
-    ) -> impl Fn(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + Sync + 'static {
+    ) -> (Room, impl Fn(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + Sync + 'static) {
         let bytes = payload::encode(ret);
+        // A job's first return also describes the job, from the same fields.
+        let room = Room::adds(2 * (bytes.len() + jid.len()) + minion.len());
         let (jid, minion_id) = (jid.to_owned(), minion.to_owned());
-        move |txn| {
+        let change = move |txn: &redb::WriteTransaction| {
             let mut jobs = txn.open_table(JOBS)?;
             if jobs.get(jid.as_str())?.is_none() {
                 // Only the first return of a job pays for describing it, from the bytes
@@ -157,17 +160,18 @@ impl Store {
             }
             txn.open_table(RETURNS)?.insert((jid.as_str(), minion_id.as_str()), bytes.as_slice())?;
             Ok(())
-        }
+        };
+        (room, change)
     }
 
     /// Every stored return of a job, by minion id.
     pub fn returns(&self, jid: &str) -> Result<Vec<(String, Value)>, StoreError> {
         let what = "reading job returns";
-        let txn = self.db.begin_read().map_err(|e| self.err(what, jid, e))?;
-        let table = txn.open_table(RETURNS).map_err(|e| self.err(what, jid, e))?;
+        let txn = self.read(what, jid)?;
+        let table = txn.open_table(RETURNS).map_err(|e| self.fail(what, jid, e))?;
         let mut out = Vec::new();
-        for row in table.range((jid, "")..).map_err(|e| self.err(what, jid, e))? {
-            let (k, v) = row.map_err(|e| self.err(what, jid, e))?;
+        for row in table.range((jid, "")..).map_err(|e| self.fail(what, jid, e))? {
+            let (k, v) = row.map_err(|e| self.fail(what, jid, e))?;
             let (row_jid, id) = k.value();
             if row_jid != jid {
                 break;
@@ -180,7 +184,7 @@ impl Store {
     /// Drops every job started before `cutoff_micros`, with its returns (Salt's
     /// `keep_jobs_seconds` cleanup). Reads only the expired rows of the time index.
     pub fn expire_jobs(&self, cutoff_micros: u64) -> Result<usize, StoreError> {
-        self.write("expiring jobs", "*", |txn| {
+        self.write("expiring jobs", "*", Room::Frees, |txn| {
             let mut times = txn.open_table(JOB_TIMES)?;
             let expired: Vec<(u64, String)> = times
                 .range(..(cutoff_micros, ""))?

@@ -12,6 +12,10 @@
 //! read transaction per request would put the disk on the hot path. Returns, minion data and
 //! new session keys from concurrent callers are group-committed ([`group`]): one transaction
 //! and one fsync for all of them, each caller returning once its own change is durable.
+//!
+//! A full disk refuses writes before redb meets it ([`StoreError::Full`], reads go on), and
+//! an I/O error redb meets anyway reopens the file on the next operation ([`health`]): the
+//! store writes again as soon as there is room, without a restart.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,8 +26,12 @@ use halite_proto::payload::{self, Value};
 use redb::{Database, ReadableTable, TableDefinition};
 
 mod group;
+mod health;
 pub mod jobs;
 pub mod mine;
+
+use health::{Health, Refused, Room};
+pub use health::{Options, REOPEN_INTERVAL};
 
 const MINION_DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("minion_data");
 const SESSIONS: TableDefinition<&str, (u64, &str)> = TableDefinition::new("sessions");
@@ -34,6 +42,13 @@ pub enum StoreError {
     Open { path: PathBuf, source: redb::DatabaseError },
     #[error("store {path}: {what} for minion {id:?}: {detail}")]
     Io { path: PathBuf, what: &'static str, id: String, detail: String },
+    #[error(
+        "store {path}: {what} for minion {id:?} refused: the disk is full ({free} bytes free, {needed} needed); \
+         it is written again once there is room"
+    )]
+    Full { path: PathBuf, what: &'static str, id: String, free: u64, needed: u64 },
+    #[error("store {path}: {what} for minion {id:?}: the store is not open: {detail}")]
+    Unavailable { path: PathBuf, what: &'static str, id: String, detail: String },
 }
 
 /// What the minion data cache holds for one minion: Salt's `{"grains": ..., "pillar": ...}`.
@@ -53,8 +68,8 @@ impl MinionData {
 }
 
 pub struct Store {
-    db: Database,
     path: PathBuf,
+    health: Health,
     sessions: RwLock<HashMap<String, (u64, Crypticle)>>,
     group: group::GroupCommit,
 }
@@ -65,11 +80,20 @@ pub struct Store {
 impl Store {
     /// Opens or creates the store file (its directory must exist).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, Options::default())
+    }
+
+    /// [`Store::open`] with its protection against a full disk set ([`Options`]).
+    pub fn open_with(path: &Path, options: Options) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
-        let store =
-            Self { db, path: path.to_owned(), sessions: RwLock::new(HashMap::new()), group: Default::default() };
+        let store = Self {
+            path: path.to_owned(),
+            health: Health::new(path, db, options),
+            sessions: RwLock::new(HashMap::new()),
+            group: Default::default(),
+        };
         // Create the tables up front so readers never meet a missing table.
-        store.write("creating tables", "", |txn| {
+        store.write("creating tables", "", Room::Frees, |txn| {
             txn.open_table(MINION_DATA)?;
             txn.open_table(SESSIONS)?;
             txn.open_table(mine::MINE)?;
@@ -79,19 +103,55 @@ impl Store {
         Ok(store)
     }
 
+    /// How many times the store was reopened after an I/O error (see [`Options`]).
+    pub fn reopened(&self) -> u64 {
+        self.health.reopened()
+    }
+
     pub(crate) fn err(&self, what: &'static str, id: &str, detail: impl ToString) -> StoreError {
         StoreError::Io { path: self.path.clone(), what, id: id.to_owned(), detail: detail.to_string() }
+    }
+
+    /// An error redb returned: the store learns of I/O failures from it ([`health`]).
+    pub(crate) fn fail(&self, what: &'static str, id: &str, error: impl Into<redb::Error>) -> StoreError {
+        let error = error.into();
+        self.health.saw(&error);
+        self.err(what, id, error)
+    }
+
+    fn refused(&self, what: &'static str, id: &str, refused: Refused) -> StoreError {
+        let (path, id) = (self.path.clone(), id.to_owned());
+        match refused {
+            Refused::Full { free, needed } => StoreError::Full { path, what, id, free, needed },
+            Refused::Unavailable(detail) => StoreError::Unavailable { path, what, id, detail },
+        }
+    }
+
+    pub(crate) fn read(&self, what: &'static str, id: &str) -> Result<redb::ReadTransaction, StoreError> {
+        let db = self.health.database().map_err(|r| self.refused(what, id, r))?;
+        db.begin_read().map_err(|e| self.fail(what, id, e))
+    }
+
+    pub(crate) fn begin_write(
+        &self,
+        what: &'static str,
+        id: &str,
+        room: Room,
+    ) -> Result<redb::WriteTransaction, StoreError> {
+        let db = self.health.writable(room).map_err(|r| self.refused(what, id, r))?;
+        db.begin_write().map_err(|e| self.fail(what, id, e))
     }
 
     pub(crate) fn write<T>(
         &self,
         what: &'static str,
         id: &str,
+        room: Room,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.err(what, id, e))?;
-        let out = f(&txn).map_err(|e| self.err(what, id, e))?;
-        txn.commit().map_err(|e| self.err(what, id, e))?;
+        let txn = self.begin_write(what, id, room)?;
+        let out = f(&txn).map_err(|e| self.fail(what, id, e))?;
+        txn.commit().map_err(|e| self.fail(what, id, e))?;
         Ok(out)
     }
 
@@ -102,9 +162,11 @@ impl Store {
         &self,
         what: &'static str,
         id: &str,
+        room: Room,
         change: impl Fn(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + Sync + 'static,
     ) -> Result<(), StoreError> {
-        self.group.apply(&self.db, std::sync::Arc::new(change)).map_err(|e| self.err(what, id, e))
+        let write = group::Write { what, id: id.to_owned(), room, change: std::sync::Arc::new(change) };
+        self.group.apply(self, write)
     }
 
     /// [`Store::write_shared`] without waiting: `then` gets the result once durable.
@@ -112,20 +174,19 @@ impl Store {
         &self,
         what: &'static str,
         id: &str,
+        room: Room,
         change: impl Fn(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + Sync + 'static,
         then: impl FnOnce(Result<(), StoreError>) + Send + 'static,
     ) {
-        let (path, id) = (self.path.clone(), id.to_owned());
-        let then: group::Then =
-            Box::new(move |result| then(result.map_err(|detail| StoreError::Io { path, what, id, detail })));
-        self.group.apply_then(&self.db, std::sync::Arc::new(change), then);
+        let write = group::Write { what, id: id.to_owned(), room, change: std::sync::Arc::new(change) };
+        self.group.apply_then(self, write, Box::new(then));
     }
 
     /// Records what a minion reported in `_pillar`.
     pub fn put_minion_data(&self, id: &str, data: &MinionData) -> Result<(), StoreError> {
         let bytes = payload::encode(&payload::map([("grains", data.grains.clone()), ("pillar", data.pillar.clone())]));
         let key = id.to_owned();
-        self.write_shared("saving minion data", id, move |txn| {
+        self.write_shared("saving minion data", id, Room::adds(key.len() + bytes.len()), move |txn| {
             txn.open_table(MINION_DATA)?.insert(key.as_str(), bytes.as_slice())?;
             Ok(())
         })
@@ -133,9 +194,9 @@ impl Store {
 
     pub fn minion_data(&self, id: &str) -> Result<Option<MinionData>, StoreError> {
         let what = "reading minion data";
-        let txn = self.db.begin_read().map_err(|e| self.err(what, id, e))?;
-        let table = txn.open_table(MINION_DATA).map_err(|e| self.err(what, id, e))?;
-        let Some(raw) = table.get(id).map_err(|e| self.err(what, id, e))? else {
+        let txn = self.read(what, id)?;
+        let table = txn.open_table(MINION_DATA).map_err(|e| self.fail(what, id, e))?;
+        let Some(raw) = table.get(id).map_err(|e| self.fail(what, id, e))? else {
             return Ok(None);
         };
         let value = payload::decode(raw.value()).map_err(|e| self.err(what, id, e))?;
@@ -146,11 +207,11 @@ impl Store {
     /// reads every accepted minion's grains at once).
     pub fn minion_data_of(&self, ids: &[String]) -> Result<HashMap<String, MinionData>, StoreError> {
         let what = "reading minion data";
-        let txn = self.db.begin_read().map_err(|e| self.err(what, "*", e))?;
-        let table = txn.open_table(MINION_DATA).map_err(|e| self.err(what, "*", e))?;
+        let txn = self.read(what, "*")?;
+        let table = txn.open_table(MINION_DATA).map_err(|e| self.fail(what, "*", e))?;
         let mut out = HashMap::with_capacity(ids.len());
         for id in ids {
-            let Some(raw) = table.get(id.as_str()).map_err(|e| self.err(what, id, e))? else { continue };
+            let Some(raw) = table.get(id.as_str()).map_err(|e| self.fail(what, id, e))? else { continue };
             let value = payload::decode(raw.value()).map_err(|e| self.err(what, id, e))?;
             out.insert(id.clone(), MinionData::from_cached(value));
         }
@@ -170,9 +231,9 @@ impl Store {
         }
         let what = "loading session key";
         let stored = {
-            let txn = self.db.begin_read().map_err(|e| self.err(what, id, e))?;
-            let table = txn.open_table(SESSIONS).map_err(|e| self.err(what, id, e))?;
-            let row = table.get(id).map_err(|e| self.err(what, id, e))?;
+            let txn = self.read(what, id)?;
+            let table = txn.open_table(SESSIONS).map_err(|e| self.fail(what, id, e))?;
+            let row = table.get(id).map_err(|e| self.fail(what, id, e))?;
             row.map(|r| {
                 let (created, key) = r.value();
                 (created, key.to_owned())
@@ -194,7 +255,7 @@ impl Store {
     fn new_session(&self, id: &str, now: u64) -> Result<(u64, Crypticle), StoreError> {
         let key = Crypticle::generate().map_err(|e| self.err("generating session key", id, e))?;
         let (row, text) = (id.to_owned(), key.key_string().to_owned());
-        self.write_shared("saving session key", id, move |txn| {
+        self.write_shared("saving session key", id, Room::adds(row.len() + text.len() + 8), move |txn| {
             txn.open_table(SESSIONS)?.insert(row.as_str(), (now, text.as_str()))?;
             Ok(())
         })?;
@@ -206,7 +267,7 @@ impl Store {
         if let Ok(mut cache) = self.sessions.write() {
             cache.remove(id);
         }
-        self.write("forgetting minion", id, |txn| {
+        self.write("forgetting minion", id, Room::Frees, |txn| {
             txn.open_table(MINION_DATA)?.remove(id)?;
             txn.open_table(SESSIONS)?.remove(id)?;
             txn.open_table(mine::MINE)?.remove(id)?;
@@ -217,19 +278,19 @@ impl Store {
     /// Ids the store holds anything for (minion data, mine data or a session key), sorted.
     pub fn known_minions(&self) -> Result<Vec<String>, StoreError> {
         let what = "listing known minions";
-        let txn = self.db.begin_read().map_err(|e| self.err(what, "*", e))?;
+        let txn = self.read(what, "*")?;
         let mut ids = std::collections::BTreeSet::new();
-        let data = txn.open_table(MINION_DATA).map_err(|e| self.err(what, "*", e))?;
-        for row in data.iter().map_err(|e| self.err(what, "*", e))? {
-            ids.insert(row.map_err(|e| self.err(what, "*", e))?.0.value().to_owned());
+        let data = txn.open_table(MINION_DATA).map_err(|e| self.fail(what, "*", e))?;
+        for row in data.iter().map_err(|e| self.fail(what, "*", e))? {
+            ids.insert(row.map_err(|e| self.fail(what, "*", e))?.0.value().to_owned());
         }
-        let sessions = txn.open_table(SESSIONS).map_err(|e| self.err(what, "*", e))?;
-        for row in sessions.iter().map_err(|e| self.err(what, "*", e))? {
-            ids.insert(row.map_err(|e| self.err(what, "*", e))?.0.value().to_owned());
+        let sessions = txn.open_table(SESSIONS).map_err(|e| self.fail(what, "*", e))?;
+        for row in sessions.iter().map_err(|e| self.fail(what, "*", e))? {
+            ids.insert(row.map_err(|e| self.fail(what, "*", e))?.0.value().to_owned());
         }
-        let mine = txn.open_table(mine::MINE).map_err(|e| self.err(what, "*", e))?;
-        for row in mine.iter().map_err(|e| self.err(what, "*", e))? {
-            ids.insert(row.map_err(|e| self.err(what, "*", e))?.0.value().to_owned());
+        let mine = txn.open_table(mine::MINE).map_err(|e| self.fail(what, "*", e))?;
+        for row in mine.iter().map_err(|e| self.fail(what, "*", e))? {
+            ids.insert(row.map_err(|e| self.fail(what, "*", e))?.0.value().to_owned());
         }
         Ok(ids.into_iter().collect())
     }

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use halite_proto::payload::{self, Value};
 use redb::{ReadableTable, TableDefinition};
 
+use crate::health::Room;
 use crate::{Store, StoreError};
 
 pub(crate) const MINE: TableDefinition<&str, &[u8]> = TableDefinition::new("mine");
@@ -42,7 +43,10 @@ impl Store {
     /// `clear`, in place of it. Durable on return.
     pub fn update_mine(&self, id: &str, data: Vec<(Value, Value)>, clear: bool) -> Result<(), StoreError> {
         let key = id.to_owned();
-        self.write_shared("saving mine data", id, move |txn| {
+        let room = Room::adds(
+            key.len() + data.iter().map(|(k, v)| payload::encode(k).len() + payload::encode(v).len()).sum::<usize>(),
+        );
+        self.write_shared("saving mine data", id, room, move |txn| {
             let mut table = txn.open_table(MINE)?;
             let mut mine = match (clear, table.get(key.as_str())?) {
                 (false, Some(raw)) => decode_map(raw.value(), &key)?,
@@ -56,7 +60,7 @@ impl Store {
 
     /// Drops one function from a minion's mine (nothing to do when it has none).
     pub fn delete_mine_function(&self, id: &str, function: &str) -> Result<(), StoreError> {
-        self.write("deleting a mine function", id, |txn| {
+        self.write("deleting a mine function", id, Room::Frees, |txn| {
             let mut table = txn.open_table(MINE)?;
             let Some(mut mine) = table.get(id)?.map(|raw| decode_map(raw.value(), id)).transpose()? else {
                 return Ok(());
@@ -72,17 +76,17 @@ impl Store {
 
     /// Drops a minion's whole mine; whether it had one (Salt's cache `flush` answer).
     pub fn flush_mine(&self, id: &str) -> Result<bool, StoreError> {
-        self.write("flushing mine data", id, |txn| Ok(txn.open_table(MINE)?.remove(id)?.is_some()))
+        self.write("flushing mine data", id, Room::Frees, |txn| Ok(txn.open_table(MINE)?.remove(id)?.is_some()))
     }
 
     /// The mine of each of `ids` that has one, read in one transaction.
     pub fn mine_of(&self, ids: &[String]) -> Result<HashMap<String, Value>, StoreError> {
         let what = "reading mine data";
-        let txn = self.db.begin_read().map_err(|e| self.err(what, "*", e))?;
-        let table = txn.open_table(MINE).map_err(|e| self.err(what, "*", e))?;
+        let txn = self.read(what, "*")?;
+        let table = txn.open_table(MINE).map_err(|e| self.fail(what, "*", e))?;
         let mut out = HashMap::new();
         for id in ids {
-            let Some(raw) = table.get(id.as_str()).map_err(|e| self.err(what, id, e))? else { continue };
+            let Some(raw) = table.get(id.as_str()).map_err(|e| self.fail(what, id, e))? else { continue };
             out.insert(id.clone(), payload::decode(raw.value()).map_err(|e| self.err(what, id, e))?);
         }
         Ok(out)

@@ -115,6 +115,8 @@ struct JobSeen {
     fun: String,
     received: usize,
     returned: usize,
+    /// Which minions' returns were acknowledged, a bit per slot.
+    acknowledged: Vec<u64>,
     first_publish: Option<Duration>,
     last_return: Option<Duration>,
 }
@@ -126,6 +128,8 @@ struct Stats {
     reauths: AtomicUsize,
     /// Sign-ins sent again on a new connection after `auth_timeout`, as a real minion does.
     auth_resends: AtomicUsize,
+    /// Returns sent again after the master did not acknowledge them in `request_timeout`.
+    return_resends: AtomicUsize,
     errors: AtomicUsize,
     all_authenticated: Mutex<Option<Duration>>,
     all_ready: Mutex<Option<Duration>>,
@@ -140,6 +144,7 @@ pub struct Swarm {
     started: Instant,
     started_unix: f64,
     count: usize,
+    config: Arc<Config>,
     stats: Arc<Stats>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -182,7 +187,7 @@ impl Swarm {
                 tokio::spawn(sim.run(stopped))
             })
             .collect();
-        Swarm { started, started_unix, count, stats, stop, tasks }
+        Swarm { started, started_unix, count, config, stats, stop, tasks }
     }
 
     pub fn ready(&self) -> usize {
@@ -206,6 +211,16 @@ impl Swarm {
     pub fn ready_since(&self, unix: f64) -> usize {
         let since = Duration::from_secs_f64((unix - self.started_unix).max(0.0));
         locked(&self.stats.last_ready).iter().filter(|at| at.is_some_and(|at| at >= since)).count()
+    }
+
+    /// The minions whose return of `jid` the master acknowledged, in slot order.
+    pub fn acknowledged(&self, jid: &str) -> Vec<String> {
+        let jobs = locked(&self.stats.jobs);
+        let Some(job) = jobs.get(jid) else { return Vec::new() };
+        (0..self.count)
+            .filter(|slot| job.acknowledged.get(slot / 64).is_some_and(|word| word & (1 << (slot % 64)) != 0))
+            .map(|slot| format!("{}{}", self.config.prefix, self.config.first_index + slot))
+            .collect()
     }
 
     /// How many returns the swarm sent for `jid`.
@@ -245,6 +260,7 @@ impl Swarm {
             "reauths": self.stats.reauths.load(Ordering::Relaxed),
             "errors": self.stats.errors.load(Ordering::Relaxed),
             "auth_resends": self.stats.auth_resends.load(Ordering::Relaxed),
+            "return_resends": self.stats.return_resends.load(Ordering::Relaxed),
             "error_samples": *locked(&self.stats.error_samples),
             "elapsed_s": self.started.elapsed().as_secs_f64(),
             "jobs": jobs,
@@ -379,6 +395,8 @@ fn now_secs() -> i64 {
 
 const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 const AUTH_TRIES: u32 = 7;
+/// Salt's `return_retry_tries`.
+const RETURN_TRIES: u32 = 3;
 
 /// How far one simulated minion has come, across re-authentications.
 #[derive(Default)]
@@ -531,7 +549,7 @@ impl Sim {
                 ("fun_args", load.get("arg").cloned().unwrap_or(Value::Array(vec![]))),
                 ("user", load.get("user").cloned().unwrap_or(Value::from("root"))),
             ]);
-            self.call(&mut session, ret_load).await?;
+            self.return_job(&mut session, ret_load).await?;
             self.job_event(&jid, &fun, false);
         }
     }
@@ -545,7 +563,35 @@ impl Sim {
             job.first_publish.get_or_insert(at);
         } else {
             job.returned += 1;
+            if job.acknowledged.len() <= self.slot / 64 {
+                job.acknowledged.resize(self.slot / 64 + 1, 0);
+            }
+            job.acknowledged[self.slot / 64] |= 1 << (self.slot % 64);
             job.last_return = Some(at.max(job.last_return.unwrap_or_default()));
+        }
+    }
+
+    /// Sends a `_return` until it is acknowledged, `RETURN_TRIES` times at most, as a real
+    /// minion's request channel does (`return_retry_tries`): after a timeout, or a connection
+    /// that broke (a master restarting; a real minion only notices its timeout, so the swarm
+    /// waits as long), it connects again and sends the return again.
+    async fn return_job(&self, session: &mut Session, load: Value) -> Result<Value, SimError> {
+        let mut tries = 1;
+        loop {
+            match self.call(session, load.clone()).await {
+                Err(e @ (SimError::Timeout | SimError::Io(_) | SimError::Zmtp(_))) if tries < RETURN_TRIES => {
+                    tries += 1;
+                    self.stats.return_resends.fetch_add(1, Ordering::Relaxed);
+                    if !matches!(e, SimError::Timeout) {
+                        tokio::time::sleep(self.config.request_timeout).await;
+                    }
+                    if let Ok(req) = Conn::connect(&self.config.host, self.config.ret_port, SocketType::Req, b"").await
+                    {
+                        session.req = req;
+                    }
+                }
+                other => return other,
+            }
         }
     }
 

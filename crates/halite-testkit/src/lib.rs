@@ -6,7 +6,8 @@
 //! fast acceptance retries, roles grains), launching each daemon as the leader of its own
 //! process group and supervising it — stopping the whole group, on drop too, so a panicking
 //! test leaves no orphan that keeps reconnecting — and waiting for the facts tests assert on
-//! (a minion's `minion_master.pub`, its key pair, log lines).
+//! (a minion's `minion_master.pub`, its key pair, log lines); and small filesystems a test
+//! fills up ([`Tmpfs`]).
 //!
 //! Must not: contain any Salt protocol code or know halite's internals — what it launches is
 //! the real thing, and that is the point — and must never be a dependency of a production
@@ -17,8 +18,10 @@ mod master;
 mod minion;
 mod process;
 mod salt;
+mod tmpfs;
 
 pub use master::PythonMaster;
 pub use minion::{Minion, MinionSpec};
 pub use process::{free_port, wait_until, Group};
 pub use salt::{salt_bin, venv, Endpoints, SaltVersion};
+pub use tmpfs::Tmpfs;

@@ -173,6 +173,8 @@ impl Master {
     }
 
     fn spawn(&mut self) {
+        // The log is appended to across restarts: wait for this start's line, not the last's.
+        let started_before = self.log_count("halite master ready");
         let out = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_halite-master"))
             .arg("-c")
@@ -183,7 +185,11 @@ impl Master {
             .spawn()
             .expect("start halite-master");
         self.child = Some(child);
-        self.wait_log_contains("halite master ready", Duration::from_secs(30));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.log_count("halite master ready") == started_before {
+            assert!(Instant::now() < deadline, "halite-master did not start again:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Stops and starts the daemon on the same root and ports (new AES key, same keys).
@@ -213,6 +219,20 @@ impl Master {
     /// Lines of the daemon's log containing `needle`.
     pub fn log_count(&self, needle: &str) -> usize {
         self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// SIGKILL, as the OOM killer would stop it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again on the same root and ports, after [`Master::kill`].
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the master is still running");
+        self.spawn();
     }
 
     /// SIGTERM, as an init system sends, then SIGKILL after 10 s. Returns whether the daemon

@@ -1,0 +1,193 @@
+//! Faults the master must survive without losing what it acknowledged: `kill -9` while keys
+//! are being accepted and while minions return a job, and a cachedir whose disk fills up.
+//!
+//! The minions are the swarm (`halite-swarm`), whose returns are retried as a real minion's
+//! are (`return_retry_tries`), with a short request timeout so a retry comes within seconds;
+//! the swarm records which returns the master acknowledged.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{json, salt_run, Master, Setup};
+use halite_swarm::{keys, Config, Protocol, Swarm};
+use halite_testkit::Tmpfs;
+
+const MINIONS: usize = 60;
+
+fn keys_dir() -> std::path::PathBuf {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
+    home.join(".cache/halite/swarm-keys")
+}
+
+/// The minions whose return of `jid` the job cache holds (`salt-run jobs.lookup_jid`).
+fn cached(master: &Master, jid: &str) -> BTreeSet<String> {
+    let out = salt_run(master, &["jobs.lookup_jid", jid, "--out", "json"]);
+    assert!(out.status.success(), "jobs.lookup_jid {jid}: {}", String::from_utf8_lossy(&out.stderr));
+    json(&out).as_object().map(|returns| returns.keys().cloned().collect()).unwrap_or_default()
+}
+
+fn cached_returns(master: &Master, jid: &str) -> usize {
+    cached(master, jid).len()
+}
+
+fn swarm_config(master: &Master, prefix: &str) -> Config {
+    Config {
+        host: "127.0.0.1".into(),
+        ret_port: master.ret_port,
+        publish_port: master.publish_port,
+        protocol: Protocol::V3,
+        prefix: prefix.into(),
+        request_timeout: Duration::from_secs(6),
+        first_index: 0,
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+#[test]
+fn a_master_killed_while_accepting_keys_and_storing_returns_loses_nothing_it_acknowledged() {
+    let mut master = Master::start(&[]);
+    let keys = keys::load_or_generate(&keys_dir(), 0..MINIONS, 2).expect("swarm keys");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let swarm = runtime.block_on(async { Swarm::start(swarm_config(&master, "kill"), keys) });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while master.salt_key(&["-l", "pre"]).stdout.split(|b| *b == b'\n').filter(|l| l.starts_with(b"kill")).count()
+        < MINIONS
+    {
+        assert!(Instant::now() < deadline, "the swarm's keys never all arrived:\n{}", master.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Accept every key, and kill the master while salt-key tells it so.
+    let accept = std::process::Command::new(common::workspace_bin("salt-key"))
+        .arg("-c")
+        .arg(master.config_dir())
+        .args(["-A", "-y"])
+        .spawn()
+        .expect("salt-key -A");
+    std::thread::sleep(Duration::from_millis(20));
+    master.kill();
+    master.start_again();
+    let accepted = accept.wait_with_output().expect("salt-key -A finished");
+    assert!(accepted.status.success(), "salt-key -A: {accepted:?}");
+    let listed = master.salt_key(&["-l", "acc"]);
+    let accepted_ids = String::from_utf8_lossy(&listed.stdout).lines().filter(|l| l.starts_with("kill")).count();
+    assert_eq!(accepted_ids, MINIONS, "every key salt-key accepted stays accepted");
+    assert!(runtime.block_on(swarm.wait_ready(Duration::from_secs(120))), "{}", swarm.report().0);
+    ping_all(&master);
+
+    // Kill it while the returns of a job arrive (at the publish, a few milliseconds after,
+    // and once the first return is in): every return the swarm saw acknowledged must be in
+    // the job cache of the restarted master, and the minions come back by themselves.
+    for (round, delay_ms) in [(0, 0), (1, 4), (2, u64::MAX)].into_iter() {
+        let (jid, _) = master.publish("*", "test.ping");
+        if delay_ms == u64::MAX {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let returning = |log: String| log.lines().any(|l| l.contains("job return") && l.contains(&jid));
+            while !returning(master.log()) {
+                assert!(Instant::now() < deadline, "no return of {jid} arrived:\n{}", master.log());
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(delay_ms));
+        }
+        master.kill();
+        let acknowledged_at_kill = swarm.acknowledged(&jid);
+        master.start_again();
+        let restarted = unix_now();
+        let stored = cached(&master, &jid);
+        let lost: Vec<&String> = acknowledged_at_kill.iter().filter(|id| !stored.contains(*id)).collect();
+        assert!(lost.is_empty(), "round {round}: acknowledged before the kill, not in the job cache: {lost:?}");
+
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while swarm.ready_since(restarted) < MINIONS {
+            assert!(
+                Instant::now() < deadline,
+                "only {} ready again: {}",
+                swarm.ready_since(restarted),
+                swarm.report().0
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let ready_again = unix_now() - restarted;
+        let stored = cached(&master, &jid);
+        let lost: Vec<String> = swarm.acknowledged(&jid).into_iter().filter(|id| !stored.contains(id)).collect();
+        assert!(lost.is_empty(), "round {round}: acknowledged, not in the job cache: {lost:?}");
+        eprintln!(
+            "kill -9, round {round}: {} of {MINIONS} returns acknowledged at the kill, {} stored after the restart; \
+             all ready again in {ready_again:.1} s",
+            acknowledged_at_kill.len(),
+            stored.len()
+        );
+    }
+    ping_all(&master);
+    runtime.block_on(swarm.stop());
+}
+
+/// Publishes `test.ping` to every minion until one job reaches them all (a publish sent
+/// while a subscriber is still joining can miss it, as with real minions); its jid.
+fn ping_all(master: &Master) -> String {
+    for _ in 0..3 {
+        let (jid, _) = master.publish("*", "test.ping");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if cached_returns(master, &jid) == MINIONS {
+                return jid;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    panic!("no test.ping reached all {MINIONS} minions:\n{}", master.log());
+}
+
+#[test]
+fn a_full_disk_refuses_returns_unacknowledged_and_the_master_resumes_when_room_returns() {
+    let fs = Tmpfs::mount("32m");
+    let cachedir = fs.path().join("cache");
+    let master = Master::start_with(Setup {
+        extra: vec!["auto_accept: True".into()],
+        cachedir: Some(cachedir.clone()),
+        ..Setup::default()
+    });
+    let keys = keys::load_or_generate(&keys_dir(), 0..MINIONS, 2).expect("swarm keys");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let swarm = runtime.block_on(async { Swarm::start(swarm_config(&master, "full"), keys) });
+    assert!(runtime.block_on(swarm.wait_ready(Duration::from_secs(120))), "{}", swarm.report().0);
+    let before = ping_all(&master);
+
+    // Leave 1 MiB: less than the store keeps in reserve, so every write is refused.
+    let ballast = fs.fill_leaving("ballast", 1 << 20);
+    let (jid, _) = master.publish("*", "test.ping");
+    let log = master.wait_log_contains("job return not saved", Duration::from_secs(30));
+    let store = cachedir.join("halite.redb").display().to_string();
+    let refusal = log.lines().find(|l| l.contains("job return not saved")).unwrap_or_default().to_owned();
+    assert!(refusal.contains(&store) && refusal.contains("disk is full"), "the refusal names the file: {refusal}");
+
+    // Refused, not down: the job cache still answers, and nothing of the new job was
+    // acknowledged, so nothing of it is in the cache.
+    assert_eq!(cached_returns(&master, &before), MINIONS, "what was acknowledged before is all there");
+    assert_eq!(cached_returns(&master, &jid), 0);
+    assert_eq!(swarm.acknowledged(&jid), Vec::<String>::new(), "nothing acknowledged on a full disk");
+
+    // Room again: the minions' retries store every return, each acknowledged once.
+    std::fs::remove_file(ballast).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while cached_returns(&master, &jid) < MINIONS && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(cached_returns(&master, &jid), MINIONS, "every return stored once there is room:\n{}", master.log());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while swarm.acknowledged(&jid).len() < MINIONS && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(swarm.acknowledged(&jid).len(), MINIONS, "each acknowledged once stored: {}", swarm.report().0);
+    let report = swarm.report().0;
+    assert!(report["return_resends"].as_u64().unwrap_or(0) >= MINIONS as u64, "{report}");
+    // And a new job goes through the ordinary path.
+    ping_all(&master);
+    runtime.block_on(swarm.stop());
+}
