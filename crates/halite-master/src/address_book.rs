@@ -343,6 +343,11 @@ async fn settle(events: &mut broadcast::Receiver<crate::events::Event>, last: In
     }
 }
 
+/// `/proc/net/tcp` is megabytes with tens of thousands of sockets: read off the runtime.
+async fn addrs_on(port: u16) -> std::collections::BTreeSet<IpAddr> {
+    tokio::task::spawn_blocking(move || crate::presence::remote_addrs_on_port(port)).await.unwrap_or_default()
+}
+
 /// Keeps the files up to date until the master's event bus closes: written once at start,
 /// then after every relevant event (bursts coalesced) and every [`SAFETY_NET`]; the roster
 /// also when the addresses holding a publish connection change ([`PRESENCE_POLL`]), since
@@ -370,7 +375,7 @@ pub async fn run(master: Arc<Master>, files: Files) {
         tokio::select! {
             _ = safety_net.tick() => {}
             _ = presence_poll.tick(), if kept.roster.is_some() => {
-                if crate::presence::remote_addrs_on_port(publish_port) == present {
+                if addrs_on(publish_port).await == present {
                     continue;
                 }
             }
@@ -392,7 +397,7 @@ pub async fn run(master: Arc<Master>, files: Files) {
             },
         }
         // Taken before the roster reads presence, so a change after it is seen by the next poll.
-        present = crate::presence::remote_addrs_on_port(publish_port);
+        present = addrs_on(publish_port).await;
         kept = refresh(&master, kept).await;
         last = Instant::now();
         safety_net.reset();

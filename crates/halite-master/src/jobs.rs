@@ -98,6 +98,10 @@ pub enum PublishError {
     NoMinions(String),
     #[error("{0}")]
     Internal(String),
+    /// The job cache refused the job (a full disk): published, its returns could not be
+    /// kept either, and the minions would run it for nothing.
+    #[error("job not published: the job cache cannot store it: {0}")]
+    NotStored(halite_store::StoreError),
 }
 
 /// Accepted keys and, when the target form reads them, every accepted minion's cached data,
@@ -235,9 +239,11 @@ impl Master {
 
         let job = Job { jid: jid.clone(), load: load.clone(), minions: matched.minions.clone(), started_micros };
         if let Err(e) = self.store.put_job(&job) {
-            // Salt publishes even when its job cache cannot save the load; the returns still
-            // reach the CLI over the bus.
-            halite_ratelog::limited_error!("job not saved", %jid, error = %e, "cannot save the job in the job cache");
+            // Salt publishes anyway and its returns reach the CLI over the bus. Here a
+            // return that cannot be stored is not acknowledged (see `save_return_then`), so
+            // a job the cache cannot hold would run on every minion and report nothing.
+            halite_ratelog::limited_error!("job not saved", %jid, error = %e, "job not published: the job cache cannot store it");
+            return Err(PublishError::NotStored(e));
         }
         self.write_salt_job_marker(&jid, &load);
         self.events.fire(jid.clone(), map([("minions", id_list(&matched.minions))]));
@@ -352,14 +358,18 @@ impl Master {
         }
     }
 
-    /// Salt's `keep_jobs_seconds` cleanup: drops jobs published longer ago than `keep`.
+    /// Salt's `keep_jobs_seconds` cleanup: drops jobs published longer ago than `keep`, and
+    /// the `.load.p` each left for Salt's CLI. Reads only the expired jobs, never the whole
+    /// cache.
     pub fn expire_jobs(&self, keep: std::time::Duration) {
         let cutoff = jid::now_micros().saturating_sub(keep.as_micros() as u64);
-        let expired: Vec<String> = self
-            .store
-            .jobs()
-            .map(|jobs| jobs.into_iter().take_while(|j| j.started_micros < cutoff).map(|j| j.jid).collect())
-            .unwrap_or_default();
+        let expired = match self.store.expire_jobs(cutoff) {
+            Ok(expired) => expired,
+            Err(e) => {
+                error!(error = %e, "cannot expire old jobs");
+                return;
+            }
+        };
         for jid in &expired {
             self.forget_publisher(jid);
             if let Some(dir) = self.salt_job_dir(jid) {
@@ -370,10 +380,8 @@ impl Master {
                 }
             }
         }
-        match self.store.expire_jobs(cutoff) {
-            Ok(0) => {}
-            Ok(n) => info!(jobs = n, "expired jobs older than keep_jobs_seconds"),
-            Err(e) => error!(error = %e, "cannot expire old jobs"),
+        if !expired.is_empty() {
+            info!(jobs = expired.len(), "expired jobs older than keep_jobs_seconds");
         }
     }
 

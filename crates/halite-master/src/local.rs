@@ -288,7 +288,7 @@ fn publish_error(e: PublishError) -> (ErrorKind, String) {
         PublishError::NoMinions(_) => ErrorKind::NoMinions,
         PublishError::Target { .. } | PublishError::UnknownTargetType(_) => ErrorKind::Target,
         PublishError::BadRequest(_) => ErrorKind::BadRequest,
-        PublishError::Internal(_) => ErrorKind::Internal,
+        PublishError::Internal(_) | PublishError::NotStored(_) => ErrorKind::Internal,
     };
     (kind, e.to_string())
 }

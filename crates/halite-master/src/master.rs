@@ -406,11 +406,23 @@ impl Master {
                 status(AuthStatus::Refused)
             }
             AuthDecision::Accept { key } => {
+                // A refusal would make the minion exit; a key that cannot be stored is kept in
+                // memory instead, and a restart makes the minion sign in again.
                 let session = match self.store.session_key(&req.id, now_secs(), self.settings.publish_session) {
                     Ok(s) => s,
                     Err(e) => {
-                        halite_ratelog::limited_error!("session key not saved", error = %e, "cannot load session key");
-                        return status(AuthStatus::Refused);
+                        halite_ratelog::limited_error!(
+                            "session key not stored",
+                            error = %e,
+                            "session key kept in memory only: the store cannot hold it"
+                        );
+                        match self.store.volatile_session_key(&req.id, now_secs()) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                error!(error = %e, "cannot make a session key");
+                                return status(AuthStatus::Refused);
+                            }
+                        }
                     }
                 };
                 let (aes, aes_sig) = match self.aes.current_signed(&self.keys.private) {

@@ -1,4 +1,4 @@
-//! Keeping the store writable through a full disk and an I/O error.
+//! Keeping the store writable through a full disk.
 //!
 //! Why: redb stops at its first I/O error. Every later read or write of that `Database`
 //! answers "Previous I/O error occurred", so one `ENOSPC` would leave the master storing no
@@ -9,31 +9,37 @@
 //!    size (estimated from its values) plus [`Options::reserve_bytes`] free for an
 //!    unprivileged user (`f_bavail`, so root's reserved blocks stay a margin). Otherwise it
 //!    is refused as [`crate::StoreError::Full`] before redb sees it, and redb stays healthy:
-//!    reads go on, and the next write that fits succeeds.
-//! 2. **Reopen.** If redb meets an I/O error anyway (another process took the last blocks
-//!    between the check and the write, a quota, a failing device), the store is marked
-//!    failed; the next operation drops the failed `Database` and opens the file again
-//!    (redb repairs an unclean file on open), at most once per [`REOPEN_INTERVAL`] while it
-//!    cannot. A commit that failed never became visible, so nothing acknowledged is lost.
-//!
-//! Deletions (job expiry, forgetting a minion, flushing a mine) skip the room check: they
-//! are how space comes back.
+//!    reads go on, and the next write that fits succeeds. Deletions (job expiry, forgetting
+//!    a minion, flushing a mine) need only a quarter of the reserve: they are how room comes
+//!    back, but redb copies the pages it changes, so even they need some.
+//! 2. **Reopen after running out of room.** If redb meets `ENOSPC`, `EDQUOT` or `EFBIG`
+//!    anyway (another process took the last blocks between the check and the write, a quota
+//!    `statvfs` does not show), the store is marked failed; the next operation drops the
+//!    failed `Database` and opens the file again (redb repairs an unclean file on open), at
+//!    most once per [`REOPEN_INTERVAL`], other threads being refused meanwhile rather than
+//!    waiting. Out of room, nothing reached the file that a reopen could read back as
+//!    committed. Any other I/O error (`EIO`: a failing device) is not recovered from: a
+//!    flush that failed may have left pages the kernel will never write, so the store stays
+//!    closed ([`crate::StoreError::Unavailable`]) until an operator restarts the master.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, TryLockError};
 use std::time::{Duration, Instant};
 
 use redb::Database;
 
-/// How often a store that could not be reopened tries again.
-pub const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
+/// The least time between two reopens: each may repair the whole file.
+pub const REOPEN_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a reopen waits for the last user of the failed file (a read in flight) to let
 /// go of it: redb locks the file while any handle to it is open.
 const RELEASE_WAIT: Duration = Duration::from_secs(2);
-/// Room a write needs beyond its values: the pages of the trees it touches, redb's
-/// header and allocator state.
-const PER_CHANGE_BYTES: u64 = 8 * 1024;
+/// Room a write needs beyond its values: per change, its share of the tree pages it copies
+/// (changes of one batch share most of them), and per commit, redb's header, allocator
+/// state and the branch pages of every tree.
+const PER_CHANGE_BYTES: u64 = 1024;
+const PER_COMMIT_BYTES: u64 = 64 * 1024;
 
 /// How the store protects itself.
 #[derive(Debug, Clone)]
@@ -54,8 +60,11 @@ impl Default for Options {
 pub(crate) enum Room {
     /// Changes whose values total this many bytes.
     Adds { changes: u64, bytes: u64 },
-    /// A deletion: attempted whatever the free space.
+    /// A deletion: attempted with a quarter of the reserve free.
     Frees,
+    /// Opening the tables, which exist but on a new file: never refused, so a master on a
+    /// full disk still starts and reads.
+    Opening,
 }
 
 impl Room {
@@ -68,18 +77,20 @@ impl Room {
             (Room::Adds { changes: a, bytes: b }, Room::Adds { changes: c, bytes: d }) => {
                 Room::Adds { changes: a + c, bytes: b.saturating_add(d) }
             }
-            (Room::Frees, other) | (other, Room::Frees) => other,
+            (Room::Frees | Room::Opening, other) | (other, Room::Frees | Room::Opening) => other,
         }
     }
 
-    fn needed(self, reserve: u64) -> Option<u64> {
+    fn needed(self, reserve: u64) -> u64 {
         match self {
             // Values are written once in their leaf and may be copied once more when a
             // page splits; twice their size covers both.
-            Room::Adds { changes, bytes } => {
-                Some(reserve.saturating_add(bytes.saturating_mul(2)).saturating_add(changes * PER_CHANGE_BYTES))
-            }
-            Room::Frees => None,
+            Room::Adds { changes, bytes } => reserve
+                .saturating_add(bytes.saturating_mul(2))
+                .saturating_add(changes.saturating_mul(PER_CHANGE_BYTES))
+                .saturating_add(PER_COMMIT_BYTES),
+            Room::Frees => reserve / 4,
+            Room::Opening => 0,
         }
     }
 }
@@ -90,14 +101,46 @@ pub(crate) enum Refused {
     Unavailable(String),
 }
 
-/// The open database, replaced after an I/O error.
+thread_local! {
+    /// The generation of the database this thread last took from [`Health`]: an error it
+    /// reports afterwards is that database's, and must not fail a newer one.
+    static TAKEN: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A write transaction with the database it belongs to, dropped after it: the last handle
+/// of a database replaced by a reopen must not be dropped while a transaction of it is
+/// alive on the same thread (redb's drop begins a write, which would wait for it).
+pub(crate) struct Writing {
+    txn: redb::WriteTransaction,
+    _db: Arc<Database>,
+}
+
+impl Writing {
+    pub(crate) fn commit(self) -> Result<(), redb::CommitError> {
+        let Writing { txn, _db } = self;
+        txn.commit()
+    }
+}
+
+impl std::ops::Deref for Writing {
+    type Target = redb::WriteTransaction;
+    fn deref(&self) -> &redb::WriteTransaction {
+        &self.txn
+    }
+}
+
+/// The open database, replaced after running out of room.
 pub(crate) struct Health {
     path: PathBuf,
     options: Options,
     db: RwLock<Option<Arc<Database>>>,
+    generation: AtomicU64,
+    /// The database met a shortage of room: reopen it.
     failed: AtomicBool,
-    /// Held while reopening; the last attempt's time and error.
-    reopen: Mutex<Option<(Instant, String)>>,
+    /// The database met another I/O error: it stays closed (see the module doc).
+    broken: Mutex<Option<String>>,
+    /// Held while reopening; when the last reopen was tried, and its error if it failed.
+    reopen: Mutex<Option<(Instant, Option<String>)>>,
     reopened: AtomicU64,
 }
 
@@ -107,7 +150,9 @@ impl Health {
             path: path.to_owned(),
             options,
             db: RwLock::new(Some(Arc::new(db))),
+            generation: AtomicU64::new(1),
             failed: AtomicBool::new(false),
+            broken: Mutex::new(None),
             reopen: Mutex::new(None),
             reopened: AtomicU64::new(0),
         }
@@ -115,50 +160,72 @@ impl Health {
 
     /// The database to use now, reopened first if it failed.
     pub(crate) fn database(&self) -> Result<Arc<Database>, Refused> {
+        if let Some(error) = self.broken.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            return Err(Refused::Unavailable(format!("closed after an I/O error, restart the master: {error}")));
+        }
         if self.failed.load(Ordering::Acquire) {
             self.reopen()?;
         }
         let slot = self.db.read().unwrap_or_else(PoisonError::into_inner);
-        slot.clone().ok_or_else(|| Refused::Unavailable("the store is being reopened".into()))
-    }
-
-    /// [`Health::database`] for a write that needs `room`.
-    pub(crate) fn writable(&self, room: Room) -> Result<Arc<Database>, Refused> {
-        let db = self.database()?;
-        if let Some(needed) = room.needed(self.options.reserve_bytes) {
-            if self.options.reserve_bytes > 0 {
-                let free = free_bytes(&self.path).map_err(|e| Refused::Unavailable(format!("statvfs: {e}")))?;
-                if free < needed {
-                    return Err(Refused::Full { free, needed });
-                }
-            }
-        }
+        let db = slot.clone().ok_or_else(|| Refused::Unavailable("the store is being reopened".into()))?;
+        TAKEN.with(|taken| taken.set(self.generation.load(Ordering::Acquire)));
         Ok(db)
     }
 
-    /// Told of every error redb returned: an I/O error marks the database failed.
+    /// A write transaction, if the filesystem has `room` for it.
+    pub(crate) fn writable(&self, room: Room) -> Result<Result<Writing, redb::TransactionError>, Refused> {
+        let db = self.database()?;
+        if self.options.reserve_bytes > 0 {
+            let needed = room.needed(self.options.reserve_bytes);
+            let free = free_bytes(&self.path).map_err(|e| Refused::Unavailable(format!("statvfs: {e}")))?;
+            if free < needed {
+                return Err(Refused::Full { free, needed });
+            }
+        }
+        Ok(db.begin_write().map(|txn| Writing { txn, _db: db }))
+    }
+
+    /// Told of every error redb returned on this thread since it took a database.
     pub(crate) fn saw(&self, error: &redb::Error) {
-        if matches!(error, redb::Error::Io(_) | redb::Error::PreviousIo) {
-            self.failed.store(true, Ordering::Release);
+        if TAKEN.with(Cell::get) != self.generation.load(Ordering::Acquire) {
+            return; // an error of a database already replaced
+        }
+        match error {
+            redb::Error::Io(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG)) => {
+                self.failed.store(true, Ordering::Release);
+            }
+            redb::Error::Io(e) => {
+                *self.broken.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+            }
+            // The first error went by unseen (redb met it inside a drop or a read it
+            // retried): treat it as the common one, room.
+            redb::Error::PreviousIo => self.failed.store(true, Ordering::Release),
+            _ => {}
         }
     }
 
-    /// Times the store was reopened after an I/O error.
+    /// Times the store was reopened after running out of room.
     pub(crate) fn reopened(&self) -> u64 {
         self.reopened.load(Ordering::Relaxed)
     }
 
     fn reopen(&self) -> Result<(), Refused> {
-        let mut last = self.reopen.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last = match self.reopen.try_lock() {
+            Ok(last) => last,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(Refused::Unavailable("the store is being reopened".into())),
+        };
         if !self.failed.load(Ordering::Acquire) {
-            return Ok(()); // another thread reopened it while this one waited
+            return Ok(()); // another thread reopened it meanwhile
         }
         if let Some((at, error)) = last.as_ref() {
             if at.elapsed() < REOPEN_INTERVAL {
-                return Err(Refused::Unavailable(error.clone()));
+                let why = error.clone().unwrap_or_else(|| "it ran out of room again".into());
+                return Err(Refused::Unavailable(format!("reopened {:.1} s ago: {why}", at.elapsed().as_secs_f64())));
             }
         }
         let old = self.db.write().unwrap_or_else(PoisonError::into_inner).take();
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let started = Instant::now();
         if let Some(mut old) = old {
             // Users of the failed database hold it only for one read or one commit.
@@ -182,15 +249,15 @@ impl Health {
                     *self.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
                     self.failed.store(false, Ordering::Release);
                     self.reopened.fetch_add(1, Ordering::Relaxed);
-                    *last = None;
+                    *last = Some((Instant::now(), None));
                     return Ok(());
                 }
                 Err(redb::DatabaseError::DatabaseAlreadyOpen) if started.elapsed() < RELEASE_WAIT => {
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 Err(e) => {
-                    let error = format!("reopening after an I/O error: {e}");
-                    *last = Some((Instant::now(), error.clone()));
+                    let error = format!("reopening after running out of room: {e}");
+                    *last = Some((Instant::now(), Some(error.clone())));
                     return Err(Refused::Unavailable(error));
                 }
             }
@@ -223,11 +290,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn room_needed_grows_with_the_values_and_deletions_need_none() {
+    fn room_needed_grows_with_the_values_and_deletions_need_a_quarter_of_the_reserve() {
         let one = Room::adds(1000);
-        assert_eq!(one.needed(0), Some(2000 + PER_CHANGE_BYTES));
-        assert_eq!(one.plus(Room::adds(10)).needed(100), Some(100 + 2020 + 2 * PER_CHANGE_BYTES));
-        assert_eq!(Room::Frees.needed(100), None);
+        assert_eq!(one.needed(0), 2000 + PER_CHANGE_BYTES + PER_COMMIT_BYTES);
+        assert_eq!(one.plus(Room::adds(10)).needed(100), 100 + 2020 + 2 * PER_CHANGE_BYTES + PER_COMMIT_BYTES);
+        assert_eq!(Room::Frees.needed(400), 100);
         assert_eq!(Room::Frees.plus(one).needed(0), one.needed(0));
     }
 

@@ -144,8 +144,8 @@ impl Store {
         now_micros: u64,
     ) -> (Room, impl Fn(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + Sync + 'static) {
         let bytes = payload::encode(ret);
-        // A job's first return also describes the job, from the same fields.
-        let room = Room::adds(2 * (bytes.len() + jid.len()) + minion.len());
+        // A job's first return also describes the job, in a few fields of it.
+        let room = Room::adds(bytes.len() + jid.len() + minion.len() + 256);
         let (jid, minion_id) = (jid.to_owned(), minion.to_owned());
         let change = move |txn: &redb::WriteTransaction| {
             let mut jobs = txn.open_table(JOBS)?;
@@ -182,36 +182,51 @@ impl Store {
     }
 
     /// Drops every job started before `cutoff_micros`, with its returns (Salt's
-    /// `keep_jobs_seconds` cleanup). Reads only the expired rows of the time index.
-    pub fn expire_jobs(&self, cutoff_micros: u64) -> Result<usize, StoreError> {
-        self.write("expiring jobs", "*", Room::Frees, |txn| {
-            let mut times = txn.open_table(JOB_TIMES)?;
-            let expired: Vec<(u64, String)> = times
-                .range(..(cutoff_micros, ""))?
-                .map(|row| row.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
-                .collect::<Result<_, _>>()?;
-            let mut jobs = txn.open_table(JOBS)?;
-            let mut returns = txn.open_table(RETURNS)?;
-            for (started, jid) in &expired {
-                times.remove((*started, jid.as_str()))?;
-                jobs.remove(jid.as_str())?;
-                let mut minions = Vec::new();
-                for row in returns.range((jid.as_str(), "")..)? {
-                    let (key, _) = row?;
-                    let (row_jid, id) = key.value();
-                    if row_jid != jid {
-                        break;
+    /// `keep_jobs_seconds` cleanup); the jids dropped, oldest first. Reads only the expired
+    /// rows of the time index.
+    pub fn expire_jobs(&self, cutoff_micros: u64) -> Result<Vec<String>, StoreError> {
+        let mut dropped = Vec::new();
+        loop {
+            // In bounded transactions: each copies the pages it changes, and on a nearly
+            // full disk a small one fits where one for a day of jobs would not.
+            let batch = self.write("expiring jobs", "*", Room::Frees, |txn| {
+                let mut times = txn.open_table(JOB_TIMES)?;
+                let expired: Vec<(u64, String)> = times
+                    .range(..(cutoff_micros, ""))?
+                    .take(EXPIRY_BATCH)
+                    .map(|row| row.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
+                    .collect::<Result<_, _>>()?;
+                let mut jobs = txn.open_table(JOBS)?;
+                let mut returns = txn.open_table(RETURNS)?;
+                for (started, jid) in &expired {
+                    times.remove((*started, jid.as_str()))?;
+                    jobs.remove(jid.as_str())?;
+                    let mut minions = Vec::new();
+                    for row in returns.range((jid.as_str(), "")..)? {
+                        let (key, _) = row?;
+                        let (row_jid, id) = key.value();
+                        if row_jid != jid {
+                            break;
+                        }
+                        minions.push(id.to_owned());
                     }
-                    minions.push(id.to_owned());
+                    for id in minions {
+                        returns.remove((jid.as_str(), id.as_str()))?;
+                    }
                 }
-                for id in minions {
-                    returns.remove((jid.as_str(), id.as_str()))?;
-                }
+                Ok(expired)
+            })?;
+            let done = batch.len() < EXPIRY_BATCH;
+            dropped.extend(batch.into_iter().map(|(_, jid)| jid));
+            if done {
+                return Ok(dropped);
             }
-            Ok(expired.len())
-        })
+        }
     }
 }
+
+/// Jobs dropped per expiry transaction.
+const EXPIRY_BATCH: usize = 500;
 
 #[cfg(test)]
 mod tests {
@@ -248,11 +263,11 @@ mod tests {
         assert_eq!(stray_job.minions, ["c"]);
         assert_eq!(stray_job.load.get_text("fun"), Some("state.apply"));
 
-        assert_eq!(store.expire_jobs(201).unwrap(), 2);
+        assert_eq!(store.expire_jobs(201).unwrap(), ["20240101120000000001", "20240101120000000002"]);
         assert_eq!(store.job("20240101120000000001").unwrap(), None);
         assert!(store.returns("20240101120000000001").unwrap().is_empty());
         assert!(store.returns("20240101120000000002").unwrap().is_empty());
         assert_eq!(store.returns("20240101120000000003").unwrap().len(), 1);
-        assert_eq!(store.expire_jobs(201).unwrap(), 0);
+        assert!(store.expire_jobs(201).unwrap().is_empty());
     }
 }

@@ -14,8 +14,8 @@
 //! and one fsync for all of them, each caller returning once its own change is durable.
 //!
 //! A full disk refuses writes before redb meets it ([`StoreError::Full`], reads go on), and
-//! an I/O error redb meets anyway reopens the file on the next operation ([`health`]): the
-//! store writes again as soon as there is room, without a restart.
+//! running out of room inside redb anyway reopens the file on the next operation
+//! ([`health`]): the store writes again as soon as there is room, without a restart.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ mod health;
 pub mod jobs;
 pub mod mine;
 
-use health::{Health, Refused, Room};
+use health::{Health, Refused, Room, Writing};
 pub use health::{Options, REOPEN_INTERVAL};
 
 const MINION_DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("minion_data");
@@ -42,10 +42,7 @@ pub enum StoreError {
     Open { path: PathBuf, source: redb::DatabaseError },
     #[error("store {path}: {what} for minion {id:?}: {detail}")]
     Io { path: PathBuf, what: &'static str, id: String, detail: String },
-    #[error(
-        "store {path}: {what} for minion {id:?} refused: the disk is full ({free} bytes free, {needed} needed); \
-         it is written again once there is room"
-    )]
+    #[error("store {path}: {what} for minion {id:?} refused: the disk is full ({free} bytes free, {needed} needed)")]
     Full { path: PathBuf, what: &'static str, id: String, free: u64, needed: u64 },
     #[error("store {path}: {what} for minion {id:?}: the store is not open: {detail}")]
     Unavailable { path: PathBuf, what: &'static str, id: String, detail: String },
@@ -93,7 +90,7 @@ impl Store {
             group: Default::default(),
         };
         // Create the tables up front so readers never meet a missing table.
-        store.write("creating tables", "", Room::Frees, |txn| {
+        store.write("creating tables", "", Room::Opening, |txn| {
             txn.open_table(MINION_DATA)?;
             txn.open_table(SESSIONS)?;
             txn.open_table(mine::MINE)?;
@@ -132,14 +129,8 @@ impl Store {
         db.begin_read().map_err(|e| self.fail(what, id, e))
     }
 
-    pub(crate) fn begin_write(
-        &self,
-        what: &'static str,
-        id: &str,
-        room: Room,
-    ) -> Result<redb::WriteTransaction, StoreError> {
-        let db = self.health.writable(room).map_err(|r| self.refused(what, id, r))?;
-        db.begin_write().map_err(|e| self.fail(what, id, e))
+    pub(crate) fn begin_write(&self, what: &'static str, id: &str, room: Room) -> Result<Writing, StoreError> {
+        self.health.writable(room).map_err(|r| self.refused(what, id, r))?.map_err(|e| self.fail(what, id, e))
     }
 
     pub(crate) fn write<T>(
@@ -248,6 +239,16 @@ impl Store {
         };
         if let Ok(mut cache) = self.sessions.write() {
             cache.insert(id.to_owned(), (created, key.clone()));
+        }
+        Ok(key)
+    }
+
+    /// A new session key kept in memory only, for when [`Store::session_key`] fails (a full
+    /// disk): the minion signs in with it, and a restart makes it sign in again for a new one.
+    pub fn volatile_session_key(&self, id: &str, now: u64) -> Result<Crypticle, StoreError> {
+        let key = Crypticle::generate().map_err(|e| self.err("generating session key", id, e))?;
+        if let Ok(mut cache) = self.sessions.write() {
+            cache.insert(id.to_owned(), (now, key.clone()));
         }
         Ok(key)
     }

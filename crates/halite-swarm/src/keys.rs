@@ -64,7 +64,11 @@ fn generate(dir: &Path, index: usize) -> Result<PrivateKey, KeyError> {
     let key_err = |reason: String| KeyError::Key { path: path.clone(), reason };
     let key = PrivateKey::generate(BITS).map_err(|e| key_err(e.to_string()))?;
     let pem = key.to_pkcs1_pem().map_err(|e| key_err(e.to_string()))?;
-    let tmp = path.with_extension("pem.tmp");
+    // Two test processes may generate the same key at once: each writes its own temp file,
+    // and whichever renames last wins with a key as good as the other's.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("pem.{}.{n}.tmp", std::process::id()));
     std::fs::write(&tmp, pem).map_err(|source| KeyError::Io { path: tmp.clone(), source })?;
     std::fs::rename(&tmp, &path).map_err(|source| KeyError::Io { path: path.clone(), source })?;
     Ok(key)

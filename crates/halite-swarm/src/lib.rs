@@ -7,7 +7,8 @@
 //! list), subscribing to publishes, the start event, then for each publish: opening it
 //! (re-authenticating when the AES key rotated), minion-side targeting (glob, list, pcre,
 //! grain, compound... through `halite-target`), and a `_return` for `test.ping`,
-//! `grains.get`, `grains.items` and `saltutil.find_job`; and a [`Report`] of when all were
+//! `test.sleep`, `grains.get`, `grains.items` and `saltutil.find_job` (sent again if the
+//! master does not acknowledge it, as a real minion does); and a [`Report`] of when all were
 //! authenticated and ready, and per job when returns went out.
 //!
 //! Must not: be used by the master, or fake anything a master can observe: every minion has
@@ -533,6 +534,13 @@ impl Sim {
             }
             let fun = load.get("fun").map(halite_yaml::py::text).unwrap_or_default();
             self.job_event(&jid, &fun, true);
+            if fun == "test.sleep" {
+                // Salt's `test.sleep <seconds>`: a job whose returns come later (tests fill a
+                // disk in between), at most a minute.
+                let secs = load.get("arg").and_then(Value::as_array).and_then(|a| a.first()).map(halite_yaml::py::text);
+                let secs = secs.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0).min(60);
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+            }
             let ret = self.execute(&load, &grains);
             let (value, retcode, success) = match ret {
                 Some(v) => (v, 0, true),
@@ -582,12 +590,17 @@ impl Sim {
                 Err(e @ (SimError::Timeout | SimError::Io(_) | SimError::Zmtp(_))) if tries < RETURN_TRIES => {
                     tries += 1;
                     self.stats.return_resends.fetch_add(1, Ordering::Relaxed);
-                    if !matches!(e, SimError::Timeout) {
+                    let timed_out = matches!(e, SimError::Timeout);
+                    if !timed_out {
                         tokio::time::sleep(self.config.request_timeout).await;
                     }
-                    if let Ok(req) = Conn::connect(&self.config.host, self.config.ret_port, SocketType::Req, b"").await
-                    {
-                        session.req = req;
+                    match Conn::connect(&self.config.host, self.config.ret_port, SocketType::Req, b"").await {
+                        Ok(req) => session.req = req,
+                        // A connection that timed out may still bring the old reply, which
+                        // would answer the next request: never send on it again.
+                        Err(e) if timed_out => return Err(e),
+                        // A broken one fails the next try at once.
+                        Err(_) => {}
                     }
                 }
                 other => return other,
@@ -659,6 +672,7 @@ impl Sim {
                     .unwrap_or_else(|| args.get(1).cloned().unwrap_or(Value::from("")))
             }
             "saltutil.find_job" => map::<_, String>([]),
+            "test.sleep" => Value::Boolean(true),
             _ => return None,
         })
     }

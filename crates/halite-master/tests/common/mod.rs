@@ -282,12 +282,17 @@ impl Master {
     /// Publishes `fun` to `tgt` (a glob) the way the stock `salt` CLI does: a clear `publish`
     /// on the request port carrying root's key. Returns the jid and the minions expected.
     pub fn publish(&self, tgt: &str, fun: &str) -> (String, Vec<String>) {
+        self.publish_with(tgt, fun, &[])
+    }
+
+    /// [`Master::publish`] with arguments.
+    pub fn publish_with(&self, tgt: &str, fun: &str, args: &[&str]) -> (String, Vec<String>) {
         let key = std::fs::read_to_string(self.cachedir.join(".root_key")).expect("the master wrote .root_key");
         let load = map([
             ("cmd", Value::from("publish")),
             ("tgt", Value::from(tgt)),
             ("fun", Value::from(fun)),
-            ("arg", Value::Array(vec![])),
+            ("arg", Value::Array(args.iter().map(|a| Value::from(*a)).collect())),
             ("tgt_type", Value::from("glob")),
             ("key", Value::from(key.trim())),
             ("user", Value::from("root")),
