@@ -25,7 +25,7 @@
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, TryLockError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, TryLockError};
 use std::time::{Duration, Instant};
 
 use redb::Database;
@@ -137,8 +137,9 @@ pub(crate) struct Health {
     generation: AtomicU64,
     /// The database met a shortage of room: reopen it.
     failed: AtomicBool,
-    /// The database met another I/O error: it stays closed (see the module doc).
-    broken: Mutex<Option<String>>,
+    /// The first other I/O error the database met: it stays closed (see the module doc).
+    /// Set once and read on every operation, so a `OnceLock` (a load, no lock).
+    broken: OnceLock<String>,
     /// Held while reopening; when the last reopen was tried, and its error if it failed.
     reopen: Mutex<Option<(Instant, Option<String>)>>,
     reopened: AtomicU64,
@@ -152,7 +153,7 @@ impl Health {
             db: RwLock::new(Some(Arc::new(db))),
             generation: AtomicU64::new(1),
             failed: AtomicBool::new(false),
-            broken: Mutex::new(None),
+            broken: OnceLock::new(),
             reopen: Mutex::new(None),
             reopened: AtomicU64::new(0),
         }
@@ -160,7 +161,7 @@ impl Health {
 
     /// The database to use now, reopened first if it failed.
     pub(crate) fn database(&self) -> Result<Arc<Database>, Refused> {
-        if let Some(error) = self.broken.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+        if let Some(error) = self.broken.get() {
             return Err(Refused::Unavailable(format!("closed after an I/O error, restart the master: {error}")));
         }
         if self.failed.load(Ordering::Acquire) {
@@ -195,7 +196,8 @@ impl Health {
                 self.failed.store(true, Ordering::Release);
             }
             redb::Error::Io(e) => {
-                *self.broken.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+                // The first error is the one to report; later ones follow from it.
+                let _ = self.broken.set(e.to_string());
             }
             // The first error went by unseen (redb met it inside a drop or a read it
             // retried): treat it as the common one, room.
