@@ -4,7 +4,9 @@
 //! `salt '*' test.ping` and `salt -G roles:db grains.get roles` from publish to last return
 //! (median of three, as the swarm saw them) and the CLI's own wall time, returns per
 //! second, returns lost, master CPU seconds and memory (RSS and PSS summed over the
-//! master's processes); for halite also a restart storm and a key-delete rotation.
+//! master's processes); for halite also a restart storm, a key-delete rotation, a kill -9
+//! of the master while a job's returns arrive (acknowledged returns lost, time until all
+//! are ready again) and a kill -9 of its publisher process.
 //!
 //! Run (after `cargo build --release --bins`):
 //! `cargo bench -p halite-master --bench swarm -- [--sizes 100,1000,5000,10000]
@@ -211,6 +213,17 @@ impl Swarm {
             as usize
     }
 
+    /// The minions whose return of `jid` the master acknowledged, over all shards.
+    fn acknowledged(&mut self, jid: &str) -> Vec<String> {
+        self.send(&format!("acknowledged {jid}"));
+        let shards = self.collect(&["acknowledged"], Duration::from_secs(30));
+        shards
+            .iter()
+            .flat_map(|shard| shard["ids"].as_array().cloned().unwrap_or_default())
+            .filter_map(|id| id.as_str().map(str::to_owned))
+            .collect()
+    }
+
     fn stop(mut self) -> Vec<Value> {
         self.send("stop");
         let finals = self.collect(&["final"], Duration::from_secs(60));
@@ -335,6 +348,11 @@ fn measure(target_name: &str, minions: usize) -> Value {
             result["restart_storm"] = restart_storm(&mut target, &mut swarm, minions);
             result["key_delete_rotation"] = rotation(&target, &mut swarm, minions);
             eprintln!("   restart {} rotation {}", result["restart_storm"], result["key_delete_rotation"]);
+            if let Target::Halite(daemon) = &mut target {
+                result["killed_during_returns"] = killed_during_returns(daemon, &mut swarm, minions);
+                result["publisher_killed"] = publisher_killed(daemon, &mut swarm, minions);
+                eprintln!("   kill -9 {} publisher {}", result["killed_during_returns"], result["publisher_killed"]);
+            }
         }
     }
     let finals = swarm.stop();
@@ -373,6 +391,71 @@ fn restart_storm(target: &mut Target, swarm: &mut Swarm, minions: usize) -> Valu
     let back = back_after(swarm, since, minions, Duration::from_secs(600));
     let ping = run_job(target, swarm, &["*", "test.ping"], minions);
     json!({ "all_ready_again_s": back, "ping_after": ping })
+}
+
+/// kill -9 of halite-master while the returns of a `test.ping` arrive (issue 20): once half
+/// of them are acknowledged it is killed and started again on the same root. Reports how
+/// many returns were acknowledged at the kill and how many of those the restarted master's
+/// job cache lacks (`salt-run jobs.lookup_jid`; must be 0), the seconds from the restart
+/// until every minion is ready again, and how many returns the cache holds once the
+/// minions' resends are in.
+fn killed_during_returns(daemon: &mut HaliteDaemon, swarm: &mut Swarm, minions: usize) -> Value {
+    let out = daemon.cli("salt", &["*", "test.ping", "--async"]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let Some(jid) = said.trim().strip_prefix("Executed command with job ID: ").map(str::to_owned) else {
+        panic!("salt --async: {said}{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while swarm.acknowledged(&jid).len() < minions / 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    eprintln!("   kill -9 of halite-master during the returns of {jid}");
+    daemon.kill_and_start().expect("kill and start halite-master");
+    let since = unix_now();
+    // Read after the kill: nothing more can have been acknowledged by the killed master.
+    let at_kill = swarm.acknowledged(&jid);
+    // A simulated minion whose return was in flight at the kill waits out its request
+    // timeout (60 s, Salt's) before it sends the return again and only then signs in anew;
+    // a real minion returns from a job process while its main process reconnects. So the
+    // master's own recovery shows as the time until as many minions as had nothing in
+    // flight are ready again, and the last ones follow the timeout.
+    let back_idle = back_after(swarm, since, at_kill.len(), Duration::from_secs(600));
+    let back = back_after(swarm, since, minions, Duration::from_secs(600));
+    let cached = |daemon: &HaliteDaemon| -> std::collections::BTreeSet<String> {
+        let out = daemon.cli("salt-run", &["jobs.lookup_jid", &jid, "--out", "json"]);
+        let returns: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        returns.as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default()
+    };
+    let stored = cached(daemon);
+    let lost = at_kill.iter().filter(|id| !stored.contains(*id)).count();
+    // The unacknowledged returns come back with the minions' resends.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut stored_later = stored.len();
+    while stored_later < minions && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(1));
+        stored_later = cached(daemon).len();
+    }
+    json!({
+        "acknowledged_at_kill": at_kill.len(), "acknowledged_lost": lost,
+        "idle_ready_again_s": back_idle, "all_ready_again_s": back, "stored_after_resends": stored_later,
+    })
+}
+
+/// kill -9 of the publisher process alone: the master starts another. A simulated minion
+/// whose subscription breaks signs in again and subscribes anew (a real minion's libzmq only
+/// reconnects its SUB socket, which is less work). Seconds from the kill until every minion
+/// is ready again, then one `test.ping`, which must reach them all.
+fn publisher_killed(daemon: &HaliteDaemon, swarm: &mut Swarm, minions: usize) -> Value {
+    let Some(publisher) = children_of(daemon.pid()).into_iter().next() else {
+        return json!({ "error": "no publisher process" });
+    };
+    let since = unix_now();
+    let _ = Command::new("kill").args(["-KILL", &publisher.to_string()]).status();
+    let back = back_after(swarm, since, minions, Duration::from_secs(600));
+    let out = daemon.cli("salt", &["*", "test.ping", "--out", "json", "--static", "-t", "60"]);
+    let answered =
+        serde_json::from_slice::<Value>(&out.stdout).ok().and_then(|v| v.as_object().map(|m| m.len())).unwrap_or(0);
+    json!({ "all_ready_again_s": back, "ping_after_answered": answered })
 }
 
 /// `salt-key -d` of one minion until every other has signed in again: the auth storm of
@@ -498,15 +581,35 @@ fn table(results: &[Value]) -> String {
             ratio(&p["pss_mb"], &h["pss_mb"]),
         );
     }
-    let mut storms = String::from("\n| N | restart: all ready again (s) | key delete, then one ping: all re-authenticated (s) | sign-ins re-sent after `auth_timeout` | swarm errors during rotation |\n|---|---|---|---|---|\n");
+    let mut storms = String::from("\n| N | restart: all ready again (s) | key delete, then one ping: all re-authenticated (s) | sign-ins re-sent after `auth_timeout` | swarm errors during rotation | kill -9 during a ping's returns: acknowledged at the kill / of those lost / as many ready again (s) / all ready again (s) / stored after resends | publisher kill -9: all ready again (s) / a ping then answered by |\n|---|---|---|---|---|---|---|\n");
     for h in results.iter().filter(|r| !r["restart_storm"].is_null()) {
+        let killed = &h["killed_during_returns"];
+        let kill = if killed.is_null() {
+            "—".to_owned()
+        } else {
+            format!(
+                "{} / {} / {} / {} / {}",
+                killed["acknowledged_at_kill"],
+                killed["acknowledged_lost"],
+                fmt(&killed["idle_ready_again_s"], 2),
+                fmt(&killed["all_ready_again_s"], 2),
+                killed["stored_after_resends"]
+            )
+        };
         storms += &format!(
-            "| {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
             h["minions"],
             fmt(&h["restart_storm"]["all_ready_again_s"], 2),
             fmt(&h["key_delete_rotation"]["all_reauthenticated_s"], 2),
-            h["key_delete_rotation"]["auth_resends"],
-            h["key_delete_rotation"]["swarm_errors"]
+            fmt(&h["key_delete_rotation"]["auth_resends"], 0),
+            fmt(&h["key_delete_rotation"]["swarm_errors"], 0),
+            kill,
+            if h["publisher_killed"].is_null() {
+                "—".to_owned()
+            } else {
+                let killed = &h["publisher_killed"];
+                format!("{} / {}", fmt(&killed["all_ready_again_s"], 2), killed["ping_after_answered"])
+            },
         );
     }
     out + &ratios + &storms

@@ -121,6 +121,13 @@ async fn serve(config: halite_config::MasterConfig, publisher: publish_process::
     let pki = halite_pki::PkiDir::open(&config.pki_dir)?;
     let keys = halite_pki::MasterKeys::load_or_create(&pki, config.keysize)?;
     let store = halite_store::Store::open(&config.cachedir.join("halite.redb"))?;
+    let opened = store.opened();
+    if opened.full_repair {
+        warn!(file = %store.path().display(), seconds = opened.took.as_secs_f64(),
+            "the store was not closed cleanly (the master was killed or the machine stopped): redb checked every page of it before the master could start");
+    } else {
+        info!(file = %store.path().display(), seconds = opened.took.as_secs_f64(), "store opened");
+    }
     let settings = master::Settings::from_config(&config)?;
     let user_keys = clear::UserKeys::load_or_create(&config.cachedir, &local_users(config.user.as_deref()))?;
 

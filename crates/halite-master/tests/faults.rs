@@ -44,6 +44,13 @@ fn swarm_config(master: &Master, prefix: &str) -> Config {
     }
 }
 
+/// The store opened at every start, and each start after a kill said that redb repaired
+/// the file first (what made that start slower; see halite-store's `health`).
+fn assert_store_reopened(master: &Master, kills: usize) {
+    let (repaired, clean) = (master.log_count("not closed cleanly"), master.log_count("store opened"));
+    assert_eq!((repaired, clean), (kills, 1), "one start, then {kills} after a kill:\n{}", master.log());
+}
+
 fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
 }
@@ -77,6 +84,7 @@ fn a_master_killed_while_accepting_keys_and_storing_returns_loses_nothing_it_ack
     let listed = master.salt_key(&["-l", "acc"]);
     let accepted_ids = String::from_utf8_lossy(&listed.stdout).lines().filter(|l| l.starts_with("kill")).count();
     assert_eq!(accepted_ids, MINIONS, "every key salt-key accepted stays accepted");
+    assert_store_reopened(&master, 1);
     assert!(runtime.block_on(swarm.wait_ready(Duration::from_secs(120))), "{}", swarm.report().0);
     ping_all(&master);
 
@@ -98,6 +106,7 @@ fn a_master_killed_while_accepting_keys_and_storing_returns_loses_nothing_it_ack
         master.kill();
         let acknowledged_at_kill = swarm.acknowledged(&jid);
         master.start_again();
+        assert_store_reopened(&master, 2 + round);
         let restarted = unix_now();
         let stored = cached(&master, &jid);
         let lost: Vec<&String> = acknowledged_at_kill.iter().filter(|id| !stored.contains(*id)).collect();

@@ -41,8 +41,10 @@ const STAGING: &str = ".staging.wpdn";
 
 /// The execution modules the site's states and the minion's own work call (by file name:
 /// `aptpkg` is `pkg`, `cmdmod` is `cmd`); the minions load no others, which makes a dry run
-/// a third of the CPU (see `MinionSpec::loading_only`). A state that needs one left out fails
-/// the dry run naming it.
+/// a third of the CPU (see `MinionSpec::loading_only`). Chosen by comparing every role's
+/// dry run (`salt-call --local state.apply test=True`) with all modules and with these,
+/// state by state: the same results and comments. Some states skip a check when its module
+/// is missing instead of failing, so the test also checks that a missing source still fails.
 const SITE_MODULES: &[&str] = &[
     "aptpkg",
     "cmdmod",
@@ -212,6 +214,19 @@ fn every_role_renders_and_dry_runs_at_both_levels() {
         }
     }
     assert!(failed.is_empty(), "{} failed:\n{}\n{}", failed.len(), failed.join("\n"), describe(&dry));
+
+    // With only SITE_MODULES loaded, a dry run still checks a file state's source (Salt's
+    // file.managed skips that check when file.check_managed_changes is not loaded).
+    let guard = ["file.managed", "name=/tmp/halite-site-guard", "source=salt://no/such/file", "test=True"];
+    let missing = returns(&master, &[&["salt", "state.single"][..], &guard, &["--out", "json", "-t", "60"]].concat());
+    let results: Vec<&Value> = missing["salt"].as_object().map(|r| r.values().collect()).unwrap_or_default();
+    assert!(
+        results.len() == 1
+            && results[0]["result"] == false
+            && results[0]["comment"].as_str().is_some_and(|c| c.contains("not found")),
+        "a missing salt:// source passed the dry run: {}",
+        missing["salt"]
+    );
     drop(minions);
 }
 

@@ -16,6 +16,9 @@
 //! A full disk refuses writes before redb meets it ([`StoreError::Full`], reads go on), and
 //! running out of room inside redb anyway reopens the file on the next operation
 //! ([`health`]): the store writes again as soon as there is room, without a restart.
+//!
+//! A file left by a crash is repaired by redb as it opens, losing nothing committed
+//! ([`health`]); [`Store::opened`] says whether that happened and how long opening took.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,7 +26,7 @@ use std::sync::RwLock;
 
 use halite_proto::crypticle::Crypticle;
 use halite_proto::payload::{self, Value};
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 
 mod group;
 mod health;
@@ -31,7 +34,7 @@ pub mod jobs;
 pub mod mine;
 
 use health::{Health, Refused, Room, Writing};
-pub use health::{Options, REOPEN_INTERVAL};
+pub use health::{Opened, Options, REOPEN_INTERVAL};
 
 const MINION_DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("minion_data");
 const SESSIONS: TableDefinition<&str, (u64, &str)> = TableDefinition::new("sessions");
@@ -67,6 +70,7 @@ impl MinionData {
 pub struct Store {
     path: PathBuf,
     health: Health,
+    opened: Opened,
     sessions: RwLock<HashMap<String, (u64, Crypticle)>>,
     group: group::GroupCommit,
 }
@@ -82,10 +86,11 @@ impl Store {
 
     /// [`Store::open`] with its protection against a full disk set ([`Options`]).
     pub fn open_with(path: &Path, options: Options) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
+        let (db, opened) = health::open(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
         let store = Self {
             path: path.to_owned(),
             health: Health::new(path, db, options),
+            opened,
             sessions: RwLock::new(HashMap::new()),
             group: Default::default(),
         };
@@ -98,6 +103,16 @@ impl Store {
             Ok(())
         })?;
         Ok(store)
+    }
+
+    /// How the file was opened: whether redb had to repair all of it, and how long it took.
+    pub fn opened(&self) -> Opened {
+        self.opened
+    }
+
+    /// The file the store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// How many times the store was reopened after an I/O error (see [`Options`]).

@@ -68,7 +68,7 @@ fn an_io_error_inside_redb_reopens_the_store_and_loses_nothing_acknowledged() {
     let ballast = fs.ballast("ballast", 2 << 20);
     let path = fs.path().join("halite.redb");
     // No reserve: redb itself meets ENOSPC.
-    let store = Store::open_with(&path, Options { reserve_bytes: 0 }).unwrap();
+    let store = Store::open_with(&path, Options { reserve_bytes: 0, ..Options::default() }).unwrap();
     let (acknowledged, error) = fill(&store);
     assert!(acknowledged.len() > 50, "only {} returns fitted", acknowledged.len());
     assert!(matches!(error, StoreError::Io { .. }), "redb's own error: {error}");

@@ -17,8 +17,9 @@
 //! object per output line: `{"event":"loaded"}` once the keys are in memory, then the swarm
 //! starts on the input line `go`; `{"event":"ready",...}` (or `"not_ready"`) with the report
 //! when all are ready; the input `report` prints the report, `ready_since <unix secs>` prints
-//! `{"event":"ready_since","count":N}`, and `stop` (or end of input) prints the final report
-//! and exits. Several processes with distinct `--first` make one larger swarm.
+//! `{"event":"ready_since","count":N}`, `acknowledged <jid>` prints the ids whose return of
+//! the job the master acknowledged (`{"event":"acknowledged","jid":J,"ids":[...]}`), and
+//! `stop` (or end of input) prints the final report and exits. Several processes with distinct `--first` make one larger swarm.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -147,10 +148,14 @@ fn main() -> anyhow::Result<()> {
                 emit(if all_ready { "ready" } else { "not_ready" }, swarm.report().0);
                 while let Some(line) = lines.recv().await {
                     let mut words = line.split_whitespace();
-                    match (words.next(), words.next().map(str::parse::<f64>)) {
+                    match (words.next(), words.next()) {
                         (Some("report"), _) => emit("report", swarm.report().0),
-                        (Some("ready_since"), Some(Ok(unix))) => {
-                            emit("ready_since", serde_json::json!({ "count": swarm.ready_since(unix) }))
+                        (Some("ready_since"), Some(unix)) => match unix.parse::<f64>() {
+                            Ok(unix) => emit("ready_since", serde_json::json!({ "count": swarm.ready_since(unix) })),
+                            Err(_) => emit("error", serde_json::json!({ "not_a_time": unix })),
+                        },
+                        (Some("acknowledged"), Some(jid)) => {
+                            emit("acknowledged", serde_json::json!({ "jid": jid, "ids": swarm.acknowledged(jid) }))
                         }
                         (Some("stop"), _) => break,
                         _ => emit("error", serde_json::json!({ "unknown_command": line })),

@@ -77,11 +77,16 @@ impl Group {
         self.exit_status().is_none()
     }
 
-    /// Whether any process of the group has yet to exit. Reaps the leader first; exited
-    /// workers do not count (see `group_running`).
+    /// Whether any process of the group has yet to exit; exited workers do not count (see
+    /// `group_running`). Once none is left the leader, ours to reap, is reaped.
     pub fn any_alive(&self) -> bool {
         self.exit_status();
-        group_running(self.pgid)
+        let running = group_running(self.pgid);
+        if !running {
+            // It exited (the scan saw it a zombie or gone), so this does not block.
+            let _ = self.lock().wait();
+        }
+        running
     }
 
     /// SIGTERM to the whole group, SIGKILL to whatever remains after 15 s; returns once every
@@ -133,29 +138,67 @@ fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
 /// Whether process group `pgid` has a member that has not exited. Exited members stay in the
 /// process table as zombies until reaped: the leader by us, its workers, orphaned, by pid 1,
 /// which in this sandbox reaps about once a second, so waiting until the group is gone cost a
-/// second or two a minion (a minute when a test drops 32). A zombie holds nothing a test waits
-/// for: its descriptors, sockets, locks and memory went when it exited.
+/// second or two a minion (a minute when a test drops 32). An exited process holds nothing a
+/// test waits for: its descriptors, sockets, locks and memory went when it exited. Read from
+/// `/proc` when it is this process's own; otherwise any member counts, zombies included.
 fn group_running(pgid: libc::pid_t) -> bool {
+    if !group_exists(pgid) {
+        return false;
+    }
+    if !procfs_is_ours() {
+        return true;
+    }
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return group_exists(pgid);
+        return true;
     };
     entries.flatten().any(|entry| {
         let is_pid = entry.file_name().to_str().is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()));
-        is_pid && std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|stat| runs_in_group(&stat, pgid))
+        is_pid
+            && std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|stat| match member_state(&stat, pgid) {
+                Member::Running => true,
+                // The stat line is the main thread's: a process whose main thread has exited
+                // while other threads still hold its descriptors shows as a zombie.
+                Member::Exited => threads(&entry.path()) > 1,
+                Member::Other => false,
+            })
     })
 }
 
-/// Whether a `/proc/<pid>/stat` line ("pid (comm) state ppid pgrp ...") is of a process of
-/// group `pgid` that has not exited. The command name may hold spaces and parentheses, so the
-/// fields are counted from the last ')'.
-fn runs_in_group(stat: &str, pgid: libc::pid_t) -> bool {
+/// Whether `/proc` is mounted and shows this process's namespace: `/proc/self` is us.
+fn procfs_is_ours() -> bool {
+    std::fs::read_to_string("/proc/self/stat")
+        .is_ok_and(|stat| stat.split(' ').next().and_then(|pid| pid.parse::<u32>().ok()) == Some(std::process::id()))
+}
+
+/// The `Threads:` count of `/proc/<pid>/status` (0 once it has gone).
+fn threads(proc_dir: &Path) -> usize {
+    let status = std::fs::read_to_string(proc_dir.join("status")).unwrap_or_default();
+    let count = status.lines().find_map(|line| line.strip_prefix("Threads:"));
+    count.and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+}
+
+#[derive(Debug, PartialEq)]
+enum Member {
+    Running,
+    Exited,
+    Other,
+}
+
+/// What a `/proc/<pid>/stat` line ("pid (comm) state ppid pgrp ...") says of group `pgid`:
+/// a member that runs, one that has exited (a zombie), or a process of another group. The
+/// command name may hold spaces and parentheses, so the fields are counted from the last ')'.
+fn member_state(stat: &str, pgid: libc::pid_t) -> Member {
     let Some((_, fields)) = stat.rsplit_once(')') else {
-        return false;
+        return Member::Other;
     };
     let mut fields = fields.split_whitespace();
     let state = fields.next();
     let group = fields.nth(1).and_then(|field| field.parse::<libc::pid_t>().ok());
-    group == Some(pgid) && !matches!(state, Some("Z" | "X" | "x"))
+    match (group == Some(pgid), state) {
+        (false, _) => Member::Other,
+        (true, Some("Z" | "X" | "x")) => Member::Exited,
+        (true, _) => Member::Running,
+    }
 }
 
 /// Whether process group `pgid` has any member, zombies included (signal 0 checks only).
@@ -203,14 +246,20 @@ pub(crate) fn current_user() -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::runs_in_group;
+    use super::{member_state, Member};
 
     #[test]
     fn stat_lines_are_read_from_the_last_parenthesis() {
-        assert!(runs_in_group("4242 (salt-minion) S 1 4242 4242 0 -1", 4242));
-        assert!(!runs_in_group("4242 (salt-minion) S 1 4243 4243 0 -1", 4242));
-        assert!(!runs_in_group("4250 (python3) Z 1 4242 4242 0 -1", 4242), "a zombie has exited");
-        assert!(runs_in_group("4251 (a) b (c) R 1 4242 4242 0 -1", 4242), "a name with ') ' in it");
-        assert!(!runs_in_group("garbage", 4242));
+        assert_eq!(member_state("4242 (salt-minion) S 1 4242 4242 0 -1", 4242), Member::Running);
+        assert_eq!(member_state("4242 (salt-minion) S 1 4243 4243 0 -1", 4242), Member::Other);
+        assert_eq!(member_state("4250 (python3) Z 1 4242 4242 0 -1", 4242), Member::Exited);
+        assert_eq!(member_state("4251 (a) b (c) R 1 4242 4242 0 -1", 4242), Member::Running, "a name with ') '");
+        assert_eq!(member_state("garbage", 4242), Member::Other);
+    }
+
+    #[test]
+    fn this_process_reads_its_own_procfs() {
+        assert!(super::procfs_is_ours());
+        assert!(super::threads(std::path::Path::new("/proc/self")) >= 1);
     }
 }

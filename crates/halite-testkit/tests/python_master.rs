@@ -7,14 +7,18 @@ use std::time::{Duration, Instant};
 
 use halite_testkit::{Minion, MinionSpec, PythonMaster, SaltVersion};
 
-/// Whether process group `pgid` still has a member that has not exited, asked of `ps` rather
-/// than of the kit, which is what is under test. Exited workers may linger as zombies until
-/// pid 1 reaps them; they hold nothing.
+/// Whether process group `pgid` still has a member that has not exited, read from each
+/// process's `/proc/<pid>/status` (`NSpgid`, `State`, `Threads`) rather than through the kit,
+/// which is what is under test. Exited workers may linger as zombies until pid 1 reaps them;
+/// they hold nothing, unless the zombie is a main thread whose other threads still run.
 fn group_running(pgid: u32) -> bool {
-    let out = std::process::Command::new("ps").args(["-e", "-o", "pgid=,stat="]).output().expect("run ps");
-    String::from_utf8_lossy(&out.stdout).lines().any(|line| {
-        let mut fields = line.split_whitespace();
-        fields.next() == Some(&pgid.to_string()) && !fields.next().is_some_and(|stat| stat.starts_with('Z'))
+    let field = |status: &str, name: &str| {
+        status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_owned()).unwrap_or_default()
+    };
+    std::fs::read_dir("/proc").expect("/proc").flatten().any(|entry| {
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else { return false };
+        let exited = field(&status, "State:").starts_with('Z') && field(&status, "Threads:") == "1";
+        field(&status, "NSpgid:").split_whitespace().last() == Some(&pgid.to_string()) && !exited
     })
 }
 
@@ -59,6 +63,8 @@ fn three_minion_versions_authenticate_to_the_python_master_and_stop_cleanly() {
     eprintln!("minions stopped in {:?}", stopping.elapsed());
     for (m, &pgid) in minions.iter_mut().zip(&pgids) {
         assert!(!group_running(pgid), "{}: a process of group {pgid} survived stop()", m.id());
+        // The leader is the kit's child: only the kit can reap it, and it must have.
+        assert!(!std::path::Path::new(&format!("/proc/{pgid}")).exists(), "{}: leader {pgid} not reaped", m.id());
         assert!(!m.is_running(), "{}: still reported running after stop()", m.id());
     }
     eprintln!("total {:?}", started.elapsed());

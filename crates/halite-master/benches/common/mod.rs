@@ -59,6 +59,16 @@ impl HaliteDaemon {
         Ok(HaliteDaemon { root, child, endpoints: Endpoints { host: "127.0.0.1".into(), ret_port, publish_port } })
     }
 
+    /// SIGKILL, as a crash or the OOM killer would, then start again on the same root at
+    /// once (without [`HaliteDaemon::spawn`]'s settling second, so that a caller can time
+    /// how soon the minions are back).
+    pub fn kill_and_start(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        self.child = Command::new(release_bin("halite-master")).arg("-c").arg(self.config_dir()).spawn()?;
+        Ok(())
+    }
+
     fn spawn(conf_dir: &Path) -> anyhow::Result<Child> {
         let child = Command::new(release_bin("halite-master")).arg("-c").arg(conf_dir).spawn()?;
         std::thread::sleep(Duration::from_secs(1));
