@@ -187,8 +187,8 @@ async fn serve(config: halite_config::MasterConfig, publisher: publish_process::
 
     let workers = workers::Workers::start(config.worker_threads as usize, master.clone(), router.replier.clone())?;
     let serve_requests = async {
-        while let Some(req) = router.requests.recv().await {
-            workers.submit(workers::Job { peer: req.peer, remote: req.remote, body: req.body });
+        while let Some(request) = router.requests.recv().await {
+            workers.submit(request).await;
         }
     };
 

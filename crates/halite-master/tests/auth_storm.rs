@@ -30,9 +30,9 @@ fn sign_ins_whose_askers_hung_up_are_skipped_and_the_waiting_are_answered() {
     drop(askers);
     drop(ctx);
 
-    // The queue holds 256 sign-ins per worker, so some of the 300 were dropped, and the
-    // minion's own request may be too if it arrives before the worker has drained any: it
-    // asks again after its `auth_timeout`, as a real minion does.
+    // The minion's own sign-in waits behind the 300 (in the queues, or in its connection
+    // once they are full); if that takes longer than its `auth_timeout` it asks again on a
+    // new connection, as a real minion does.
     let answer = minion.authenticate_retrying(&master, 3, Duration::from_secs(10), 6);
     assert!(answer.is_accepted(), "a minion still waiting is answered: {answer:?}");
     let log = master.wait_log_contains("sign-in skipped", Duration::from_secs(30));

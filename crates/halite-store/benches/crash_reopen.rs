@@ -13,6 +13,8 @@
 //! --dir DIR]`. DIR defaults to the system's temp dir: the commits' fsyncs are part of what is
 //! measured, so not a tmpfs. Nothing here asserts: it measures and prints.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -34,18 +36,12 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args { mib: 256, bytes: 20_000, threads: 10, dir: std::env::temp_dir() };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--bench" {
-            continue;
-        }
-        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        let number = || value.parse::<u64>().unwrap_or_else(|_| panic!("{flag}: not a number: {value}"));
-        match flag.as_str() {
-            "--mib" => a.mib = number(),
-            "--bytes" => a.bytes = number() as usize,
-            "--threads" => a.threads = number() as usize,
-            "--dir" => a.dir = PathBuf::from(&value),
+    for flag in common::flags() {
+        match flag.name.as_str() {
+            "--mib" => a.mib = flag.number(),
+            "--bytes" => a.bytes = flag.number() as usize,
+            "--threads" => a.threads = flag.number() as usize,
+            "--dir" => a.dir = PathBuf::from(&flag.value),
             other => panic!("unknown option {other}"),
         }
     }
@@ -76,7 +72,8 @@ fn fill(a: &Args, path: &Path, quick_repair: bool) {
         }
         let jid = format!("20261207{round:012}");
         let minions: Vec<String> = (0..a.threads).map(|m| format!("minion{m}")).collect();
-        let job = Job { jid: jid.clone(), load: map([("fun", Value::from("state.apply"))]), minions, started_micros: 0 };
+        let job =
+            Job { jid: jid.clone(), load: map([("fun", Value::from("state.apply"))]), minions, started_micros: 0 };
         store.put_job(&job).expect("put_job");
         std::thread::scope(|s| {
             for m in 0..a.threads {

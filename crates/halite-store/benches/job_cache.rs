@@ -13,6 +13,8 @@
 //! --keep SECS --dir DIR]`. The store is put in DIR (default: a temp dir in /dev/shm, since
 //! what is measured is bytes, not fsyncs). Nothing here asserts: it measures and prints.
 
+mod common;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -31,19 +33,13 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args { jobs: 100_000, returns: 10, bytes: 2_000, keep: 3_600, dir: None };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--bench" {
-            continue;
-        }
-        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        let number = || value.parse::<u64>().unwrap_or_else(|_| panic!("{flag}: not a number: {value}"));
-        match flag.as_str() {
-            "--jobs" => a.jobs = number(),
-            "--returns" => a.returns = number(),
-            "--bytes" => a.bytes = number() as usize,
-            "--keep" => a.keep = number(),
-            "--dir" => a.dir = Some(PathBuf::from(&value)),
+    for flag in common::flags() {
+        match flag.name.as_str() {
+            "--jobs" => a.jobs = flag.number(),
+            "--returns" => a.returns = flag.number(),
+            "--bytes" => a.bytes = flag.number() as usize,
+            "--keep" => a.keep = flag.number(),
+            "--dir" => a.dir = Some(PathBuf::from(&flag.value)),
             other => panic!("unknown option {other}"),
         }
     }

@@ -86,9 +86,8 @@ pub(crate) fn open(path: &Path) -> Result<(Database, Opened), redb::DatabaseErro
     let started = Instant::now();
     let repaired = Arc::new(AtomicBool::new(false));
     let seen = repaired.clone();
-    let db = Database::builder()
-        .set_repair_callback(move |_session| seen.store(true, Ordering::Relaxed))
-        .create(path)?;
+    let db =
+        Database::builder().set_repair_callback(move |_session| seen.store(true, Ordering::Relaxed)).create(path)?;
     Ok((db, Opened { took: started.elapsed(), full_repair: repaired.load(Ordering::Relaxed) }))
 }
 

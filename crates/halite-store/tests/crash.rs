@@ -38,7 +38,8 @@ fn writer() {
     while Instant::now() < until {
         let jid = jid(round);
         let minions: Vec<String> = (0..WRITERS).map(|w| format!("minion{w}")).collect();
-        let job = Job { jid: jid.clone(), load: map([("fun", Value::from("state.apply"))]), minions, started_micros: 0 };
+        let job =
+            Job { jid: jid.clone(), load: map([("fun", Value::from("state.apply"))]), minions, started_micros: 0 };
         store.put_job(&job).expect("put_job");
         std::thread::scope(|s| {
             for w in 0..WRITERS {

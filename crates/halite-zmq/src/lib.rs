@@ -77,6 +77,17 @@
 //!   messages out until they go; small requests need little room and still pass while
 //!   there is any.
 //!
+//! - **Requests waiting for the master**: at most [`SocketOptions::request_queue`] requests
+//!   and [`SocketOptions::request_queue_bytes`] (256 MiB) of them, counted until a handler
+//!   has finished with each. A request that does not fit waits in its connection, which
+//!   reads nothing more meanwhile (the peer's bytes stay in the kernel's buffers, its sends
+//!   stall), with its bytes charged to the in-flight budget; waiting connections are let in
+//!   in the order they began to wait. This is libzmq's behaviour past a ROUTER's
+//!   high-water mark, and what a minion expects of a busy master: its request is answered
+//!   late rather than dropped, so it is not sent again after a timeout to queue once more.
+//!   A waiting peer that closes its connection (its request timed out) has the request
+//!   dropped with it, before any work is spent on it.
+//!
 //! Every warning a peer can cause (refused connections, protocol errors, oversized
 //! messages, handshake timeouts, requests that are not `['', body]`, a full request queue,
 //! slow readers, the limits above) goes through [`halite_ratelog::peer_warn!`], rate-limited
@@ -96,7 +107,7 @@ use std::time::Duration;
 
 pub use peer::PeerId;
 pub use publisher::{bind_publisher, serve_publisher, PublishSender, Publisher};
-pub use router::{bind_router, Replier, Request, RouterHandle};
+pub use router::{bind_router, Admission, Replier, Request, RouterHandle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -120,8 +131,13 @@ pub struct SocketOptions {
     /// Largest message accepted; a larger one closes the sending peer's connection. Salt has
     /// no such limit; see docs/decisions.md for why halite has one.
     pub max_message_size: u64,
-    /// Requests queued towards the handlers before further ones are refused.
+    /// Requests queued towards the handlers; past it, or past
+    /// [`SocketOptions::request_queue_bytes`], a peer's request waits in its connection,
+    /// which reads nothing more until there is room.
     pub request_queue: usize,
+    /// Bytes of requests queued towards the handlers, held until a handler has finished
+    /// with each. Salt has no such limit (libzmq's ROUTER bounds messages per peer).
+    pub request_queue_bytes: usize,
     /// Silence after which a peer that knows heartbeats (ZMTP 3.1) is sent a PING.
     pub heartbeat_interval: Duration,
     /// Silence after which such a peer is taken for dead and its connection closed.
@@ -153,6 +169,8 @@ impl Default for SocketOptions {
             pub_hwm: 1000,
             max_message_size: 64 << 20,
             request_queue: 4096,
+            // A few maximum-size messages, or tens of thousands of ordinary requests.
+            request_queue_bytes: 256 << 20,
             heartbeat_interval: Duration::from_secs(10),
             heartbeat_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(30),

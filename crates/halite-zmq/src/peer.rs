@@ -435,8 +435,28 @@ fn describe(e: &ZmtpError) -> String {
     }
 }
 
-/// What the listening socket does with a peer's messages.
-pub(crate) type OnMessage = Arc<dyn Fn(&Peer, Vec<Vec<u8>>) + Send + Sync>;
+/// What the listening socket does with a peer's messages: takes each at once, or answers
+/// that the peer must wait until it can ([`Waiting`]).
+pub(crate) type OnMessage = Arc<dyn Fn(&Peer, Vec<Vec<u8>>) -> Option<Waiting> + Send + Sync>;
+
+/// A message that could not be taken at once. Its connection reads nothing more until
+/// `taken` completes, so the peer's further bytes wait in the kernel's buffers and its
+/// sends stall (backpressure, as libzmq's ROUTER gives past its high-water mark), and the
+/// message's `bytes` stay charged to the in-flight budget while it waits: however many
+/// peers wait, they hold no more than that budget. A peer that closes its connection while
+/// waiting has its message dropped with the connection, before anyone works on it.
+pub(crate) struct Waiting {
+    pub(crate) bytes: usize,
+    pub(crate) taken: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+/// Completes when the message waiting (if any) has been taken; never, if none waits.
+async fn taken(waiting: &mut Option<Waiting>) {
+    match waiting {
+        Some(w) => w.taken.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// A listening socket's connections.
 pub(crate) struct Server {
@@ -709,13 +729,18 @@ impl Server {
         let mut ping_sent: Option<Instant> = None;
         let mut last_heard = Instant::now();
         let mut tick = Box::pin(tokio::time::sleep(self.opts.handshake_timeout));
+        // A message handed on that must wait to be taken; nothing is read meanwhile.
+        let mut waiting: Option<Waiting> = None;
+        // Whether to watch a waiting peer's socket for its close (see the branch below).
+        let mut watch_close = false;
+        let mut peek = [0u8; 1];
         loop {
             if let Some(why) = peer.closed() {
                 return Ended::Dropped(why);
             }
             let pending = peer.has_pending();
             tokio::select! {
-                ready = peer.stream.readable() => {
+                ready = peer.stream.readable(), if waiting.is_none() => {
                     if let Err(e) = ready {
                         return Ended::Lost(e.to_string());
                     }
@@ -726,16 +751,32 @@ impl Server {
                     }
                     last_heard = Instant::now();
                     ping_sent = None;
-                    // Complete messages handed on take their bytes off the charge; a frame
-                    // header just read adds the room the decoder took for the frame.
-                    let handled = self
-                        .handle_events(peer, &mut conn, on_message)
-                        .and_then(|()| inflight.settle(conn.held_bytes()));
-                    if conn.has_output() {
-                        self.send(peer, conn.take_output().into());
-                    }
-                    if let Err(ended) = handled {
+                    if let Err(ended) = self.hand_on(peer, &mut conn, on_message, &mut inflight, &mut waiting) {
                         return ended;
+                    }
+                    watch_close = waiting.is_some();
+                }
+                () = taken(&mut waiting) => {
+                    waiting = None;
+                    // The peer was waiting for us, not silent.
+                    last_heard = Instant::now();
+                    ping_sent = None;
+                    // Messages read behind the one that waited.
+                    if let Err(ended) = self.hand_on(peer, &mut conn, on_message, &mut inflight, &mut waiting) {
+                        return ended;
+                    }
+                    watch_close = waiting.is_some();
+                }
+                // A REQ peer sends nothing while it waits for its reply, so its socket turns
+                // readable only when it closes (its request timed out): then what it sent is
+                // dropped here, before a worker spends a private-key operation on a sign-in
+                // nobody will read. Any bytes instead (a peer that pipelines) end the watch
+                // until its message is taken.
+                peeked = peer.stream.peek(&mut peek), if watch_close => {
+                    match peeked {
+                        Ok(0) => return Ended::Quietly,
+                        Ok(_) => watch_close = false,
+                        Err(e) => return Ended::Lost(e.to_string()),
                     }
                 }
                 ready = peer.stream.writable(), if pending => {
@@ -756,8 +797,9 @@ impl Server {
                         };
                     }
                     // A quiet peer is not a dead one (a subscriber never speaks unasked):
-                    // only a PING left unanswered for heartbeat_timeout closes it.
-                    if conn.peer_has_heartbeats() {
+                    // only a PING left unanswered for heartbeat_timeout closes it. One whose
+                    // message waits is not read, so its answer could not be seen.
+                    if conn.peer_has_heartbeats() && waiting.is_none() {
                         match ping_sent {
                             Some(sent) if sent.elapsed() >= self.opts.heartbeat_timeout => {
                                 return Ended::Lost(format!(
@@ -783,20 +825,52 @@ impl Server {
         }
     }
 
-    fn handle_events(&self, peer: &Peer, conn: &mut Connection, on_message: &OnMessage) -> Result<(), Ended> {
+    /// Hands on what `conn` has decoded, up to a message that must wait (left in `waiting`),
+    /// sends what the decoder has to say, and makes the in-flight charge what is still held:
+    /// the decoder's buffers and the waiting message. Complete messages taken come off the
+    /// charge; a frame header just read adds the room the decoder took for the frame.
+    fn hand_on(
+        &self,
+        peer: &Peer,
+        conn: &mut Connection,
+        on_message: &OnMessage,
+        inflight: &mut InFlight<'_>,
+        waiting: &mut Option<Waiting>,
+    ) -> Result<(), Ended> {
+        let handled = self.handle_events(peer, conn, on_message).and_then(|w| {
+            *waiting = w;
+            inflight.settle(conn.held_bytes().saturating_add(waiting.as_ref().map_or(0, |w| w.bytes as u64)))
+        });
+        if conn.has_output() {
+            self.send(peer, conn.take_output().into());
+        }
+        handled
+    }
+
+    /// Hands on the events decoded so far, stopping at a message that must wait.
+    fn handle_events(
+        &self,
+        peer: &Peer,
+        conn: &mut Connection,
+        on_message: &OnMessage,
+    ) -> Result<Option<Waiting>, Ended> {
         while let Some(event) = conn.next_event().map_err(Ended::protocol)? {
             match event {
                 Event::Open { socket_type, identity, minor_version } => {
                     debug!(peer_type = socket_type.name(), identity = %shown(&identity), zmtp = format!("3.{minor_version}"), "handshake complete");
                     peer.state().open = true;
                 }
-                Event::Message(parts) => on_message(peer, parts),
+                Event::Message(parts) => {
+                    if let Some(waiting) = on_message(peer, parts) {
+                        return Ok(Some(waiting));
+                    }
+                }
                 Event::Subscribe(prefix) => peer.subscription(prefix, true)?,
                 Event::Cancel(prefix) => peer.subscription(prefix, false)?,
                 Event::Pong => {}
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Stops accepting, gives queued replies up to `grace` to reach their peers, then closes

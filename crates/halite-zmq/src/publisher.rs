@@ -97,7 +97,7 @@ pub fn serve_publisher(
     let local_addr = listener.local_addr().map_err(|source| TransportError::Bind { addr, source })?;
     let server = Server::new(SocketType::Pub, "publish", opts.clone());
     // Subscribers' messages are subscriptions, which the connection handles itself.
-    let on_message: OnMessage = Arc::new(|_, _| {});
+    let on_message: OnMessage = Arc::new(|_, _| None);
     let accept = server.spawn_accept(listener, on_message);
     let fan_out = {
         let server = server.clone();

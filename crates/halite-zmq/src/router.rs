@@ -8,21 +8,42 @@ use std::time::Duration;
 use bytes::Bytes;
 use halite_ratelog::{peer_warn, shown};
 use halite_zmtp::SocketType;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tracing::info;
 
-use crate::peer::{OnMessage, Peer, PeerId, Sent, Server};
+use crate::peer::{OnMessage, Peer, PeerId, Sent, Server, Waiting};
 use crate::{listen, SocketOptions, TransportError};
 
-/// One request from a REQ peer; the reply goes to `peer`. Plain data: its bytes left the
-/// socket's in-flight budget ([`SocketOptions::max_inflight_bytes`]) when the message was
-/// complete, so however long it waits in the channel or the master's queue, it holds
-/// nothing of the socket's.
+/// One request from a REQ peer; the reply goes to `peer`. Its bytes left the socket's
+/// in-flight budget ([`SocketOptions::max_inflight_bytes`]) when it entered the request
+/// queue, and count against [`SocketOptions::request_queue_bytes`] until the request is
+/// dropped: keep it until its handler has finished with it.
 #[derive(Debug)]
 pub struct Request {
     pub peer: PeerId,
     pub remote: SocketAddr,
     pub body: Vec<u8>,
+    pub admission: Admission,
+}
+
+/// A request's place in the queue's byte budget, given back when dropped.
+#[derive(Debug)]
+pub struct Admission(#[allow(dead_code)] OwnedSemaphorePermit);
+
+/// The way from the request socket to the master: bounded in requests (the channel) and in
+/// bytes (the semaphore, one permit a byte).
+#[derive(Clone)]
+struct Queue {
+    requests: mpsc::Sender<Request>,
+    bytes: Arc<Semaphore>,
+    /// The permits one request takes: its size, but never more than the whole budget.
+    most: usize,
+}
+
+impl Queue {
+    fn permits(&self, len: usize) -> u32 {
+        len.clamp(1, self.most).min(u32::MAX as usize) as u32
+    }
 }
 
 /// Sends replies to request peers. Cheap to clone; usable from any thread.
@@ -76,36 +97,58 @@ pub fn bind_router(addr: SocketAddr, opts: &SocketOptions) -> Result<RouterHandl
     let listener = listen(addr, opts)?;
     let local_addr = listener.local_addr().map_err(|source| TransportError::Bind { addr, source })?;
     let server = Server::new(SocketType::Router, "request", opts.clone());
-    let (tx, rx) = mpsc::channel(opts.request_queue);
-    let on_message: OnMessage = Arc::new(move |peer: &Peer, parts: Vec<Vec<u8>>| forward_request(peer, parts, &tx));
+    let (tx, rx) = mpsc::channel(opts.request_queue.max(1));
+    let most = opts.request_queue_bytes.clamp(1, Semaphore::MAX_PERMITS);
+    let queue = Queue { requests: tx, bytes: Arc::new(Semaphore::new(most)), most };
+    let on_message: OnMessage = Arc::new(move |peer: &Peer, parts: Vec<Vec<u8>>| forward_request(peer, parts, &queue));
     let accept = server.spawn_accept(listener, on_message);
     info!(%local_addr, max_connections = server.max_connections(), "request server listening");
     Ok(RouterHandle { replier: Replier { server: server.clone() }, requests: rx, local_addr, server, accept })
 }
 
 /// A REQ peer's message is exactly `['', body]`; anything else is a peer that is not
-/// speaking Salt's request protocol, logged and dropped.
-fn forward_request(peer: &Peer, parts: Vec<Vec<u8>>, tx: &mpsc::Sender<Request>) {
+/// speaking Salt's request protocol, logged and dropped. A request the queue has no room
+/// for waits in its connection ([`Waiting`]).
+fn forward_request(peer: &Peer, parts: Vec<Vec<u8>>, queue: &Queue) -> Option<Waiting> {
     let ip = Some(peer.remote.ip().to_canonical());
     let n = parts.len();
     let mut it = parts.into_iter();
     let (Some(delimiter), Some(body), None) = (it.next(), it.next(), it.next()) else {
         peer_warn!("not REQ", ip, conn = %peer.id, remote = %peer.remote, frames = n,
             "dropping a request that is not ['', body]: not a REQ peer");
-        return;
+        return None;
     };
     if !delimiter.is_empty() {
         peer_warn!("not REQ", ip, conn = %peer.id, remote = %peer.remote, delimiter = %shown(&delimiter),
             "dropping a request without the REQ delimiter frame");
-        return;
+        return None;
     }
-    match tx.try_send(Request { peer: peer.id, remote: peer.remote, body }) {
-        Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            // The peer's REQ socket times out and retries, as it would against a busy Salt master.
-            peer_warn!("request queue full", ip, conn = %peer.id, remote = %peer.remote,
-                "request queue full; request dropped, the peer will retry");
+    let (id, remote, bytes, permits) = (peer.id, peer.remote, body.len(), queue.permits(body.len()));
+    let admitted = match queue.bytes.clone().try_acquire_many_owned(permits) {
+        Ok(permit) => {
+            let request = Request { peer: id, remote, body, admission: Admission(permit) };
+            match queue.requests.try_send(request) {
+                Ok(()) => return None,
+                Err(mpsc::error::TrySendError::Closed(_)) => return None,
+                Err(mpsc::error::TrySendError::Full(request)) => Ok(request),
+            }
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => {}
-    }
+        Err(TryAcquireError::Closed) => return None,
+        Err(TryAcquireError::NoPermits) => Err(body),
+    };
+    peer_warn!("request queue full", ip, conn = %peer.id, remote = %peer.remote,
+        "request queue full; the connection waits for room and is not read meanwhile");
+    let queue = queue.clone();
+    let taken = async move {
+        let request = match admitted {
+            Ok(request) => request,
+            Err(body) => {
+                let Ok(permit) = queue.bytes.acquire_many_owned(permits).await else { return };
+                Request { peer: id, remote, body, admission: Admission(permit) }
+            }
+        };
+        // Closed only when the master has stopped taking requests.
+        let _ = queue.requests.send(request).await;
+    };
+    Some(Waiting { bytes, taken: Box::pin(taken) })
 }

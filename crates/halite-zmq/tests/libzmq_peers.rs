@@ -374,3 +374,85 @@ async fn a_subscriber_past_the_subscription_limits_is_closed() {
     assert_eq!(outcome.2, Some(vec![b"job".to_vec()]));
     publisher.shutdown().await;
 }
+
+/// A libzmq REQ client sending `body` and waiting up to 20 s for its reply.
+fn request(ep: String, body: Vec<u8>) -> tokio::task::JoinHandle<Vec<u8>> {
+    spawn_blocking(move || {
+        let ctx = zmq::Context::new();
+        let req = ctx.socket(zmq::REQ).unwrap();
+        req.set_linger(0).unwrap();
+        req.set_rcvtimeo(20_000).unwrap();
+        req.connect(&ep).unwrap();
+        req.send(body, 0).unwrap();
+        req.recv_bytes(0).expect("a reply, however late")
+    })
+}
+
+/// Past the request queue's count or bytes, requests wait in their connections instead of
+/// being dropped: each is taken in turn, and every client gets its own reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_queue_wait_in_their_connections_and_none_is_dropped() {
+    // Room for 3 requests, or for two of the 4 KiB ones.
+    let opts = SocketOptions { request_queue: 3, request_queue_bytes: 10 << 10, ..SocketOptions::default() };
+    let mut router = bind_router(any_port(), &opts).unwrap();
+    let ep = endpoint(router.local_addr);
+    let small: Vec<_> = (0..12u8).map(|i| request(ep.clone(), vec![i])).collect();
+    let large: Vec<_> = (0..6u8).map(|i| request(ep.clone(), vec![100 + i; 4 << 10])).collect();
+    // Nothing is taken for a while: the rest wait, connected.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(router.requests.len() <= 3, "{} requests queued, over the count", router.requests.len());
+
+    // Whatever has been taken and not yet answered still counts against the bytes.
+    let mut answered = 0;
+    while answered < 18 {
+        let mut held = vec![tokio::time::timeout(WAIT, router.requests.recv()).await.expect("a request").unwrap()];
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        while let Ok(request) = router.requests.try_recv() {
+            held.push(request);
+        }
+        let bytes: usize = held.iter().map(|r| r.body.len()).sum();
+        assert!(bytes <= 10 << 10, "{bytes} bytes of requests held at once, over the 10 KiB");
+        for r in held {
+            router.replier.reply(r.peer, &r.body).unwrap();
+            answered += 1;
+        }
+    }
+    for (i, client) in small.into_iter().enumerate() {
+        assert_eq!(client.await.unwrap(), vec![i as u8]);
+    }
+    for (i, client) in large.into_iter().enumerate() {
+        assert_eq!(client.await.unwrap(), vec![100 + i as u8; 4 << 10]);
+    }
+    router.shutdown().await;
+}
+
+/// A peer that closes its connection while its request waits for room (its REQ socket
+/// timed out) has the request dropped before anyone takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_peer_leaves_while_it_waits_is_never_taken() {
+    let opts = SocketOptions { request_queue: 1, ..SocketOptions::default() };
+    let mut router = bind_router(any_port(), &opts).unwrap();
+    let ep = endpoint(router.local_addr);
+    let first = request(ep.clone(), b"first".to_vec());
+    while router.requests.is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (mut s, mut conn) = raw_peer(router.local_addr, halite_zmtp::SocketType::Req, WAIT);
+    complete_handshake(&mut s, &mut conn).unwrap();
+    conn.send(&[b"", b"gone"]);
+    s.write_all(&conn.take_output()).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(s);
+    let last = request(ep.clone(), b"last".to_vec());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let taken = router.requests.recv().await.unwrap();
+    assert_eq!(taken.body, b"first");
+    router.replier.reply(taken.peer, b"1").unwrap();
+    let taken = tokio::time::timeout(WAIT, router.requests.recv()).await.expect("the last request").unwrap();
+    assert_eq!(taken.body, b"last", "the request of the peer that left was taken");
+    router.replier.reply(taken.peer, b"2").unwrap();
+    assert_eq!(first.await.unwrap(), b"1");
+    assert_eq!(last.await.unwrap(), b"2");
+    router.shutdown().await;
+}
