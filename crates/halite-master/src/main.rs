@@ -204,7 +204,9 @@ async fn serve(config: halite_config::MasterConfig, publisher: publish_process::
     }
     let _ = std::fs::remove_file(&local_path);
     let _ = std::fs::remove_file(&event_path);
-    // Queued requests are answered before the sockets close.
+    // Requests in the workers' queue are answered before the sockets close; those still in
+    // the request socket's queue or waiting in their connections go with the connections,
+    // and their minions send them again to the next master.
     tokio::task::spawn_blocking(move || workers.shutdown()).await?;
     router.shutdown().await;
     tokio::task::spawn_blocking(move || publisher.shutdown()).await?;

@@ -8,7 +8,8 @@
 //! in one queue in arrival order.
 //!
 //! The queue is bounded ([`QUEUE_PER_WORKER`] requests per worker, and the request socket's
-//! `request_queue_bytes` in all, counted until a worker has finished with each request):
+//! `request_queue_bytes` in all, counted until each request is answered, so a return
+//! waiting for its group commit counts too):
 //! when it is full, the request socket stops taking requests, and a minion's request waits
 //! in its connection until there is room, answered late rather than dropped (halite-zmq's
 //! crate documentation). Dropping instead made a storm of 10,000 sign-ins four times
@@ -78,7 +79,6 @@ fn work(jobs: &Mutex<mpsc::Receiver<Request>>, master: &Arc<Master>, replier: &h
             Ok(mut receiver) => receiver.blocking_recv(),
             Err(_) => return,
         };
-        // Dropped at the end of the iteration, which gives its bytes back to the queue.
         let Some(job) = next else { return };
         let span = tracing::debug_span!("request", peer = %job.peer, remote = %job.remote);
         let _entered = span.enter();
@@ -91,15 +91,21 @@ fn work(jobs: &Mutex<mpsc::Receiver<Request>>, master: &Arc<Master>, replier: &h
             continue;
         }
         debug!(bytes = job.body.len(), "request taken");
-        let (peer, replier) = (job.peer, replier.clone());
-        let respond = move |body: Vec<u8>| match replier.reply(peer, &body) {
-            // Logged with the peer: a return's reply is sent from the thread that committed it.
-            Ok(()) => debug!(%peer, bytes = body.len(), "reply queued"),
-            Err(e) => warn!(%peer, error = %e, "reply not sent"),
+        let Request { peer, remote, body, admission } = job;
+        let replier = replier.clone();
+        // The request's bytes stay counted until it is answered, or its answer given up: a
+        // return waits for its group commit, and the queue's byte budget must cover what
+        // waits there too (a slow disk must not let returns pile up without bound).
+        let respond = move |reply: Vec<u8>| {
+            let _admission = admission;
+            match replier.reply(peer, &reply) {
+                // Logged with the peer: a return's reply is sent from the thread that committed it.
+                Ok(()) => debug!(%peer, bytes = reply.len(), "reply queued"),
+                Err(e) => warn!(%peer, error = %e, "reply not sent"),
+            }
         };
-        let ip = Some(job.remote.ip());
-        let handled =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| master.handle_then(ip, &job.body, respond)));
+        let ip = Some(remote.ip());
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| master.handle_then(ip, &body, respond)));
         if handled.is_err() {
             error!("request handler panicked; the peer gets no reply and retries");
         }

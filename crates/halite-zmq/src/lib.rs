@@ -65,28 +65,34 @@
 //!   unfinished message): bytes read are charged before they are handed to the decoder,
 //!   and a buffer that grows past them is charged as soon as it has grown (over the budget
 //!   by one allocation per runtime thread at most, and only until the connection is
-//!   closed for it). The charge is given back as each message completes (a request handed
-//!   on to the master carries none: the master's queue bounds those) and when the
-//!   connection ends, whichever way. A connection whose next bytes do not fit is closed
-//!   with a warning (kind `inflight budget`); a minion's REQ socket times out and sends
-//!   again, as after any closed connection. Its reads are not paused instead: connections
-//!   each holding part of a message and waiting for room would wait for each other for
-//!   ever. What the budget does not stop: a peer that announces a frame and trickles its
+//!   closed for it). The charge is given back as each message is handed on (a request
+//!   in the request queue carries none: that queue bounds those; one waiting for room in
+//!   it stays charged, see below) and when the connection ends, whichever way. A
+//!   connection whose next bytes do not fit is closed with a warning (kind `inflight
+//!   budget`); a minion's REQ socket times out and sends again, as after any closed
+//!   connection. Its reads are not paused instead: connections each holding part of a
+//!   message and waiting for room would wait for each other for ever. What the budget does not stop: a peer that announces a frame and trickles its
 //!   bytes holds about 2 MiB for as long as it keeps the connection (there is no deadline
 //!   on finishing a message), so about five hundred such connections can keep large
 //!   messages out until they go; small requests need little room and still pass while
 //!   there is any.
 //!
 //! - **Requests waiting for the master**: at most [`SocketOptions::request_queue`] requests
-//!   and [`SocketOptions::request_queue_bytes`] (256 MiB) of them, counted until a handler
-//!   has finished with each. A request that does not fit waits in its connection, which
-//!   reads nothing more meanwhile (the peer's bytes stay in the kernel's buffers, its sends
-//!   stall), with its bytes charged to the in-flight budget; waiting connections are let in
-//!   in the order they began to wait. This is libzmq's behaviour past a ROUTER's
+//!   and [`SocketOptions::request_queue_bytes`] (256 MiB) of them, counted until the master
+//!   drops each (the master holds them until answered). A request that does not fit waits
+//!   in its connection, which reads nothing more meanwhile (the peer's bytes stay in the
+//!   kernel's buffers, its sends stall), with its bytes charged to the in-flight budget
+//!   (the buffer that brought it is freed, so it is charged once); waiting connections are
+//!   let in in the order they began to wait, so a large request first in line holds back
+//!   the small ones behind it until it fits. Waiting requests that fill the in-flight
+//!   budget leave no room for connections still receiving, which are then closed as
+//!   above. This is libzmq's behaviour past a ROUTER's
 //!   high-water mark, and what a minion expects of a busy master: its request is answered
 //!   late rather than dropped, so it is not sent again after a timeout to queue once more.
-//!   A waiting peer that closes its connection (its request timed out) has the request
-//!   dropped with it, before any work is spent on it.
+//!   A waiting REQ peer sends nothing more until its reply, so its socket is watched for
+//!   its close only (a peer that sends anything meanwhile is not watched until its request
+//!   is taken): one that closes (its request timed out) has the request dropped with the
+//!   connection, before any work is spent on it.
 //!
 //! Every warning a peer can cause (refused connections, protocol errors, oversized
 //! messages, handshake timeouts, requests that are not `['', body]`, a full request queue,
@@ -135,8 +141,8 @@ pub struct SocketOptions {
     /// [`SocketOptions::request_queue_bytes`], a peer's request waits in its connection,
     /// which reads nothing more until there is room.
     pub request_queue: usize,
-    /// Bytes of requests queued towards the handlers, held until a handler has finished
-    /// with each. Salt has no such limit (libzmq's ROUTER bounds messages per peer).
+    /// Bytes of requests queued towards the handlers, held until each [`Request`] (its
+    /// [`Admission`]) is dropped. Salt has no such limit (libzmq's ROUTER bounds messages per peer).
     pub request_queue_bytes: usize,
     /// Silence after which a peer that knows heartbeats (ZMTP 3.1) is sent a PING.
     pub heartbeat_interval: Duration,
@@ -154,8 +160,8 @@ pub struct SocketOptions {
     pub max_queued_bytes: usize,
     /// Bytes all the socket's connections together may hold for messages they are still
     /// receiving (the frames of an unfinished message and the buffer its next frame arrives
-    /// in); a connection whose next bytes do not fit is closed. Released as each message is
-    /// complete. A message can hold up to twice its size while it arrives (its buffer grows
+    /// in, and a complete request waiting for room in the request queue); a connection
+    /// whose next bytes do not fit is closed. Released as each message is handed on. A message can hold up to twice its size while it arrives (its buffer grows
     /// by doubling), so below twice [`SocketOptions::max_message_size`] the largest messages
     /// may never arrive. Salt has no such limit.
     pub max_inflight_bytes: usize,

@@ -838,6 +838,11 @@ impl Server {
         waiting: &mut Option<Waiting>,
     ) -> Result<(), Ended> {
         let handled = self.handle_events(peer, conn, on_message).and_then(|w| {
+            if w.is_some() {
+                // Nothing more is decoded until it is taken: the bytes that brought it
+                // would otherwise stay allocated (and charged) beside the body it holds.
+                conn.release_consumed();
+            }
             *waiting = w;
             inflight.settle(conn.held_bytes().saturating_add(waiting.as_ref().map_or(0, |w| w.bytes as u64)))
         });

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use halite_ratelog::{peer_warn, shown};
 use halite_zmtp::SocketType;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::peer::{OnMessage, Peer, PeerId, Sent, Server, Waiting};
 use crate::{listen, SocketOptions, TransportError};
@@ -136,8 +136,10 @@ fn forward_request(peer: &Peer, parts: Vec<Vec<u8>>, queue: &Queue) -> Option<Wa
         Err(TryAcquireError::Closed) => return None,
         Err(TryAcquireError::NoPermits) => Err(body),
     };
-    peer_warn!("request queue full", ip, conn = %peer.id, remote = %peer.remote,
-        "request queue full; the connection waits for room and is not read meanwhile");
+    // In a storm every peer waits alike: one budget of lines for all of them, not one per
+    // address (10,000 minions would be 10,000 lines).
+    debug!(conn = %peer.id, remote = %peer.remote, "request queue full; the connection waits for room");
+    peer_warn!("request queue full", None, "request queue full; connections wait for room and are not read meanwhile");
     let queue = queue.clone();
     let taken = async move {
         let request = match admitted {

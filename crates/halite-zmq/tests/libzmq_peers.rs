@@ -398,9 +398,8 @@ async fn requests_past_the_queue_wait_in_their_connections_and_none_is_dropped()
     let ep = endpoint(router.local_addr);
     let small: Vec<_> = (0..12u8).map(|i| request(ep.clone(), vec![i])).collect();
     let large: Vec<_> = (0..6u8).map(|i| request(ep.clone(), vec![100 + i; 4 << 10])).collect();
-    // Nothing is taken for a while: the rest wait, connected.
+    // Nothing is taken for a while: what does not fit waits, connected.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(router.requests.len() <= 3, "{} requests queued, over the count", router.requests.len());
 
     // Whatever has been taken and not yet answered still counts against the bytes.
     let mut answered = 0;
@@ -434,7 +433,9 @@ async fn a_request_whose_peer_leaves_while_it_waits_is_never_taken() {
     let mut router = bind_router(any_port(), &opts).unwrap();
     let ep = endpoint(router.local_addr);
     let first = request(ep.clone(), b"first".to_vec());
+    let deadline = std::time::Instant::now() + WAIT;
     while router.requests.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the first request never arrived");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let (mut s, mut conn) = raw_peer(router.local_addr, halite_zmtp::SocketType::Req, WAIT);

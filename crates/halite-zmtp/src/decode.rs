@@ -63,6 +63,20 @@ impl FrameDecoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Gives back what consumed bytes hold: the whole buffer if nothing is left in it,
+    /// else the consumed prefix, shrinking to what remains. For a caller that will not ask
+    /// for the next frame for a while (a message it handed on must wait): otherwise the
+    /// buffer that brought that message stays allocated beside the copy handed on.
+    pub fn release_consumed(&mut self) {
+        if self.pos == self.buf.len() {
+            self.buf = Vec::new();
+        } else if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.buf.shrink_to_fit();
+        }
+        self.pos = 0;
+    }
+
     /// Bytes held for frames not yet complete (capacity, not length: what memory it costs).
     pub fn buffered_capacity(&self) -> usize {
         self.buf.capacity()

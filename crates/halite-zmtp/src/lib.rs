@@ -318,6 +318,12 @@ impl Connection {
         self.decoder.buffered_capacity() as u64 + self.decoder.message_cost()
     }
 
+    /// Frees the receive buffer's consumed bytes ([`FrameDecoder::release_consumed`]): for
+    /// a caller that stops reading after a message, until it can take the next.
+    pub fn release_consumed(&mut self) {
+        self.decoder.release_consumed();
+    }
+
     pub fn is_open(&self) -> bool {
         self.phase == Phase::Open
     }

@@ -317,3 +317,25 @@ fn an_idle_connection_keeps_no_buffer() {
     assert_eq!(d.buffered_capacity(), 0);
     assert_eq!(d.message_cost(), 0);
 }
+
+#[test]
+fn a_message_handed_on_leaves_nothing_held_once_its_buffer_is_released() {
+    let mut server = open_router(Limits::new(LIMIT));
+    let mut client = Connection::new(SocketType::Req, b"", LIMIT);
+    client.take_output();
+    let body = vec![3u8; 200_000];
+    client.send(&[b"", &body]);
+    let mut wire = client.take_output();
+    // A second message's first bytes arrive behind the first.
+    client.send(&[b"", b"next"]);
+    let next = client.take_output();
+    wire.extend_from_slice(&next[..3]);
+    server.receive(&wire);
+    assert_eq!(server.next_event().unwrap(), Some(Event::Message(vec![vec![], body])));
+    assert!(server.held_bytes() >= 200_000, "the buffer that brought it is still held");
+    server.release_consumed();
+    assert!(server.held_bytes() < 64, "{} bytes still held", server.held_bytes());
+    // What was behind it is kept: the next message completes.
+    server.receive(&next[3..]);
+    assert_eq!(server.next_event().unwrap(), Some(Event::Message(vec![vec![], b"next".to_vec()])));
+}
