@@ -10,38 +10,22 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{json, salt_run, Master, Setup};
-use halite_swarm::{keys, Config, Protocol, Swarm};
+use common::{Master, Setup};
+use halite_swarm::{keys, Protocol, Swarm};
 use halite_testkit::Tmpfs;
 
 const MINIONS: usize = 60;
 
-fn keys_dir() -> std::path::PathBuf {
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
-    home.join(".cache/halite/swarm-keys")
+fn swarm_config(master: &Master, prefix: &str) -> halite_swarm::Config {
+    common::swarm_config(master, prefix, Protocol::V3, Duration::from_secs(6))
 }
 
-/// The minions whose return of `jid` the job cache holds (`salt-run jobs.lookup_jid`).
 fn cached(master: &Master, jid: &str) -> BTreeSet<String> {
-    let out = salt_run(master, &["jobs.lookup_jid", jid, "--out", "json"]);
-    assert!(out.status.success(), "jobs.lookup_jid {jid}: {}", String::from_utf8_lossy(&out.stderr));
-    json(&out).as_object().map(|returns| returns.keys().cloned().collect()).unwrap_or_default()
+    common::cached_returners(master, jid)
 }
 
 fn cached_returns(master: &Master, jid: &str) -> usize {
     cached(master, jid).len()
-}
-
-fn swarm_config(master: &Master, prefix: &str) -> Config {
-    Config {
-        host: "127.0.0.1".into(),
-        ret_port: master.ret_port,
-        publish_port: master.publish_port,
-        protocol: Protocol::V3,
-        prefix: prefix.into(),
-        request_timeout: Duration::from_secs(6),
-        first_index: 0,
-    }
 }
 
 /// The store opened at every start, and each start after a kill said that redb repaired
@@ -58,7 +42,7 @@ fn unix_now() -> f64 {
 #[test]
 fn a_master_killed_while_accepting_keys_and_storing_returns_loses_nothing_it_acknowledged() {
     let mut master = Master::start(&[]);
-    let keys = keys::load_or_generate(&keys_dir(), 0..MINIONS, 2).expect("swarm keys");
+    let keys = keys::load_or_generate(&common::swarm_keys_dir(), 0..MINIONS, 2).expect("swarm keys");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let swarm = runtime.block_on(async { Swarm::start(swarm_config(&master, "kill"), keys) });
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -162,7 +146,7 @@ fn a_full_disk_refuses_returns_unacknowledged_and_the_master_resumes_when_room_r
         cachedir: Some(cachedir.clone()),
         ..Setup::default()
     });
-    let keys = keys::load_or_generate(&keys_dir(), 0..MINIONS, 2).expect("swarm keys");
+    let keys = keys::load_or_generate(&common::swarm_keys_dir(), 0..MINIONS, 2).expect("swarm keys");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let swarm = runtime.block_on(async { Swarm::start(swarm_config(&master, "full"), keys) });
     assert!(runtime.block_on(swarm.wait_ready(Duration::from_secs(120))), "{}", swarm.report().0);

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{json, salt_run, Master};
-use halite_swarm::{keys, Config, Protocol, Swarm};
+use common::{cached_returners, swarm_config, swarm_keys_dir, Master};
+use halite_swarm::{keys, Protocol, Swarm};
 use halite_zmtp::{Connection, Event, SocketType};
 
 const MINIONS: usize = 100;
@@ -33,18 +33,6 @@ const ROUNDS: usize = 16;
 const ARG_BYTES: usize = 1 << 20;
 const PUB_HWM: usize = 4;
 
-fn keys_dir() -> std::path::PathBuf {
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
-    home.join(".cache/halite/swarm-keys")
-}
-
-/// How many minions the job cache holds a return of `jid` from.
-fn cached_returns(master: &Master, jid: &str) -> usize {
-    let out = salt_run(master, &["jobs.lookup_jid", jid, "--out", "json"]);
-    assert!(out.status.success(), "jobs.lookup_jid {jid}: {}", String::from_utf8_lossy(&out.stderr));
-    json(&out).as_object().map_or(0, |returns| returns.len())
-}
-
 /// Publishes `test.ping` with `args` to `tgt` and waits until the returns of all `expected`
 /// minions are stored; the seconds that took. A publish sent while a subscriber is still
 /// joining can miss it (as with real minions), so the first job of a run is retried.
@@ -54,7 +42,7 @@ fn job(master: &Master, tgt: &str, args: &[&str], expected: usize, tries: usize)
         let (jid, _) = master.publish_with(tgt, "test.ping", args);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if cached_returns(master, &jid) == expected {
+            if cached_returners(master, &jid).len() == expected {
                 return started.elapsed().as_secs_f64();
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -127,17 +115,9 @@ fn vanishing_requesters(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHa
 fn slow_and_vanishing_peers_cost_the_honest_minions_nothing_and_memory_stays_bounded() {
     let pub_hwm = format!("pub_hwm: {PUB_HWM}");
     let master = Master::start(&["auto_accept: True", &pub_hwm]);
-    let keys = keys::load_or_generate(&keys_dir(), 0..MINIONS, 2).expect("swarm keys");
+    let keys = keys::load_or_generate(&swarm_keys_dir(), 0..MINIONS, 2).expect("swarm keys");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let config = Config {
-        host: "127.0.0.1".into(),
-        ret_port: master.ret_port,
-        publish_port: master.publish_port,
-        protocol: Protocol::V3,
-        prefix: "honest".into(),
-        request_timeout: Duration::from_secs(10),
-        first_index: 0,
-    };
+    let config = swarm_config(&master, "honest", Protocol::V3, Duration::from_secs(10));
     let swarm = runtime.block_on(async { Swarm::start(config, keys) });
     assert!(runtime.block_on(swarm.wait_ready(Duration::from_secs(120))), "{}", swarm.report().0);
 

@@ -9,30 +9,17 @@ mod common;
 use std::time::Duration;
 
 use common::{describe, json_returns, pinged, salt, Master};
-use halite_swarm::{keys, Config, Protocol, Swarm, ROLES};
+use halite_swarm::{keys, Protocol, Swarm, ROLES};
 
 const MINIONS: usize = 200;
-
-fn keys_dir() -> std::path::PathBuf {
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
-    home.join(".cache/halite/swarm-keys")
-}
 
 #[test]
 fn two_hundred_simulated_minions_authenticate_and_return_everything() {
     // Half the swarm speaks v2 (shared AES key, `tok` on every load naming an id).
     let master = Master::start(&["auto_accept: True", "minimum_auth_version: 2"]);
-    let keys = keys::load_or_generate(&keys_dir(), 0..MINIONS, 2).expect("swarm keys");
+    let keys = keys::load_or_generate(&common::swarm_keys_dir(), 0..MINIONS, 2).expect("swarm keys");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let config = Config {
-        host: "127.0.0.1".into(),
-        ret_port: master.ret_port,
-        publish_port: master.publish_port,
-        protocol: Protocol::Mixed,
-        prefix: "sw".into(),
-        request_timeout: Duration::from_secs(60),
-        first_index: 0,
-    };
+    let config = common::swarm_config(&master, "sw", Protocol::Mixed, Duration::from_secs(60));
     let swarm = runtime.block_on(async { Swarm::start(config, keys) });
     let ready = runtime.block_on(swarm.wait_ready(Duration::from_secs(240)));
     assert!(ready, "only {} of {MINIONS} ready: {}\n{}", swarm.ready(), swarm.report().0, master.log());

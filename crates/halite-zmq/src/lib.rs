@@ -161,8 +161,9 @@ pub struct SocketOptions {
     /// Bytes all the socket's connections together may hold for messages they are still
     /// receiving (the frames of an unfinished message and the buffer its next frame arrives
     /// in, and a complete request waiting for room in the request queue); a connection
-    /// whose next bytes do not fit is closed. Released as each message is handed on. A message can hold up to twice its size while it arrives (its buffer grows
-    /// by doubling), so below twice [`SocketOptions::max_message_size`] the largest messages
+    /// whose next bytes do not fit is closed. Released as each message is handed on. A
+    /// message can hold up to twice its size while it arrives (its buffer grows by
+    /// doubling), so below twice [`SocketOptions::max_message_size`] the largest messages
     /// may never arrive. Salt has no such limit.
     pub max_inflight_bytes: usize,
 }

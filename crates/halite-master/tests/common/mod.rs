@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -601,6 +601,37 @@ pub fn salt(master: &Master, args: &[&str]) -> Output {
 
 pub fn salt_run(master: &Master, args: &[&str]) -> Output {
     cli(master, "salt-run", args)
+}
+
+/// Where the swarm's RSA keys are kept between runs: generating thousands is slow.
+pub fn swarm_keys_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    home.join(".cache/halite/swarm-keys")
+}
+
+/// A swarm of simulated minions named `<prefix><n>` against `master`'s ports.
+pub fn swarm_config(
+    master: &Master,
+    prefix: &str,
+    protocol: halite_swarm::Protocol,
+    request_timeout: Duration,
+) -> halite_swarm::Config {
+    halite_swarm::Config {
+        host: "127.0.0.1".into(),
+        ret_port: master.ret_port,
+        publish_port: master.publish_port,
+        protocol,
+        prefix: prefix.into(),
+        request_timeout,
+        first_index: 0,
+    }
+}
+
+/// The minions whose return of `jid` the job cache holds (`salt-run jobs.lookup_jid`).
+pub fn cached_returners(master: &Master, jid: &str) -> BTreeSet<String> {
+    let out = salt_run(master, &["jobs.lookup_jid", jid, "--out", "json"]);
+    assert!(out.status.success(), "jobs.lookup_jid {jid}: {}", String::from_utf8_lossy(&out.stderr));
+    json(&out).as_object().map(|returns| returns.keys().cloned().collect()).unwrap_or_default()
 }
 
 pub fn json(out: &Output) -> serde_json::Value {
