@@ -24,6 +24,11 @@
 //! Run: `cargo bench -p halite-dnsd --bench dnsperf [-- THREADS]` (THREADS defaults to 1).
 //! Needs Debian's `dnsperf`, `gdnsd` and `knot` packages. Prints a Markdown table; nothing
 //! is asserted about speed.
+//!
+//! **Soak** (issue 20): `cargo bench -p halite-dnsd --bench dnsperf -- --soak MINUTES
+//! [THREADS]` runs halite-dns alone under dnsperf at a steady `SOAK_QPS` for MINUTES, with
+//! the query file of names that never repeat (each reply built anew, the memo of replies
+//! churning), sampling its RSS, PSS and descriptors every 10 s: are they flat once warm?
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -35,12 +40,15 @@ const WARM_UP_SECS: u32 = 2;
 const RUN_SECS: u32 = 10;
 const LATENCY_RUN_SECS: u32 = 5;
 
+/// Queries per second of the soak: a steady load well under any server's saturation here.
+const SOAK_QPS: u64 = 20_000;
+
 fn main() {
-    // cargo passes `--bench` to a harness-less bench; the thread count is the one bare word.
-    let threads: usize = std::env::args()
-        .skip(1)
-        .find(|arg| !arg.starts_with('-'))
-        .map(|arg| arg.parse().unwrap_or_else(|_| panic!("usage: dnsperf [THREADS], not {arg:?}")))
+    // The thread count is the one bare word.
+    let (soak_minutes, words) = halite_testkit::procstat::soak_args();
+    let threads: usize = words
+        .first()
+        .map(|arg| arg.parse().unwrap_or_else(|_| panic!("usage: dnsperf [--soak MINUTES] [THREADS], not {arg:?}")))
         .unwrap_or(1);
     assert!(threads >= 1, "at least one worker thread");
     for tool in ["dnsperf", "gdnsd", "knotd"] {
@@ -64,6 +72,11 @@ fn main() {
         (title, path)
     })
     .collect();
+
+    if let Some(minutes) = soak_minutes {
+        let (_, distinct) = extra_mixes.last().expect("the no-repeats mix");
+        return soak(start_halite(dir.path(), &zone_file, threads), distinct, minutes);
+    }
 
     // Declared after `dir`, so dropped (killed) before the files they read are removed.
     let mut servers = [
@@ -120,6 +133,35 @@ fn main() {
 
     let titles: Vec<&str> = extra_mixes.iter().map(|(title, _)| *title).collect();
     print_table(threads, fixed_rate, &results, &titles);
+}
+
+/// halite-dns under dnsperf at `SOAK_QPS` for `minutes`, sampled every 10 s; prints the
+/// flatness table and what dnsperf saw.
+fn soak(server: Server, queries: &Path, minutes: u64) {
+    server.check_answers();
+    let secs = minutes * 60;
+    eprintln!("{}: {minutes} min at {SOAK_QPS} queries/s, names that never repeat", server.name);
+    let (port, queries) = (server.port, queries.to_owned());
+    let load =
+        std::thread::spawn(move || dnsperf(port, &queries, &["-l", &secs.to_string(), "-Q", &SOAK_QPS.to_string()]));
+    let pid = server.pid();
+    let soak = halite_testkit::procstat::Soak::run(Duration::from_secs(secs), Duration::from_secs(10), || {
+        halite_testkit::procstat::usage(&[pid])
+    });
+    let run = Summary::parse(&load.join().expect("the dnsperf thread"));
+    println!(
+        "halite-dns, {minutes} min of dnsperf at {SOAK_QPS} queries/s (names that never repeat), after the first fifth:\n"
+    );
+    print!("{}", soak.flatness_table());
+    println!(
+        "\n{} queries sent, {} completed, {} lost ({}); {:.0} queries/s; {:.1} µs of halite-dns CPU per query",
+        run.sent,
+        run.completed,
+        run.lost,
+        run.rcodes,
+        run.qps,
+        soak.cpu_s() * 1e6 / run.completed.max(1) as f64
+    );
 }
 
 /// The zone every server loads, in RFC 1035 syntax all three read.

@@ -15,6 +15,11 @@
 //! succeeds (a failed transfer is not a measurement).
 //!
 //! Run: `cargo bench -p halite-jumpbox --bench jump [-- SIZE_MIB RUNS CONNS]`.
+//!
+//! **Soak** (issue 20): `-- --soak MINUTES` runs only halite-jumpbox for MINUTES under
+//! `SOAK_CLIENTS` clients that each open a forward through it to the sshd target over and
+//! over (`ssh -J jump target 'head -c 1M /dev/zero'`: a new session, a forward, 1 MiB back),
+//! and samples the jump host every 10 s: are its RSS and descriptors flat once warm?
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -156,6 +161,47 @@ impl Site {
         times[times.len() / 2]
     }
 
+    /// `SOAK_CLIENTS` clients forward through halite-jumpbox over and over for `minutes`;
+    /// the jump host is sampled every 10 s. Prints the flatness table and the sessions done
+    /// and failed.
+    fn soak(&self, minutes: u64) {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let (port, pid) = self.jump(Jump::Halite);
+        let jump = format!("root@127.0.0.1:{port}");
+        let target = self.target.to_string();
+        let (done, failed, stop) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicBool::new(false));
+        eprintln!("halite-jumpbox: {minutes} min of {SOAK_CLIENTS} clients forwarding 1 MiB each in a loop");
+        let soak = std::thread::scope(|scope| {
+            for _ in 0..SOAK_CLIENTS {
+                let (done, failed, stop, jump, target) = (&done, &failed, &stop, &jump, &target);
+                scope.spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let out = self
+                            .ssh(&["-J", jump, "-p", target, "127.0.0.1", "head -c 1M /dev/zero"])
+                            .stdin(Stdio::null())
+                            .output();
+                        let whole = out.is_ok_and(|o| o.status.success() && o.stdout.len() == 1 << 20);
+                        (if whole { done } else { failed }).fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+            let every = Duration::from_secs(10);
+            let soak = halite_testkit::procstat::Soak::run(Duration::from_secs(minutes * 60), every, || {
+                halite_testkit::procstat::usage(&[pid])
+            });
+            stop.store(true, Ordering::Relaxed);
+            soak
+        });
+        let done = done.load(Ordering::Relaxed);
+        println!("halite-jumpbox, {minutes} min, {SOAK_CLIENTS} clients each forwarding 1 MiB per session in a loop; after the first fifth:\n");
+        print!("{}", soak.flatness_table());
+        println!(
+            "\n{done} sessions done, {} failed; {:.1} ms of jump host CPU per session",
+            failed.load(Ordering::Relaxed),
+            soak.cpu_s() * 1000.0 / done.max(1) as f64
+        );
+    }
+
     /// KiB per idle connection.
     fn idle(&self, which: Jump, conns: usize) -> f64 {
         let (port, pid) = self.jump(which);
@@ -182,12 +228,13 @@ impl Site {
     }
 }
 
+/// Clients forwarding at once during the soak.
+const SOAK_CLIENTS: usize = 4;
+
 fn main() {
-    let args: Vec<u64> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .map(|a| a.parse().expect("usage: jump [SIZE_MIB RUNS CONNS]"))
-        .collect();
+    let (soak_minutes, words) = halite_testkit::procstat::soak_args();
+    let args: Vec<u64> =
+        words.iter().map(|a| a.parse().expect("usage: jump [--soak MINUTES] [SIZE_MIB RUNS CONNS]")).collect();
     let size_mib = args.first().copied().unwrap_or(1024);
     let runs = args.get(1).copied().unwrap_or(20) as usize;
     let conns = args.get(2).copied().unwrap_or(50) as usize;
@@ -233,6 +280,14 @@ fn main() {
         jumps: vec![(Jump::Sshd, reference_port, reference.id()), (Jump::Halite, halite_port, halite.id())],
     };
 
+    if let Some(minutes) = soak_minutes {
+        site.soak(minutes);
+        for mut child in [halite, reference, target_child] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        return;
+    }
     let orders = [[Jump::Sshd, Jump::Halite], [Jump::Halite, Jump::Sshd]];
     // Idle connections first, on fresh processes: after a transfer, freed heap would hold
     // the new connections and hide what they cost.

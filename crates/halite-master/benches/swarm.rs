@@ -19,22 +19,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
-use common::{release_bin, HaliteDaemon};
+use common::swarm::{unix_now, usage, Swarm};
+use common::{splice, HaliteDaemon};
+use halite_testkit::procstat::{children_of, processes_in_group};
 use halite_testkit::{PythonMaster, SaltVersion};
 use serde_json::{json, Value};
-
-/// Simulated minions per swarm process: two descriptors each, under a 20,000 limit.
-const SHARD: usize = 4000;
-
-fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
 
 enum Target {
     Halite(HaliteDaemon),
@@ -96,142 +89,6 @@ impl Target {
             Target::Halite(d) => d.restart().expect("restart halite-master"),
             Target::Salt(m) => m.restart(),
         }
-    }
-}
-
-fn children_of(parent: u32) -> Vec<u32> {
-    processes_where(|fields| fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent))
-}
-
-fn processes_in_group(pgid: u32) -> Vec<u32> {
-    processes_where(|fields| fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid))
-}
-
-/// Pids whose /proc stat fields (from the state on) satisfy `keep`.
-fn processes_where(keep: impl Fn(&[String]) -> bool) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| stat_fields(*pid).is_some_and(|f| keep(&f)))
-        .collect()
-}
-
-/// /proc/<pid>/stat fields after the command name (field 3 onwards).
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &text[text.rfind(')')? + 2..];
-    Some(after.split_whitespace().map(str::to_owned).collect())
-}
-
-/// CPU seconds, RSS MB and PSS MB summed over `pids`.
-fn usage(pids: &[u32]) -> (f64, f64, f64) {
-    let ticks = 100.0; // USER_HZ on Linux
-    let (mut cpu, mut rss, mut pss) = (0.0, 0.0, 0.0);
-    for pid in pids {
-        if let Some(f) = stat_fields(*pid) {
-            let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            cpu += (t(11) + t(12)) / ticks;
-        }
-        let kb = |file: &str, key: &str| {
-            std::fs::read_to_string(format!("/proc/{pid}/{file}"))
-                .ok()
-                .and_then(|s| s.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        rss += kb("status", "VmRSS:") / 1024.0;
-        pss += kb("smaps_rollup", "Pss:") / 1024.0;
-    }
-    (cpu, rss, pss)
-}
-
-/// Swarm processes under the control protocol of `halite-swarm --control`.
-struct Swarm {
-    shards: Vec<(Child, ChildStdin)>,
-    events: mpsc::Receiver<(usize, Value)>,
-}
-
-impl Swarm {
-    fn pids(&self) -> Vec<u32> {
-        self.shards.iter().map(|(child, _)| child.id()).collect()
-    }
-
-    fn spawn(minions: usize, ports: (u16, u16), ready_timeout: Duration) -> Swarm {
-        let (tx, events) = mpsc::channel();
-        let mut shards = Vec::new();
-        for (n, first) in (0..minions).step_by(SHARD).enumerate() {
-            let count = SHARD.min(minions - first);
-            let mut child = Command::new(release_bin("halite-swarm"))
-                .args(["--control", "--protocol", "mixed", "--prefix", "swarm"])
-                .args(["--minions", &count.to_string(), "--first", &first.to_string()])
-                .args(["--ret-port", &ports.0.to_string(), "--publish-port", &ports.1.to_string()])
-                .args(["--ready-timeout", &ready_timeout.as_secs().to_string()])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start halite-swarm");
-            let stdout = child.stdout.take().expect("swarm stdout");
-            let stdin = child.stdin.take().expect("swarm stdin");
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        if tx.send((n, v)).is_err() {
-                            break;
-                        }
-                    }
-                }
-            });
-            shards.push((child, stdin));
-        }
-        Swarm { shards, events }
-    }
-
-    fn send(&mut self, line: &str) {
-        for (_, stdin) in &mut self.shards {
-            let _ = writeln!(stdin, "{line}");
-            let _ = stdin.flush();
-        }
-    }
-
-    /// One event of kind in `kinds` from every shard, in shard order.
-    fn collect(&self, kinds: &[&str], timeout: Duration) -> Vec<Value> {
-        let mut got: Vec<Option<Value>> = vec![None; self.shards.len()];
-        let deadline = Instant::now() + timeout;
-        while got.iter().any(Option::is_none) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok((n, v)) = self.events.recv_timeout(left) else { break };
-            if kinds.contains(&v["event"].as_str().unwrap_or("")) {
-                got[n] = Some(v);
-            }
-        }
-        got.into_iter().map(|v| v.unwrap_or(Value::Null)).collect()
-    }
-
-    fn ready_since(&mut self, unix: f64) -> usize {
-        self.send(&format!("ready_since {unix}"));
-        self.collect(&["ready_since"], Duration::from_secs(10)).iter().filter_map(|v| v["count"].as_u64()).sum::<u64>()
-            as usize
-    }
-
-    /// The minions whose return of `jid` the master acknowledged, over all shards.
-    fn acknowledged(&mut self, jid: &str) -> Vec<String> {
-        self.send(&format!("acknowledged {jid}"));
-        let shards = self.collect(&["acknowledged"], Duration::from_secs(30));
-        shards
-            .iter()
-            .flat_map(|shard| shard["ids"].as_array().cloned().unwrap_or_default())
-            .filter_map(|id| id.as_str().map(str::to_owned))
-            .collect()
-    }
-
-    fn stop(mut self) -> Vec<Value> {
-        self.send("stop");
-        let finals = self.collect(&["final"], Duration::from_secs(60));
-        for (mut child, stdin) in self.shards.drain(..) {
-            drop(stdin);
-            let _ = child.wait();
-        }
-        finals
     }
 }
 
@@ -406,14 +263,14 @@ fn killed_during_returns(daemon: &mut HaliteDaemon, swarm: &mut Swarm, minions: 
         panic!("salt --async: {said}{}", String::from_utf8_lossy(&out.stderr));
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while swarm.acknowledged(&jid).len() < minions / 2 && Instant::now() < deadline {
+    while swarm.acknowledged(&jid).map_or(0, |ids| ids.len()) < minions / 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
     }
     eprintln!("   kill -9 of halite-master during the returns of {jid}");
     daemon.kill_and_start().expect("kill and start halite-master");
     let since = unix_now();
     // Read after the kill: nothing more can have been acknowledged by the killed master.
-    let at_kill = swarm.acknowledged(&jid);
+    let at_kill = swarm.acknowledged(&jid).expect("every swarm shard says which returns it saw acknowledged");
     // A simulated minion whose return was in flight at the kill waits out its request
     // timeout (60 s, Salt's) before it sends the return again and only then signs in anew;
     // a real minion returns from a job process while its main process reconnects. So the
@@ -532,7 +389,8 @@ fn main() {
     if write {
         std::fs::write(docs.join("swarm-results.json"), serde_json::to_string_pretty(&results).unwrap()).unwrap();
         std::fs::write(docs.join("swarm.svg"), plot(&results)).unwrap();
-        splice(&docs.join("benchmarks.md"), &table);
+        let body = format!("{table}\n![all ready and test.ping latency by swarm size](swarm.svg)");
+        splice(&docs.join("benchmarks.md"), "swarm", &body);
     }
 }
 
@@ -613,20 +471,6 @@ fn table(results: &[Value]) -> String {
         );
     }
     out + &ratios + &storms
-}
-
-/// Replaces what lies between the swarm markers of docs/benchmarks.md.
-fn splice(path: &PathBuf, table: &str) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let (begin, end) = ("<!-- swarm:begin -->", "<!-- swarm:end -->");
-    let body = format!("{begin}\n{table}\n![all ready and test.ping latency by swarm size](swarm.svg)\n{end}");
-    let new = match (text.find(begin), text.find(end)) {
-        (Some(b), Some(e)) if e > b => format!("{}{body}{}", &text[..b], &text[e + end.len()..]),
-        _ => format!("{text}\n{body}\n"),
-    };
-    let tmp = path.with_extension("md.tmp");
-    std::fs::write(&tmp, new).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
 }
 
 /// One plotted line: its legend, colour and (minions, seconds) points.

@@ -114,6 +114,20 @@ pub fn encode_into(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// [`encode`] of a map without the entry `key` (any other value as [`encode`] does), so
+/// a part of a load is left out without copying the rest.
+pub fn encode_without(value: &Value, key: &str) -> Vec<u8> {
+    let Value::Map(entries) = value else { return encode(value) };
+    let skip = |k: &Value| k.as_bytes_any() == Some(key.as_bytes());
+    let mut out = Vec::with_capacity(64);
+    let _ = rmp::encode::write_map_len(&mut out, entries.iter().filter(|(k, _)| !skip(k)).count() as u32);
+    for (k, v) in entries.iter().filter(|(k, _)| !skip(k)) {
+        encode_into(k, &mut out);
+        encode_into(v, &mut out);
+    }
+    out
+}
+
 /// The msgpack "raw" family: fixstr up to 31 bytes, then raw16, then raw32; never str8 (0xd9),
 /// which msgpack-python's `use_bin_type=False` does not produce.
 fn write_raw(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -134,6 +148,11 @@ fn write_raw(out: &mut Vec<u8>, bytes: &[u8]) {
 /// [`Budget::NETWORK`]. Every decode of bytes from a peer goes through here.
 pub fn decode(bytes: &[u8]) -> Result<Value, ProtoError> {
     decode_with(bytes, &Budget::NETWORK)
+}
+
+/// [`decode`] of bytes this process wrote itself ([`Budget::STORED`]).
+pub fn decode_stored(bytes: &[u8]) -> Result<Value, ProtoError> {
+    decode_with(bytes, &Budget::STORED)
 }
 
 /// [`decode`] with another node budget (tests, or data this process wrote itself).
@@ -225,6 +244,12 @@ impl Budget {
     /// 65,536 nodes whatever the size (at most ~8 MiB), so a peer without a key cannot make
     /// each request worker build the ~512 MiB [`Budget::NETWORK`] allows a 33 MB message.
     pub const ENVELOPE: Budget = Budget { base_nodes: 1 << 16, bytes_per_node: u64::MAX, max_nodes: 1 << 16 };
+
+    /// What this process stored itself: values that passed [`Budget::NETWORK`] once, or parts
+    /// of them, re-encoded with a little framing. A stored part can be much shorter than the
+    /// message it came from and hold nearly as many nodes, so its length does not bound it;
+    /// the network's ceiling (twice, for the framing and a job's minion list) does.
+    pub const STORED: Budget = Budget { base_nodes: 8 << 20, bytes_per_node: u64::MAX, max_nodes: 8 << 20 };
 
     /// The node budget of a `len`-byte message.
     pub fn nodes_for(&self, len: usize) -> u64 {
@@ -412,6 +437,17 @@ mod tests {
         assert!(decode(&[0x82, 0x01, 0xc0, 0xcc, 0x01, 0xc0]).is_err());
         // Distinct keys are fine.
         assert!(decode(&[0x82, 0x01, 0xc0, 0xa1, b'1', 0xc0]).is_ok());
+    }
+
+    #[test]
+    fn encode_without_leaves_out_one_key_only() {
+        let load =
+            map([("fun", Value::from("test.arg")), ("fun_args", Value::from("big")), ("return", Value::from(1))]);
+        let mut expected = load.clone();
+        remove(&mut expected, "fun_args");
+        assert_eq!(encode_without(&load, "fun_args"), encode(&expected));
+        assert_eq!(encode_without(&load, "absent"), encode(&load));
+        assert_eq!(encode_without(&Value::from(3), "fun_args"), encode(&Value::from(3)));
     }
 
     #[test]

@@ -24,18 +24,27 @@
 //!
 //! Run: `cargo bench -p halite-rsyncd --bench transfer [-- SCALE]` where SCALE (default
 //! 1.0) multiplies the file count and sizes (0.1 for a quick look).
+//!
+//! **Soak** (issue 20): `-- --soak MINUTES [SCALE]` (SCALE 0.05 by default: 1,000 files, 51
+//! MiB) runs halite-rsyncd alone for MINUTES under `SOAK_CLIENTS` clients pulling the tree
+//! in a loop, each pull into an empty directory, and samples the listener (the process that
+//! outlives every connection) every 10 s: are its RSS and descriptors flat once warm, and
+//! are the connections' processes all reaped?
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Clients pulling at once during the soak.
+const SOAK_CLIENTS: usize = 4;
+
 fn main() {
-    let scale: f64 = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .map(|a| a.parse().expect("usage: transfer [SCALE]"))
-        .unwrap_or(1.0);
+    let (soak_minutes, words) = halite_testkit::procstat::soak_args();
+    let scale: f64 = words
+        .first()
+        .map(|a| a.parse().expect("usage: transfer [--soak MINUTES] [SCALE]"))
+        .unwrap_or(if soak_minutes.is_some() { 0.05 } else { 1.0 });
     let dir = tempfile::tempdir().expect("a temporary directory");
     let root = dir.path();
     let files = ((20_000.0 * scale) as usize).max(10);
@@ -43,12 +52,17 @@ fn main() {
     eprintln!("generating {files} files, {} MiB ...", total >> 20);
     let tree = root.join("tree");
     make_tree(&tree, files, total);
+    let halite = PathBuf::from(env!("CARGO_BIN_EXE_halite-rsyncd"));
+    if let Some(minutes) = soak_minutes {
+        let conf =
+            format!("use chroot = no\nlock file = {0}/lock\n[tree]\n    path = {1}\n", root.display(), tree.display());
+        return soak(&Daemon::start(Server::Halite, &halite, &conf, root), files, total, minutes);
+    }
     let big_dir = root.join("big");
     std::fs::create_dir_all(&big_dir).unwrap();
     let big_len = total as usize;
     write_random(&big_dir.join("big.bin"), big_len, 7);
 
-    let halite = PathBuf::from(env!("CARGO_BIN_EXE_halite-rsyncd"));
     let mut daemons = Vec::new();
     for server in [Server::Reference, Server::Halite] {
         let work = root.join(format!("{server:?}"));
@@ -128,6 +142,56 @@ fn main() {
             h.peak_rss_kib as f64 / r.peak_rss_kib.max(1) as f64
         );
     }
+}
+
+/// `SOAK_CLIENTS` clients pull the tree from `daemon` over and over for `minutes`, each into
+/// an empty directory; the listener is sampled every 10 s. Prints the flatness table, the
+/// pulls done and failed, and the most connection processes seen at once.
+fn soak(daemon: &Daemon, files: usize, total: u64, minutes: u64) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let duration = Duration::from_secs(minutes * 60);
+    let (done, failed, stop) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicBool::new(false));
+    let most_children = AtomicUsize::new(0);
+    let client_side = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).unwrap();
+    let listener = daemon.child.id();
+    let cpu_before = daemon.children_cpu();
+    eprintln!("halite-rsyncd: {minutes} min of {SOAK_CLIENTS} clients pulling {files} files ({} MiB)", total >> 20);
+    let soak = std::thread::scope(|scope| {
+        for client in 0..SOAK_CLIENTS {
+            let dst = client_side.path().join(format!("client{client}"));
+            let (done, failed, stop) = (&done, &failed, &stop);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = std::fs::remove_dir_all(&dst);
+                    let status = Command::new("rsync")
+                        .args(["-a", &daemon.url("tree/"), dst.to_str().unwrap()])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                    let counter = if status.is_ok_and(|s| s.success()) { done } else { failed };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let soak = halite_testkit::procstat::Soak::run(duration, Duration::from_secs(10), || {
+            most_children.fetch_max(children_of(listener).len(), Ordering::Relaxed);
+            halite_testkit::procstat::usage(&[listener])
+        });
+        stop.store(true, Ordering::Relaxed);
+        soak
+    });
+    // The last pulls' processes are reaped a moment after their clients end.
+    std::thread::sleep(Duration::from_secs(2));
+    println!("halite-rsyncd, {minutes} min, {SOAK_CLIENTS} clients pulling {files} files ({} MiB) in a loop; the listener after the first fifth:\n", total >> 20);
+    print!("{}", soak.flatness_table());
+    println!(
+        "\n{} pulls done, {} failed; at most {} connection processes at a sample, {} left after the clients ended; {:.1} s of connection CPU per pull",
+        done.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        most_children.load(Ordering::Relaxed),
+        children_of(listener).len(),
+        (daemon.children_cpu() - cpu_before) / done.load(Ordering::Relaxed).max(1) as f64
+    );
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -63,11 +63,19 @@ pub struct Options {
     /// Commit with redb's quick repair, so that a crash leaves a file that opens without a
     /// full repair (see the module doc). Off by default: it costs more than it saves.
     pub quick_repair: bool,
+    /// redb's page cache, which stays in the process's memory once filled: redb's own
+    /// default (1 GiB) let a master's RSS follow its job cache up to that size. Pages past it
+    /// are read again from the file, which the kernel's page cache still holds.
+    pub cache_bytes: usize,
 }
+
+/// [`Options::cache_bytes`] by default; measured in docs/benchmarks.md ("The store's page
+/// cache").
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 impl Default for Options {
     fn default() -> Self {
-        Options { reserve_bytes: 4 * 1024 * 1024, quick_repair: false }
+        Options { reserve_bytes: 4 * 1024 * 1024, quick_repair: false, cache_bytes: DEFAULT_CACHE_BYTES }
     }
 }
 
@@ -82,12 +90,14 @@ pub struct Opened {
 }
 
 /// Opens (or creates) the file, noting whether redb had to repair all of it.
-pub(crate) fn open(path: &Path) -> Result<(Database, Opened), redb::DatabaseError> {
+pub(crate) fn open(path: &Path, options: &Options) -> Result<(Database, Opened), redb::DatabaseError> {
     let started = Instant::now();
     let repaired = Arc::new(AtomicBool::new(false));
     let seen = repaired.clone();
-    let db =
-        Database::builder().set_repair_callback(move |_session| seen.store(true, Ordering::Relaxed)).create(path)?;
+    let db = Database::builder()
+        .set_cache_size(options.cache_bytes)
+        .set_repair_callback(move |_session| seen.store(true, Ordering::Relaxed))
+        .create(path)?;
     Ok((db, Opened { took: started.elapsed(), full_repair: repaired.load(Ordering::Relaxed) }))
 }
 
@@ -285,7 +295,7 @@ impl Health {
             }
         }
         loop {
-            match open(&self.path) {
+            match open(&self.path, &self.options) {
                 Ok((db, _)) => {
                     *self.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
                     self.failed.store(false, Ordering::Release);

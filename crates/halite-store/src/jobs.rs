@@ -2,7 +2,9 @@
 //! redb tables instead of a directory per job.
 //!
 //! - `jobs`: jid → the job (its publish load, expected minions, start time);
-//! - `returns`: (jid, minion id) → the minion's `_return` load, as it arrived;
+//! - `returns`: (jid, minion id) → the minion's `_return` load as it arrived, less the
+//!   `fun_args` it echoes: those are the job's, kept once in its load (Salt's `local_cache`
+//!   keeps only `return` and `out` per minion), not once per minion;
 //! - `job_times`: (start time, jid) → (), so `keep_jobs_seconds` cleanup reads only the
 //!   expired rows in time order, never every job.
 
@@ -46,7 +48,7 @@ impl Job {
     }
 
     fn decode(jid: &str, bytes: &[u8]) -> Result<Job, halite_proto::ProtoError> {
-        let mut v = payload::decode(bytes)?;
+        let mut v = payload::decode_stored(bytes)?;
         let minions = match payload::remove(&mut v, "minions") {
             Some(Value::Array(items)) => items.iter().filter_map(|m| m.as_text().map(str::to_owned)).collect(),
             _ => Vec::new(),
@@ -61,12 +63,12 @@ impl Job {
 
     /// The stand-in for a job the master never published (a minion's own `salt-call`, a
     /// schedule): Salt's `local_cache` saves the return's load as the job's.
-    fn from_return(jid: &str, minion: &str, ret: &Value, now_micros: u64) -> Job {
+    fn from_return(jid: &str, minion: &str, ret: &Value, args: Value, now_micros: u64) -> Job {
         let field = |k: &str| ret.get(k).cloned();
         let load = map([
             ("jid", Value::from(jid)),
             ("fun", field("fun").unwrap_or(Value::from(""))),
-            ("arg", field("fun_args").unwrap_or(Value::Array(vec![]))),
+            ("arg", args),
             ("tgt", Value::from(minion)),
             ("tgt_type", Value::from("glob")),
             ("user", field("user").unwrap_or(Value::from("root"))),
@@ -113,11 +115,12 @@ impl Store {
         Ok(out)
     }
 
-    /// Records a minion's `_return` load exactly as it arrived. A return for a jid the cache
-    /// does not know starts a job of its own (stamped `now_micros`), so it is listed and
-    /// expires like any other.
+    /// Records a minion's `_return` load as it arrived, less its `fun_args` (see the module
+    /// doc). A return for a jid the cache does not know starts a job of its own (stamped
+    /// `now_micros`, its `arg` the return's `fun_args`), so it is listed and expires like any
+    /// other.
     pub fn put_return(&self, jid: &str, minion: &str, ret: &Value, now_micros: u64) -> Result<(), StoreError> {
-        let (room, change) = Self::return_change(jid, minion, ret, now_micros);
+        let (room, change) = self.return_change(jid, minion, ret, now_micros);
         self.write_shared("saving job return", minion, room, change)
     }
 
@@ -132,29 +135,46 @@ impl Store {
         now_micros: u64,
         then: impl FnOnce(Result<(), StoreError>, Value) + Send + 'static,
     ) {
-        let (room, change) = Self::return_change(jid, minion, &ret, now_micros);
+        let (room, change) = self.return_change(jid, minion, &ret, now_micros);
         self.write_shared_then("saving job return", minion, room, change, move |saved| then(saved, ret));
     }
 
     #[allow(clippy::result_large_err)]
     fn return_change(
+        &self,
         jid: &str,
         minion: &str,
         ret: &Value,
         now_micros: u64,
     ) -> (Room, impl Fn(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + Sync + 'static) {
-        let bytes = payload::encode(ret);
+        let bytes = payload::encode_without(ret, "fun_args");
+        // The args are kept apart only for a job the cache does not know yet (a minion's own
+        // job), which they describe; a published job's return (nearly all) carries none, so
+        // a large `arg` published to thousands of minions is neither stored nor copied again
+        // for each of them. Known or not is settled again in the transaction.
+        let args = match self.job_known(jid) {
+            true => None,
+            // `arg`: what the master put in a `jid: req` return for the job it made of it.
+            false => {
+                let args = ret.get("fun_args").or_else(|| ret.get("arg"));
+                Some(payload::encode(args.unwrap_or(&Value::Array(vec![]))))
+            }
+        };
         // A job's first return also describes the job, in a few fields of it.
-        let room = Room::adds(bytes.len() + jid.len() + minion.len() + 256);
+        let room = Room::adds(bytes.len() + args.as_ref().map_or(0, Vec::len) + jid.len() + minion.len() + 256);
         let (jid, minion_id) = (jid.to_owned(), minion.to_owned());
         let change = move |txn: &redb::WriteTransaction| {
             let mut jobs = txn.open_table(JOBS)?;
             if jobs.get(jid.as_str())?.is_none() {
                 // Only the first return of a job pays for describing it, from the bytes
                 // already encoded rather than from a copy of the return kept for every one.
-                let ret = payload::decode(&bytes)
-                    .map_err(|e| redb::Error::Corrupted(format!("return of {minion_id}: {e}")))?;
-                let first_seen = Job::from_return(&jid, &minion_id, &ret, now_micros).encode();
+                let corrupt =
+                    |e: halite_proto::ProtoError| redb::Error::Corrupted(format!("return of {minion_id}: {e}"));
+                let ret = payload::decode_stored(&bytes).map_err(corrupt)?;
+                // Known when the return arrived and expired since: described without args.
+                let args = args.as_deref().map(payload::decode_stored).transpose().map_err(corrupt)?;
+                let args = args.unwrap_or(Value::Array(vec![]));
+                let first_seen = Job::from_return(&jid, &minion_id, &ret, args, now_micros).encode();
                 jobs.insert(jid.as_str(), first_seen.as_slice())?;
                 txn.open_table(JOB_TIMES)?.insert((now_micros, jid.as_str()), ())?;
             }
@@ -162,6 +182,12 @@ impl Store {
             Ok(())
         };
         (room, change)
+    }
+
+    /// Whether the cache holds job `jid`; a store that cannot be read says no.
+    fn job_known(&self, jid: &str) -> bool {
+        let Ok(txn) = self.read("reading job", jid) else { return false };
+        txn.open_table(JOBS).ok().and_then(|t| t.get(jid).ok().flatten()).is_some()
     }
 
     /// Every stored return of a job, by minion id.
@@ -176,7 +202,7 @@ impl Store {
             if row_jid != jid {
                 break;
             }
-            out.push((id.to_owned(), payload::decode(v.value()).map_err(|e| self.err(what, id, e))?));
+            out.push((id.to_owned(), payload::decode_stored(v.value()).map_err(|e| self.err(what, id, e))?));
         }
         Ok(out)
     }
@@ -251,8 +277,13 @@ mod tests {
         store.put_return("20240101120000000001", "a", &Value::from(1), 150).unwrap();
         store.put_return("20240101120000000002", "a", &Value::from(3), 250).unwrap();
         // A return for a job nobody published here starts its own job.
-        let stray = map([("fun", Value::from("state.apply")), ("fun_args", Value::Array(vec![]))]);
+        let stray = map([("fun", Value::from("state.apply")), ("fun_args", Value::Array(vec![Value::from("web")]))]);
         store.put_return("20240101120000000003", "c", &stray, 300).unwrap();
+        // The args a minion echoes are the job's, stored once in its load, not per return.
+        let echoing = map([("return", Value::from(4)), ("fun_args", Value::Array(vec![Value::from("x")]))]);
+        store.put_return("20240101120000000002", "b", &echoing, 250).unwrap();
+        let stored = store.returns("20240101120000000002").unwrap();
+        assert_eq!(stored[1], ("b".to_string(), map([("return", Value::from(4))])));
 
         assert_eq!(store.job("20240101120000000001").unwrap(), Some(job("20240101120000000001", 100)));
         let got = store.returns("20240101120000000001").unwrap();
@@ -262,6 +293,8 @@ mod tests {
         let stray_job = store.job("20240101120000000003").unwrap().unwrap();
         assert_eq!(stray_job.minions, ["c"]);
         assert_eq!(stray_job.load.get_text("fun"), Some("state.apply"));
+        assert_eq!(stray_job.load.get("arg"), Some(&Value::Array(vec![Value::from("web")])));
+        assert_eq!(store.returns("20240101120000000003").unwrap()[0].1, map([("fun", Value::from("state.apply"))]));
 
         assert_eq!(store.expire_jobs(201).unwrap(), ["20240101120000000001", "20240101120000000002"]);
         assert_eq!(store.job("20240101120000000001").unwrap(), None);
@@ -269,5 +302,22 @@ mod tests {
         assert!(store.returns("20240101120000000002").unwrap().is_empty());
         assert_eq!(store.returns("20240101120000000003").unwrap().len(), 1);
         assert!(store.expire_jobs(201).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_return_dense_in_items_reads_back_once_its_args_are_left_out() {
+        // 100,000 one-byte items passed the network's budget next to 400 KB of args; stored
+        // without them, the row is a fifth as long with as many items, and must still read.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("halite.redb")).unwrap();
+        let dense = Value::Array((0..100_000).map(|i| Value::from(i % 100)).collect());
+        let ret = map([("return", dense.clone()), ("fun_args", Value::from("x".repeat(400_000)))]);
+        assert!(payload::decode(&payload::encode(&ret)).is_ok(), "within the network's budget as sent");
+        // A job this cache does not know: the stand-in is built inside the transaction.
+        store.put_return("20240101120000000009", "m", &ret, 100).unwrap();
+        let stored = store.returns("20240101120000000009").unwrap();
+        assert_eq!(stored, vec![("m".to_string(), map([("return", dense)]))]);
+        let job = store.job("20240101120000000009").unwrap().unwrap();
+        assert_eq!(job.load.get("arg").and_then(|a| a.as_text()).map(str::len), Some(400_000));
     }
 }

@@ -2,10 +2,10 @@
 //! pillar each minion last reported through `_pillar`, and its mine ([`mine`])), the
 //! per-minion session keys of
 //! 3007+ request channels, and the job cache ([`jobs`]: each job's load, expected minions
-//! and every return).
+//! and every return, less the job's arguments it echoes).
 //!
 //! Owns: the tables, their encoding (Salt's msgpack, so a value read back is byte-identical
-//! to what the minion sent), and session-key rotation by age. Must not: hold keys that Salt
+//! to what the minion sent, but for a return's `fun_args`), and session-key rotation by age. Must not: hold keys that Salt
 //! keeps as PEM files (those stay in the pki dir), know about sockets, or decide policy.
 //!
 //! Session keys are cached in memory after the first read: every v3 request needs one, and a
@@ -19,6 +19,8 @@
 //!
 //! A file left by a crash is repaired by redb as it opens, losing nothing committed
 //! ([`health`]); [`Store::opened`] says whether that happened and how long opening took.
+//! redb's page cache is bounded ([`Options::cache_bytes`], 64 MiB), since it is the
+//! process's memory and the job cache can be much larger.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,7 +36,7 @@ pub mod jobs;
 pub mod mine;
 
 use health::{Health, Refused, Room, Writing};
-pub use health::{Opened, Options, REOPEN_INTERVAL};
+pub use health::{Opened, Options, DEFAULT_CACHE_BYTES, REOPEN_INTERVAL};
 
 const MINION_DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("minion_data");
 const SESSIONS: TableDefinition<&str, (u64, &str)> = TableDefinition::new("sessions");
@@ -86,7 +88,8 @@ impl Store {
 
     /// [`Store::open`] with its protection against a full disk set ([`Options`]).
     pub fn open_with(path: &Path, options: Options) -> Result<Self, StoreError> {
-        let (db, opened) = health::open(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
+        let (db, opened) =
+            health::open(path, &options).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
         let store = Self {
             path: path.to_owned(),
             health: Health::new(path, db, options),
@@ -205,7 +208,7 @@ impl Store {
         let Some(raw) = table.get(id).map_err(|e| self.fail(what, id, e))? else {
             return Ok(None);
         };
-        let value = payload::decode(raw.value()).map_err(|e| self.err(what, id, e))?;
+        let value = payload::decode_stored(raw.value()).map_err(|e| self.err(what, id, e))?;
         Ok(Some(MinionData::from_cached(value)))
     }
 
@@ -218,7 +221,7 @@ impl Store {
         let mut out = HashMap::with_capacity(ids.len());
         for id in ids {
             let Some(raw) = table.get(id.as_str()).map_err(|e| self.fail(what, id, e))? else { continue };
-            let value = payload::decode(raw.value()).map_err(|e| self.err(what, id, e))?;
+            let value = payload::decode_stored(raw.value()).map_err(|e| self.err(what, id, e))?;
             out.insert(id.clone(), MinionData::from_cached(value));
         }
         Ok(out)

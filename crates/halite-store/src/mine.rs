@@ -30,7 +30,7 @@ fn dict_update(into: &mut Vec<(Value, Value)>, from: Vec<(Value, Value)>) {
 // redb's own error type is large; see the note on `Store`'s impl.
 #[allow(clippy::result_large_err)]
 fn decode_map(raw: &[u8], id: &str) -> Result<Vec<(Value, Value)>, redb::Error> {
-    match payload::decode(raw) {
+    match payload::decode_stored(raw) {
         Ok(Value::Map(pairs)) => Ok(pairs),
         Ok(_) => Ok(Vec::new()),
         Err(e) => Err(redb::Error::Corrupted(format!("mine of {id}: {e}"))),
@@ -87,7 +87,7 @@ impl Store {
         let mut out = HashMap::new();
         for id in ids {
             let Some(raw) = table.get(id.as_str()).map_err(|e| self.fail(what, id, e))? else { continue };
-            out.insert(id.clone(), payload::decode(raw.value()).map_err(|e| self.err(what, id, e))?);
+            out.insert(id.clone(), payload::decode_stored(raw.value()).map_err(|e| self.err(what, id, e))?);
         }
         Ok(out)
     }

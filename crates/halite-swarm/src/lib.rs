@@ -2,13 +2,16 @@
 //! as a real 3006.0–3006.11 (request version 2) or 3006.12+/3007/3008 (version 3) minion does.
 //!
 //! Owns: per-minion keys (cached, [`keys`]); ZMTP connections (REQ and SUB, through
-//! halite-zmtp); the minion's life
+//! halite-zmtp; the SUB read by a task of its own, as libzmq's I/O thread reads a real
+//! minion's, so heartbeats are answered while the minion is busy); the minion's life
 //! — `_auth` (retrying while pending), `_pillar` with grains (`roles` from the site's role
 //! list), subscribing to publishes, the start event, then for each publish: opening it
 //! (re-authenticating when the AES key rotated), minion-side targeting (glob, list, pcre,
 //! grain, compound... through `halite-target`), and a `_return` for `test.ping`,
-//! `test.sleep`, `grains.get`, `grains.items` and `saltutil.find_job` (sent again if the
-//! master does not acknowledge it, as a real minion does); and a [`Report`] of when all were
+//! `test.sleep`, `grains.get`, `grains.items`, `saltutil.find_job` and `state.apply` (a
+//! highstate's worth of state results; sent again if the master does not acknowledge it, as
+//! a real minion does); restarts on demand ([`Swarm::restart`]: connections dropped, signed
+//! in again as a restarted minion process does); and a [`Report`] of when all were
 //! authenticated and ready, and per job when returns went out.
 //!
 //! Must not: be used by the master, or fake anything a master can observe: every minion has
@@ -116,6 +119,8 @@ struct JobSeen {
     fun: String,
     received: usize,
     returned: usize,
+    /// Minions restarted after receiving the job and before its return was acknowledged.
+    dropped_by_restart: usize,
     /// Which minions' returns were acknowledged, a bit per slot.
     acknowledged: Vec<u64>,
     first_publish: Option<Duration>,
@@ -131,6 +136,8 @@ struct Stats {
     auth_resends: AtomicUsize,
     /// Returns sent again after the master did not acknowledge them in `request_timeout`.
     return_resends: AtomicUsize,
+    /// Restarts asked for by [`Swarm::restart`] and carried out.
+    restarts: AtomicUsize,
     errors: AtomicUsize,
     all_authenticated: Mutex<Option<Duration>>,
     all_ready: Mutex<Option<Duration>>,
@@ -149,6 +156,10 @@ pub struct Swarm {
     stats: Arc<Stats>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// One per minion: notified, the minion restarts.
+    restart: Vec<Arc<tokio::sync::Notify>>,
+    /// The next minion [`Swarm::restart`] restarts, so restarts go round the swarm.
+    next_restart: AtomicUsize,
 }
 
 /// The swarm's figures.
@@ -168,6 +179,7 @@ impl Swarm {
         let stats = Arc::new(Stats { last_ready: Mutex::new(vec![None; count]), ..Stats::default() });
         let (stop, stopped) = watch::channel(false);
         let config = Arc::new(config);
+        let restart: Vec<Arc<tokio::sync::Notify>> = (0..count).map(|_| Arc::default()).collect();
         let tasks = keys
             .into_iter()
             .enumerate()
@@ -183,12 +195,27 @@ impl Swarm {
                     stats: Arc::clone(&stats),
                     started,
                     count,
+                    restart: Arc::clone(&restart[slot]),
+                    in_flight: Mutex::new(None),
                 };
                 let stopped = stopped.clone();
                 tokio::spawn(sim.run(stopped))
             })
             .collect();
-        Swarm { started, started_unix, count, config, stats, stop, tasks }
+        Swarm { started, started_unix, count, config, stats, stop, tasks, restart, next_restart: AtomicUsize::new(0) }
+    }
+
+    /// Restarts `count` minions, taking them in turn round the swarm, as if their processes
+    /// were restarted: whatever they were doing is dropped with their connections (a return
+    /// in flight is neither acknowledged nor sent again), and they sign in anew.
+    /// Returns how many were asked to restart.
+    pub fn restart(&self, count: usize) -> usize {
+        let count = count.min(self.count);
+        for _ in 0..count {
+            let slot = self.next_restart.fetch_add(1, Ordering::Relaxed) % self.count;
+            self.restart[slot].notify_one();
+        }
+        count
     }
 
     pub fn ready(&self) -> usize {
@@ -242,6 +269,7 @@ impl Swarm {
                     "fun": j.fun,
                     "received": j.received,
                     "returned": j.returned,
+                    "dropped_by_restart": j.dropped_by_restart,
                     "first_publish_s": secs(j.first_publish),
                     "last_return_s": secs(j.last_return),
                     "publish_to_last_return_s": match (j.first_publish, j.last_return) {
@@ -262,6 +290,7 @@ impl Swarm {
             "errors": self.stats.errors.load(Ordering::Relaxed),
             "auth_resends": self.stats.auth_resends.load(Ordering::Relaxed),
             "return_resends": self.stats.return_resends.load(Ordering::Relaxed),
+            "restarts": self.stats.restarts.load(Ordering::Relaxed),
             "error_samples": *locked(&self.stats.error_samples),
             "elapsed_s": self.started.elapsed().as_secs_f64(),
             "jobs": jobs,
@@ -289,6 +318,9 @@ struct Sim {
     stats: Arc<Stats>,
     started: Instant,
     count: usize,
+    restart: Arc<tokio::sync::Notify>,
+    /// The job received and not yet acknowledged, so a restart can say which it dropped.
+    in_flight: Mutex<Option<String>>,
 }
 
 /// A ZMTP connection: a TCP stream and its protocol state.
@@ -399,6 +431,71 @@ const AUTH_TRIES: u32 = 7;
 /// Salt's `return_retry_tries`.
 const RETURN_TRIES: u32 = 3;
 
+/// Publishes a minion's subscription may hold unread: libzmq's default receive high-water
+/// mark, past which it drops.
+const SUBSCRIPTION_QUEUE: usize = 1000;
+
+/// A minion's subscription, read by a task of its own, as libzmq's I/O thread reads a real
+/// minion's SUB socket: its heartbeat PINGs are answered however long the minion is busy
+/// (signing in again in a rotation storm, waiting on a return), so the publisher never
+/// closes it for silence. Publishes wait in a bounded queue; the task ends with the
+/// connection, and is stopped when this is dropped.
+struct Subscription {
+    publishes: tokio::sync::mpsc::Receiver<Vec<Vec<u8>>>,
+    reader: tokio::task::JoinHandle<SimError>,
+}
+
+impl Subscription {
+    fn start(sub: Conn) -> Subscription {
+        let (tx, publishes) = tokio::sync::mpsc::channel(SUBSCRIPTION_QUEUE);
+        Subscription { publishes, reader: tokio::spawn(Subscription::read(sub, tx)) }
+    }
+
+    /// Reads until the connection fails; why it failed.
+    async fn read(mut sub: Conn, tx: tokio::sync::mpsc::Sender<Vec<Vec<u8>>>) -> SimError {
+        loop {
+            match sub.drain().await {
+                Ok(Some(parts)) => {
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) = tx.try_send(parts) {
+                        return SimError::Refused("the minion stopped reading its subscription".into());
+                    }
+                }
+                Ok(None) => {
+                    if let Err(e) = sub.read_some().await {
+                        return e;
+                    }
+                }
+                Err(e) => return e,
+            }
+        }
+    }
+
+    /// The next publish, or why the subscription ended.
+    async fn next(&mut self) -> Result<Vec<Vec<u8>>, SimError> {
+        match self.publishes.recv().await {
+            Some(parts) => Ok(parts),
+            None => Err((&mut self.reader)
+                .await
+                .unwrap_or_else(|e| SimError::Refused(format!("the subscription's reader: {e}")))),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// How the master seals a request's reply.
+#[derive(Clone, Copy)]
+enum Sealed {
+    /// With the minion's session key (or the AES key, for version 2).
+    Session,
+    /// To the minion's own RSA key, as `_pillar` replies are.
+    ToMinion,
+}
+
 /// How far one simulated minion has come, across re-authentications.
 #[derive(Default)]
 struct Progress {
@@ -420,11 +517,22 @@ impl Sim {
         loop {
             let attempt = tokio::select! {
                 r = self.live(&mut progress) => r,
+                _ = self.restart.notified() => {
+                    self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                    if let Some(jid) = locked(&self.in_flight).take() {
+                        if let Some(job) = locked(&self.stats.jobs).get_mut(&jid) {
+                            job.dropped_by_restart += 1;
+                        }
+                    }
+                    Ok(())
+                }
                 _ = stopped.changed() => return,
             };
             if let Err(e) = attempt {
                 self.note_error(&e.to_string());
             }
+            // A job an error dropped is not one a restart dropped.
+            locked(&self.in_flight).take();
             // A real minion waits `acceptance_wait_time` before it tries again.
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -465,14 +573,12 @@ impl Sim {
             ("extra_minion_data", map::<_, String>([])),
             ("ver", Value::from("2")),
         ]);
-        let nonce = minion::nonce()?;
-        let body = session.channel.seal(pillar_load, &nonce, now_secs())?;
-        let reply = session.req.request(&body, self.config.request_timeout).await?;
-        Channel::open_private(&reply, &self.key, &nonce, session.master_pub.as_ref())?;
+        self.call_sealed(&mut session, pillar_load, Sealed::ToMinion).await?;
         let mut sub =
             Conn::connect(&self.config.host, self.config.publish_port, SocketType::Sub, self.id.as_bytes()).await?;
         sub.zmtp.subscribe(b"");
         sub.flush().await?;
+        let mut subscription = Subscription::start(sub);
         let start = map([
             ("cmd", Value::from("_minion_event")),
             ("id", Value::from(self.id.as_str())),
@@ -493,11 +599,8 @@ impl Sim {
             // minion (an unanswered connection is closed after heartbeat_timeout). Only
             // reads are raced; replies are written after the race.
             let parts = loop {
-                if let Some(parts) = sub.drain().await? {
-                    break parts;
-                }
                 tokio::select! {
-                    read = sub.read_some() => read?,
+                    publish = subscription.next() => break publish?,
                     read = session.req.read_some() => {
                         read?;
                         // Nothing is asked on it now, so a message here is stray: dropped.
@@ -534,6 +637,7 @@ impl Sim {
             }
             let fun = load.get("fun").map(halite_yaml::py::text).unwrap_or_default();
             self.job_event(&jid, &fun, true);
+            *locked(&self.in_flight) = Some(jid.clone());
             if fun == "test.sleep" {
                 // Salt's `test.sleep <seconds>`: a job whose returns come later (tests fill a
                 // disk in between), at most a minute.
@@ -559,6 +663,7 @@ impl Sim {
             ]);
             self.return_job(&mut session, ret_load).await?;
             self.job_event(&jid, &fun, false);
+            *locked(&self.in_flight) = None;
         }
     }
 
@@ -608,11 +713,45 @@ impl Sim {
         }
     }
 
+    /// One encrypted request. A reply that fails authentication (the master rotated its key
+    /// while the request was on its way, and answered `bad load` or under the new key) makes the
+    /// minion sign in again and send the request once more, as Salt's `_crypted_transfer`
+    /// does on an `AuthenticationError`.
     async fn call(&self, session: &mut Session, load: Value) -> Result<Value, SimError> {
+        self.call_sealed(session, load, Sealed::Session).await
+    }
+
+    /// [`Sim::call`] for a reply sealed as `sealed` says.
+    async fn call_sealed(&self, session: &mut Session, load: Value, sealed: Sealed) -> Result<Value, SimError> {
+        match self.transfer(session, load.clone(), sealed).await? {
+            Err(halite_proto::ProtoError::Authentication) => {}
+            opened => return Ok(opened?),
+        }
+        *session = self.authenticate().await?;
+        self.stats.reauths.fetch_add(1, Ordering::Relaxed);
+        locked(&self.stats.last_ready)[self.slot] = Some(self.started.elapsed());
+        Ok(self.transfer(session, load, sealed).await??)
+    }
+
+    /// Seals `load`, sends it and waits for the reply; the inner result is the reply opened.
+    /// A `bad load` answer (what Salt's master says to a request it cannot decrypt) counts
+    /// as a reply that failed authentication, as it does for Salt's minion.
+    async fn transfer(
+        &self,
+        session: &mut Session,
+        load: Value,
+        sealed: Sealed,
+    ) -> Result<Result<Value, halite_proto::ProtoError>, SimError> {
         let nonce = minion::nonce()?;
         let body = session.channel.seal(load, &nonce, now_secs())?;
         let reply = session.req.request(&body, self.config.request_timeout).await?;
-        Ok(session.channel.open(&reply, &nonce)?)
+        if halite_proto::payload::decode(&reply).is_ok_and(|v| v.as_text() == Some("bad load")) {
+            return Ok(Err(halite_proto::ProtoError::Authentication));
+        }
+        Ok(match sealed {
+            Sealed::Session => session.channel.open(&reply, &nonce),
+            Sealed::ToMinion => Channel::open_private(&reply, &self.key, &nonce, session.master_pub.as_ref()),
+        })
     }
 
     async fn authenticate(&self) -> Result<Session, SimError> {
@@ -672,8 +811,36 @@ impl Sim {
                     .unwrap_or_else(|| args.get(1).cloned().unwrap_or(Value::from("")))
             }
             "saltutil.find_job" => map::<_, String>([]),
+            "state.apply" | "state.highstate" => highstate(),
             "test.sleep" => Value::Boolean(true),
             _ => return None,
         })
     }
+}
+
+/// States in a simulated highstate: about what one of the site's VMs applies.
+const HIGHSTATE_STATES: usize = 40;
+
+/// What `state.apply` returns: one result per state, in Salt's shape (about 12 KB packed).
+fn highstate() -> Value {
+    Value::Map(
+        (0..HIGHSTATE_STATES)
+            .map(|n| {
+                let path = format!("/etc/webplatform/site-{n:02}.conf");
+                let key = format!("file_|-site_config_{n:02}_|-{path}_|-managed");
+                let result = map([
+                    ("name", Value::from(path)),
+                    ("changes", map::<_, String>([])),
+                    ("result", Value::Boolean(true)),
+                    ("comment", Value::from("The file is in the correct state")),
+                    ("__sls__", Value::from(format!("site.role{}", n % 7))),
+                    ("__run_num__", Value::from(n)),
+                    ("start_time", Value::from(format!("12:00:{:02}.{:06}", n % 60, n * 1_237))),
+                    ("duration", Value::F64(1.5 + n as f64 / 8.0)),
+                    ("__id__", Value::from(format!("site_config_{n:02}"))),
+                ]);
+                (Value::from(key), result)
+            })
+            .collect(),
+    )
 }

@@ -8,7 +8,7 @@
 //!
 //! The minions authenticate (the master must accept them: `auto_accept`, or `salt-key -A`
 //! while they wait), fetch their pillar, subscribe, and answer `test.ping`, `grains.get`,
-//! `grains.items` and `saltutil.find_job` for `--duration` seconds after all are ready (or
+//! `grains.items`, `saltutil.find_job` and `state.apply` for `--duration` seconds after all are ready (or
 //! after the ready timeout). The report (stdout) says when all were authenticated and
 //! ready, and for each job seen how many received and returned it and how long from the
 //! first publish to the last return.
@@ -18,8 +18,10 @@
 //! starts on the input line `go`; `{"event":"ready",...}` (or `"not_ready"`) with the report
 //! when all are ready; the input `report` prints the report, `ready_since <unix secs>` prints
 //! `{"event":"ready_since","count":N}`, `acknowledged <jid>` prints the ids whose return of
-//! the job the master acknowledged (`{"event":"acknowledged","jid":J,"ids":[...]}`), and
-//! `stop` (or end of input) prints the final report and exits. Several processes with distinct `--first` make one larger swarm.
+//! the job the master acknowledged (`{"event":"acknowledged","jid":J,"ids":[...]}`),
+//! `restart <n>` restarts the next n minions in turn (`{"event":"restarting","count":n}`),
+//! and `stop` (or end of input) prints the final report and exits. Several processes with
+//! distinct `--first` make one larger swarm.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -157,6 +159,10 @@ fn main() -> anyhow::Result<()> {
                         (Some("acknowledged"), Some(jid)) => {
                             emit("acknowledged", serde_json::json!({ "jid": jid, "ids": swarm.acknowledged(jid) }))
                         }
+                        (Some("restart"), Some(count)) => match count.parse::<usize>() {
+                            Ok(count) => emit("restarting", serde_json::json!({ "count": swarm.restart(count) })),
+                            Err(_) => emit("error", serde_json::json!({ "not_a_count": count })),
+                        },
                         (Some("stop"), _) => break,
                         _ => emit("error", serde_json::json!({ "unknown_command": line })),
                     }

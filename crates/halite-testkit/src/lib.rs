@@ -6,8 +6,9 @@
 //! fast acceptance retries, roles grains), launching each daemon as the leader of its own
 //! process group and supervising it — stopping the whole group, on drop too, so a panicking
 //! test leaves no orphan that keeps reconnecting — and waiting for the facts tests assert on
-//! (a minion's `minion_master.pub`, its key pair, log lines); and small filesystems a test
-//! fills up ([`Tmpfs`]).
+//! (a minion's `minion_master.pub`, its key pair, log lines); small filesystems a test
+//! fills up ([`Tmpfs`]); and what a daemon's processes cost, read from /proc, with a soak's
+//! samples of it ([`procstat`]).
 //!
 //! Must not: contain any Salt protocol code or know halite's internals — what it launches is
 //! the real thing, and that is the point — and must never be a dependency of a production
@@ -17,6 +18,7 @@ mod config;
 mod master;
 mod minion;
 mod process;
+pub mod procstat;
 mod salt;
 mod tmpfs;
 

@@ -2,6 +2,8 @@
 //! on loopback, and waiting for minions to answer.
 #![allow(dead_code)]
 
+pub mod swarm;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
@@ -110,4 +112,20 @@ impl Drop for HaliteDaemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Replaces what lies between `<!-- {name}:begin -->` and `<!-- {name}:end -->` in the
+/// markdown file at `path` with `body` (appended with the markers if they are missing), by
+/// rename, so a reader never sees half a file.
+pub fn splice(path: &Path, name: &str, body: &str) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let (begin, end) = (format!("<!-- {name}:begin -->"), format!("<!-- {name}:end -->"));
+    let block = format!("{begin}\n{body}\n{end}");
+    let new = match (text.find(&begin), text.find(&end)) {
+        (Some(b), Some(e)) if e > b => format!("{}{block}{}", &text[..b], &text[e + end.len()..]),
+        _ => format!("{text}\n{block}\n"),
+    };
+    let tmp = path.with_extension("md.tmp");
+    std::fs::write(&tmp, new).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
