@@ -35,9 +35,23 @@ fn sign_ins_whose_askers_hung_up_are_skipped_and_the_waiting_are_answered() {
     // new connection, as a real minion does.
     let answer = minion.authenticate_retrying(&master, 3, Duration::from_secs(10), 6);
     assert!(answer.is_accepted(), "a minion still waiting is answered: {answer:?}");
-    let log = master.wait_log_contains("sign-in skipped", Duration::from_secs(30));
+    // An abandoned sign-in is either skipped by the worker that finds its asker gone
+    // ("sign-in skipped"), or dropped with its connection before any worker takes it (the
+    // close seen while it waits to be let in); which one depends on how fast the master
+    // read the requests before the askers left. Neither costs a private-key operation.
+    // Wait until the accepted count stops moving, then count.
+    let mut computed = usize::MAX;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let log = master.log();
+        let now = log.matches("authentication accepted").count();
+        if now == computed || std::time::Instant::now() > deadline {
+            break log;
+        }
+        computed = now;
+    };
     let skipped = log.matches("sign-in skipped").count();
-    let computed = log.matches("authentication accepted").count();
-    println!("of 300 abandoned sign-ins: {skipped} skipped, {} computed", computed - 1);
-    assert!(skipped > 0 && computed < 301, "abandoned sign-ins were computed: {skipped} skipped, {computed} accepted");
+    println!("of 300 abandoned sign-ins: {skipped} skipped by a worker, {} computed", computed - 1);
+    assert!(computed < 301, "abandoned sign-ins were computed: {skipped} skipped, {computed} accepted");
 }
