@@ -93,18 +93,18 @@ fn main() {
     for server in servers.iter_mut() {
         eprintln!("{}: warm-up {WARM_UP_SECS} s, then {RUN_SECS} s at full speed", server.name);
         dnsperf(server.port, &queries, &["-l", &WARM_UP_SECS.to_string()]);
-        let cpu_before = cpu_seconds(server.pid());
+        let cpu_before = halite_testkit::procstat::usage(&[server.pid()]).cpu_s;
         let run = dnsperf(server.port, &queries, &["-l", &RUN_SECS.to_string()]);
-        let cpu = cpu_seconds(server.pid()) - cpu_before;
+        let cpu = halite_testkit::procstat::usage(&[server.pid()]).cpu_s - cpu_before;
         let summary = Summary::parse(&run);
-        let rss_mib = rss_kib(server.pid()) as f64 / 1024.0;
+        let rss_mib = halite_testkit::procstat::usage(&[server.pid()]).rss_mib;
         let extra = extra_mixes
             .iter()
             .map(|(title, queries)| {
                 eprintln!("{}: {RUN_SECS} s at full speed, {title}", server.name);
-                let cpu_before = cpu_seconds(server.pid());
+                let cpu_before = halite_testkit::procstat::usage(&[server.pid()]).cpu_s;
                 let run = Summary::parse(&dnsperf(server.port, queries, &["-l", &RUN_SECS.to_string()]));
-                let cpu = cpu_seconds(server.pid()) - cpu_before;
+                let cpu = halite_testkit::procstat::usage(&[server.pid()]).cpu_s - cpu_before;
                 let cpu_us_per_query = cpu * 1e6 / run.completed as f64;
                 (run, cpu_us_per_query)
             })
@@ -528,29 +528,6 @@ impl Percentiles {
         let at = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1];
         Percentiles { replies: latencies.len(), timeouts, p50: at(0.50), p99: at(0.99), p999: at(0.999) }
     }
-}
-
-/// A process's CPU time so far, all threads, user and system.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading /proc/PID/stat");
-    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
-    let after_name: Vec<&str> = stat.rsplit_once(')').expect("a stat line").1.split_whitespace().collect();
-    // Fields 14 (utime) and 15 (stime), counted from 1 with the state (field 3) at index 0.
-    let ticks: u64 = after_name[11].parse::<u64>().expect("utime") + after_name[12].parse::<u64>().expect("stime");
-    // SAFETY: sysconf only reads a configuration value.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    ticks as f64 / per_second as f64
-}
-
-/// A process's resident set size in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("reading /proc/PID/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .expect("a VmRSS line")
 }
 
 struct Row {

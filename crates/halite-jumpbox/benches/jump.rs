@@ -19,7 +19,9 @@
 //! **Soak** (issue 20): `-- --soak MINUTES` runs only halite-jumpbox for MINUTES under
 //! `SOAK_CLIENTS` clients that each open a forward through it to the sshd target over and
 //! over (`ssh -J jump target 'head -c 1M /dev/zero'`: a new session, a forward, 1 MiB back),
-//! and samples the jump host every 10 s: are its RSS and descriptors flat once warm?
+//! beside `SOAK_HELD` forwards held open for the whole soak (`ssh -J jump target cat`, a
+//! line sent and echoed back every 5 s), and samples the jump host every 10 s: are its RSS
+//! and descriptors flat once warm, and do the long-lived forwards keep carrying data?
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -69,39 +71,15 @@ fn sshd(dir: &Path, name: &str, authorized: &Path) -> (Child, u16) {
     (child, port)
 }
 
-/// CPU seconds of `pid` and of its reaped children.
+use halite_testkit::procstat;
+
+/// CPU seconds of `pid` and of its reaped children (sshd's per-connection processes).
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
-    // After the command: state is field 3, utime 14, stime 15, cutime 16, cstime 17.
-    let ticks: u64 = fields[11..15].iter().map(|f| f.parse::<u64>().unwrap()).sum();
-    // SAFETY: sysconf has no preconditions.
-    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    procstat::usage(&[pid]).cpu_s + procstat::reaped_cpu_s(pid)
 }
 
-/// Proportional set size of `pid`, in KiB.
-fn pss_kib(pid: u32) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    text.lines()
-        .find(|l| l.starts_with("Pss:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-        let ppid =
-            stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|s| s.parse::<u32>().ok());
-        if ppid == Some(pid) {
-            out.push(p);
-            out.extend(children_of(p));
-        }
-    }
-    out
+fn pss_kib(pid: u32) -> f64 {
+    procstat::usage(&[pid]).pss_mib * 1024.0
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -161,17 +139,63 @@ impl Site {
         times[times.len() / 2]
     }
 
-    /// `SOAK_CLIENTS` clients forward through halite-jumpbox over and over for `minutes`;
-    /// the jump host is sampled every 10 s. Prints the flatness table and the sessions done
-    /// and failed.
+    /// `SOAK_CLIENTS` clients forward through halite-jumpbox over and over for `minutes`
+    /// beside `SOAK_HELD` forwards held open throughout; the jump host is sampled every
+    /// 10 s. Prints the flatness table, the sessions done and failed, and the echoes the
+    /// held forwards carried and missed.
     fn soak(&self, minutes: u64) {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         let (port, pid) = self.jump(Jump::Halite);
         let jump = format!("root@127.0.0.1:{port}");
         let target = self.target.to_string();
         let (done, failed, stop) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicBool::new(false));
-        eprintln!("halite-jumpbox: {minutes} min of {SOAK_CLIENTS} clients forwarding 1 MiB each in a loop");
+        let (echoed, missed) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        eprintln!(
+            "halite-jumpbox: {minutes} min of {SOAK_CLIENTS} clients forwarding 1 MiB each in a loop, \
+             {SOAK_HELD} forwards held open"
+        );
         let soak = std::thread::scope(|scope| {
+            for held in 0..SOAK_HELD {
+                let (echoed, missed, stop) = (&echoed, &missed, &stop);
+                // Keepalives through the forward: one that stalls without closing makes ssh
+                // exit, so the read below ends and the tick counts as missed.
+                let mut child = self
+                    .ssh(&["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"])
+                    .args(["-J", &jump, "-p", &target, "127.0.0.1", "cat"])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                scope.spawn(move || {
+                    use std::io::{BufRead, Write};
+                    let mut input = child.stdin.take().unwrap();
+                    let mut output = std::io::BufReader::new(child.stdout.take().unwrap());
+                    let mut line = String::new();
+                    let mut tick = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let sent = format!("forward {held} tick {tick}\n");
+                        line.clear();
+                        let back = input.write_all(sent.as_bytes()).and_then(|()| output.read_line(&mut line));
+                        if back.is_ok() && line == sent {
+                            echoed.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            // A forward that broke stays broken: count every tick it misses.
+                            missed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        tick += 1;
+                        for _ in 0..50 {
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                    drop(input);
+                    if !child.wait().is_ok_and(|s| s.success()) {
+                        missed.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
             for _ in 0..SOAK_CLIENTS {
                 let (done, failed, stop, jump, target) = (&done, &failed, &stop, &jump, &target);
                 scope.spawn(move || {
@@ -186,9 +210,7 @@ impl Site {
                 });
             }
             let every = Duration::from_secs(10);
-            let soak = halite_testkit::procstat::Soak::run(Duration::from_secs(minutes * 60), every, || {
-                halite_testkit::procstat::usage(&[pid])
-            });
+            let soak = procstat::Soak::run(Duration::from_secs(minutes * 60), every, || procstat::usage(&[pid]));
             stop.store(true, Ordering::Relaxed);
             soak
         });
@@ -200,21 +222,27 @@ impl Site {
             failed.load(Ordering::Relaxed),
             soak.cpu_s() * 1000.0 / done.max(1) as f64
         );
+        println!(
+            "{SOAK_HELD} forwards held open throughout: {} lines echoed, {} missed (a failed exit counts as one)",
+            echoed.load(Ordering::Relaxed),
+            missed.load(Ordering::Relaxed)
+        );
     }
 
     /// KiB per idle connection.
     fn idle(&self, which: Jump, conns: usize) -> f64 {
         let (port, pid) = self.jump(which);
-        let before_children = children_of(pid);
+        let before_children = procstat::descendants_of(pid);
         let before = pss_kib(pid);
         let mut clients: Vec<Child> = (0..conns)
             .map(|_| self.ssh(&["-N", "-p", &port.to_string(), "127.0.0.1"]).stdin(Stdio::null()).spawn().unwrap())
             .collect();
         std::thread::sleep(Duration::from_secs(3));
         let grown = match which {
-            Jump::Halite => pss_kib(pid).saturating_sub(before),
+            Jump::Halite => (pss_kib(pid) - before).max(0.0),
             Jump::Sshd => {
-                let new: Vec<u32> = children_of(pid).into_iter().filter(|c| !before_children.contains(c)).collect();
+                let new: Vec<u32> =
+                    procstat::descendants_of(pid).into_iter().filter(|c| !before_children.contains(c)).collect();
                 assert!(new.len() >= conns, "sshd forked {} processes for {conns} connections", new.len());
                 new.iter().map(|p| pss_kib(*p)).sum()
             }
@@ -224,15 +252,17 @@ impl Site {
             let _ = c.wait();
         }
         std::thread::sleep(Duration::from_millis(500));
-        grown as f64 / conns as f64
+        grown / conns as f64
     }
 }
 
 /// Clients forwarding at once during the soak.
 const SOAK_CLIENTS: usize = 4;
+/// Forwards held open for the whole soak beside them.
+const SOAK_HELD: usize = 20;
 
 fn main() {
-    let (soak_minutes, words) = halite_testkit::procstat::soak_args();
+    let (soak_minutes, words) = procstat::soak_args();
     let args: Vec<u64> =
         words.iter().map(|a| a.parse().expect("usage: jump [--soak MINUTES] [SIZE_MIB RUNS CONNS]")).collect();
     let size_mib = args.first().copied().unwrap_or(1024);

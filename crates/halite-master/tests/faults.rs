@@ -1,9 +1,10 @@
 //! Faults the master must survive without losing what it acknowledged: `kill -9` while keys
-//! are being accepted and while minions return a job, and a cachedir whose disk fills up.
+//! are being accepted, while minions return a job, while they write their mine and while
+//! they fetch their pillar; and a cachedir whose disk fills up.
 //!
-//! The minions are the swarm (`halite-swarm`), whose returns are retried as a real minion's
-//! are (`return_retry_tries`), with a short request timeout so a retry comes within seconds;
-//! the swarm records which returns the master acknowledged.
+//! The minions are the swarm (`halite-swarm`), whose returns and mine writes are retried as
+//! a real minion's are (`return_retry_tries`), with a short request timeout so a retry comes
+//! within seconds; the swarm records which of them the master acknowledged.
 
 mod common;
 
@@ -89,9 +90,10 @@ fn a_master_killed_while_accepting_keys_and_storing_returns_loses_nothing_it_ack
         }
         master.kill();
         let acknowledged_at_kill = swarm.acknowledged(&jid);
+        // Before the start: a minion may be back before start_again returns.
+        let restarted = unix_now();
         master.start_again();
         assert_store_reopened(&master, 2 + round);
-        let restarted = unix_now();
         let stored = cached(&master, &jid);
         let lost: Vec<&String> = acknowledged_at_kill.iter().filter(|id| !stored.contains(*id)).collect();
         assert!(lost.is_empty(), "round {round}: acknowledged before the kill, not in the job cache: {lost:?}");
@@ -117,8 +119,69 @@ fn a_master_killed_while_accepting_keys_and_storing_returns_loses_nothing_it_ack
             stored.len()
         );
     }
+
+    // Kill it once the first of the minions' mine writes is acknowledged: every write the
+    // swarm saw acknowledged is in the restarted master's mine, and the minions' retries
+    // bring the others. (A job reaching all first: every subscriber has joined again.)
+    ping_all(&master);
+    let (jid, _) = master.publish("*", "mine.update");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while swarm.mine_stored(&jid).is_empty() {
+        assert!(Instant::now() < deadline, "no mine write of {jid} acknowledged:\n{}", master.log());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    master.kill();
+    let stored_at_kill = swarm.mine_stored(&jid);
+    master.start_again();
+    assert_store_reopened(&master, 5);
+    let echoed = |mine: &serde_json::Value, id: &str| mine.get(id).and_then(|v| v.as_str()) == Some(jid.as_str());
+    let mine = mine_echo(&master);
+    let lost: Vec<&String> = stored_at_kill.iter().filter(|id| !echoed(&mine, id)).collect();
+    assert!(lost.is_empty(), "mine writes acknowledged before the kill, not in the mine: {lost:?}\n{mine}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut mine = mine;
+    while (0..MINIONS).any(|n| !echoed(&mine, &format!("kill{n}"))) {
+        assert!(Instant::now() < deadline, "the mine writes not acknowledged at the kill never came: {mine}");
+        std::thread::sleep(Duration::from_millis(500));
+        mine = mine_echo(&master);
+    }
+    eprintln!(
+        "kill -9 during mine writes: {} of {MINIONS} acknowledged at the kill, all {MINIONS} in the mine after",
+        stored_at_kill.len()
+    );
+
+    // Kill it again as the minions sign in to the restarted master, at its first pillar
+    // compile (each `_pillar` writes the minion's grains and pillar to the store first): the
+    // store opens, and every minion comes back and answers.
+    ping_all(&master);
+    master.kill();
+    let log_before = master.log().len();
+    master.start_again();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !master.log().get(log_before..).is_some_and(|since| since.contains("pillar compiled")) {
+        assert!(Instant::now() < deadline, "no minion asked for its pillar again:\n{}", master.log());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    master.kill();
+    let restarted = unix_now();
+    master.start_again();
+    assert_store_reopened(&master, 7);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while swarm.ready_since(restarted) < MINIONS {
+        assert!(Instant::now() < deadline, "only {} ready again: {}", swarm.ready_since(restarted), swarm.report().0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "kill -9 at the first pillar compile after a restart: all ready again in {:.1} s",
+        unix_now() - restarted
+    );
     ping_all(&master);
     runtime.block_on(swarm.stop());
+}
+
+/// `salt-run mine.get '*' test.echo`: each minion's mine value for it.
+fn mine_echo(master: &Master) -> serde_json::Value {
+    common::json(&common::salt_run(master, &["mine.get", "*", "test.echo", "--out", "json"]))
 }
 
 /// Publishes `test.ping` to every minion until one job reaches them all (a publish sent

@@ -31,6 +31,7 @@
 //! outlives every connection) every 10 s: are its RSS and descriptors flat once warm, and
 //! are the connections' processes all reaped?
 
+use halite_testkit::procstat;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -40,7 +41,7 @@ use std::time::{Duration, Instant};
 const SOAK_CLIENTS: usize = 4;
 
 fn main() {
-    let (soak_minutes, words) = halite_testkit::procstat::soak_args();
+    let (soak_minutes, words) = procstat::soak_args();
     let scale: f64 = words
         .first()
         .map(|a| a.parse().expect("usage: transfer [--soak MINUTES] [SCALE]"))
@@ -173,9 +174,9 @@ fn soak(daemon: &Daemon, files: usize, total: u64, minutes: u64) {
                 }
             });
         }
-        let soak = halite_testkit::procstat::Soak::run(duration, Duration::from_secs(10), || {
-            most_children.fetch_max(children_of(listener).len(), Ordering::Relaxed);
-            halite_testkit::procstat::usage(&[listener])
+        let soak = procstat::Soak::run(duration, Duration::from_secs(10), || {
+            most_children.fetch_max(procstat::descendants_of(listener).len(), Ordering::Relaxed);
+            procstat::usage(&[listener])
         });
         stop.store(true, Ordering::Relaxed);
         soak
@@ -189,7 +190,7 @@ fn soak(daemon: &Daemon, files: usize, total: u64, minutes: u64) {
         done.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed),
         most_children.load(Ordering::Relaxed),
-        children_of(listener).len(),
+        procstat::descendants_of(listener).len(),
         (daemon.children_cpu() - cpu_before) / done.load(Ordering::Relaxed).max(1) as f64
     );
 }
@@ -265,13 +266,7 @@ impl Daemon {
 
     /// Children CPU (reaped) of the daemon, in seconds.
     fn children_cpu(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let f: Vec<&str> = after.split_whitespace().collect();
-        // Fields 16 and 17 (cutime, cstime) are at 13 and 14 after the state field.
-        let ticks: f64 = f[13].parse::<f64>().unwrap() + f[14].parse::<f64>().unwrap();
-        // SAFETY: sysconf has no preconditions.
-        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+        procstat::reaped_cpu_s(self.child.id())
     }
 
     fn run(&self, args: &[String]) -> Measure {
@@ -284,8 +279,8 @@ impl Daemon {
         let mut client = Command::new("rsync").args(args).stdout(Stdio::null()).spawn().unwrap();
         let mut peak = 0u64;
         loop {
-            for pid in children_of(self.child.id()) {
-                peak = peak.max(vm_hwm_kib(pid));
+            for pid in procstat::descendants_of(self.child.id()) {
+                peak = peak.max(procstat::peak_rss_kib(pid) as u64);
             }
             if let Some(status) = client.try_wait().unwrap() {
                 // A failed transfer is not a measurement.
@@ -297,38 +292,12 @@ impl Daemon {
         let wall = started.elapsed().as_secs_f64();
         // Wait until the connection's process has been reaped (its CPU counted).
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !children_of(self.child.id()).is_empty() && Instant::now() < deadline {
+        while !procstat::descendants_of(self.child.id()).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         std::thread::sleep(Duration::from_millis(1100));
         Measure { wall, cpu: self.children_cpu() - cpu_before, peak_rss_kib: peak }
     }
-}
-
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
-                out.extend(c.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
-            }
-        }
-    }
-    // A connection may fork again (the reference's generator/receiver pair).
-    let grand: Vec<u32> = out.iter().flat_map(|&c| children_of(c)).collect();
-    out.extend(grand);
-    out
-}
-
-fn vm_hwm_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 fn write_random(path: &Path, len: usize, seed: u64) {

@@ -8,9 +8,10 @@
 //! list), subscribing to publishes, the start event, then for each publish: opening it
 //! (re-authenticating when the AES key rotated), minion-side targeting (glob, list, pcre,
 //! grain, compound... through `halite-target`), and a `_return` for `test.ping`,
-//! `test.sleep`, `grains.get`, `grains.items`, `saltutil.find_job` and `state.apply` (a
-//! highstate's worth of state results; sent again if the master does not acknowledge it, as
-//! a real minion does); restarts on demand ([`Swarm::restart`]: connections dropped, signed
+//! `test.sleep`, `grains.get`, `grains.items`, `saltutil.find_job`, `state.apply` (a
+//! highstate's worth of state results) and `mine.update` (a `_mine` write of
+//! `{"test.echo": <jid>}` first), the `_return` and the `_mine` write sent again if the
+//! master does not acknowledge them, as a real minion does; restarts on demand ([`Swarm::restart`]: connections dropped, signed
 //! in again as a restarted minion process does); and a [`Report`] of when all were
 //! authenticated and ready, and per job when returns went out.
 //!
@@ -123,6 +124,8 @@ struct JobSeen {
     dropped_by_restart: usize,
     /// Which minions' returns were acknowledged, a bit per slot.
     acknowledged: Vec<u64>,
+    /// Which minions' `_mine` writes of a `mine.update` were acknowledged, a bit per slot.
+    mine_stored: Vec<u64>,
     first_publish: Option<Duration>,
     last_return: Option<Duration>,
 }
@@ -134,7 +137,8 @@ struct Stats {
     reauths: AtomicUsize,
     /// Sign-ins sent again on a new connection after `auth_timeout`, as a real minion does.
     auth_resends: AtomicUsize,
-    /// Returns sent again after the master did not acknowledge them in `request_timeout`.
+    /// Returns and `_mine` writes sent again after the master did not acknowledge them in
+    /// `request_timeout` (or their connection broke).
     return_resends: AtomicUsize,
     /// Restarts asked for by [`Swarm::restart`] and carried out.
     restarts: AtomicUsize,
@@ -243,10 +247,21 @@ impl Swarm {
 
     /// The minions whose return of `jid` the master acknowledged, in slot order.
     pub fn acknowledged(&self, jid: &str) -> Vec<String> {
+        self.members(jid, |job| &job.acknowledged)
+    }
+
+    /// The minions whose `_mine` write for the `mine.update` job `jid` the master
+    /// acknowledged (answered `True`: committed, it says), by id.
+    pub fn mine_stored(&self, jid: &str) -> Vec<String> {
+        self.members(jid, |job| &job.mine_stored)
+    }
+
+    fn members(&self, jid: &str, bits: fn(&JobSeen) -> &Vec<u64>) -> Vec<String> {
         let jobs = locked(&self.stats.jobs);
         let Some(job) = jobs.get(jid) else { return Vec::new() };
+        let bits = bits(job);
         (0..self.count)
-            .filter(|slot| job.acknowledged.get(slot / 64).is_some_and(|word| word & (1 << (slot % 64)) != 0))
+            .filter(|slot| bits.get(slot / 64).is_some_and(|word| word & (1 << (slot % 64)) != 0))
             .map(|slot| format!("{}{}", self.config.prefix, self.config.first_index + slot))
             .collect()
     }
@@ -645,7 +660,11 @@ impl Sim {
                 let secs = secs.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0).min(60);
                 tokio::time::sleep(Duration::from_secs(secs)).await;
             }
-            let ret = self.execute(&load, &grains);
+            let ret = if fun == "mine.update" {
+                Some(self.update_mine(&mut session, &jid).await?)
+            } else {
+                self.execute(&load, &grains)
+            };
             let (value, retcode, success) = match ret {
                 Some(v) => (v, 0, true),
                 None => (Value::from(format!("'{fun}' is not available.")), 254, false),
@@ -661,7 +680,7 @@ impl Sim {
                 ("fun_args", load.get("arg").cloned().unwrap_or(Value::Array(vec![]))),
                 ("user", load.get("user").cloned().unwrap_or(Value::from("root"))),
             ]);
-            self.return_job(&mut session, ret_load).await?;
+            self.send_retried(&mut session, ret_load).await?;
             self.job_event(&jid, &fun, false);
             *locked(&self.in_flight) = None;
         }
@@ -676,19 +695,34 @@ impl Sim {
             job.first_publish.get_or_insert(at);
         } else {
             job.returned += 1;
-            if job.acknowledged.len() <= self.slot / 64 {
-                job.acknowledged.resize(self.slot / 64 + 1, 0);
-            }
-            job.acknowledged[self.slot / 64] |= 1 << (self.slot % 64);
+            set_bit(&mut job.acknowledged, self.slot);
             job.last_return = Some(at.max(job.last_return.unwrap_or_default()));
         }
     }
 
-    /// Sends a `_return` until it is acknowledged, `RETURN_TRIES` times at most, as a real
-    /// minion's request channel does (`return_retry_tries`): after a timeout, or a connection
-    /// that broke (a master restarting; a real minion only notices its timeout, so the swarm
-    /// waits as long), it connects again and sends the return again.
-    async fn return_job(&self, session: &mut Session, load: Value) -> Result<Value, SimError> {
+    /// Salt's `mine.update` with `mine_functions: {test.echo: [<jid>]}`: a `_mine` write,
+    /// sent until acknowledged; the master's answer is the job's return.
+    async fn update_mine(&self, session: &mut Session, jid: &str) -> Result<Value, SimError> {
+        let load = map([
+            ("cmd", Value::from("_mine")),
+            ("id", Value::from(self.id.as_str())),
+            ("data", map([("test.echo", Value::from(jid))])),
+            ("clear", Value::Boolean(false)),
+        ]);
+        let reply = self.send_retried(session, load).await?;
+        if reply == Value::Boolean(true) {
+            let mut jobs = locked(&self.stats.jobs);
+            set_bit(&mut jobs.entry(jid.to_owned()).or_default().mine_stored, self.slot);
+        }
+        Ok(reply)
+    }
+
+    /// Sends a request that changes the master's state (a `_return`, a `_mine` write) until
+    /// it is acknowledged, `RETURN_TRIES` times at most, as a real minion's request channel
+    /// does (`return_retry_tries`): after a timeout, or a connection that broke (a master
+    /// restarting; a real minion only notices its timeout, so the swarm waits as long), it
+    /// connects again and sends the request again.
+    async fn send_retried(&self, session: &mut Session, load: Value) -> Result<Value, SimError> {
         let mut tries = 1;
         loop {
             match self.call(session, load.clone()).await {
@@ -820,6 +854,13 @@ impl Sim {
 
 /// States in a simulated highstate: about what one of the site's VMs applies.
 const HIGHSTATE_STATES: usize = 40;
+
+fn set_bit(bits: &mut Vec<u64>, slot: usize) {
+    if bits.len() <= slot / 64 {
+        bits.resize(slot / 64 + 1, 0);
+    }
+    bits[slot / 64] |= 1 << (slot % 64);
+}
 
 /// What `state.apply` returns: one result per state, in Salt's shape (about 12 KB packed).
 fn highstate() -> Value {

@@ -7,9 +7,9 @@
 //! ```
 //!
 //! The minions authenticate (the master must accept them: `auto_accept`, or `salt-key -A`
-//! while they wait), fetch their pillar, subscribe, and answer `test.ping`, `grains.get`,
-//! `grains.items`, `saltutil.find_job` and `state.apply` for `--duration` seconds after all are ready (or
-//! after the ready timeout). The report (stdout) says when all were authenticated and
+//! while they wait), fetch their pillar, subscribe, and answer `test.ping`, `test.sleep`,
+//! `grains.get`, `grains.items`, `saltutil.find_job`, `state.apply` and `mine.update` for
+//! `--duration` seconds after all are ready (or after the ready timeout). The report (stdout) says when all were authenticated and
 //! ready, and for each job seen how many received and returned it and how long from the
 //! first publish to the last return.
 //!

@@ -4,6 +4,9 @@
 
 use std::time::Instant;
 
+/// Clock ticks per second in /proc's CPU times: USER_HZ, 100 on every Linux this runs on.
+const TICKS: f64 = 100.0;
+
 /// One reading of a set of processes, summed over them.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
@@ -20,8 +23,6 @@ pub struct Usage {
 
 /// `pids`' usage now; a pid that exited adds nothing.
 pub fn usage(pids: &[u32]) -> Usage {
-    // USER_HZ is 100 on every Linux this runs on.
-    const TICKS: f64 = 100.0;
     let mut total = Usage::default();
     for &pid in pids {
         let Some(fields) = stat_fields(pid) else { continue };
@@ -33,6 +34,19 @@ pub fn usage(pids: &[u32]) -> Usage {
         total.processes += 1;
     }
     total
+}
+
+/// User + system CPU seconds of the children `pid` has waited for: a forking daemon's
+/// finished connections.
+pub fn reaped_cpu_s(pid: u32) -> f64 {
+    let Some(fields) = stat_fields(pid) else { return 0.0 };
+    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(13) + tick(14)) / TICKS
+}
+
+/// The most `pid` ever held resident (VmHWM), in KiB; 0 once it exited.
+pub fn peak_rss_kib(pid: u32) -> f64 {
+    kib(pid, "status", "VmHWM:")
 }
 
 fn kib(pid: u32, file: &str, key: &str) -> f64 {
@@ -59,6 +73,32 @@ fn processes_where(keep: impl Fn(&[String]) -> bool) -> Vec<u32> {
 
 pub fn children_of(parent: u32) -> Vec<u32> {
     processes_where(|f| f.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent))
+}
+
+/// `pid`'s children, theirs and so on: a connection process may fork again (the reference
+/// rsync's generator and receiver). Read from each thread's `children` list, not by scanning
+/// all of /proc: benches call this every few milliseconds while they measure.
+pub fn descendants_of(root: u32) -> Vec<u32> {
+    let children = |pid: u32| -> Vec<u32> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+        tasks
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+            .flat_map(|list| list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()).collect::<Vec<_>>())
+            .collect()
+    };
+    let mut found: Vec<u32> = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for child in children(p) {
+            // A pid reused while we read cannot make this loop forever.
+            if child != root && !found.contains(&child) {
+                found.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    found
 }
 
 /// `pid` and its children: a daemon with its per-connection or helper processes.
