@@ -102,16 +102,15 @@ fn publish(daemon: &HaliteDaemon, args: &[&str]) -> Option<String> {
     jid
 }
 
-/// The swarm's counters summed over its shards.
-fn swarm_counters(swarm: &mut Swarm) -> (Value, Vec<Value>) {
-    swarm.send("report");
-    let reports = swarm.collect(&["report"], Duration::from_secs(60));
-    let sum = |field: &str| reports.iter().filter_map(|r| r[field].as_u64()).sum::<u64>();
+/// The swarm's counters and its report.
+fn swarm_counters(swarm: &mut Swarm) -> (Value, Value) {
+    let report = swarm.report();
+    let sum = |field: &str| report[field].as_u64().unwrap_or(0);
     let counters = json!({
         "errors": sum("errors"), "reauths": sum("reauths"), "restarts": sum("restarts"),
         "auth_resends": sum("auth_resends"), "return_resends": sum("return_resends"),
     });
-    (counters, reports)
+    (counters, report)
 }
 
 fn main() {
@@ -122,11 +121,11 @@ fn main() {
     let store_file = daemon.root().join("cache/halite.redb");
     let e = daemon.endpoints();
     let ready_timeout = Duration::from_secs(60 + a.minions as u64 / 10);
-    let mut swarm = Swarm::spawn(a.minions, (e.ret_port, e.publish_port), ready_timeout);
-    swarm.collect(&["loaded"], Duration::from_secs(3600));
+    let mut swarm = Swarm::spawn(a.minions, (e.ret_port, e.publish_port), ready_timeout, None);
+    swarm.next(&["loaded"], Duration::from_secs(3600));
     swarm.send("go");
-    let ready = swarm.collect(&["ready", "not_ready"], ready_timeout + Duration::from_secs(30));
-    assert!(ready.iter().all(|r| r["event"] == "ready"), "the swarm did not come up: {ready:?}");
+    let ready = swarm.next(&["ready", "not_ready"], ready_timeout + Duration::from_secs(90));
+    assert!(ready["event"] == "ready", "the swarm did not come up: {ready}");
     eprintln!("== soak: {} minions ready; {} minutes", a.minions, a.minutes);
 
     let started = Instant::now();
@@ -158,10 +157,7 @@ fn main() {
             next.1 += a.state_every;
         }
         if now >= next.2 {
-            for shard in 0..swarm.shards.len() {
-                let count = Swarm::shard_size(a.minions, shard).div_ceil(a.restart_one_in);
-                swarm.send_to(shard, &format!("restart {count}"));
-            }
+            swarm.send(&format!("restart {}", a.minions.div_ceil(a.restart_one_in)));
             next.2 += 60;
         }
         if now >= next.3 {
@@ -187,13 +183,13 @@ fn main() {
     // after this shows as unaccounted, not as lost).
     eprintln!("== soak over; waiting for the minions' last resends");
     std::thread::sleep(Duration::from_secs(240));
-    let (counters, reports) = swarm_counters(&mut swarm);
+    let (counters, report) = swarm_counters(&mut swarm);
     let mut per_fun: BTreeMap<&str, Value> = BTreeMap::new();
     let mut lost_samples = Vec::new();
     let mut unknown = 0;
     for (jid, fun) in &jobs {
         let Some(acknowledged) = swarm.acknowledged(jid) else {
-            eprintln!("   {jid}: a swarm shard did not say which returns it saw acknowledged");
+            eprintln!("   {jid}: the swarm did not say which returns it saw acknowledged");
             unknown += 1;
             continue;
         };
@@ -202,12 +198,9 @@ fn main() {
         let cached = cached.as_object().cloned().unwrap_or_default();
         let lost: Vec<&String> = acknowledged.iter().filter(|id| !cached.contains_key(*id)).collect();
         lost_samples.extend(lost.iter().take(3).map(|id| format!("{jid} {id}")));
-        let seen: Vec<Value> = reports
-            .iter()
-            .flat_map(|r| r["jobs"].as_array().cloned().unwrap_or_default())
-            .filter(|j| j["jid"] == jid.as_str())
-            .collect();
-        let sum = |field: &str| seen.iter().filter_map(|j| j[field].as_u64()).sum::<u64>();
+        let jobs = report["jobs"].as_array().into_iter().flatten();
+        let seen = jobs.into_iter().find(|j| j["jid"] == jid.as_str()).cloned().unwrap_or_default();
+        let sum = |field: &str| seen[field].as_u64().unwrap_or(0);
         let (received, dropped) = (sum("received"), sum("dropped_by_restart"));
         let entry = per_fun.entry(fun).or_insert_with(|| {
             json!({"jobs": 0, "targeted": 0, "received": 0, "dropped_by_restart": 0, "acknowledged": 0,
@@ -227,15 +220,14 @@ fn main() {
     }
     let log = std::fs::read_to_string(daemon.root().join("master.log")).unwrap_or_default();
     let log_lines: Vec<&str> = log.lines().collect();
-    let finals = swarm.stop();
+    let last = swarm.stop();
     let result = json!({
         "minions": a.minions, "minutes": a.minutes, "ping_every_s": a.ping_every, "state_every_s": a.state_every,
         "rotate_every_s": a.rotate_every, "restart_one_in": a.restart_one_in, "started_unix": started_unix,
         "master_cpu_s": master_cpu, "swarm_cpu_s": swarm_cpu - swarm_cpu0, "sample_every_s": a.sample_every,
         "jobs": per_fun, "swarm": counters, "lost_samples": lost_samples,
         "publishes_failed": publishes_failed, "jobs_not_reported": unknown,
-        "error_samples": finals.iter().flat_map(|r| r["error_samples"].as_array().cloned().unwrap_or_default())
-            .take(5).collect::<Vec<_>>(),
+        "error_samples": last["error_samples"].as_array().into_iter().flatten().take(5).collect::<Vec<_>>(),
         "master_log_lines": log_lines.len(),
         "master_log_samples": log_lines.iter().take(10).collect::<Vec<_>>(),
         "samples": samples,

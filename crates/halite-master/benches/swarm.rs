@@ -8,9 +8,20 @@
 //! of the master while a job's returns arrive (acknowledged returns lost, time until all
 //! are ready again) and a kill -9 of its publisher process.
 //!
+//! Per size and master also the master's CPU per minion brought up (authenticated, pillar
+//! compiled and sealed, subscribed, start event fired): its CPU seconds from the swarm's
+//! `go` to all ready, divided by the minions; comparable across machines whatever the
+//! swarm costs, and alone on its cores with `--pin-master` / `--pin-swarm` (CPU lists as
+//! `taskset -c` reads them; the publisher process and the swarm's own child processes
+//! inherit the pinning).
+//!
+//! `HALITE_TEST_ROOT=/dev/shm` puts both masters' roots on tmpfs: the first contact then pays
+//! no inode allocation for its key file, which on this machine's ext4 varied with what the
+//! previous runs had deleted (docs/decisions.md, "Sign-in cost").
+//!
 //! Run (after `cargo build --release --bins`):
 //! `cargo bench -p halite-master --bench swarm -- [--sizes 100,1000,5000,10000]
-//!  [--targets halite,salt] [--write] [--merge]`
+//!  [--targets halite,salt] [--pin-master 0] [--pin-swarm 1] [--write] [--merge]`
 //! `--merge` keeps the rows of docs/swarm-results.json for the (master, size) pairs this run
 //! does not measure, so halite can be re-measured without re-running Python's hour.
 //! `--write` puts the table into docs/benchmarks.md (between the swarm markers), the plot
@@ -24,7 +35,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::swarm::{unix_now, usage, Swarm};
-use common::{splice, HaliteDaemon};
+use common::{splice, Cpus, HaliteDaemon};
 use halite_testkit::procstat::{children_of, processes_in_group};
 use halite_testkit::{PythonMaster, SaltVersion};
 use serde_json::{json, Value};
@@ -34,17 +45,33 @@ enum Target {
     Salt(PythonMaster),
 }
 
+/// Where the master and the swarm run (`--pin-master`, `--pin-swarm`): unpinned, they share
+/// every core, and the master's CPU per minion is still its own.
+#[derive(Default)]
+struct Pins {
+    master: Option<Cpus>,
+    swarm: Option<Cpus>,
+}
+
 impl Target {
-    fn start(name: &str) -> Target {
+    fn start(name: &str, pins: &Pins) -> Target {
         match name {
             "halite" => Target::Halite(
                 // Half the swarm speaks v2, which Salt 3007.8 serves and halite only at 2.
-                HaliteDaemon::start(&["auto_accept: True", "minimum_auth_version: 2"]).expect("start halite-master"),
+                HaliteDaemon::start_on(&["auto_accept: True", "minimum_auth_version: 2"], pins.master.clone())
+                    .expect("start halite-master"),
             ),
-            "salt" => Target::Salt(PythonMaster::start_version(
-                SaltVersion::V3007,
-                &["auto_accept: True", "log_level_logfile: warning"],
-            )),
+            "salt" => {
+                let master = PythonMaster::start_version(
+                    SaltVersion::V3007,
+                    &["auto_accept: True", "log_level_logfile: warning"],
+                );
+                // Salt's processes are all forked by the time it serves; later ones inherit.
+                if let (Some(cpus), Some(group)) = (&pins.master, master.pgid()) {
+                    cpus.move_processes(&processes_in_group(group));
+                }
+                Target::Salt(master)
+            }
             other => panic!("unknown target {other}: halite or salt"),
         }
     }
@@ -92,48 +119,25 @@ impl Target {
     }
 }
 
-/// Across shards: the latest `started_unix + field` minus the earliest start.
-fn span_to(reports: &[Value], field: &str) -> Option<f64> {
-    let start = reports.iter().filter_map(|r| r["started_unix"].as_f64()).fold(f64::INFINITY, f64::min);
-    let mut latest = f64::NEG_INFINITY;
-    for r in reports {
-        latest = latest.max(r["started_unix"].as_f64()? + r[field].as_f64()?);
-    }
-    Some(latest - start)
+/// One job as the swarm saw it: (received, returned, publish → last return).
+fn job_figures(report: &Value, jid: &str) -> (u64, u64, Option<f64>) {
+    let jobs = report["jobs"].as_array().into_iter().flatten();
+    let Some(job) = jobs.into_iter().find(|j| j["jid"] == jid) else { return (0, 0, None) };
+    (
+        job["received"].as_u64().unwrap_or(0),
+        job["returned"].as_u64().unwrap_or(0),
+        job["publish_to_last_return_s"].as_f64(),
+    )
 }
 
-/// One job as the whole swarm saw it: (received, returned, publish → last return).
-fn job_figures(reports: &[Value], jid: &str) -> (u64, u64, Option<f64>) {
-    let (mut received, mut returned) = (0, 0);
-    let (mut first, mut last) = (f64::INFINITY, f64::NEG_INFINITY);
-    for r in reports {
-        let start = r["started_unix"].as_f64().unwrap_or(0.0);
-        for j in r["jobs"].as_array().into_iter().flatten().filter(|j| j["jid"] == jid) {
-            received += j["received"].as_u64().unwrap_or(0);
-            returned += j["returned"].as_u64().unwrap_or(0);
-            if let Some(p) = j["first_publish_s"].as_f64() {
-                first = first.min(start + p);
-            }
-            if let Some(l) = j["last_return_s"].as_f64() {
-                last = last.max(start + l);
-            }
-        }
-    }
-    (received, returned, (last >= first).then_some(last - first))
-}
-
-fn jids(reports: &[Value]) -> std::collections::BTreeSet<String> {
-    reports
-        .iter()
-        .flat_map(|r| r["jobs"].as_array().cloned().unwrap_or_default())
-        .filter_map(|j| j["jid"].as_str().map(str::to_owned))
-        .collect()
+fn jids(report: &Value) -> std::collections::BTreeSet<String> {
+    let jobs = report["jobs"].as_array().into_iter().flatten();
+    jobs.filter_map(|j| j["jid"].as_str().map(str::to_owned)).collect()
 }
 
 /// Runs one CLI job and reads what the swarm saw of it. Returns the figures as JSON.
 fn run_job(target: &Target, swarm: &mut Swarm, args: &[&str], targeted: usize) -> Value {
-    swarm.send("report");
-    let before = jids(&swarm.collect(&["report"], Duration::from_secs(30)));
+    let before = jids(&swarm.report());
     let started = Instant::now();
     let out = target.cli("salt", &[args, &["--out", "json", "--static", "-t", "120"]].concat());
     let cli_s = started.elapsed().as_secs_f64();
@@ -141,10 +145,9 @@ fn run_job(target: &Target, swarm: &mut Swarm, args: &[&str], targeted: usize) -
         serde_json::from_slice::<Value>(&out.stdout).ok().and_then(|v| v.as_object().map(|m| m.len())).unwrap_or(0);
     // Returns still in flight when the CLI gave up are counted by the swarm a moment later.
     std::thread::sleep(Duration::from_millis(500));
-    swarm.send("report");
-    let reports = swarm.collect(&["report"], Duration::from_secs(30));
-    let new: Vec<String> = jids(&reports).difference(&before).cloned().collect();
-    let figures = new.iter().map(|jid| job_figures(&reports, jid)).max_by_key(|f| f.0);
+    let report = swarm.report();
+    let new: Vec<String> = jids(&report).difference(&before).cloned().collect();
+    let figures = new.iter().map(|jid| job_figures(&report, jid)).max_by_key(|f| f.0);
     let (received, returned, latency) = figures.unwrap_or((0, 0, None));
     json!({
         "targeted": targeted, "received": received, "returned": returned, "cli_returns": cli_returns,
@@ -164,28 +167,34 @@ fn median_by_latency(mut runs: Vec<Value>) -> Value {
     mid
 }
 
-fn measure(target_name: &str, minions: usize) -> Value {
-    let mut target = Target::start(target_name);
+fn measure(target_name: &str, minions: usize, pins: &Pins) -> Value {
+    let mut target = Target::start(target_name, pins);
     let label = target.label();
     eprintln!("== {label}, {minions} minions");
     let ready_timeout = Duration::from_secs((60 + minions as u64 / 10).min(900));
-    let mut swarm = Swarm::spawn(minions, target.ports(), ready_timeout);
-    swarm.collect(&["loaded"], Duration::from_secs(3600));
+    let mut swarm = Swarm::spawn(minions, target.ports(), ready_timeout, pins.swarm.as_ref());
+    swarm.next(&["loaded"], Duration::from_secs(3600));
     let (cpu0, _, _) = usage(&target.pids());
     let (swarm_cpu0, _, _) = usage(&swarm.pids());
+    // Taken just before the come-up: this machine's speed wanders by a fifth within minutes.
+    let sign_ms = rsa_sign_ms(pins.master.as_ref());
     swarm.send("go");
-    let ready = swarm.collect(&["ready", "not_ready"], ready_timeout + Duration::from_secs(30));
-    let all_ready = ready.iter().all(|r| r["event"] == "ready");
+    let ready = swarm.next(&["ready", "not_ready"], ready_timeout + Duration::from_secs(90));
+    let all_ready = ready["event"] == "ready";
     let (cpu1, rss1, pss1) = usage(&target.pids());
     // The swarm's share of the same two cores: what the master could not have used.
     let (swarm_cpu1, _, _) = usage(&swarm.pids());
     let mut result = json!({
         "master": label, "minions": minions, "all_ready": all_ready,
-        "authenticated": ready.iter().filter_map(|r| r["authenticated"].as_u64()).sum::<u64>(),
-        "ready": ready.iter().filter_map(|r| r["ready"].as_u64()).sum::<u64>(),
-        "all_authenticated_s": if all_ready { json!(span_to(&ready, "all_authenticated_s")) } else { Value::Null },
-        "all_ready_s": if all_ready { json!(span_to(&ready, "all_ready_s")) } else { Value::Null },
+        "authenticated": ready["authenticated"], "ready": ready["ready"],
+        "swarm_processes": ready["processes"].as_u64().unwrap_or(1),
+        "all_authenticated_s": if all_ready { ready["all_authenticated_s"].clone() } else { Value::Null },
+        "all_ready_s": if all_ready { ready["all_ready_s"].clone() } else { Value::Null },
         "coming_up_cpu_s": cpu1 - cpu0, "swarm_coming_up_cpu_s": swarm_cpu1 - swarm_cpu0,
+        "master_cpu_ms_per_minion": (cpu1 - cpu0) * 1000.0 / minions as f64,
+        // Two signatures per sign-in are the floor; in these units machines compare.
+        "rsa_sign_ms": sign_ms, "master_cpu_in_signatures": (cpu1 - cpu0) * 1000.0 / minions as f64 / sign_ms,
+        "pinned": { "master": pins.master.as_ref().map(Cpus::list), "swarm": pins.swarm.as_ref().map(Cpus::list) },
         "ready_rss_mb": rss1, "ready_pss_mb": pss1,
     });
     eprintln!("   ready: {result}");
@@ -194,7 +203,11 @@ fn measure(target_name: &str, minions: usize) -> Value {
         let ping: Vec<Value> = (0..3).map(|_| run_job(&target, &mut swarm, &["*", "test.ping"], minions)).collect();
         let grains: Vec<Value> =
             (0..3).map(|_| run_job(&target, &mut swarm, &["-G", "roles:db", "grains.get", "roles"], dbs)).collect();
-        let (cpu2, rss2, pss2) = usage(&target.pids());
+        // Memory at rest after the jobs, not in the middle of freeing them: halite gives
+        // freed heap back every 10 s (`return_freed_memory`), Python when its GC runs.
+        let (cpu2, _, _) = usage(&target.pids());
+        std::thread::sleep(Duration::from_secs(11));
+        let (_, rss2, pss2) = usage(&target.pids());
         result["ping"] = median_by_latency(ping);
         result["grains_db"] = median_by_latency(grains);
         result["jobs_cpu_s"] = json!(cpu2 - cpu1);
@@ -212,13 +225,9 @@ fn measure(target_name: &str, minions: usize) -> Value {
             }
         }
     }
-    let finals = swarm.stop();
-    result["swarm_errors"] = json!(finals.iter().filter_map(|r| r["errors"].as_u64()).sum::<u64>());
-    result["error_samples"] = json!(finals
-        .iter()
-        .flat_map(|r| r["error_samples"].as_array().cloned().unwrap_or_default())
-        .take(3)
-        .collect::<Vec<_>>());
+    let last = swarm.stop();
+    result["swarm_errors"] = last["errors"].clone();
+    result["error_samples"] = json!(last["error_samples"].as_array().into_iter().flatten().take(3).collect::<Vec<_>>());
     result
 }
 
@@ -235,10 +244,8 @@ fn back_after(swarm: &mut Swarm, since: f64, want: usize, timeout: Duration) -> 
 }
 
 fn errors_and_resends(swarm: &mut Swarm) -> (u64, u64) {
-    swarm.send("report");
-    let reports = swarm.collect(&["report"], Duration::from_secs(30));
-    let sum = |field: &str| reports.iter().filter_map(|r| r[field].as_u64()).sum();
-    (sum("errors"), sum("auth_resends"))
+    let report = swarm.report();
+    (report["errors"].as_u64().unwrap_or(0), report["auth_resends"].as_u64().unwrap_or(0))
 }
 
 fn restart_storm(target: &mut Target, swarm: &mut Swarm, minions: usize) -> Value {
@@ -246,8 +253,11 @@ fn restart_storm(target: &mut Target, swarm: &mut Swarm, minions: usize) -> Valu
     target.restart();
     eprintln!("   restarted; waiting for {minions} minions to be back");
     let back = back_after(swarm, since, minions, Duration::from_secs(600));
+    // The restarted master's CPU from its start (reading its config, keys and store
+    // included) until all are back: what signing in costs for minions it already knows.
+    let (cpu, _, _) = usage(&target.pids());
     let ping = run_job(target, swarm, &["*", "test.ping"], minions);
-    json!({ "all_ready_again_s": back, "ping_after": ping })
+    json!({ "all_ready_again_s": back, "master_cpu_ms_per_minion": cpu * 1000.0 / minions as f64, "ping_after": ping })
 }
 
 /// kill -9 of halite-master while the returns of a `test.ping` arrive (issue 20): once half
@@ -270,7 +280,7 @@ fn killed_during_returns(daemon: &mut HaliteDaemon, swarm: &mut Swarm, minions: 
     daemon.kill_and_start().expect("kill and start halite-master");
     let since = unix_now();
     // Read after the kill: nothing more can have been acknowledged by the killed master.
-    let at_kill = swarm.acknowledged(&jid).expect("every swarm shard says which returns it saw acknowledged");
+    let at_kill = swarm.acknowledged(&jid).expect("the swarm says which returns it saw acknowledged");
     // A simulated minion whose return was in flight at the kill waits out its request
     // timeout (60 s, Salt's) before it sends the return again and only then signs in anew;
     // a real minion returns from a job process while its main process reconnects. So the
@@ -352,6 +362,7 @@ fn main() {
     let mut targets = vec!["halite".to_owned(), "salt".to_owned()];
     let mut write = false;
     let mut merge = false;
+    let mut pins = Pins::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -363,6 +374,8 @@ fn main() {
             // Keeps the rows of docs/swarm-results.json this run does not measure (the Python
             // master's take most of an hour at 5,000 minions and do not change with halite).
             "--merge" => merge = true,
+            "--pin-master" => pins.master = Some(Cpus::parse(&args.next().unwrap_or_default()).expect("--pin-master")),
+            "--pin-swarm" => pins.swarm = Some(Cpus::parse(&args.next().unwrap_or_default()).expect("--pin-swarm")),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -371,7 +384,7 @@ fn main() {
     let mut results = Vec::new();
     for &n in &sizes {
         for t in &targets {
-            results.push(measure(t, n));
+            results.push(measure(t, n, &pins));
         }
     }
     if merge {
@@ -398,16 +411,62 @@ fn fmt(v: &Value, digits: usize) -> String {
     v.as_f64().map_or("—".to_owned(), |x| format!("{x:.digits$}"))
 }
 
+/// CPU milliseconds of one PKCS#1 v1.5 SHA-1 signature with a 2,048-bit key (what the
+/// master does twice per sign-in, as `openssl speed rsa2048` measures it): the unit in which
+/// a sign-in's cost compares across machines and days (the bench machine varies).
+fn rsa_sign_ms(on: Option<&Cpus>) -> f64 {
+    // Measured on a thread of its own, moved to the master's CPUs when it is pinned: the
+    // unit must come from the cores the master ran on.
+    let on = on.cloned();
+    std::thread::spawn(move || {
+        if let Some(cpus) = &on {
+            cpus.pin_this_thread();
+        }
+        sign_cost_ms()
+    })
+    .join()
+    .expect("the signature measurement")
+}
+
+fn sign_cost_ms() -> f64 {
+    let key = halite_proto::rsa::PrivateKey::generate(2048).expect("a 2048-bit key");
+    let thread_cpu = || {
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes the struct passed, nothing else.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+    };
+    let rounds = 200;
+    let start = thread_cpu();
+    for i in 0..rounds {
+        let data = format!("nonce {i}");
+        key.sign(data.as_bytes(), halite_proto::rsa::SigAlgo::Pkcs1v15Sha1).expect("sign");
+    }
+    (thread_cpu() - start) * 1000.0 / rounds as f64
+}
+
+/// `0 / 1` for a master pinned to CPU 0 and a swarm to CPU 1; `—` for a run not pinned.
+fn pinning(pinned: &Value) -> String {
+    let list = |cpus: &Value| match cpus.as_array() {
+        Some(cpus) => cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
+        None => "any".to_owned(),
+    };
+    if pinned["master"].is_null() && pinned["swarm"].is_null() {
+        return "—".to_owned();
+    }
+    format!("{} / {}", list(&pinned["master"]), list(&pinned["swarm"]))
+}
+
 fn table(results: &[Value]) -> String {
     let mut out = String::from(
-        "| N | master | all authenticated (s) | all ready (s) | `test.ping` publish→last return (s) | CLI (s) | returns/s | `-G roles:db grains.get` (s) | lost | CPU coming up, master / swarm (s) | RSS / PSS (MB) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| N | master | all authenticated (s) | all ready (s) | `test.ping` publish→last return (s) | CLI (s) | returns/s | `-G roles:db grains.get` (s) | lost | CPU coming up, master / swarm (s) | master CPU per minion brought up (ms) | pinned master / swarm | RSS / PSS (MB) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         let lost = r["ping"]["lost_in_any_run"].as_u64().unwrap_or(0)
             + r["grains_db"]["lost_in_any_run"].as_u64().unwrap_or(0);
         let cpu = format!("{} / {}", fmt(&r["coming_up_cpu_s"], 1), fmt(&r["swarm_coming_up_cpu_s"], 1));
         out += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |\n",
             r["minions"],
             r["master"].as_str().unwrap_or(""),
             fmt(&r["all_authenticated_s"], 2),
@@ -418,6 +477,11 @@ fn table(results: &[Value]) -> String {
             fmt(&r["grains_db"]["publish_to_last_return_s"], 3),
             if r["ping"].is_null() { "—".to_owned() } else { lost.to_string() },
             cpu,
+            match r["master_cpu_in_signatures"].as_f64() {
+                Some(n) => format!("{} ({n:.1} signatures)", fmt(&r["master_cpu_ms_per_minion"], 2)),
+                None => fmt(&r["master_cpu_ms_per_minion"], 2),
+            },
+            pinning(&r["pinned"]),
             fmt(&r["rss_mb"], 0),
             fmt(&r["pss_mb"], 0),
         );
@@ -439,7 +503,7 @@ fn table(results: &[Value]) -> String {
             ratio(&p["pss_mb"], &h["pss_mb"]),
         );
     }
-    let mut storms = String::from("\n| N | restart: all ready again (s) | key delete, then one ping: all re-authenticated (s) | sign-ins re-sent after `auth_timeout` | swarm errors during rotation | kill -9 during a ping's returns: acknowledged at the kill / of those lost / as many ready again (s) / all ready again (s) / stored after resends | publisher kill -9: all ready again (s) / a ping then answered by |\n|---|---|---|---|---|---|---|\n");
+    let mut storms = String::from("\n| N | restart: all ready again (s) / master CPU per minion (ms) | key delete, then one ping: all re-authenticated (s) | sign-ins re-sent after `auth_timeout` | swarm errors during rotation | kill -9 during a ping's returns: acknowledged at the kill / of those lost / as many ready again (s) / all ready again (s) / stored after resends | publisher kill -9: all ready again (s) / a ping then answered by |\n|---|---|---|---|---|---|---|\n");
     for h in results.iter().filter(|r| !r["restart_storm"].is_null()) {
         let killed = &h["killed_during_returns"];
         let kill = if killed.is_null() {
@@ -454,10 +518,15 @@ fn table(results: &[Value]) -> String {
                 killed["stored_after_resends"]
             )
         };
+        let restart = format!(
+            "{} / {}",
+            fmt(&h["restart_storm"]["all_ready_again_s"], 2),
+            fmt(&h["restart_storm"]["master_cpu_ms_per_minion"], 2)
+        );
         storms += &format!(
             "| {} | {} | {} | {} | {} | {} | {} |\n",
             h["minions"],
-            fmt(&h["restart_storm"]["all_ready_again_s"], 2),
+            restart,
             fmt(&h["key_delete_rotation"]["all_reauthenticated_s"], 2),
             fmt(&h["key_delete_rotation"]["auth_resends"], 0),
             fmt(&h["key_delete_rotation"]["swarm_errors"], 0),

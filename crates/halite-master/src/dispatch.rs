@@ -228,14 +228,15 @@ impl Master {
         if !halite_proto::valid_id(id) {
             return Err(Refusal::BadLoad(format!("invalid minion id {}", shown(id))));
         }
-        let key = match self.pki.accepted_key(id) {
-            Ok(Some(k)) => k,
-            _ => return Err(Refusal::BadLoad(format!("no accepted key for {} to check its tok against", shown(id)))),
+        let Some(tok) = &opened.tok else {
+            return Err(Refusal::BadLoad(format!("the load names minion {} without a tok", shown(id))));
         };
-        match &opened.tok {
-            Some(tok) if request::verify_tok(&key, tok) => Ok(Some(Caller::proven(id.to_owned(), ip))),
-            Some(_) => Err(Refusal::BadLoad(format!("tok does not verify with the accepted key of {}", shown(id)))),
-            None => Err(Refusal::BadLoad(format!("the load names minion {} without a tok", shown(id)))),
+        match self.pki.proves(id, tok) {
+            Ok(Some(true)) => Ok(Some(Caller::proven(id.to_owned(), ip))),
+            Ok(Some(false)) => {
+                Err(Refusal::BadLoad(format!("tok does not verify with the accepted key of {}", shown(id))))
+            }
+            _ => Err(Refusal::BadLoad(format!("no accepted key for {} to check its tok against", shown(id)))),
         }
     }
 

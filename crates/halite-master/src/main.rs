@@ -39,6 +39,8 @@ fn main() -> anyhow::Result<()> {
     let level = args.log_level.as_deref().unwrap_or(&config.log_level).to_owned();
     init_logging(&level, &config.log_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    runtime.spawn(return_freed_memory());
     if args.publisher {
         // The parent has already warned about the config.
         let addr = listen_addr(&config.interface, config.publish_port)?;
@@ -64,6 +66,27 @@ fn limit_malloc_arenas() {
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, 2);
         }
+    }
+}
+
+/// How often freed heap memory goes back to the system ([`return_freed_memory`]).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_INTERVAL: Duration = Duration::from_secs(10);
+
+/// glibc returns freed memory to the system only from the top of each arena; what a storm
+/// of sign-ins or returns freed below live allocations stays in the process. `malloc_trim`
+/// gives those pages back (`MADV_DONTNEED`): with 10,000 minions connected after six jobs,
+/// 135 MiB (master and publisher) became 108 MiB. A call took 0.12 ms (median) and 17 ms at
+/// most, just after a storm, holding each arena's lock meanwhile (docs/decisions.md, "Freed
+/// memory goes back every 10 seconds").
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+async fn return_freed_memory() {
+    let mut tick = tokio::time::interval(TRIM_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // SAFETY: malloc_trim only walks the allocator's own free lists, under its locks.
+        let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
     }
 }
 

@@ -338,8 +338,12 @@ impl Master {
             return status(AuthStatus::Refused);
         }
         // Salt writes whatever `pub` holds to minions_pre; only an RSA public key of a sane
-        // size is worth a file (a 16,384-bit key's PEM is under 3 KiB).
-        if req.pub_pem.len() > MAX_PUB_PEM || PublicKey::from_pem(req.pub_pem.as_bytes()).is_err() {
+        // size is worth a file (a 16,384-bit key's PEM is under 3 KiB). The text of the
+        // accepted file, unchanged since it parsed, is one already (every sign-in but the first).
+        let parses = || {
+            self.pki.presents_accepted_key(&req.id, &req.pub_pem) || PublicKey::from_pem(req.pub_pem.as_bytes()).is_ok()
+        };
+        if req.pub_pem.len() > MAX_PUB_PEM || !parses() {
             peer_warn!(
                 "bad auth",
                 ip,

@@ -48,7 +48,27 @@ pub struct PkiDir {
     /// request and every pillar needs the minion's key; a `stat` tells whether the file is
     /// still the one parsed (salt-key replaces files by rename, so the inode changes), which
     /// saves a read and OpenSSL's PEM decoder (the costliest step of a `_return`).
-    parsed: Arc<Mutex<HashMap<String, (FileStamp, PublicKey)>>>,
+    parsed: Arc<Mutex<HashMap<String, Parsed>>>,
+}
+
+/// One accepted key file as last read.
+#[derive(Debug, Clone)]
+struct Parsed {
+    stamp: FileStamp,
+    key: PublicKey,
+    /// SHA-256 of the file's bytes: a sign-in presenting exactly these bytes (a minion sends
+    /// what was stored from it) needs no parse to show it is an RSA key. Not the
+    /// `clean_key` form: a variant equal after trimming need not parse, and in `open_mode`
+    /// it would be written.
+    text: [u8; 32],
+    /// SHA-256 of a `tok` that verified with this key. A tok is X9.31 of `b"salt"` under the
+    /// minion's key, the same bytes every time, so the same bytes verify again for as long
+    /// as the file is unchanged: a digest compare instead of an RSA operation per request.
+    tok: Option<[u8; 32]>,
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    openssl::sha::sha256(data)
 }
 
 /// What identifies one version of a key file.
@@ -154,6 +174,39 @@ impl PkiDir {
     /// `id`'s accepted public key, parsed; `None` when the minion is not accepted. A file that
     /// does not parse is an error naming it (Salt logs "Corrupt public key" and refuses).
     pub fn accepted_key(&self, id: &str) -> Result<Option<PublicKey>, PkiError> {
+        Ok(self.accepted(id)?.map(|parsed| parsed.key))
+    }
+
+    /// Whether `pub_pem` is, byte for byte, `id`'s accepted key file as last parsed, the file
+    /// unchanged since (a `stat`, no read). `false` says only that this shortcut does not
+    /// apply: the caller then checks the text itself.
+    pub fn presents_accepted_key(&self, id: &str, pub_pem: &str) -> bool {
+        let Ok(path) = self.key_path(KeyState::Accepted, id) else { return false };
+        let Ok(meta) = fs::metadata(&path) else { return false };
+        let stamp = FileStamp::of(&meta);
+        let presented = sha256(pub_pem.as_bytes());
+        self.cache().get(id).is_some_and(|p| p.stamp == stamp && p.text == presented)
+    }
+
+    /// Whether `tok` proves its sender holds `id`'s accepted key (X9.31 of `b"salt"` under
+    /// it, as [`halite_proto::request::verify_tok`] checks); `None` when `id` has no
+    /// accepted key.
+    pub fn proves(&self, id: &str, tok: &[u8]) -> Result<Option<bool>, PkiError> {
+        let Some(parsed) = self.accepted(id)? else { return Ok(None) };
+        let digest = sha256(tok);
+        if parsed.tok == Some(digest) {
+            return Ok(Some(true));
+        }
+        if !halite_proto::request::verify_tok(&parsed.key, tok) {
+            return Ok(Some(false));
+        }
+        if let Some(entry) = self.cache().get_mut(id).filter(|p| p.stamp == parsed.stamp) {
+            entry.tok = Some(digest);
+        }
+        Ok(Some(true))
+    }
+
+    fn accepted(&self, id: &str) -> Result<Option<Parsed>, PkiError> {
         let path = self.key_path(KeyState::Accepted, id)?;
         let stamp = match fs::metadata(&path) {
             Ok(meta) if meta.is_file() => FileStamp::of(&meta),
@@ -164,18 +217,17 @@ impl PkiDir {
             }
             Err(e) => return Err(PkiError::Io { path, source: e }),
         };
-        if let Some((seen, key)) = self.cache().get(id) {
-            if *seen == stamp {
-                return Ok(Some(key.clone()));
-            }
+        if let Some(parsed) = self.cache().get(id).filter(|p| p.stamp == stamp) {
+            return Ok(Some(parsed.clone()));
         }
         let Some(pem) = read_optional(&path)? else { return Ok(None) };
         let key = PublicKey::from_pem(pem.as_bytes()).map_err(|e| PkiError::BadKey { path, reason: e.to_string() })?;
-        self.cache().insert(id.to_owned(), (stamp, key.clone()));
-        Ok(Some(key))
+        let parsed = Parsed { stamp, key, text: sha256(pem.as_bytes()), tok: None };
+        self.cache().insert(id.to_owned(), parsed.clone());
+        Ok(Some(parsed))
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, (FileStamp, PublicKey)>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Parsed>> {
         self.parsed.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -307,6 +359,57 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), P
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key_pair() -> (halite_proto::rsa::PrivateKey, String) {
+        let private = halite_proto::rsa::PrivateKey::generate(1024).unwrap();
+        let public = String::from_utf8(private.public_key().unwrap().to_spki_pem().unwrap()).unwrap();
+        (private, public)
+    }
+
+    #[test]
+    fn a_tok_proves_the_accepted_key_until_the_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = PkiDir::open(dir.path().join("pki")).unwrap();
+        let (first, first_pub) = key_pair();
+        let tok = first.encrypt_x931(b"salt").unwrap();
+        assert_eq!(pki.proves("m1", &tok).unwrap(), None, "no accepted key yet");
+        pki.write(KeyState::Accepted, "m1", &first_pub).unwrap();
+        assert_eq!(pki.proves("m1", &tok).unwrap(), Some(true));
+        assert_eq!(pki.proves("m1", &tok).unwrap(), Some(true), "the remembered tok");
+        let mut forged = tok.clone();
+        forged[10] ^= 1;
+        assert_eq!(pki.proves("m1", &forged).unwrap(), Some(false));
+        let not_salt = first.encrypt_x931(b"pepper").unwrap();
+        assert_eq!(pki.proves("m1", &not_salt).unwrap(), Some(false), "a signature of something else");
+        // salt-key replaces the key by rename: the old key's tok, remembered, no longer proves.
+        let (second, second_pub) = key_pair();
+        pki.write(KeyState::Accepted, "m1", &second_pub).unwrap();
+        assert_eq!(pki.proves("m1", &tok).unwrap(), Some(false));
+        assert_eq!(pki.proves("m1", &second.encrypt_x931(b"salt").unwrap()).unwrap(), Some(true));
+        pki.remove(KeyState::Accepted, "m1").unwrap();
+        assert_eq!(pki.proves("m1", &tok).unwrap(), None);
+    }
+
+    #[test]
+    fn the_accepted_text_is_recognised_only_once_parsed_and_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = PkiDir::open(dir.path().join("pki")).unwrap();
+        let (_, first_pub) = key_pair();
+        let (_, second_pub) = key_pair();
+        pki.write(KeyState::Accepted, "m1", &first_pub).unwrap();
+        assert!(!pki.presents_accepted_key("m1", &first_pub), "not parsed yet");
+        pki.accepted_key("m1").unwrap().unwrap();
+        assert!(pki.presents_accepted_key("m1", &first_pub));
+        // Equal after Salt's clean_key, but not these bytes: a leading space stops OpenSSL's
+        // PEM reader, so such a text must go through the parse (and be refused) as before.
+        assert!(!pki.presents_accepted_key("m1", &format!(" {first_pub}")));
+        assert!(!pki.presents_accepted_key("m1", &format!("\n{}\r\n", first_pub.trim())));
+        assert!(!pki.presents_accepted_key("m1", &second_pub));
+        assert!(!pki.presents_accepted_key("../m1", &first_pub));
+        pki.write(KeyState::Accepted, "m1", &second_pub).unwrap();
+        assert!(!pki.presents_accepted_key("m1", &second_pub), "a changed file is parsed again first");
+        assert!(!pki.presents_accepted_key("m1", &first_pub));
+    }
 
     #[test]
     fn states_round_trip_and_listing_skips_dotfiles() {

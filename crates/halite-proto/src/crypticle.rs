@@ -5,11 +5,9 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use openssl::hash::MessageDigest;
+use hmac::{KeyInit, Mac};
 use openssl::memcmp;
-use openssl::pkey::PKey;
 use openssl::rand::rand_bytes;
-use openssl::sign::Signer;
 use openssl::symm::{decrypt, encrypt, Cipher};
 
 use crate::payload::{self, Value};
@@ -80,10 +78,10 @@ impl Crypticle {
     }
 
     fn mac(&self, data: &[u8]) -> Result<Vec<u8>, ProtoError> {
-        let key = PKey::hmac(&self.hmac_key).map_err(crypto)?;
-        let mut signer = Signer::new(MessageDigest::sha256(), &key).map_err(crypto)?;
-        signer.update(data).map_err(crypto)?;
-        signer.sign_to_vec().map_err(crypto)
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.hmac_key)
+            .map_err(|e| ProtoError::Crypto(format!("HMAC key: {e}")))?;
+        mac.update(data);
+        Ok(mac.finalize().into_bytes().to_vec())
     }
 
     /// Encrypts with a random IV.

@@ -141,6 +141,14 @@ impl PrivateKey {
 
     /// OAEP decryption, as the master does for the minion's auth `token`.
     pub fn decrypt_oaep(&self, ciphertext: &[u8], algo: EncAlgo) -> Result<Vec<u8>, ProtoError> {
+        if algo == EncAlgo::OaepSha1 {
+            // As in `PublicKey::encrypt_oaep`: SHA-1 OAEP without the EVP lookups.
+            let rsa = self.rsa()?;
+            let mut out = vec![0; rsa.size() as usize];
+            let n = rsa.private_decrypt(ciphertext, &mut out, Padding::PKCS1_OAEP).map_err(crypto)?;
+            out.truncate(n);
+            return Ok(out);
+        }
         let mut dec = Decrypter::new(&self.pkey).map_err(crypto)?;
         dec.set_rsa_padding(Padding::PKCS1_OAEP).map_err(crypto)?;
         dec.set_rsa_oaep_md(algo.digest()).map_err(crypto)?;
@@ -203,6 +211,16 @@ impl PublicKey {
     }
 
     pub fn encrypt_oaep(&self, plaintext: &[u8], algo: EncAlgo) -> Result<Vec<u8>, ProtoError> {
+        if algo == EncAlgo::OaepSha1 {
+            // RSA_PKCS1_OAEP_PADDING is OAEP with SHA-1 and MGF1-SHA-1, as Salt's default;
+            // the RSA call skips the EVP context and algorithm lookups (half the cost of a
+            // public-key encryption here: docs/decisions.md, "Sign-in cost").
+            let rsa = self.pkey.rsa().map_err(crypto)?;
+            let mut out = vec![0; rsa.size() as usize];
+            let n = rsa.public_encrypt(plaintext, &mut out, Padding::PKCS1_OAEP).map_err(crypto)?;
+            out.truncate(n);
+            return Ok(out);
+        }
         let mut enc = Encrypter::new(&self.pkey).map_err(crypto)?;
         enc.set_rsa_padding(Padding::PKCS1_OAEP).map_err(crypto)?;
         enc.set_rsa_oaep_md(algo.digest()).map_err(crypto)?;

@@ -172,3 +172,46 @@ fn zmq_topic_vector() {
     let topic = hex::encode(openssl::sha::sha1(id.as_bytes()));
     assert_eq!(topic, v["zmq_topic"]["sha1_hex_topic"].as_str().unwrap());
 }
+
+/// OAEP-SHA1 goes through RSA_PKCS1_OAEP_PADDING (no EVP context); it must be the very
+/// padding the EVP path produces with SHA-1 and MGF1-SHA-1 set, in both directions.
+#[test]
+fn oaep_sha1_matches_openssls_evp_path_both_ways() {
+    use openssl::encrypt::{Decrypter, Encrypter};
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::{Padding, Rsa};
+    let rsa = Rsa::generate(2048).unwrap();
+    let evp_private = PKey::from_rsa(rsa.clone()).unwrap();
+    let evp_public = PKey::public_key_from_pem(&evp_private.public_key_to_pem().unwrap()).unwrap();
+    let ours_private = PrivateKey::from_pem(&rsa.private_key_to_pem().unwrap()).unwrap();
+    let ours_public = ours_private.public_key().unwrap();
+    let plain = b"a 56-byte AES key string would be here, base64 encoded!";
+
+    let ours = ours_public.encrypt_oaep(plain, EncAlgo::OaepSha1).unwrap();
+    let mut dec = Decrypter::new(&evp_private).unwrap();
+    dec.set_rsa_padding(Padding::PKCS1_OAEP).unwrap();
+    dec.set_rsa_oaep_md(MessageDigest::sha1()).unwrap();
+    dec.set_rsa_mgf1_md(MessageDigest::sha1()).unwrap();
+    let mut out = vec![0; dec.decrypt_len(&ours).unwrap()];
+    let n = dec.decrypt(&ours, &mut out).unwrap();
+    assert_eq!(&out[..n], plain, "EVP opens what the RSA call sealed");
+
+    let mut enc = Encrypter::new(&evp_public).unwrap();
+    enc.set_rsa_padding(Padding::PKCS1_OAEP).unwrap();
+    enc.set_rsa_oaep_md(MessageDigest::sha1()).unwrap();
+    enc.set_rsa_mgf1_md(MessageDigest::sha1()).unwrap();
+    let mut theirs = vec![0; enc.encrypt_len(plain).unwrap()];
+    let n = enc.encrypt(plain, &mut theirs).unwrap();
+    theirs.truncate(n);
+    assert_eq!(ours_private.decrypt_oaep(&theirs, EncAlgo::OaepSha1).unwrap(), plain, "the RSA call opens EVP's");
+
+    let mut bad = theirs.clone();
+    bad[0] ^= 0x80;
+    assert!(ours_private.decrypt_oaep(&bad, EncAlgo::OaepSha1).is_err());
+    assert!(ours_private.decrypt_oaep(&[theirs.clone(), vec![0]].concat(), EncAlgo::OaepSha1).is_err(), "too long");
+    assert!(
+        ours_public.encrypt_oaep(&[7u8; 215], EncAlgo::OaepSha1).is_err(),
+        "longer than OAEP-SHA1 fits in 2048 bits"
+    );
+}

@@ -1,12 +1,12 @@
 //! The master's own durable data, in one redb file: the minion data cache (the grains and
 //! pillar each minion last reported through `_pillar`, and its mine ([`mine`])), the
-//! per-minion session keys of
-//! 3007+ request channels, and the job cache ([`jobs`]: each job's load, expected minions
-//! and every return, less the job's arguments it echoes).
+//! per-minion session keys of 3007+ request channels, and the job cache ([`jobs`]: each
+//! job's load, expected minions and every return, less the job's arguments it echoes).
 //!
 //! Owns: the tables, their encoding (Salt's msgpack, so a value read back is byte-identical
-//! to what the minion sent, but for a return's `fun_args`), and session-key rotation by age. Must not: hold keys that Salt
-//! keeps as PEM files (those stay in the pki dir), know about sockets, or decide policy.
+//! to what the minion sent, but for a return's `fun_args`), and session-key rotation by
+//! age. Must not: hold keys that Salt keeps as PEM files (those stay in the pki dir), know
+//! about sockets, or decide policy.
 //!
 //! Session keys are cached in memory after the first read: every v3 request needs one, and a
 //! read transaction per request would put the disk on the hot path. Returns, minion data and

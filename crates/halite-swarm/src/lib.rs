@@ -1,4 +1,4 @@
-//! A swarm of simulated salt-minions: thousands in one process, each behaving on the wire
+//! A swarm of simulated salt-minions: thousands in a process, each behaving on the wire
 //! as a real 3006.0–3006.11 (request version 2) or 3006.12+/3007/3008 (version 3) minion does.
 //!
 //! Owns: per-minion keys (cached, [`keys`]); ZMTP connections (REQ and SUB, through
@@ -19,6 +19,7 @@
 //! its own key, connections, AES session and replies, as a real one does.
 
 pub mod keys;
+pub mod shards;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,6 +52,15 @@ impl Protocol {
             "mixed" => Protocol::Mixed,
             _ => return None,
         })
+    }
+
+    /// The name [`Protocol::from_name`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::V2 => "v2",
+            Protocol::V3 => "v3",
+            Protocol::Mixed => "mixed",
+        }
     }
 
     fn of(self, index: usize) -> ReqVersion {
@@ -296,6 +306,7 @@ impl Swarm {
             .collect();
         Report(serde_json::json!({
             "minions": self.count,
+            "processes": 1,
             "started_unix": self.started_unix,
             "authenticated": self.stats.authenticated.load(Ordering::Relaxed),
             "ready": self.ready(),

@@ -28,7 +28,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use halite_swarm::{keys, Config, Protocol, Swarm};
+use halite_swarm::{keys, shards, Config, Protocol, Swarm};
+
+mod parent;
 
 struct Args {
     config: Config,
@@ -37,6 +39,8 @@ struct Args {
     duration: Duration,
     ready_timeout: Duration,
     control: bool,
+    /// Run by a parent swarm for a part of its range: never split again.
+    child: bool,
 }
 
 fn usage() -> &'static str {
@@ -61,6 +65,7 @@ fn parse() -> anyhow::Result<Args> {
         duration: Duration::from_secs(30),
         ready_timeout: Duration::from_secs(300),
         control: false,
+        child: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -71,6 +76,10 @@ fn parse() -> anyhow::Result<Args> {
             }
             "--control" => {
                 a.control = true;
+                continue;
+            }
+            "--child" => {
+                a.child = true;
                 continue;
             }
             _ => {}
@@ -97,7 +106,7 @@ fn parse() -> anyhow::Result<Args> {
 }
 
 /// One line of the control protocol.
-fn emit(event: &str, mut body: serde_json::Value) {
+pub(crate) fn emit(event: &str, mut body: serde_json::Value) {
     if let serde_json::Value::Object(map) = &mut body {
         map.insert("event".into(), event.into());
     }
@@ -122,6 +131,27 @@ fn main() -> anyhow::Result<()> {
     let args = parse()?;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let range = args.config.first_index..args.config.first_index + args.minions;
+    let soft_limit = shards::raise_descriptor_limit().context("reading RLIMIT_NOFILE")?;
+    let per_process = shards::capacity(soft_limit);
+    if !args.child && args.minions > per_process {
+        if per_process == 0 || args.minions.div_ceil(per_process) > shards::MAX_PROCESSES {
+            bail!(
+                "{} minions need {} descriptors at {} a minion; the limit is {soft_limit} (raise it with ulimit -n)",
+                args.minions,
+                args.minions as u64 * shards::DESCRIPTORS_PER_MINION + shards::RESERVED_DESCRIPTORS,
+                shards::DESCRIPTORS_PER_MINION
+            );
+        }
+        let parts = shards::split(args.config.first_index, args.minions, per_process);
+        eprintln!(
+            "halite-swarm: {} minions in {} processes ({per_process} a process under {soft_limit} descriptors)",
+            args.minions,
+            parts.len()
+        );
+        // Generated here once, so the children only read their part.
+        keys::load_or_generate(&args.keys_dir, range, threads)?;
+        return parent::run(&args, &parts);
+    }
     eprintln!("halite-swarm: loading or generating keys {range:?} in {}", args.keys_dir.display());
     let keys = keys::load_or_generate(&args.keys_dir, range, threads)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -24,6 +24,6 @@ mod tmpfs;
 
 pub use master::PythonMaster;
 pub use minion::{Minion, MinionSpec};
-pub use process::{free_port, wait_until, Group};
+pub use process::{free_port, temp_root, wait_until, Group};
 pub use salt::{salt_bin, venv, Endpoints, SaltVersion};
 pub use tmpfs::Tmpfs;

@@ -222,13 +222,22 @@ pub(crate) fn tail(path: &Path, lines: usize) -> String {
 /// A fresh directory directly under /tmp. It must stay short: a 3006 minion binds unix
 /// sockets below its root_dir and dies with "AF_UNIX path too long" past 107 bytes, which a
 /// root under a cargo target dir or a long $TMPDIR easily exceeds.
+/// Where test and bench roots go: `$HALITE_TEST_ROOT` when set (a bench with its masters on
+/// tmpfs leaves the disk out of what it measures), else `/tmp`; either must be short enough
+/// for the Unix socket paths under it.
+pub fn temp_root() -> std::path::PathBuf {
+    std::env::var_os("HALITE_TEST_ROOT")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| "/tmp".into(), std::path::PathBuf::from)
+}
+
 pub(crate) fn short_tempdir(prefix: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix(prefix)
         // To read a failed run's minion and master logs afterwards.
         .disable_cleanup(std::env::var_os("HALITE_KEEP_TEST_DIRS").is_some_and(|v| !v.is_empty() && v != "0"))
-        .tempdir_in("/tmp")
-        .unwrap_or_else(|e| panic!("cannot create a temp dir under /tmp: {e}"))
+        .tempdir_in(temp_root())
+        .unwrap_or_else(|e| panic!("cannot create a temp dir under {}: {e}", temp_root().display()))
 }
 
 /// The effective user's name, for Salt's `user` option: a daemon told to run as anyone else

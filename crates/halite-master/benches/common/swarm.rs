@@ -1,5 +1,6 @@
-//! The swarm benches' side of `halite-swarm --control`: swarm processes sharded under the
-//! descriptor limit, steered over their stdin and read from their stdout, and the CPU and
+//! The swarm benches' side of `halite-swarm --control`: one swarm process (which runs its
+//! minions in child processes of its own when its descriptor limit requires, and answers
+//! for all of them), steered over its stdin and read from its stdout, and the CPU and
 //! memory of a set of processes from /proc.
 
 use std::io::{BufRead, BufReader, Write};
@@ -9,10 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use super::release_bin;
-
-/// Simulated minions per swarm process: two descriptors each, under a 20,000 limit.
-pub const SHARD: usize = 4000;
+use super::{release_bin, Cpus};
 
 pub fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
@@ -24,120 +22,106 @@ pub fn usage(pids: &[u32]) -> (f64, f64, f64) {
     (u.cpu_s, u.rss_mib, u.pss_mib)
 }
 
-/// Swarm processes under the control protocol of `halite-swarm --control`.
+/// Longer than a split swarm waits for its own processes (60 s), so its answer, complete or
+/// saying what is missing, always comes before this gives up.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A swarm process under the control protocol of `halite-swarm --control`.
 pub struct Swarm {
-    pub shards: Vec<(Child, ChildStdin)>,
-    pub events: mpsc::Receiver<(usize, Value)>,
+    child: Child,
+    stdin: ChildStdin,
+    events: mpsc::Receiver<Value>,
 }
 
 impl Swarm {
+    /// The swarm's process and the processes it runs minions in.
     pub fn pids(&self) -> Vec<u32> {
-        self.shards.iter().map(|(child, _)| child.id()).collect()
+        let mut pids = halite_testkit::procstat::descendants_of(self.child.id());
+        pids.push(self.child.id());
+        pids
     }
 
-    pub fn spawn(minions: usize, ports: (u16, u16), ready_timeout: Duration) -> Swarm {
+    pub fn spawn(minions: usize, ports: (u16, u16), ready_timeout: Duration, cpus: Option<&Cpus>) -> Swarm {
+        let mut cmd = Command::new(release_bin("halite-swarm"));
+        cmd.args(["--control", "--protocol", "mixed", "--prefix", "swarm", "--minions", &minions.to_string()])
+            .args(["--ret-port", &ports.0.to_string(), "--publish-port", &ports.1.to_string()])
+            .args(["--ready-timeout", &ready_timeout.as_secs().to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(cpus) = cpus {
+            cpus.apply(&mut cmd);
+        }
+        let mut child = cmd.spawn().expect("start halite-swarm");
+        let stdout = child.stdout.take().expect("swarm stdout");
+        let stdin = child.stdin.take().expect("swarm stdin");
         let (tx, events) = mpsc::channel();
-        let mut shards = Vec::new();
-        for (n, first) in (0..minions).step_by(SHARD).enumerate() {
-            let count = Swarm::shard_size(minions, n);
-            let mut child = Command::new(release_bin("halite-swarm"))
-                .args(["--control", "--protocol", "mixed", "--prefix", "swarm"])
-                .args(["--minions", &count.to_string(), "--first", &first.to_string()])
-                .args(["--ret-port", &ports.0.to_string(), "--publish-port", &ports.1.to_string()])
-                .args(["--ready-timeout", &ready_timeout.as_secs().to_string()])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start halite-swarm");
-            let stdout = child.stdout.take().expect("swarm stdout");
-            let stdin = child.stdin.take().expect("swarm stdin");
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        if tx.send((n, v)).is_err() {
-                            break;
-                        }
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(v).is_err() {
+                        break;
                     }
                 }
-            });
-            shards.push((child, stdin));
-        }
-        Swarm { shards, events }
+            }
+        });
+        Swarm { child, stdin, events }
     }
 
+    /// Sends a command. Lines still queued are answers given up on; dropped, so none is taken
+    /// for the answer to this command.
     pub fn send(&mut self, line: &str) {
-        for (_, stdin) in &mut self.shards {
-            let _ = writeln!(stdin, "{line}");
-            let _ = stdin.flush();
-        }
+        while self.events.try_recv().is_ok() {}
+        let _ = writeln!(self.stdin, "{line}");
+        let _ = self.stdin.flush();
     }
 
-    /// Sends `line` to one shard only.
-    pub fn send_to(&mut self, shard: usize, line: &str) {
-        if let Some((_, stdin)) = self.shards.get_mut(shard) {
-            let _ = writeln!(stdin, "{line}");
-            let _ = stdin.flush();
-        }
+    /// The next event of kind in `kinds`, or `Null` when none came in time.
+    pub fn next(&self, kinds: &[&str], timeout: Duration) -> Value {
+        self.next_where(kinds, |_| true, timeout).unwrap_or(Value::Null)
     }
 
-    /// How many minions shard `shard` of a swarm of `minions` runs.
-    pub fn shard_size(minions: usize, shard: usize) -> usize {
-        SHARD.min(minions.saturating_sub(shard * SHARD))
-    }
-
-    /// One event of kind in `kinds` from every shard, in shard order.
-    pub fn collect(&self, kinds: &[&str], timeout: Duration) -> Vec<Value> {
-        self.collect_where(kinds, |_| true, timeout).into_iter().map(|v| v.unwrap_or(Value::Null)).collect()
-    }
-
-    /// One event of kind in `kinds` for which `wanted` holds from every shard, in shard
-    /// order; `None` for a shard that sent none in time. Other events are dropped.
-    pub fn collect_where(
-        &self,
-        kinds: &[&str],
-        wanted: impl Fn(&Value) -> bool,
-        timeout: Duration,
-    ) -> Vec<Option<Value>> {
-        let mut got: Vec<Option<Value>> = vec![None; self.shards.len()];
+    /// The next event of kind in `kinds` for which `wanted` holds; others are dropped.
+    pub fn next_where(&self, kinds: &[&str], wanted: impl Fn(&Value) -> bool, timeout: Duration) -> Option<Value> {
         let deadline = Instant::now() + timeout;
-        while got.iter().any(Option::is_none) {
+        loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let Ok((n, v)) = self.events.recv_timeout(left) else { break };
+            let v = self.events.recv_timeout(left).ok()?;
             if kinds.contains(&v["event"].as_str().unwrap_or("")) && wanted(&v) {
-                got[n] = Some(v);
+                return Some(v);
             }
         }
-        got
+    }
+
+    /// The swarm's report now.
+    pub fn report(&mut self) -> Value {
+        self.send("report");
+        self.next(&["report"], ANSWER_TIMEOUT)
     }
 
     pub fn ready_since(&mut self, unix: f64) -> usize {
         self.send(&format!("ready_since {unix}"));
-        self.collect(&["ready_since"], Duration::from_secs(10)).iter().filter_map(|v| v["count"].as_u64()).sum::<u64>()
-            as usize
+        self.next(&["ready_since"], ANSWER_TIMEOUT)["count"].as_u64().unwrap_or(0) as usize
     }
 
-    /// The minions whose return of `jid` the master acknowledged, over all shards.
-    /// `None` when a shard did not answer in time: then nobody knows.
+    /// The minions whose return of `jid` the master acknowledged. `None` when the swarm
+    /// did not answer in time: then nobody knows.
     pub fn acknowledged(&mut self, jid: &str) -> Option<Vec<String>> {
         self.send(&format!("acknowledged {jid}"));
-        let shards = self.collect_where(&["acknowledged"], |v| v["jid"] == jid, Duration::from_secs(30));
-        let mut ids = Vec::new();
-        for shard in shards {
-            let ids_of_shard = shard?["ids"].as_array().cloned().unwrap_or_default();
-            ids.extend(ids_of_shard.iter().filter_map(|id| id.as_str().map(str::to_owned)));
-        }
-        Some(ids)
+        let answer = self.next_where(&["acknowledged"], |v| v["jid"] == jid, ANSWER_TIMEOUT)?;
+        let ids = answer["ids"].as_array()?;
+        Some(ids.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect())
     }
 
-    pub fn stop(mut self) -> Vec<Value> {
+    /// Stops the swarm and returns its final report.
+    pub fn stop(mut self) -> Value {
         self.send("stop");
-        let finals = self.collect(&["final"], Duration::from_secs(60));
-        for (mut child, stdin) in self.shards.drain(..) {
-            drop(stdin);
-            let _ = child.wait();
+        let last = self.next(&["final"], Duration::from_secs(120));
+        drop(self.stdin);
+        if last.is_null() {
+            let _ = self.child.kill();
         }
-        finals
+        let _ = self.child.wait();
+        last
     }
 }
